@@ -1,0 +1,269 @@
+"""Every setting of the project in one place: its default, its type and where it is read from.
+
+Resolution order for a setting NAME (field `name` below):
+1. the environment variable `L1NDA_<NAME>` (upper case), e.g. `L1NDA_CHECK_INTERVAL_HEALTHY=3600`;
+2. inside Airflow, the Airflow Variable `l1nda_<name>` (lower case), e.g. `l1nda_check_interval_healthy`;
+3. the default here.
+Connection-backed settings (`database_url`, `nmbrs_base_url`) also look at the Airflow connection named in
+`Setting.conn_id` when no environment variable is set. Secrets (`fernet_keys`) never appear in repr().
+
+The README's settings table is generated from `SETTINGS` (`l1nda-sync settings --markdown`), so it cannot
+drift from the code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting and the fix."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    conn_id: str | None = None
+    secret: bool = False
+
+    @property
+    def env_var(self) -> str:
+        return f"L1NDA_{self.name.upper()}"
+
+    @property
+    def variable(self) -> str:
+        return f"l1nda_{self.name}"
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r} (use true or false)")
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"must be greater than 0, got {value}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, got {value}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"must be a whole number greater than 0, got {value}")
+    return number
+
+
+def _share(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise ValueError(f"must be a share between 0 and 1, got {value}")
+    return number
+
+
+def _language(value: str) -> str:
+    if value not in {"en", "nl"}:
+        raise ValueError(f"must be 'en' or 'nl', got {value!r}")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # Where things are
+    Setting("database_url", None, "PostgreSQL URL of the registry", conn_id="l1nda_registry"),
+    Setting("nmbrs_base_url", "https://api.nmbrs.nl/soap/v3/", "Nmbrs SOAP base URL (ends in /soap/v3/)",
+            conn_id="nmbrs_soap"),
+    Setting("fernet_keys", None, "Fernet keys for tokens at rest, comma separated, newest first",
+            parse=_csv, secret=True),
+    # Nmbrs client
+    Setting("nmbrs_connect_timeout", 5.0, "seconds to connect to Nmbrs", parse=_positive_float),
+    Setting("nmbrs_read_timeout", 60.0, "seconds to wait for one Nmbrs answer", parse=_positive_float),
+    Setting("nmbrs_call_deadline", 120.0, "seconds one call may take, retries included", parse=_positive_float),
+    Setting("nmbrs_retry_attempts", 4, "attempts per call for transient faults", parse=_positive_int),
+    Setting("nmbrs_calls_per_second", 100.0, "process-wide rate limit on Nmbrs calls (fair use: 150/s)",
+            parse=_positive_float),
+    Setting("nmbrs_max_concurrency", 32, "Nmbrs calls in flight at once, per process", parse=_positive_int),
+    Setting("nmbrs_wsdl_cache_ttl", 86400.0, "seconds a cached WSDL stays fresh", parse=_non_negative_float),
+    Setting("nmbrs_wsdl_cache_dir", None, "where WSDLs are cached (default: the user cache directory)"),
+    Setting("mapping_full_refresh", 86400.0,
+            "seconds after which a token's company-to-debtor mapping is rebuilt even if nothing changed",
+            parse=_non_negative_float),
+    # Scheduling and state
+    Setting("schedule", "*/10 * * * *", "cron schedule of the nmbrs_token_sync DAG"),
+    Setting("batch_size", 100, "tokens per mapped check task", parse=_positive_int),
+    Setting("check_interval_healthy", 3600.0, "seconds between checks of a healthy token",
+            parse=_positive_float),
+    Setting("check_interval_failed", 600.0, "seconds until a token that just failed is checked again",
+            parse=_positive_float),
+    Setting("check_interval_unreachable_max", 21600.0, "longest backoff between checks of an unreachable token",
+            parse=_positive_float),
+    Setting("revoke_confirmations", 2, "consecutive 1001 answers before a token counts as revoked",
+            parse=_positive_int),
+    Setting("revoke_min_spacing", 600.0, "seconds between the first and the confirming 1001",
+            parse=_non_negative_float),
+    Setting("unreachable_after", 21600.0, "seconds of nothing but transient faults before a token is unreachable",
+            parse=_positive_float),
+    Setting("breaker_share", 0.5, "share of failing tokens in one run that means a provider incident",
+            parse=_share),
+    Setting("breaker_min_tokens", 5, "tokens a run must check before the circuit breaker can trip",
+            parse=_positive_int),
+    # Alerts
+    Setting("ops_recipients", ("support@l1nda.example",), "operations mailbox(es), comma separated", parse=_csv),
+    Setting("mail_from", "L1NDA Nmbrs sync <no-reply@l1nda.example>", "From: of alert mails"),
+    Setting("default_language", "en", "language of mails when a contact has none (en or nl)", parse=_language),
+    Setting("problem_quiet_period", 3600.0, "seconds a cause must stay clear before its problem resolves",
+            parse=_non_negative_float),
+    Setting("reminder_interval", 86400.0, "seconds between reminders of an open problem; 0 turns them off",
+            parse=_non_negative_float),
+    Setting("smtp_conn_id", "smtp_default", "Airflow connection used to send mail"),
+    Setting("api_conn_id", "l1nda_api", "Airflow HTTP connection of the L1NDA platform webhook (optional)"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _from_airflow_variable(setting: Setting) -> str | None:
+    try:
+        from airflow.sdk import Variable
+    except ImportError:  # pragma: no cover - outside Airflow
+        return None
+    try:
+        value = Variable.get(setting.variable, default=None)
+    except Exception:
+        return None
+    return None if value is None else str(value)
+
+
+def _from_airflow_connection(setting: Setting) -> str | None:
+    if setting.conn_id is None:
+        return None
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # pragma: no cover - outside Airflow
+        return None
+    try:
+        conn = BaseHook.get_connection(setting.conn_id)
+    except Exception:
+        return None
+    if setting.name == "database_url":
+        return conn.get_uri().replace("postgres://", "postgresql://", 1)
+    host = conn.host or ""
+    if host.startswith(("http://", "https://")):
+        return host if host.endswith("/") else host + "/"
+    scheme = conn.schema or "https"
+    port = f":{conn.port}" if conn.port else ""
+    return f"{scheme}://{host}{port}/soap/v3/"
+
+
+def _raw(setting: Setting, env: Mapping[str, str], use_airflow: bool) -> str | None:
+    if setting.env_var in env:
+        return env[setting.env_var]
+    if use_airflow:
+        value = _from_airflow_connection(setting)
+        if value is not None:
+            return value
+        return _from_airflow_variable(setting)
+    return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with `Settings.load()`; override in tests with `dataclasses.replace`."""
+
+    database_url: str | None = None
+    nmbrs_base_url: str = "https://api.nmbrs.nl/soap/v3/"
+    fernet_keys: tuple[str, ...] | None = field(default=None, repr=False)
+    nmbrs_connect_timeout: float = 5.0
+    nmbrs_read_timeout: float = 60.0
+    nmbrs_call_deadline: float = 120.0
+    nmbrs_retry_attempts: int = 4
+    nmbrs_calls_per_second: float = 100.0
+    nmbrs_max_concurrency: int = 32
+    nmbrs_wsdl_cache_ttl: float = 86400.0
+    nmbrs_wsdl_cache_dir: str | None = None
+    mapping_full_refresh: float = 86400.0
+    schedule: str = "*/10 * * * *"
+    batch_size: int = 100
+    check_interval_healthy: float = 3600.0
+    check_interval_failed: float = 600.0
+    check_interval_unreachable_max: float = 21600.0
+    revoke_confirmations: int = 2
+    revoke_min_spacing: float = 600.0
+    unreachable_after: float = 21600.0
+    breaker_share: float = 0.5
+    breaker_min_tokens: int = 5
+    ops_recipients: tuple[str, ...] = ("support@l1nda.example",)
+    mail_from: str = "L1NDA Nmbrs sync <no-reply@l1nda.example>"
+    default_language: str = "en"
+    problem_quiet_period: float = 3600.0
+    reminder_interval: float = 86400.0
+    smtp_conn_id: str = "smtp_default"
+    api_conn_id: str = "l1nda_api"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, *, use_airflow: bool = True) -> Settings:
+        """Resolve every setting; a bad value raises SettingsError naming the variable and the fix."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = _raw(setting, env, use_airflow)
+            if raw is None:
+                continue
+            try:
+                values[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                shown = "***" if setting.secret else repr(raw)
+                raise SettingsError(
+                    f"{setting.env_var} (or Airflow Variable {setting.variable}) = {shown}: {exc}; "
+                    f"expected: {setting.help}"
+                ) from None
+        return cls(**values)
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise SettingsError(
+                "no registry database: set L1NDA_DATABASE_URL=postgresql://user:pass@host:5432/db "
+                "or, inside Airflow, the connection 'l1nda_registry'"
+            )
+        return self.database_url
+
+
+def _check_fields_match() -> None:
+    declared = {s.name for s in SETTINGS}
+    held = {f.name for f in fields(Settings)}
+    if declared != held:  # pragma: no cover - a programming error caught at import
+        raise RuntimeError(f"SETTINGS and Settings disagree: {sorted(declared ^ held)}")
+
+
+_check_fields_match()
+
+
+def settings_markdown() -> str:
+    """The README's settings table."""
+    rows = ["| setting | environment variable | Airflow | default | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        where = f"Variable `{s.variable}`" + (f" or connection `{s.conn_id}`" if s.conn_id else "")
+        default = ",".join(s.default) if isinstance(s.default, tuple) else s.default
+        shown = "(none)" if default is None else f"`{default}`"
+        rows.append(f"| `{s.name}` | `{s.env_var}` | {where} | {shown} | {s.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,59 @@
+"""Settings resolve from the environment, validate with a message naming the variable, and hide secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from l1nda_sync.settings import SETTINGS, Settings, SettingsError, settings_markdown
+
+
+def test_defaults_without_environment() -> None:
+    s = Settings.load({}, use_airflow=False)
+    assert s.nmbrs_base_url == "https://api.nmbrs.nl/soap/v3/"
+    assert s.check_interval_healthy == 3600.0
+    assert s.revoke_confirmations == 2
+    assert s.database_url is None
+
+
+def test_environment_overrides_and_parses() -> None:
+    s = Settings.load(
+        {"L1NDA_BATCH_SIZE": "25", "L1NDA_OPS_RECIPIENTS": "a@x.nl, b@x.nl", "L1NDA_BREAKER_SHARE": "0.3"},
+        use_airflow=False,
+    )
+    assert s.batch_size == 25
+    assert s.ops_recipients == ("a@x.nl", "b@x.nl")
+    assert s.breaker_share == 0.3
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "fragment"),
+    [
+        ("L1NDA_BATCH_SIZE", "0", "greater than 0"),
+        ("L1NDA_BATCH_SIZE", "many", "invalid literal"),
+        ("L1NDA_BREAKER_SHARE", "2", "between 0 and 1"),
+        ("L1NDA_DEFAULT_LANGUAGE", "de", "'en' or 'nl'"),
+    ],
+)
+def test_bad_value_names_the_variable(var: str, value: str, fragment: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.load({var: value}, use_airflow=False)
+    assert var in str(err.value)
+    assert fragment in str(err.value)
+
+
+def test_secret_never_in_repr_or_error() -> None:
+    key = "c2VjcmV0LWtleS1tYXRlcmlhbC1mb3ItdGVzdHMtb25seS0xMjM0NTY="
+    s = Settings.load({"L1NDA_FERNET_KEYS": key}, use_airflow=False)
+    assert s.fernet_keys == (key,)
+    assert key not in repr(s)
+
+
+def test_missing_database_url_says_how_to_set_it() -> None:
+    with pytest.raises(SettingsError, match="L1NDA_DATABASE_URL"):
+        Settings.load({}, use_airflow=False).require_database_url()
+
+
+def test_markdown_lists_every_setting() -> None:
+    table = settings_markdown()
+    for s in SETTINGS:
+        assert f"`{s.env_var}`" in table
