@@ -1,0 +1,156 @@
+"""Link choice: stay, fail over, activate, suspend with a reason; and the invariants over random worlds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from l1nda_sync.engine.breaker import judge
+from l1nda_sync.engine.links import (
+    KEEPS_LINKS,
+    LinkState,
+    LinkView,
+    Reason,
+    TokenView,
+    apply_link_changes,
+    reconcile_links,
+)
+from l1nda_sync.engine.token_state import Outcome, TokenState
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+ACC = TokenView(1, "accountant", TokenState.ACTIVE, "acme", NOW)
+DEB = TokenView(2, "debtor", TokenState.ACTIVE, "acme", NOW - timedelta(hours=2))
+ACC2 = TokenView(3, "accountant", TokenState.ACTIVE, "acme", NOW - timedelta(hours=1))
+
+
+def tokens(*ts: TokenView) -> dict[int, TokenView]:
+    return {t.id: t for t in ts}
+
+
+def one(change_list):
+    assert len(change_list) == 1, change_list
+    return change_list[0]
+
+
+def test_pending_link_activates_with_the_preferred_token() -> None:
+    link = LinkView(7, 100, LinkState.PENDING)
+    change = one(reconcile_links([link], tokens(ACC, DEB, ACC2), {100: [1, 2, 3]}))
+    assert (change.to_state, change.to_token, change.reason) == (LinkState.ACTIVE, 2, Reason.REACHED)
+
+
+def test_most_recently_validated_wins_between_equal_levels() -> None:
+    change = one(reconcile_links([LinkView(7, 100, LinkState.PENDING)], tokens(ACC, ACC2), {100: [3, 1]}))
+    assert change.to_token == 1
+
+
+def test_active_link_stays_with_its_token_even_when_a_preferred_one_appears() -> None:
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=1)
+    assert reconcile_links([link], tokens(ACC, DEB), {100: [1, 2]}) == []
+
+
+def test_fails_over_when_serving_token_is_revoked() -> None:
+    revoked = TokenView(1, "accountant", TokenState.REVOKED, "acme", NOW)
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=1)
+    change = one(reconcile_links([link], tokens(revoked, ACC2), {100: [1, 3]}))
+    assert (change.to_state, change.from_token, change.to_token, change.reason) == (
+        LinkState.ACTIVE, 1, 3, Reason.FAILOVER)
+
+
+@pytest.mark.parametrize(
+    ("serving_state", "lost_reason", "reason"),
+    [
+        (TokenState.REVOKED, None, Reason.REVOKED),
+        (TokenState.RIGHTS_MISSING, None, Reason.RIGHTS_MISSING),
+        (TokenState.NO_SUBSCRIPTION, None, Reason.NO_SUBSCRIPTION),
+        (TokenState.DISABLED, None, Reason.TOKEN_DISABLED),
+        (TokenState.ACTIVE, "tag_or_filter", "tag_or_filter"),
+        (TokenState.ACTIVE, "company_ended", "company_ended"),
+    ],
+)
+def test_suspends_with_the_reason(serving_state: TokenState, lost_reason: str | None, reason: str) -> None:
+    serving = TokenView(1, "accountant", serving_state, "acme", NOW)
+    reach = {100: [1]} if serving_state is not TokenState.ACTIVE else {}
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=1)
+    lost = {(1, 100): lost_reason} if lost_reason else {}
+    change = one(reconcile_links([link], tokens(serving), reach, lost_reasons=lost))
+    assert (change.to_state, change.reason) == (LinkState.SUSPENDED, reason)
+
+
+@pytest.mark.parametrize("state", [TokenState.INVALID, TokenState.UNREACHABLE])
+def test_suspected_token_keeps_its_links(state: TokenState) -> None:
+    suspect = TokenView(1, "accountant", state, "acme", NOW)
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=1)
+    assert reconcile_links([link], tokens(suspect, ACC2), {100: [1, 3]}) == []
+
+
+def test_breaker_open_suspends_nothing_and_environment_must_match() -> None:
+    revoked = TokenView(1, "accountant", TokenState.REVOKED, "acme", NOW)
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=1)
+    assert reconcile_links([link], tokens(revoked), {100: [1]}, breaker_open=True) == []
+    other_env = TokenView(4, "debtor", TokenState.ACTIVE, "globex", NOW)
+    pending = LinkView(8, 100, LinkState.PENDING, environment="acme")
+    assert reconcile_links([pending], tokens(other_env), {100: [4]}) == []
+
+
+def test_suspended_link_comes_back_when_reached_again() -> None:
+    link = LinkView(7, 100, LinkState.SUSPENDED, token_id=1, reason="revoked")
+    change = one(reconcile_links([link], tokens(ACC), {100: [1]}))
+    assert (change.to_state, change.to_token) == (LinkState.ACTIVE, 1)
+
+
+def test_cancelled_links_are_left_alone() -> None:
+    assert reconcile_links([LinkView(7, 100, LinkState.CANCELLED)], tokens(ACC), {100: [1]}) == []
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "tripped"),
+    [
+        ([Outcome.TRANSIENT] * 3 + [Outcome.VALID] * 1, False),  # fewer than 5 checked
+        ([Outcome.TRANSIENT] * 3 + [Outcome.VALID] * 3, False),  # exactly half is not more than half
+        ([Outcome.TRANSIENT] * 2 + [Outcome.INVALID] * 2 + [Outcome.VALID] * 3, True),
+        ([Outcome.RIGHTS_MISSING] * 6, False),  # customers' own settings, not an incident
+    ],
+)
+def test_breaker(outcomes: list[Outcome], tripped: bool) -> None:
+    assert judge(outcomes).tripped is tripped
+
+
+states = st.sampled_from(list(TokenState))
+token_views = st.builds(
+    TokenView, id=st.integers(1, 6), level=st.sampled_from(["debtor", "accountant"]), state=states,
+    environment=st.sampled_from([None, "acme"]), last_valid_at=st.sampled_from([None, NOW, NOW - timedelta(1)]))
+link_views = st.builds(
+    LinkView, id=st.integers(1, 1000), company_id=st.integers(1, 8),
+    state=st.sampled_from(list(LinkState)), token_id=st.one_of(st.none(), st.integers(1, 6)),
+    environment=st.sampled_from([None, "acme"]))
+
+
+@given(st.lists(token_views, max_size=6, unique_by=lambda t: t.id),
+       st.lists(link_views, max_size=12, unique_by=lambda link: link.id),
+       st.dictionaries(st.integers(1, 8), st.sets(st.integers(1, 6)), max_size=8),
+       st.booleans())
+def test_no_link_active_without_a_good_token_that_reaches_it(token_list, links, reach, breaker_open) -> None:
+    toks = tokens(*token_list)
+    changes = reconcile_links(links, toks, reach, breaker_open=breaker_open)
+    assert len({c.link_id for c in changes}) == len(changes), "one change per link at most"
+    after = apply_link_changes(links, changes)
+    before = {link.id: link for link in links}
+    for link in after:
+        old = before[link.id]
+        if breaker_open:
+            assert not (old.state is LinkState.ACTIVE and link.state is LinkState.SUSPENDED)
+        if link.state is not LinkState.ACTIVE or (breaker_open and old == link):
+            continue
+        # Every active link is served by a token that reaches its company and is not known to be bad ...
+        token = toks.get(link.token_id)
+        assert token is not None
+        assert token.state in KEEPS_LINKS
+        assert link.token_id in reach.get(link.company_id, set())
+        # ... and a link that just became active or changed token went to a token that answered.
+        if old.state is not LinkState.ACTIVE or old.token_id != link.token_id:
+            assert token.state is TokenState.ACTIVE
+    # Reconciling the reconciled world changes nothing more (convergence).
+    assert reconcile_links(after, toks, reach, breaker_open=breaker_open) == []
