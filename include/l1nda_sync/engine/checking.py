@@ -1,0 +1,145 @@
+"""Check and discover: probe a batch of tokens in a thread pool and record what each probe found.
+
+Nothing here decides a token's fate: results are stored as pending checks, and the apply step decides once
+the whole run is known (the circuit breaker needs every batch). Secrets: tokens are decrypted one at a time
+inside the worker that calls Nmbrs, and only the check's outcome, counts and the probe's plain data are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from l1nda_sync.engine.outcomes import outcome_of, reach_from_probe
+from l1nda_sync.engine.token_state import Outcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenToCheck:
+    id: int
+    username: str
+    domain: str | None
+    probe_cache: dict[str, Any] | None
+    ciphertext: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRecord:
+    """One probe's result, as stored in `checks` until applied."""
+
+    token_id: int
+    checked_at: datetime
+    outcome: Outcome
+    fault_code: int | None
+    detail: str | None
+    missing_operation: str | None
+    duration_ms: int
+    calls: int
+    probe: dict[str, Any] | None  # None when it failed, or when it equals the stored reach (unchanged)
+    unchanged: bool = False
+    debtors: int | None = None
+    companies: int | None = None
+
+
+def load_tokens(cur: Any, token_ids: Sequence[int]) -> list[TokenToCheck]:
+    cur.execute(
+        "SELECT id, username, domain, probe_cache, token_ciphertext FROM tokens WHERE id = ANY(%s) ORDER BY id",
+        (list(token_ids),),
+    )
+    return [TokenToCheck(*row) for row in cur.fetchall()]
+
+
+def probe_one(
+    token: TokenToCheck,
+    *,
+    reveal: Callable[[str], Any],
+    client: Any,
+    now: Callable[[], datetime],
+) -> CheckRecord:
+    """Probe one token; never raises (a fault on one token never stops the others)."""
+    from l1nda_sync.nmbrs import Credentials, Probe
+
+    started = time.monotonic()
+    calls_before = getattr(client, "calls_made", 0)
+    probe: dict[str, Any] | None = None
+    calls = 0
+    try:
+        previous = Probe.from_dict(token.probe_cache) if token.probe_cache else None
+        result = client.probe(Credentials(token.username, reveal(token.ciphertext), token.domain), previous)
+        probe = result.to_dict()
+        calls = result.calls
+        outcome, code, missing, detail = Outcome.VALID, None, None, None
+    except Exception as exc:
+        outcome, code, missing = outcome_of(exc)
+        detail = f"{type(exc).__name__}: {exc}"[:500]
+        calls = max(0, getattr(client, "calls_made", 0) - calls_before) if outcome is not Outcome.VALID else calls
+        if outcome is Outcome.UNKNOWN and code is None:
+            log.warning("token %s: unexpected %s during probe", token.id, type(exc).__name__)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    unchanged = False
+    debtors = companies = None
+    if probe is not None:
+        reach = reach_from_probe(probe)
+        debtors, companies = len(reach.debtors), len(reach.companies)
+        # Unchanged = nothing to write but the check itself: same reach, same domain, and a reused mapping
+        # (a fully refreshed probe is stored, so the cache learns the new mapping time).
+        unchanged = (
+            token.probe_cache is not None
+            and bool(probe.get("mapping_reused"))
+            and probe.get("domain") == token.domain
+            and reach == reach_from_probe(token.probe_cache)
+        )
+    return CheckRecord(
+        token_id=token.id, checked_at=now(), outcome=outcome, fault_code=code, detail=detail,
+        missing_operation=missing, duration_ms=duration_ms, calls=calls,
+        probe=probe, unchanged=unchanged, debtors=debtors, companies=companies,
+    )
+
+
+def probe_all(
+    tokens: Iterable[TokenToCheck],
+    *,
+    reveal: Callable[[str], Any],
+    client: Any,
+    now: Callable[[], datetime],
+    threads: int,
+) -> list[CheckRecord]:
+    tokens = list(tokens)
+    if not tokens:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(tokens))), thread_name_prefix="probe") as pool:
+        return list(pool.map(lambda t: probe_one(t, reveal=reveal, client=client, now=now), tokens))
+
+
+def store_checks(cur: Any, run_id: int | None, records: Iterable[CheckRecord]) -> int:
+    """Insert the pending checks in one statement. An unchanged probe is stored without its (large) data."""
+    from psycopg2.extras import execute_values
+
+    rows = [
+        (
+            r.token_id, run_id, r.checked_at, r.outcome.value, r.fault_code, r.detail, r.missing_operation,
+            r.duration_ms, r.calls, r.debtors, r.companies, r.unchanged,
+            None if (r.probe is None or r.unchanged) else json.dumps(r.probe),
+        )
+        for r in records
+    ]
+    if not rows:
+        return 0
+    execute_values(
+        cur,
+        """INSERT INTO checks (token_id, run_id, checked_at, outcome, fault_code, detail, missing_operation,
+                               duration_ms, calls, debtors, companies, unchanged, probe)
+           VALUES %s""",
+        rows,
+        template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+        page_size=1000,
+    )
+    return len(rows)

@@ -1,0 +1,259 @@
+"""The sync engine's entry points, as the DAG's tasks call them: plan -> check batches -> finish -> report.
+
+Each step opens its own connections and passes only ids and counts onward, so the steps can run in separate
+Airflow tasks on separate workers. `dry_run` runs every step in one transaction that is rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg2
+
+from l1nda_sync.engine.applying import ApplyHooks, apply_pending, unit_of_work
+from l1nda_sync.engine.checking import load_tokens, probe_all, store_checks
+from l1nda_sync.engine.links import LinkState
+from l1nda_sync.engine.planning import Plan, batched, claim_tokens, validate_token_ids
+from l1nda_sync.engine.reach import Change, Entity
+from l1nda_sync.engine.reconciling import LinkHooks, reconcile_all
+from l1nda_sync.engine.token_state import StatePolicy
+from l1nda_sync.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunReport:
+    """What one run did; stored on the run (runs.summary) and logged as a table."""
+
+    run_id: int | None
+    dry_run: bool
+    checked: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    calls: int = 0
+    reach_gained: int = 0
+    reach_lost: int = 0
+    links_activated: int = 0
+    links_failed_over: int = 0
+    links_suspended: int = 0
+    state_changes: list[dict[str, Any]] = field(default_factory=list)
+    link_changes: list[dict[str, Any]] = field(default_factory=list)
+    breaker_tripped: bool = False
+    problems_opened: int = 0
+    problems_resolved: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def table(self) -> str:
+        rows = [
+            ("run", f"{self.run_id}{' (dry run)' if self.dry_run else ''}"),
+            ("tokens checked", str(self.checked)),
+            *((f"  {k}", str(v)) for k, v in sorted(self.outcomes.items())),
+            ("Nmbrs calls", str(self.calls)),
+            ("reach gained / lost", f"{self.reach_gained} / {self.reach_lost}"),
+            ("links activated / failed over / suspended",
+             f"{self.links_activated} / {self.links_failed_over} / {self.links_suspended}"),
+            ("token state changes", str(len(self.state_changes))),
+            ("problems opened / resolved", f"{self.problems_opened} / {self.problems_resolved}"),
+            ("circuit breaker", "TRIPPED (provider incident)" if self.breaker_tripped else "closed"),
+            ("duration", f"{self.seconds:.1f} s"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+class SyncEngine:
+    """Binds settings, the registry connection, the Nmbrs client and the alert hooks together."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        settings: Settings | None = None,
+        client: Any = None,
+        reveal: Callable[[str], Any] | None = None,
+        hooks: Any = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.database_url = database_url
+        self.settings = settings or Settings.load()
+        self._client = client
+        self._reveal = reveal
+        self.hooks = hooks
+        self.clock = clock
+        self.policy = StatePolicy.from_settings(self.settings)
+
+    # -- parts built lazily, so a plan or a report never builds a SOAP client -----------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from l1nda_sync.nmbrs import get_client
+
+            self._client = get_client(self.settings)
+        return self._client
+
+    @property
+    def reveal(self) -> Callable[[str], Any]:
+        if self._reveal is None:
+            from l1nda_sync.registry.crypto import TokenCipher
+
+            self._reveal = TokenCipher.from_settings(self.settings).decrypt
+        return self._reveal
+
+    def connect(self) -> Any:
+        return psycopg2.connect(self.database_url, application_name="l1nda-sync")
+
+    # -- the steps -------------------------------------------------------------------------------------------
+    def plan(
+        self, *, token_ids: Sequence[int] = (), force: bool = False, dag_run_id: str | None = None,
+        dry_run: bool = False,
+    ) -> Plan:
+        """Validate the request, claim the due tokens, open a run, cut the ids into batches."""
+        conn = self.connect()
+        try:
+            with conn, conn.cursor() as cur:
+                validate_token_ids(cur, token_ids)
+                if dry_run:
+                    ids = _due_without_claim(cur, self.clock(), token_ids=token_ids, force=force)
+                    return Plan(None, tuple(ids), batched(ids, self.settings.batch_size))
+                ids = claim_tokens(cur, self.clock(), token_ids=token_ids, force=force)
+                cur.execute(
+                    """INSERT INTO runs (dag_run_id, started_at, dry_run, forced, state, summary)
+                       VALUES (%s, %s, false, %s, 'running', %s::jsonb) RETURNING id""",
+                    (dag_run_id, self.clock(), force, json.dumps({"planned": len(ids)})),
+                )
+                run_id = cur.fetchone()[0]
+            return Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size))
+        finally:
+            conn.close()
+
+    def check_batch(self, run_id: int | None, token_ids: Sequence[int], *, conn: Any = None) -> dict[str, int]:
+        """Probe a batch in a thread pool and store the results as pending checks. Returns counts only."""
+        own = conn is None
+        conn = conn or self.connect()
+        try:
+            with unit_of_work(conn, dry_run=not own) as cur:
+                tokens = load_tokens(cur, token_ids)
+            records = probe_all(tokens, reveal=self.reveal, client=self.client, now=self.clock,
+                                threads=self.settings.nmbrs_max_concurrency)
+            with unit_of_work(conn, dry_run=not own) as cur:
+                store_checks(cur, run_id, records)
+            counts = Counter(r.outcome.value for r in records)
+            return {"checked": len(records), "calls": sum(r.calls for r in records), **counts}
+        finally:
+            if own:
+                conn.close()
+
+    def finish(self, run_id: int | None, *, conn: Any = None) -> RunReport:
+        """Apply the run's checks (and any a crashed run left), reconcile links, and store the report."""
+        started = time.monotonic()
+        own = conn is None
+        dry_run = not own
+        conn = conn or self.connect()
+        try:
+            summary = apply_pending(
+                conn, policy=self.policy, now=self.clock, run_id=None,
+                breaker_share=self.settings.breaker_share, breaker_min_tokens=self.settings.breaker_min_tokens,
+                hooks=self.hooks, dry_run=dry_run,
+            )
+            with unit_of_work(conn, dry_run=dry_run) as cur:
+                changes = reconcile_all(cur, now=self.clock, run_id=run_id, breaker_open=summary.breaker_open,
+                                        hooks=self.hooks)
+            report = RunReport(run_id=run_id, dry_run=dry_run)
+            report.checked = len(summary.applied)
+            report.outcomes = dict(summary.outcomes())
+            report.breaker_tripped = summary.breaker_open
+            for a in summary.applied:
+                if a.diff is not None:
+                    for e in a.diff.events:
+                        if e.entity is Entity.COMPANY and e.change is Change.GAINED:
+                            report.reach_gained += 1
+                        elif e.entity is Entity.COMPANY and e.change is Change.LOST:
+                            report.reach_lost += 1
+                if a.transition.changed_state:
+                    report.state_changes.append({"token_id": a.token_id, "label": a.label,
+                                                 "from": a.transition.before.state.value,
+                                                 "to": a.transition.after.state.value})
+            for c in changes:
+                if c.to_state is LinkState.SUSPENDED:
+                    report.links_suspended += 1
+                elif c.from_state is LinkState.ACTIVE:
+                    report.links_failed_over += 1
+                else:
+                    report.links_activated += 1
+                report.link_changes.append({"link_id": c.link_id, "from": c.from_state.value,
+                                            "to": c.to_state.value, "token": c.to_token, "reason": str(c.reason)})
+            with unit_of_work(conn, dry_run=dry_run) as cur:
+                if run_id is not None:
+                    cur.execute("SELECT coalesce(sum(calls), 0) FROM checks WHERE run_id = %s", (run_id,))
+                    report.calls = int(cur.fetchone()[0])
+                report.seconds = time.monotonic() - started
+                if run_id is not None and not dry_run:
+                    cur.execute(
+                        """UPDATE runs SET finished_at = %s, state = 'success',
+                               summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE id = %s""",
+                        (self.clock(), json.dumps(report.to_dict(), default=str), run_id),
+                    )
+            return report
+        finally:
+            if own:
+                conn.close()
+
+    def run_once(
+        self, *, token_ids: Sequence[int] = (), force: bool = False, dry_run: bool = False,
+        dag_run_id: str | None = None,
+    ) -> RunReport:
+        """All steps in this process (CLI, tests, benchmarks). A dry run writes nothing."""
+        started = time.monotonic()
+        plan = self.plan(token_ids=token_ids, force=force, dag_run_id=dag_run_id, dry_run=dry_run)
+        if not dry_run:
+            calls = 0
+            for batch in plan.batches:
+                calls += self.check_batch(plan.run_id, batch)["calls"]
+            report = self.finish(plan.run_id)
+            report.calls = report.calls or calls
+            report.seconds = time.monotonic() - started
+            return report
+        conn = self.connect()
+        try:
+            calls = 0
+            for batch in plan.batches:
+                calls += self.check_batch(None, batch, conn=conn)["calls"]
+            report = self.finish(None, conn=conn)
+            report.calls = calls
+            report.seconds = time.monotonic() - started
+            return report
+        finally:
+            conn.rollback()
+            conn.close()
+
+
+def _due_without_claim(cur: Any, now: datetime, *, token_ids: Sequence[int], force: bool) -> list[int]:
+    from l1nda_sync.engine.planning import CHECKABLE_STATES
+
+    sql = "SELECT id FROM tokens WHERE state = ANY(%s)"
+    args: list[Any] = [list(CHECKABLE_STATES)]
+    if token_ids:
+        sql += " AND id = ANY(%s)"
+        args.append(list(token_ids))
+    if not force:
+        sql += " AND next_check_at <= %s"
+        args.append(now)
+    cur.execute(sql + " ORDER BY id", args)
+    return [r[0] for r in cur.fetchall()]
+
+
+__all__ = ["ApplyHooks", "LinkHooks", "RunReport", "SyncEngine"]
