@@ -49,7 +49,7 @@ def validate_token_ids(cur: Any, token_ids: Sequence[int]) -> None:
 
 
 def claim_tokens(
-    cur,
+    cur: Any,
     now: datetime,
     *,
     token_ids: Sequence[int] = (),
