@@ -1,0 +1,59 @@
+"""Connecting to the registry: one place that turns a URL into a psycopg2 connection with sane defaults."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+
+from l1nda_sync.registry.errors import RegistryUnavailable
+
+APPLICATION_NAME = "l1nda-sync"
+
+
+def redact_url(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db (also password=... in DSN strings)."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", url, flags=re.IGNORECASE)
+
+
+def connect(url: str, *, connect_timeout: int = 10) -> psycopg2.extensions.connection:
+    """A connection in UTC; an unreachable server raises RegistryUnavailable naming the (redacted) URL."""
+    try:
+        return psycopg2.connect(
+            url, application_name=APPLICATION_NAME, connect_timeout=connect_timeout, options="-c timezone=UTC"
+        )
+    except psycopg2.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RegistryUnavailable(
+            f"cannot connect to the registry at {redact_url(url)}: {first_line}; "
+            "check L1NDA_DATABASE_URL (or --database-url) and that the server is running"
+        ) from None
+
+
+@contextmanager
+def transaction(conn: Any) -> Iterator[Any]:
+    """One transaction with a cursor: committed when the block ends, rolled back on any exception."""
+    with conn, conn.cursor() as cur:
+        yield cur
+
+
+@contextmanager
+def reading(conn: Any) -> Iterator[Any]:
+    """A cursor for reads that ends the transaction it opened, and leaves a caller's open transaction alone."""
+    idle = conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        if idle:
+            conn.rollback()
+
+
+def advisory_xact_lock(cur: Any, key: int) -> None:
+    """Serialise with every other transaction that takes the same key; released at commit or rollback."""
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))

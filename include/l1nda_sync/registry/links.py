@@ -1,0 +1,142 @@
+"""The links table from the operator's side: request a link, list them, cancel one.
+
+The sync engine activates, fails over and suspends links; these functions only record what L1NDA wants.
+Every change writes a link event in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from l1nda_sync.registry.db import reading
+from l1nda_sync.registry.errors import Conflict, NotFound
+
+LINK_COLUMNS = (
+    "id, customer_ref, environment, company_id, debtor_id, wanted, state, token_id, reason, requested_at, "
+    "activated_at, suspended_at, cancelled_at, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    id: int
+    customer_ref: str
+    environment: str | None
+    company_id: int
+    debtor_id: int | None
+    wanted: bool
+    state: str
+    token_id: int | None
+    reason: str | None
+    requested_at: datetime
+    activated_at: datetime | None
+    suspended_at: datetime | None
+    cancelled_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reacher:
+    """A token whose current reach holds a company."""
+
+    token_id: int
+    label: str
+    state: str
+    domain: str | None
+
+
+def _event(cur: Any, link_id: int, actor: str, before: str | None, after: str, token_before: int | None,
+           token_after: int | None, reason: str) -> None:
+    cur.execute(
+        """INSERT INTO link_events (link_id, actor, from_state, to_state, from_token_id, to_token_id, reason)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (link_id, actor, before, after, token_before, token_after, reason),
+    )
+
+
+def _fetch(cur: Any, link_id: int, *, for_update: bool = False) -> Link:
+    cur.execute(f"SELECT {LINK_COLUMNS} FROM links WHERE id = %s" + (" FOR UPDATE" if for_update else ""), (link_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound("ID", f"no link with id {link_id}; see `l1nda-sync links list`")
+    return Link(*row)
+
+
+def get_link(conn: Any, link_id: int) -> Link:
+    with reading(conn) as cur:
+        return _fetch(cur, link_id)
+
+
+def list_links(conn: Any, *, state: str | None = None, token_id: int | None = None) -> list[Link]:
+    where, args = [], []
+    if state is not None:
+        where.append("state = %s")
+        args.append(state)
+    if token_id is not None:
+        where.append("token_id = %s")
+        args.append(token_id)
+    sql = f"SELECT {LINK_COLUMNS} FROM links" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
+    with reading(conn) as cur:
+        cur.execute(sql, args)
+        return [Link(*r) for r in cur.fetchall()]
+
+
+def reachers(conn: Any, company_id: int, environment: str | None = None) -> list[Reacher]:
+    """Live tokens that reach the company now (per their last successful check)."""
+    with reading(conn) as cur:
+        cur.execute(
+            """SELECT t.id, t.label, t.state, t.domain FROM reach_companies r JOIN tokens t ON t.id = r.token_id
+               WHERE r.company_id = %s AND r.lost_at IS NULL AND t.removed_at IS NULL
+                 AND (%s::text IS NULL OR t.domain IS NULL OR t.domain = %s)
+               ORDER BY t.id""",
+            (company_id, environment, environment),
+        )
+        return [Reacher(*r) for r in cur.fetchall()]
+
+
+def request_link(conn: Any, *, customer_ref: str, company_id: int, environment: str | None, actor: str) -> Link:
+    """A wanted link, pending until a sync finds an active token that reaches the company."""
+    with conn.cursor() as cur:
+        # Serialise requests for the same company, so the check below and the insert cannot interleave.
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (0x4C31, company_id))
+        cur.execute(
+            f"""SELECT {LINK_COLUMNS} FROM links
+                WHERE wanted AND company_id = %s AND coalesce(environment, '') = coalesce(%s, '')""",
+            (company_id, environment),
+        )
+        existing = cur.fetchone()
+        if existing is not None:
+            link = Link(*existing)
+            raise Conflict("--company", f"company {company_id}{_in(environment)} already has link {link.id} "
+                                        f"(customer {link.customer_ref}, state {link.state}); cancel it first with "
+                                        f"`l1nda-sync links cancel {link.id}` if it should change")
+        cur.execute(
+            f"""INSERT INTO links (customer_ref, environment, company_id, reason)
+                VALUES (%s, %s, %s, 'requested') RETURNING {LINK_COLUMNS}""",
+            (customer_ref, environment, company_id),
+        )
+        link = Link(*cur.fetchone())
+        _event(cur, link.id, actor, None, link.state, None, None, "requested")
+    return link
+
+
+def cancel_link(conn: Any, link_id: int, *, actor: str) -> tuple[Link, bool]:
+    """No longer wanted: state 'cancelled'. Returns (link, changed); cancelling twice changes nothing."""
+    with conn.cursor() as cur:
+        link = _fetch(cur, link_id, for_update=True)
+        if link.state == "cancelled":
+            return link, False
+        cur.execute(
+            f"""UPDATE links SET wanted = false, state = 'cancelled', reason = 'cancelled', cancelled_at = now(),
+                    updated_at = now() WHERE id = %s RETURNING {LINK_COLUMNS}""",
+            (link_id,),
+        )
+        updated = Link(*cur.fetchone())
+        _event(cur, link_id, actor, link.state, "cancelled", link.token_id, link.token_id, "cancelled")
+    return updated, True
+
+
+def _in(environment: str | None) -> str:
+    return f" in environment {environment}" if environment else ""

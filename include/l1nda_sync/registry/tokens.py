@@ -1,0 +1,356 @@
+"""The tokens table: registering, replacing, disabling and removing tokens, and revealing one for a call.
+
+Functions take a psycopg2 connection and leave the transaction to the caller (`with conn:` commits or rolls
+back the whole command). Writes that decide on duplicates take one advisory lock, so two operators adding the
+same token at once cannot both succeed, also while the fingerprints are under different keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from l1nda_sync.masking import Secret, mask
+from l1nda_sync.registry import validation as v
+from l1nda_sync.registry.crypto import UNDECRYPTABLE_MESSAGE, TokenCipher
+from l1nda_sync.registry.db import advisory_xact_lock, reading
+from l1nda_sync.registry.errors import Conflict, EncryptionKeyError, NotFound
+from l1nda_sync.settings import Settings
+
+# Advisory lock key for writes that check or change fingerprints (add, replace, keys rotate).
+TOKEN_WRITE_LOCK_KEY = 0x4C314E444102
+
+COLUMNS = (
+    "id, label, level, username, token_hint, domain, contact_emails, contact_language, state, state_since, "
+    "missing_operation, consecutive_invalid, consecutive_transient, last_checked_at, last_valid_at, "
+    "next_check_at, notes, created_at, updated_at, replaced_at, removed_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A registered token as people see it: everything but the secret (only its masked hint)."""
+
+    id: int
+    label: str
+    level: str
+    username: str
+    token_hint: str
+    domain: str | None
+    contact_emails: tuple[str, ...]
+    contact_language: str
+    state: str
+    state_since: datetime
+    missing_operation: str | None
+    consecutive_invalid: int
+    consecutive_transient: int
+    last_checked_at: datetime | None
+    last_valid_at: datetime | None
+    next_check_at: datetime
+    notes: str | None
+    created_at: datetime
+    updated_at: datetime
+    replaced_at: datetime | None
+    removed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Token:
+        values = list(row)
+        values[6] = tuple(values[6] or ())
+        return cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    """Validated input for a new token. Build with `NewToken.validate(...)`."""
+
+    label: str
+    level: str
+    username: str
+    token: Secret = field(repr=False)
+    contacts: tuple[str, ...]
+    language: str = "en"
+    domain: str | None = None
+    notes: str | None = None
+
+    @classmethod
+    def validate(
+        cls, *, label: str, level: str, username: str, token: str | Callable[[], str | None] | None,
+        contacts: Sequence[str], language: str | None = None, domain: str | None = None, notes: str | None = None,
+    ) -> NewToken:
+        """Every field checked in the order the CLI shows them; the first bad one raises InvalidInput.
+
+        `token` may be a function that reads it: it is called only after every other field passed, so an
+        operator never pastes a token only to learn about a typo in the e-mail address.
+        """
+        fields = {
+            "label": v.label(label), "level": v.level(level), "username": v.username(username),
+            "contacts": v.contacts(contacts), "language": v.language(language),
+            "domain": v.subdomain(domain, "--domain"), "notes": v.notes(notes),
+        }
+        return cls(token=v.token(token() if callable(token) else token), **fields)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    token: Token
+    before: str
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RotationReport:
+    tokens: int  # live tokens re-encrypted and re-fingerprinted under the newest key
+    under_older_key: int  # how many of them were not yet under the newest key
+    keys: int  # keys configured
+
+
+def _event(cur: Any, token_id: int, actor: str, action: str, before: str | None, after: str | None,
+           detail: dict[str, Any] | None = None) -> None:
+    cur.execute(
+        """INSERT INTO token_events (token_id, actor, action, from_state, to_state, detail)
+           VALUES (%s, %s, %s, %s, %s, %s::jsonb)""",
+        (token_id, actor, action, before, after, json.dumps(detail or {})),
+    )
+
+
+def fetch_token(cur: Any, token_id: int, *, for_update: bool = False) -> Token:
+    lock = " FOR UPDATE" if for_update else ""
+    cur.execute(f"SELECT {COLUMNS} FROM tokens WHERE id = %s{lock}", (token_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound("ID", f"no token with id {token_id}; see `l1nda-sync tokens list`")
+    return Token.from_row(row)
+
+
+def get_token(conn: Any, token_id: int) -> Token:
+    """The token with that id (removed ones too); NotFound naming the id and how to list them."""
+    with reading(conn) as cur:
+        return fetch_token(cur, token_id)
+
+
+def list_tokens(conn: Any, *, state: str | None = None, include_removed: bool = False) -> list[Token]:
+    sql = f"SELECT {COLUMNS} FROM tokens"
+    args: list[Any] = []
+    if state is not None:
+        sql += " WHERE state = %s"
+        args.append(state)
+    elif not include_removed:
+        sql += " WHERE removed_at IS NULL"
+    with reading(conn) as cur:
+        cur.execute(sql + " ORDER BY id", args)
+        return [Token.from_row(r) for r in cur.fetchall()]
+
+
+def tokens_with_login(conn: Any, username: str, *, exclude_id: int | None = None) -> list[Token]:
+    """Live tokens of the same login (a second one usually means the first was reset: use `tokens replace`)."""
+    with reading(conn) as cur:
+        cur.execute(
+            f"""SELECT {COLUMNS} FROM tokens
+                WHERE lower(username) = lower(%s) AND removed_at IS NULL AND id IS DISTINCT FROM %s ORDER BY id""",
+            (username, exclude_id),
+        )
+        return [Token.from_row(r) for r in cur.fetchall()]
+
+
+def _label_taken(cur: Any, label: str, exclude_id: int | None = None) -> int | None:
+    cur.execute(
+        "SELECT id FROM tokens WHERE lower(label) = lower(%s) AND removed_at IS NULL AND id IS DISTINCT FROM %s",
+        (label, exclude_id),
+    )
+    row = cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+def _live(token: Token, action: str) -> None:
+    if token.removed_at is not None:
+        raise Conflict("ID", f"token {token.id} ({token.label}) was removed and cannot be {action}; "
+                             "register the token again with `l1nda-sync tokens add`")
+
+
+class TokenStore:
+    """The operations that need the encryption keys: add, replace, reveal, rotate."""
+
+    def __init__(self, cipher: TokenCipher) -> None:
+        self.cipher = cipher
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> TokenStore:
+        return cls(TokenCipher.from_settings(settings))
+
+    def find_duplicate(self, conn: Any, username: str, token: str) -> Token | None:
+        """A live token with the same login and token, under any configured key, without decrypting."""
+        with reading(conn) as cur:
+            return self._find_duplicate(cur, username, token)
+
+    def _find_duplicate(self, cur: Any, username: str, token: str) -> Token | None:
+        cur.execute(
+            f"""SELECT {COLUMNS} FROM tokens WHERE fingerprint = ANY(%s) AND removed_at IS NULL
+                ORDER BY id LIMIT 1""",
+            (self.cipher.fingerprint_candidates(username, token),),
+        )
+        row = cur.fetchone()
+        return None if row is None else Token.from_row(row)
+
+    def refuse_clashes(self, conn: Any, new: NewToken) -> None:
+        """Conflict when the label is taken or the login + token is registered already (checked again by add)."""
+        with reading(conn) as cur:
+            self._refuse_clashes(cur, new)
+
+    def _refuse_clashes(self, cur: Any, new: NewToken) -> None:
+        taken = _label_taken(cur, new.label)
+        if taken is not None:
+            raise Conflict("--label", f"{new.label!r} is already the label of token {taken}; choose another "
+                                      "label (see `l1nda-sync tokens list`)")
+        duplicate = self._find_duplicate(cur, new.username, new.token)
+        if duplicate is not None:
+            raise Conflict("token", f"this login and token are already registered as token {duplicate.id} "
+                                    f"({duplicate.label}, state {duplicate.state}); nothing was added")
+
+    def add(self, conn: Any, new: NewToken, *, actor: str, detail: dict[str, Any] | None = None) -> Token:
+        """Register a token (state 'new', due now). Refuses a taken label and a duplicate login + token."""
+        with conn.cursor() as cur:
+            advisory_xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
+            self._refuse_clashes(cur, new)
+            cur.execute(
+                f"""INSERT INTO tokens (label, level, username, token_ciphertext, token_hint, fingerprint, domain,
+                                        contact_emails, contact_language, notes)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {COLUMNS}""",
+                (new.label, new.level, new.username, self.cipher.encrypt(new.token), mask(new.token.reveal()),
+                 self.cipher.fingerprint(new.username, new.token), new.domain, list(new.contacts), new.language,
+                 new.notes),
+            )
+            token = Token.from_row(cur.fetchone())
+            _event(cur, token.id, actor, "added", None, token.state, {
+                "label": token.label, "level": token.level, "username": token.username, "domain": token.domain,
+                "contacts": list(token.contact_emails), "language": token.contact_language, **(detail or {}),
+            })
+        return token
+
+    def replace(self, conn: Any, token_id: int, token: Secret, *, actor: str, domain: str | None = None,
+                detail: dict[str, Any] | None = None) -> StateChange:
+        """A new token for the same login (after a reset): history, reach and links stay; checked again now."""
+        with conn.cursor() as cur:
+            advisory_xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
+            current = fetch_token(cur, token_id, for_update=True)
+            _live(current, "replaced")
+            duplicate = self._find_duplicate(cur, current.username, token)
+            if duplicate is not None and duplicate.id == token_id:
+                raise Conflict("token", f"is the token already stored for token {token_id}; paste the new token "
+                                        "Nmbrs showed after the reset")
+            if duplicate is not None:
+                raise Conflict("token", f"this login and token are already registered as token {duplicate.id} "
+                                        f"({duplicate.label}); nothing was replaced")
+            cur.execute(
+                f"""UPDATE tokens SET token_ciphertext = %s, token_hint = %s, fingerprint = %s,
+                        domain = coalesce(%s, domain), state = 'new', state_since = now(), missing_operation = NULL,
+                        consecutive_invalid = 0, first_invalid_at = NULL, consecutive_transient = 0,
+                        first_transient_at = NULL, next_check_at = now(), replaced_at = now(), updated_at = now()
+                    WHERE id = %s RETURNING {COLUMNS}""",
+                (self.cipher.encrypt(token), mask(token.reveal()), self.cipher.fingerprint(current.username, token),
+                 domain, token_id),
+            )
+            updated = Token.from_row(cur.fetchone())
+            _event(cur, token_id, actor, "replaced", current.state, updated.state,
+                   {"old_hint": current.token_hint, "new_hint": updated.token_hint, **(detail or {})})
+        return StateChange(updated, current.state, True)
+
+    def reveal(self, conn: Any, token_id: int) -> Secret:
+        """The plaintext token for a call to Nmbrs, wrapped so that it never prints. Only for live tokens."""
+        with reading(conn) as cur:
+            cur.execute("SELECT token_ciphertext FROM tokens WHERE id = %s AND removed_at IS NULL", (token_id,))
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound("ID", f"no live token with id {token_id}; see `l1nda-sync tokens list`")
+        try:
+            return self.cipher.decrypt(row[0])
+        except EncryptionKeyError:
+            raise EncryptionKeyError(f"token {token_id} {UNDECRYPTABLE_MESSAGE}") from None
+
+    def rotate(self, conn: Any, *, actor: str) -> RotationReport:
+        """Re-encrypt and re-fingerprint every live token under the newest key, all or nothing."""
+        from psycopg2.extras import execute_values
+
+        with conn.cursor() as cur:
+            advisory_xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
+            cur.execute(
+                """SELECT id, username, token_ciphertext FROM tokens WHERE token_ciphertext IS NOT NULL
+                   ORDER BY id FOR UPDATE"""
+            )
+            rows = cur.fetchall()
+            updates: list[tuple[int, str, str]] = []
+            older: list[int] = []
+            unreadable: list[int] = []
+            for token_id, username, ciphertext in rows:
+                index = self.cipher.key_index(ciphertext)
+                if index is None:
+                    unreadable.append(token_id)
+                    continue
+                if index > 0:
+                    older.append(token_id)
+                plain = self.cipher.decrypt(ciphertext)
+                updates.append((token_id, self.cipher.encrypt(plain), self.cipher.fingerprint(username, plain)))
+            if unreadable:
+                shown = ", ".join(map(str, unreadable[:20])) + (" …" if len(unreadable) > 20 else "")
+                raise EncryptionKeyError(f"token {shown} {UNDECRYPTABLE_MESSAGE}; nothing was rotated")
+            if updates:
+                execute_values(
+                    cur,
+                    """UPDATE tokens AS t SET token_ciphertext = u.ciphertext, fingerprint = u.fingerprint,
+                           updated_at = now()
+                       FROM (VALUES %s) AS u(id, ciphertext, fingerprint) WHERE t.id = u.id""",
+                    updates, template="(%s::bigint, %s, %s)", page_size=1000,
+                )
+                execute_values(
+                    cur,
+                    "INSERT INTO token_events (token_id, actor, action, detail) VALUES %s",
+                    [(t, actor, "key_rotated", json.dumps({"was_older_key": t in set(older)})) for t, _, _ in updates],
+                    template="(%s, %s, %s, %s::jsonb)", page_size=1000,
+                )
+        return RotationReport(tokens=len(updates), under_older_key=len(older), keys=self.cipher.key_count)
+
+
+def _set_state(conn: Any, token_id: int, *, actor: str, action: str, to_state: str, from_states: tuple[str, ...],
+               extra_sql: str = "", reason: str | None = None, refuse_removed: bool = True) -> StateChange:
+    with conn.cursor() as cur:
+        current = fetch_token(cur, token_id, for_update=True)
+        if refuse_removed and current.removed_at is not None:
+            _live(current, action)
+        if current.state == to_state or current.state not in from_states:
+            return StateChange(current, current.state, False)
+        cur.execute(
+            f"""UPDATE tokens SET state = %s, state_since = now(), updated_at = now() {extra_sql}
+                WHERE id = %s RETURNING {COLUMNS}""",
+            (to_state, token_id),
+        )
+        updated = Token.from_row(cur.fetchone())
+        _event(cur, token_id, actor, action, current.state, to_state, {"reason": reason} if reason else {})
+    return StateChange(updated, current.state, True)
+
+
+LIVE_STATES = tuple(s for s in v.TOKEN_STATES if s != "removed")
+
+
+def disable(conn: Any, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
+    """Stop checking a token (its links fail over or are suspended by the next sync). No-op when disabled."""
+    return _set_state(conn, token_id, actor=actor, action="disabled", to_state="disabled",
+                      from_states=LIVE_STATES, reason=reason)
+
+
+def enable(conn: Any, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
+    """A disabled token back to 'new', checked at the next run. No-op when it is not disabled."""
+    return _set_state(
+        conn, token_id, actor=actor, action="enabled", to_state="new", from_states=("disabled",), reason=reason,
+        extra_sql=""", next_check_at = now(), consecutive_invalid = 0, first_invalid_at = NULL,
+                       consecutive_transient = 0, first_transient_at = NULL, missing_operation = NULL""",
+    )
+
+
+def remove(conn: Any, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
+    """Retire a token for good: the secret is erased, label and fingerprint are freed, history stays."""
+    return _set_state(conn, token_id, actor=actor, action="removed", to_state="removed", from_states=LIVE_STATES,
+                      reason=reason, extra_sql=", removed_at = now(), token_ciphertext = NULL",
+                      refuse_removed=False)
