@@ -1,0 +1,179 @@
+"""`SimAdmin`: a small requests-based client for the simulator's admin JSON API (/_sim/...)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+
+
+class SimAdminError(RuntimeError):
+    """The admin API answered with a non-2xx status; the message carries the simulator's explanation."""
+
+    def __init__(self, method: str, url: str, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"{method} {url} -> HTTP {status}: {message}")
+
+
+def _q(value: object) -> str:
+    return quote(str(value), safe="@")
+
+
+class SimAdmin:
+    """`base_url` may be the simulator's root ("http://127.0.0.1:8080") or its SOAP base (".../soap/v3/")."""
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0, session: requests.Session | None = None) -> None:
+        parts = urlsplit(base_url)
+        self.root = urlunsplit((parts.scheme, parts.netloc, "", "", "")).rstrip("/")
+        self.timeout = timeout
+        self._session = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"SimAdmin({self.root!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None,
+              params: dict[str, str] | None = None) -> Any:
+        url = f"{self.root}/_sim/{path}"
+        response = self._session.request(method, url, json=payload, params=params, timeout=self.timeout)
+        if not 200 <= response.status_code < 300:
+            try:
+                message = response.json().get("error") or response.text
+            except ValueError:
+                message = response.text[:500]
+            raise SimAdminError(method, url, response.status_code, message)
+        return response.json() if response.content else None
+
+    # -------------------------------------------------------------- world
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "health")
+
+    def world(self) -> dict[str, Any]:
+        return self._call("GET", "world")
+
+    def reset_world(self) -> None:
+        self._call("POST", "world/reset")
+
+    def load_world(self, scenario: dict[str, Any]) -> None:
+        """Replace the whole world by another scenario dict (reset_world then returns to this one)."""
+        self._call("PUT", "world", scenario)
+
+    def settings(self) -> dict[str, Any]:
+        return self._call("GET", "settings")
+
+    def set_accept_missing_domain(self, accept: bool) -> None:
+        self._call("PUT", "settings", {"accept_missing_domain": accept})
+
+    # -------------------------------------------------------------- logins
+    def logins(self) -> list[dict[str, Any]]:
+        return self._call("GET", "logins")
+
+    def login(self, username: str) -> dict[str, Any]:
+        return self._call("GET", f"logins/{_q(username)}")
+
+    def add_login(self, environment: str, *, username: str, level: str, token: str | None = None,
+                  tag_filter: str | list[str] | None = None, company_filter: Iterable[int] | None = None,
+                  debtor: int | None = None, template: dict[str, Any] | str | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"environment": environment, "username": username, "level": level}
+        for key, value in (("token", token), ("tag_filter", tag_filter), ("debtor", debtor), ("template", template)):
+            if value is not None:
+                payload[key] = value
+        if company_filter is not None:
+            payload["company_filter"] = list(company_filter)
+        return self._call("POST", "logins", payload)
+
+    def reset_token(self, username: str) -> str:
+        return self._call("POST", f"logins/{_q(username)}/reset-token")["token"]
+
+    def delete_login(self, username: str) -> None:
+        self._call("POST", f"logins/{_q(username)}/delete")
+
+    def restore_login(self, username: str) -> None:
+        self._call("POST", f"logins/{_q(username)}/restore")
+
+    def update_login(self, username: str, *, tag_filter: str | Iterable[str] | None = None,
+                     company_filter: Iterable[int] | None = None, template: dict[str, Any] | str | None = None,
+                     debtor: int | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {}
+        if tag_filter is not None:
+            payload["tag_filter"] = tag_filter if isinstance(tag_filter, str) else list(tag_filter)
+        if company_filter is not None:
+            payload["company_filter"] = list(company_filter)
+        if template is not None:
+            payload["template"] = (template if isinstance(template, str)
+                                   else {svc: ops if isinstance(ops, str) else list(ops)
+                                         for svc, ops in template.items()})
+        if debtor is not None:
+            payload["debtor"] = debtor
+        return self._call("PATCH", f"logins/{_q(username)}", payload)
+
+    def set_operation_allowed(self, username: str, service: str, operation: str, allowed: bool) -> None:
+        self._call("PUT", f"logins/{_q(username)}/operations/{_q(service)}/{_q(operation)}", {"allowed": allowed})
+
+    # -------------------------------------------------------------- debtors and companies
+    def add_debtor(self, environment: str, *, id: int, number: str | None = None, name: str | None = None,
+                   tags: Iterable[str] = ()) -> None:
+        self._call("POST", f"environments/{_q(environment)}/debtors",
+                   {"id": id, "number": number, "name": name, "tags": list(tags)})
+
+    def set_debtor_tags(self, debtor_id: int, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
+        return self._call("POST", f"debtors/{int(debtor_id)}/tags", {"add": list(add), "remove": list(remove)})["tags"]
+
+    def add_company(self, debtor_id: int, *, id: int, number: int, name: str | None = None,
+                    period: str = "Month", kvk: str | None = None) -> None:
+        self._call("POST", f"debtors/{int(debtor_id)}/companies",
+                   {"id": id, "number": number, "name": name, "period": period, "kvk": kvk})
+
+    def move_company(self, company_id: int, debtor_id: int) -> None:
+        self._call("POST", f"companies/{int(company_id)}/move", {"debtor_id": debtor_id})
+
+    def end_company(self, company_id: int) -> None:
+        self._call("POST", f"companies/{int(company_id)}/end")
+
+    def reopen_company(self, company_id: int) -> None:
+        self._call("POST", f"companies/{int(company_id)}/reopen")
+
+    def set_subscription(self, environment: str, valid: bool) -> None:
+        self._call("PUT", f"environments/{_q(environment)}/subscription", {"valid": valid})
+
+    # -------------------------------------------------------------- call log
+    def calls(self) -> list[dict[str, Any]]:
+        return self._call("GET", "calls")
+
+    def call_count(self, *, service: str | None = None, operation: str | None = None,
+                   username: str | None = None) -> int:
+        params = {k: v for k, v in (("service", service), ("operation", operation), ("username", username)) if v}
+        if not params:
+            return sum(row["count"] for row in self.calls())
+        return self._call("GET", "calls", params=params)["count"]
+
+    def clear_calls(self) -> None:
+        self._call("DELETE", "calls")
+
+    # -------------------------------------------------------------- faults and latency
+    def inject_fault(self, kind: str, *, username: str | None = None, service: str | None = None,
+                     operation: str | None = None, probability: float | None = None, count: int | None = None,
+                     **params: float) -> str:
+        payload: dict[str, Any] = {"kind": kind, **params}
+        for key, value in (("username", username), ("service", service), ("operation", operation),
+                           ("probability", probability), ("count", count)):
+            if value is not None:
+                payload[key] = value
+        return self._call("POST", "faults", payload)["id"]
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "faults")
+
+    def remove_fault(self, fault_id: str) -> None:
+        self._call("DELETE", f"faults/{_q(fault_id)}")
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    def set_latency(self, ms: float, jitter_ms: float = 0) -> None:
+        self._call("PUT", "latency", {"ms": ms, "jitter_ms": jitter_ms})

@@ -1,0 +1,185 @@
+"""Fault injection: rules that pick SOAP calls (by login, service, operation; by probability or count) and
+delay them or make them fail the way networks, proxies and Nmbrs do."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from nmbrs_sim.catalog import SERVICES
+
+DELAYS = ("latency", "fair_use")
+FAILURES = ("http_500", "http_502", "http_503", "reset", "hang", "malformed", "truncated", "fault_1006", "fault_9999")
+FAULT_KINDS = DELAYS + FAILURES
+PARAMS: dict[str, dict[str, float]] = {  # kind -> allowed parameters and their defaults
+    "latency": {"ms": 0.0, "jitter_ms": 0.0},
+    "fair_use": {"calls_per_second": 150.0, "delay_ms": 500.0},
+}
+FAIR_USE_DELAY_S = 0.5  # "past that a delay of half a second occurs" (Nmbrs' fair-use statement)
+
+
+@dataclass
+class FaultRule:
+    id: str
+    kind: str
+    username: str | None = None
+    service: str | None = None
+    operation: str | None = None
+    probability: float | None = None
+    count: int | None = None  # calls left to hit; None = unlimited
+    params: dict[str, float] = field(default_factory=dict)
+    fired: int = 0
+    _windows: dict[str, deque[float]] = field(default_factory=dict, repr=False)
+
+    def matches(self, service: str, operation: str, username: str) -> bool:
+        return ((self.service is None or self.service == service)
+                and (self.operation is None or self.operation == operation)
+                and (self.username is None or self.username.lower() == username.lower()))
+
+    def to_dict(self, *, include_id: bool = True) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": self.id, "kind": self.kind} if include_id else {"kind": self.kind}
+        for key in ("username", "service", "operation", "probability", "count"):
+            if getattr(self, key) is not None:
+                row[key] = getattr(self, key)
+        row.update(self.params)
+        if include_id:
+            row["fired"] = self.fired
+        return row
+
+
+def rule_from_dict(data: dict[str, Any], *, rule_id: str) -> FaultRule:
+    """Validate one rule; ValueError messages start with the offending field's name."""
+    kind = data.get("kind")
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {', '.join(FAULT_KINDS)}")
+    service, operation = data.get("service"), data.get("operation")
+    if service is not None and service not in SERVICES:
+        raise ValueError(f"service {service!r} is not one of {', '.join(SERVICES)}")
+    if operation is not None:
+        known = SERVICES[service] if service else {op for ops in SERVICES.values() for op in ops}
+        if operation not in known:
+            raise ValueError(f"operation {operation!r} is not one of {', '.join(sorted(known))}")
+    probability = data.get("probability")
+    if probability is not None and (isinstance(probability, bool) or not isinstance(probability, int | float)
+                                    or not 0 <= probability <= 1):
+        raise ValueError(f"probability must be a number from 0 to 1, got {probability!r}")
+    count = data.get("count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"count must be a whole number >= 1, got {count!r}")
+    base = {"kind", "username", "service", "operation", "probability", "count", "id", "fired"}
+    allowed = PARAMS.get(kind, {})
+    params: dict[str, float] = {}
+    for key, value in data.items():
+        if key in base or value is None:
+            continue
+        if key not in allowed:
+            hint = f"allowed: {', '.join(allowed)}" if allowed else "this kind takes no parameters"
+            raise ValueError(f"{key} is not a parameter of {kind} faults ({hint})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"{key} must be a number >= 0, got {value!r}")
+        params[key] = float(value)
+    if kind == "latency" and "ms" not in params:
+        raise ValueError("ms is required for a latency fault (milliseconds to wait)")
+    if kind == "fair_use" and params.get("calls_per_second", 1.0) <= 0:
+        raise ValueError("calls_per_second must be > 0")
+    username = data.get("username")
+    return FaultRule(rule_id, kind, str(username) if username is not None else None, service, operation,
+                     float(probability) if probability is not None else None, count, params)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do to one call: wait `delay_s`, then fail as `failure` (None: answer normally)."""
+
+    delay_s: float = 0.0
+    failure: str | None = None
+    rule_ids: tuple[str, ...] = ()
+
+
+NO_PLAN = Plan()
+
+
+class FaultBook:
+    """The active rules. `plan()` is called once per SOAP call, from the server's event loop."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+        self._next_id = 1
+        self._rng = random.Random(seed)
+
+    def add(self, rule: FaultRule) -> str:
+        with self._lock:
+            if not rule.id:
+                rule.id = f"f{self._next_id}"
+                self._next_id += 1
+            self._rules.append(rule)
+            return rule.id
+
+    def add_dict(self, data: dict[str, Any]) -> str:
+        return self.add(rule_from_dict(data, rule_id=""))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def remove(self, rule_id: str) -> bool:
+        with self._lock:
+            before = len(self._rules)
+            self._rules = [r for r in self._rules if r.id != rule_id]
+            return len(self._rules) != before
+
+    def rules(self) -> list[FaultRule]:
+        with self._lock:
+            return list(self._rules)
+
+    def jitter(self, ms: float, jitter_ms: float) -> float:
+        """Seconds to wait for `ms` +/- a uniform `jitter_ms`, never negative."""
+        with self._lock:
+            spread = self._rng.uniform(-jitter_ms, jitter_ms) if jitter_ms else 0.0
+        return max(0.0, ms + spread) / 1000.0
+
+    def plan(self, service: str, operation: str, username: str, now: float | None = None) -> Plan:
+        if not self._rules:
+            return NO_PLAN
+        now = time.monotonic() if now is None else now
+        delay, failure, fired = 0.0, None, []
+        with self._lock:
+            for rule in list(self._rules):
+                if not rule.matches(service, operation, username):
+                    continue
+                if rule.kind in FAILURES and failure is not None:
+                    continue  # one failure per call; later rules keep their count
+                if rule.probability is not None and self._rng.random() >= rule.probability:
+                    continue
+                rule.fired += 1
+                fired.append(rule.id)
+                if rule.count is not None:
+                    rule.count -= 1
+                    if rule.count <= 0:
+                        self._rules.remove(rule)
+                if rule.kind == "latency":
+                    spread = rule.params.get("jitter_ms", 0.0)
+                    spread = self._rng.uniform(-spread, spread) if spread else 0.0
+                    delay += max(0.0, rule.params["ms"] + spread) / 1000.0
+                elif rule.kind == "fair_use":
+                    delay += self._fair_use_delay(rule, username, now)
+                else:
+                    failure = rule.kind
+        return Plan(delay, failure, tuple(fired)) if fired else NO_PLAN
+
+    @staticmethod
+    def _fair_use_delay(rule: FaultRule, username: str, now: float) -> float:
+        """Per login: calls beyond `calls_per_second` within the last second wait half a second."""
+        window = rule._windows.setdefault(username.lower(), deque())
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        window.append(now)
+        limit = rule.params.get("calls_per_second", 150.0)
+        if len(window) > limit:
+            return rule.params.get("delay_ms", FAIR_USE_DELAY_S * 1000) / 1000.0
+        return 0.0

@@ -1,0 +1,443 @@
+"""The simulated Nmbrs world (environments, debtors, companies, logins) and who may see what.
+
+All public methods take the world's lock, so the SOAP handlers, the admin API and a test thread can share
+one `World`. Every change bumps `version`, which invalidates cached answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nmbrs_sim.catalog import PERIODS, SERVICES
+from nmbrs_sim.errors import NmbrsFault
+
+ACCOUNTANT = "accountant"
+CLIENT = "client"
+LEVELS = (ACCOUNTANT, CLIENT)
+ALL = "all"
+DEFAULT_TAG_COLOR = "#808080"
+
+
+class WorldError(Exception):
+    """A change the world refuses; `status` is the HTTP status the admin API answers with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class Tag:
+    number: int
+    name: str
+    color: str | None = DEFAULT_TAG_COLOR
+
+
+@dataclass(slots=True)
+class Company:
+    id: int
+    number: int
+    name: str | None
+    debtor_id: int
+    period: str = "Month"
+    kvk: str | None = None
+    phone: str | None = None
+    fax: str | None = None
+    email: str | None = None
+    website: str | None = None
+    ended: bool = False
+
+
+@dataclass(slots=True)
+class Debtor:
+    id: int
+    environment: str
+    number: str | None = None
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    company_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Environment:
+    sub_domain: str
+    subscription_valid: bool = True
+    product: str = "accountant"
+    tags: dict[str, Tag] = field(default_factory=dict)
+    debtor_ids: list[int] = field(default_factory=list)
+
+    @property
+    def domain(self) -> str:
+        return f"{self.sub_domain}.nmbrs.nl"
+
+
+@dataclass(slots=True)
+class Login:
+    username: str
+    environment: str
+    level: str
+    token: str
+    tag_filter: str | list[str] = ALL
+    company_filter: list[int] = field(default_factory=list)
+    debtor: int | None = None
+    # service -> allowed operation names; a service that is absent allows all its operations.
+    template: dict[str, set[str]] = field(default_factory=dict)
+    deleted: bool = False
+
+    def allows(self, service: str, operation: str) -> bool:
+        allowed = self.template.get(service)
+        return allowed is None or operation in allowed
+
+    def __repr__(self) -> str:  # never show the token
+        return f"Login({self.username!r}, {self.level}, env={self.environment!r}, token=…{self.token[-4:]})"
+
+
+def new_token() -> str:
+    """32 lowercase hex characters, like the tokens observed from Nmbrs."""
+    return secrets.token_hex(16)
+
+
+class World:
+    def __init__(self, *, accept_missing_domain: bool = False) -> None:
+        self.lock = threading.RLock()
+        self.version = 0
+        self.accept_missing_domain = accept_missing_domain
+        self.environments: dict[str, Environment] = {}
+        self.debtors: dict[int, Debtor] = {}
+        self.companies: dict[int, Company] = {}
+        self.logins: dict[str, Login] = {}
+
+    # ------------------------------------------------------------------ lookups (raise WorldError 404)
+    def _changed(self) -> None:
+        self.version += 1
+
+    def environment(self, sub_domain: str) -> Environment:
+        env = self.environments.get(sub_domain.lower())
+        if env is None:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise WorldError(f"unknown environment {sub_domain!r} (known: {known})", 404)
+        return env
+
+    def debtor(self, debtor_id: int) -> Debtor:
+        debtor = self.debtors.get(debtor_id)
+        if debtor is None:
+            raise WorldError(f"unknown debtor id {debtor_id}", 404)
+        return debtor
+
+    def company(self, company_id: int) -> Company:
+        company = self.companies.get(company_id)
+        if company is None:
+            raise WorldError(f"unknown company id {company_id}", 404)
+        return company
+
+    def login(self, username: str) -> Login:
+        login = self.logins.get(username.lower())
+        if login is None:
+            raise WorldError(f"unknown login {username!r}", 404)
+        return login
+
+    # ------------------------------------------------------------------ building
+    def add_environment(self, sub_domain: str, *, subscription_valid: bool = True, product: str = "accountant"
+                        ) -> Environment:
+        with self.lock:
+            key = sub_domain.lower()
+            if key in self.environments:
+                raise WorldError(f"environment {sub_domain!r} exists already", 409)
+            env = Environment(key, subscription_valid, product)
+            self.environments[key] = env
+            self._changed()
+            return env
+
+    def ensure_tag(self, env: Environment, name: str, *, number: int | None = None, color: str | None = None
+                   ) -> Tag:
+        tag = env.tags.get(name)
+        if tag is None:
+            if number is None:
+                number = max((t.number for t in env.tags.values()), default=0) + 1
+            tag = Tag(number, name, color or DEFAULT_TAG_COLOR)
+            env.tags[name] = tag
+        return tag
+
+    def add_debtor(self, environment: str, *, id: int, number: str | None = None, name: str | None = None,
+                   tags: Iterable[str] = ()) -> Debtor:
+        with self.lock:
+            env = self.environment(environment)
+            if id in self.debtors:
+                raise WorldError(f"debtor id {id} exists already", 409)
+            debtor = Debtor(id, env.sub_domain, number, name)
+            for tag in tags:
+                self.ensure_tag(env, tag)
+                if tag not in debtor.tags:
+                    debtor.tags.append(tag)
+            self.debtors[id] = debtor
+            env.debtor_ids.append(id)
+            self._changed()
+            return debtor
+
+    def add_company(self, debtor_id: int, *, id: int, number: int, name: str | None = None, period: str = "Month",
+                    kvk: str | None = None, **contact: str | None) -> Company:
+        with self.lock:
+            debtor = self.debtor(debtor_id)
+            if id in self.companies:
+                raise WorldError(f"company id {id} exists already", 409)
+            if period not in PERIODS:
+                raise WorldError(f"period {period!r} is not one of {', '.join(PERIODS)}")
+            company = Company(id, number, name, debtor_id, period, kvk, **contact)
+            self.companies[id] = company
+            debtor.company_ids.append(id)
+            self._changed()
+            return company
+
+    def add_login(self, environment: str, *, username: str, level: str, token: str | None = None,
+                  tag_filter: str | list[str] = ALL, company_filter: Iterable[int] = (), debtor: int | None = None,
+                  template: dict[str, Any] | str | None = None, deleted: bool = False) -> Login:
+        with self.lock:
+            env = self.environment(environment)
+            if username.lower() in self.logins:
+                raise WorldError(f"login {username!r} exists already", 409)
+            if level not in LEVELS:
+                raise WorldError(f"level {level!r} is not one of {', '.join(LEVELS)}")
+            login = Login(username, env.sub_domain, level, token or new_token(), deleted=deleted)
+            self.logins[username.lower()] = login
+            try:
+                self._apply_login_changes(login, tag_filter=tag_filter if level == ACCOUNTANT else None,
+                                          company_filter=company_filter if level == CLIENT else None,
+                                          template=template, debtor=debtor)
+            except WorldError:
+                del self.logins[username.lower()]
+                raise
+            self._changed()
+            return login
+
+    # ------------------------------------------------------------------ admin changes
+    def reset_token(self, username: str) -> str:
+        with self.lock:
+            login = self.login(username)
+            login.token = new_token()
+            self._changed()
+            return login.token
+
+    def set_deleted(self, username: str, deleted: bool) -> None:
+        with self.lock:
+            self.login(username).deleted = deleted
+            self._changed()
+
+    def update_login(self, username: str, *, tag_filter: str | list[str] | None = None,
+                     company_filter: Iterable[int] | None = None, template: dict[str, Any] | str | None = None,
+                     debtor: int | None = None) -> Login:
+        with self.lock:
+            login = self.login(username)
+            self._apply_login_changes(login, tag_filter=tag_filter, company_filter=company_filter,
+                                      template=template, debtor=debtor)
+            self._changed()
+            return login
+
+    def _apply_login_changes(self, login: Login, *, tag_filter: str | list[str] | None,
+                             company_filter: Iterable[int] | None, template: dict[str, Any] | str | None,
+                             debtor: int | None) -> None:
+        """Validate everything first, then change: a refused change leaves the login as it was."""
+        env = self.environment(login.environment)
+        new_tag_filter = new_company_filter = new_template = None
+        if tag_filter is not None:
+            if login.level != ACCOUNTANT:
+                raise WorldError(f"tag_filter applies to accountant logins only; {login.username!r} is a client")
+            if isinstance(tag_filter, str):
+                if tag_filter.lower() != ALL:
+                    raise WorldError(f"tag_filter must be 'all' or a list of tag names, not {tag_filter!r}")
+                new_tag_filter = ALL
+            else:
+                unknown = [t for t in tag_filter if t not in env.tags]
+                if unknown:
+                    raise WorldError(f"tag_filter names unknown tag(s) {unknown} in environment {env.sub_domain!r} "
+                                     f"(known: {sorted(env.tags)})")
+                new_tag_filter = list(dict.fromkeys(tag_filter))
+        if company_filter is not None:
+            if login.level != CLIENT:
+                raise WorldError(f"company_filter applies to client logins only; {login.username!r} is an accountant")
+            ids = [int(c) for c in company_filter]
+            for cid in ids:
+                company = self.company(cid)
+                if self.debtors[company.debtor_id].environment != env.sub_domain:
+                    raise WorldError(f"company {cid} is not in environment {env.sub_domain!r}")
+            new_company_filter = list(dict.fromkeys(ids))
+        if debtor is not None:
+            if login.level != CLIENT:
+                raise WorldError("debtor applies to client (debtor-level) logins only")
+            if self.debtor(debtor).environment != env.sub_domain:
+                raise WorldError(f"debtor {debtor} is not in environment {env.sub_domain!r}")
+        if template is not None:
+            new_template = parse_template(template)
+        if new_tag_filter is not None:
+            login.tag_filter = new_tag_filter
+        if new_company_filter is not None:
+            login.company_filter = new_company_filter
+        if debtor is not None:
+            login.debtor = debtor
+        if new_template is not None:
+            login.template = new_template
+
+    def set_operation_allowed(self, username: str, service: str, operation: str, allowed: bool) -> None:
+        with self.lock:
+            login = self.login(username)
+            if operation not in SERVICES.get(service, {}):
+                raise WorldError(f"unknown operation {service}.{operation}", 404)
+            ops = set(login.template.get(service, SERVICES[service]))
+            if allowed:
+                ops.add(operation)
+            else:
+                ops.discard(operation)
+            if ops == set(SERVICES[service]):
+                login.template.pop(service, None)
+            else:
+                login.template[service] = ops
+            self._changed()
+
+    def set_debtor_tags(self, debtor_id: int, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
+        """Add tags (unknown names become new tags of the environment) and remove tags from one debtor."""
+        with self.lock:
+            debtor = self.debtor(debtor_id)
+            env = self.environment(debtor.environment)
+            for name in add:
+                self.ensure_tag(env, name)
+                if name not in debtor.tags:
+                    debtor.tags.append(name)
+            removing = set(remove)
+            debtor.tags = [t for t in debtor.tags if t not in removing]
+            self._changed()
+            return list(debtor.tags)
+
+    def move_company(self, company_id: int, debtor_id: int) -> None:
+        with self.lock:
+            company = self.company(company_id)
+            target = self.debtor(debtor_id)
+            source = self.debtor(company.debtor_id)
+            if source.environment != target.environment:
+                raise WorldError(f"company {company_id} can only move within environment {source.environment!r}")
+            source.company_ids.remove(company_id)
+            target.company_ids.append(company_id)
+            company.debtor_id = debtor_id
+            self._changed()
+
+    def end_company(self, company_id: int, ended: bool = True) -> None:
+        with self.lock:
+            self.company(company_id).ended = ended
+            self._changed()
+
+    def set_subscription(self, environment: str, valid: bool) -> None:
+        with self.lock:
+            self.environment(environment).subscription_valid = valid
+            self._changed()
+
+    def set_accept_missing_domain(self, accept: bool) -> None:
+        with self.lock:
+            self.accept_missing_domain = accept
+            self._changed()
+
+    # ------------------------------------------------------------------ access rules (raise NmbrsFault)
+    def authenticate(self, username: str | None, token: str | None, domain: str | None, *, with_domain: bool
+                     ) -> Login:
+        """1001 for an unknown user, a wrong (or reset) token, a deleted login or a wrong/missing domain."""
+        login = self.logins.get(username.lower()) if username else None
+        if login is None or login.deleted or not token:
+            raise NmbrsFault(1001)
+        if not hmac.compare_digest(login.token.encode(), token.encode()):
+            raise NmbrsFault(1001)
+        if with_domain:
+            if domain is None or domain == "":
+                if not self.accept_missing_domain:
+                    raise NmbrsFault(1001)
+            elif domain.strip().lower() != login.environment:
+                raise NmbrsFault(1001)
+        return login
+
+    def authorize(self, login: Login, service: str, operation: str) -> Environment:
+        """1004 without a valid subscription, then 1002 when the template switches the operation off."""
+        env = self.environments[login.environment]
+        if not env.subscription_valid:
+            raise NmbrsFault(1004)
+        if not login.allows(service, operation):
+            raise NmbrsFault(1002)
+        return env
+
+    def _live_companies(self, debtor: Debtor) -> list[Company]:
+        companies = self.companies
+        return [c for c in (companies[i] for i in debtor.company_ids) if not c.ended]
+
+    def _client_companies(self, login: Login) -> list[Company]:
+        env = login.environment
+        result = []
+        for cid in login.company_filter:
+            company = self.companies.get(cid)
+            if company is None or company.ended:
+                continue
+            debtor = self.debtors[company.debtor_id]
+            if debtor.environment != env or (login.debtor is not None and company.debtor_id != login.debtor):
+                continue
+            result.append(company)
+        return result
+
+    def visible_debtors(self, login: Login) -> list[Debtor]:
+        """A master login: the debtors its tag filter matches. A client login: the debtors of its companies."""
+        env = self.environments[login.environment]
+        if login.level == ACCOUNTANT:
+            debtors = [self.debtors[i] for i in env.debtor_ids]
+            if login.tag_filter == ALL:
+                return debtors
+            wanted = set(login.tag_filter)
+            return [d for d in debtors if wanted.intersection(d.tags)]
+        seen = dict.fromkeys(c.debtor_id for c in self._client_companies(login))
+        return [self.debtors[i] for i in env.debtor_ids if i in seen]
+
+    def visible_companies(self, login: Login) -> list[Company]:
+        if login.level == ACCOUNTANT:
+            return [c for d in self.visible_debtors(login) for c in self._live_companies(d)]
+        return sorted(self._client_companies(login), key=lambda c: c.id)
+
+    def reachable_debtor(self, login: Login, debtor_id: int) -> Debtor:
+        """The debtor if the login reaches it; 1003 otherwise, also for ids that do not exist."""
+        for debtor in self.visible_debtors(login):
+            if debtor.id == debtor_id:
+                return debtor
+        raise NmbrsFault(1003)
+
+    def companies_of_debtor(self, login: Login, debtor_id: int) -> list[Company]:
+        debtor = self.reachable_debtor(login, debtor_id)
+        if login.level == ACCOUNTANT:
+            return self._live_companies(debtor)
+        return [c for c in self.visible_companies(login) if c.debtor_id == debtor_id]
+
+    def debtor_tags(self, login: Login, debtor_id: int) -> list[Tag]:
+        debtor = self.reachable_debtor(login, debtor_id)
+        env = self.environments[debtor.environment]
+        return [env.tags[name] for name in debtor.tags]
+
+
+def parse_template(template: dict[str, Any] | str) -> dict[str, set[str]]:
+    """'all' -> every operation; {service: [operations] | 'all'} -> only those (services left out allow all)."""
+    if isinstance(template, str):
+        if template.lower() == ALL:
+            return {}
+        raise WorldError(f"template must be 'all' or a mapping of service to operations, not {template!r}")
+    if not isinstance(template, dict):
+        raise WorldError("template must be 'all' or a mapping of service to a list of operations")
+    result: dict[str, set[str]] = {}
+    for service, ops in template.items():
+        if service not in SERVICES:
+            raise WorldError(f"template names unknown service {service!r} (known: {', '.join(SERVICES)})")
+        if isinstance(ops, str) and ops.lower() == ALL:
+            continue
+        if not isinstance(ops, list | tuple | set):
+            raise WorldError(f"template.{service} must be 'all' or a list of operations")
+        unknown = [op for op in ops if op not in SERVICES[service]]
+        if unknown:
+            raise WorldError(f"template.{service} names unknown operation(s) {unknown} "
+                             f"(known: {', '.join(SERVICES[service])})")
+        allowed = set(ops)
+        if allowed != set(SERVICES[service]):
+            result[service] = allowed
+    return result
