@@ -57,8 +57,10 @@ def test_require_current_names_both_versions_and_the_command(database_url: str) 
         with pytest.raises(SchemaError) as behind:
             schema.require_current(conn)
         message = str(behind.value)
-        assert "version 0" in message and f"version {schema.head_version()}" in message
-        assert "l1nda-sync db upgrade" in message and "0001_initial.sql" in message
+        assert "version 0" in message
+        assert f"version {schema.head_version()}" in message
+        assert "l1nda-sync db upgrade" in message
+        assert "0001_initial.sql" in message
         assert (behind.value.current, behind.value.expected) == (0, schema.head_version())
 
         schema.upgrade(conn)
@@ -86,11 +88,13 @@ def test_status_lists_pending_then_applied_and_notices_an_edited_file(database_u
     conn = db.connect(database_url)
     try:
         before = schema.status(conn)
-        assert before.current == 0 and not before.up_to_date
+        assert before.current == 0
+        assert not before.up_to_date
         assert [m.version for m in before.pending] == [m.version for m in schema.migrations()]
         schema.upgrade(conn)
         after = schema.status(conn)
-        assert after.pending == () and [a.modified for a in after.applied] == [False] * len(after.applied)
+        assert after.pending == ()
+        assert [a.modified for a in after.applied] == [False] * len(after.applied)
         with db.transaction(conn) as cur:
             cur.execute("UPDATE schema_version SET checksum = 'edited' WHERE version = 1")
         assert schema.status(conn).applied[0].modified is True
