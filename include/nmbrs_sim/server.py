@@ -106,7 +106,10 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
         return _page(415, "Unsupported Media Type",
                      f"Content-Type {content_type!r} is not SOAP: use 'text/xml; charset=utf-8' (SOAP 1.1) "
                      "or 'application/soap+xml; charset=utf-8' (SOAP 1.2).")
-    body = await request.read()  # aiohttp answers 413 beyond client_max_size
+    try:
+        body = await request.read()  # aiohttp answers 413 beyond client_max_size
+    except ConnectionResetError:
+        raise asyncio.CancelledError from None  # the client left mid-request; aiohttp drops it quietly
     sim = request.app[SIM_KEY]
     action = request.headers.get("SOAPAction") if version == SOAP11 else action_from_content_type(content_type)
     try:
@@ -165,7 +168,7 @@ async def _failure(request: web.Request, kind: str, version: str, sim: Simulator
     if kind == "hang":
         await _wait_until_gone(request)
     _reset_connection(request)
-    raise asyncio.CancelledError  # nothing to send: the connection is gone
+    raise asyncio.CancelledError  # nothing to send: the connection is gone (aiohttp treats it as a disconnect)
 
 
 async def _wait_until_gone(request: web.Request) -> None:
