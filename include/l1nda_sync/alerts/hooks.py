@@ -1,0 +1,59 @@
+"""`AlertHooks`: the engine calls these inside the transaction that changes a token, a run's breaker verdict or
+the links, so every problem step and the mail it announces commit together with the change itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from l1nda_sync.alerts import store
+from l1nda_sync.alerts.problems import WITHDRAWN_STATES, Cause, Kind, token_causes
+from l1nda_sync.alerts.tracker import track
+from l1nda_sync.engine.breaker import BreakerVerdict
+from l1nda_sync.engine.token_state import TokenState
+
+
+def access_cause(cur: Any, token_id: int) -> Cause:
+    """access_lost is there while links stay suspended with this token because it stopped reaching them."""
+    cur.execute("SELECT state FROM tokens WHERE id = %s", (token_id,))
+    row = cur.fetchone()
+    if row is None or TokenState(row[0]) in WITHDRAWN_STATES:
+        return Cause(False, withdrawn=True)
+    links = store.access_lost_links(cur, token_id)
+    if not links["count"]:
+        return Cause.absent()
+    entries = [{"link_id": e["id"], "company_id": e["company_id"], "company_name": e["company_name"],
+                "reason": e["reason"]} for e in links["entries"]]
+    return Cause(True, detail={"links": links["count"], "entries": entries})
+
+
+def incident_cause(verdict: BreakerVerdict, run_id: int | None) -> Cause:
+    return Cause(verdict.tripped, detail={
+        "run_id": run_id, "checked": verdict.checked, "failing": verdict.failing,
+        "share_pct": round(100 * verdict.share),
+    })
+
+
+class AlertHooks:
+    """Implements the engine's `ApplyHooks` and `LinkHooks`."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def token_applied(self, cur: Any, applied: Any, *, run_id: int | None, now: datetime) -> None:
+        after = applied.transition.after
+        causes = token_causes(after.state, after.missing_operation)
+        if causes is not None:
+            track(cur, applied.token_id, causes, now=now, settings=self.settings)
+
+    def breaker_judged(self, cur: Any, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
+        # Only a tripped verdict is evidence here; the first run that passes clears the incident in `sweep`.
+        if verdict.tripped:
+            track(cur, None, {Kind.PROVIDER_INCIDENT: incident_cause(verdict, run_id)}, now=now,
+                  settings=self.settings)
+
+    def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:
+        tokens = sorted({t for c in changes for t in (c.from_token, c.to_token) if t is not None})
+        for token_id in tokens:  # in id order, so two transactions lock problems in the same order
+            track(cur, token_id, {Kind.ACCESS_LOST: access_cause(cur, token_id)}, now=now, settings=self.settings)

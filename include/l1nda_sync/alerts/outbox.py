@@ -1,0 +1,287 @@
+"""Delivering the outbox through the Airflow SMTP connection, one message per row.
+
+Guarantee: AT MOST ONCE per row, and nothing silently lost.
+- Order: claim the row (state 'sending', attempts + 1) and COMMIT, then hand the message to SMTP, then mark it
+  'sent' and commit. Only one drain runs at a time (a PostgreSQL session advisory lock, released when the
+  drainer's connection ends, also by a crash).
+- A row still 'sending' when a drain starts was claimed by a drain that died between handing it over and
+  marking it: it may have been delivered. It is marked 'uncertain', logged and counted, and NOT resent.
+- Failures where the server provably did not take the message (no connection, a 4xx/5xx answer to MAIL, RCPT
+  or DATA, or a connection lost before DATA) put the row back to 'pending' with exponential backoff
+  (1 min doubling, at most 1 hour). A message the server refused outright becomes 'failed' after
+  MAX_ATTEMPTS; an unreachable server never fails a row (the message is fine; it waits until SMTP is back).
+- A connection lost while the server was taking the message body cannot be told apart from a delivery:
+  'uncertain', not resent.
+Each row carries its own Message-ID (made when the row was written), so a receiving system can also spot a
+duplicate should an operator resend an 'uncertain' row by hand.
+
+SmtpHook.send_email_smtp is not used to send: it builds an HTML-only message (no text/plain alternative)
+and retries `sendmail` on any error, which can deliver twice. The hook still does the connection work
+(host, port, SSL or STARTTLS, login, time-out from the connection `smtp_default`); the protocol steps run on
+its client, so each failure is known to be before or during the hand-over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import smtplib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, parseaddr
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+FIRST_BACKOFF = timedelta(minutes=1)
+MAX_BACKOFF = timedelta(hours=1)
+BATCH_LIMIT = 500  # rows per drain; the rest wait for the next one
+_DRAIN_LOCK = "l1nda-outbox-drain"
+
+
+class NotSent(Exception):
+    """The server did not take the message; safe to try again. `server_down`: stop this drain."""
+
+    def __init__(self, message: str, *, server_down: bool = False) -> None:
+        super().__init__(message)
+        self.server_down = server_down
+
+
+class MaybeSent(Exception):
+    """The connection broke while the server was taking the message: it may have been delivered."""
+
+
+Send = Callable[[EmailMessage], None]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    problem_id: int | None
+    event: str
+    audience: str
+    recipients: list[str]
+    subject: str
+    body_text: str
+    body_html: str | None
+    message_id: str
+    created_at: datetime
+    attempts: int
+    thread_root: str | None  # Message-ID of the first mail about the same problem to the same audience
+
+
+def backoff(attempts: int) -> timedelta:
+    return min(FIRST_BACKOFF * 2 ** max(0, min(attempts - 1, 20)), MAX_BACKOFF)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
+def build_message(row: OutboxRow, settings: Any) -> EmailMessage:
+    """A multipart/alternative mail (text, then HTML) with the row's own Message-ID."""
+    msg = EmailMessage()
+    msg["Subject"] = row.subject
+    msg["From"] = settings.mail_from
+    msg["To"] = ", ".join(row.recipients)
+    if row.audience == "customer" and settings.ops_recipients:
+        msg["Reply-To"] = ", ".join(settings.ops_recipients)
+    msg["Date"] = format_datetime(row.created_at)
+    msg["Message-ID"] = row.message_id
+    if row.thread_root and row.thread_root != row.message_id:
+        msg["In-Reply-To"] = row.thread_root
+        msg["References"] = row.thread_root
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to these
+    if row.problem_id is not None:
+        msg["X-L1NDA-Problem"] = str(row.problem_id)
+    msg["X-L1NDA-Event"] = row.event
+    msg.set_content(row.body_text, cte="quoted-printable")
+    if row.body_html:
+        msg.add_alternative(row.body_html, subtype="html", cte="quoted-printable")
+    return msg
+
+
+class SmtpSender:
+    """Sends messages over one SMTP session of the Airflow connection `conn_id`, opened on the first message."""
+
+    def __init__(self, conn_id: str = "smtp_default") -> None:
+        self.conn_id = conn_id
+        self._hook: Any = None
+
+    def _client(self) -> smtplib.SMTP:
+        if self._hook is None:
+            from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+            hook = SmtpHook(smtp_conn_id=self.conn_id)
+            try:
+                hook.get_conn()
+            except Exception as exc:
+                raise NotSent(f"cannot reach the SMTP server of connection {self.conn_id!r}: {_short(exc)}",
+                              server_down=True) from None
+            self._hook = hook
+        return self._hook._smtp_client  # the hook's authenticated smtplib client (see the module docstring)
+
+    def close(self) -> None:
+        hook, self._hook = self._hook, None
+        if hook is None or hook._smtp_client is None:
+            return
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            hook._smtp_client.quit()
+        with contextlib.suppress(Exception):  # closing a socket that is already gone
+            hook.__exit__(None, None, None)
+
+    def _drop(self) -> None:
+        self.close()
+
+    def __call__(self, message: EmailMessage) -> None:
+        client = self._client()
+        sender = parseaddr(str(message["From"]))[1]
+        recipients = [addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])]) if addr]
+        try:
+            client.ehlo_or_helo_if_needed()
+            code, reply = client.mail(sender)
+            if code != 250:
+                client.rset()
+                raise NotSent(f"MAIL FROM refused: {code} {reply.decode(errors='replace')}")
+            refused = {}
+            for rcpt in recipients:
+                code, reply = client.rcpt(rcpt)
+                if code not in (250, 251):
+                    refused[rcpt] = f"{code} {reply.decode(errors='replace')}"
+            if len(refused) == len(recipients):
+                client.rset()
+                raise NotSent(f"every recipient refused: {refused}")
+        except NotSent:
+            raise
+        except (smtplib.SMTPException, OSError) as exc:  # before the hand-over: nothing was delivered
+            self._drop()
+            raise NotSent(f"SMTP failed before the message was handed over: {_short(exc)}", server_down=True) from None
+        try:
+            code, reply = client.data(message.as_bytes(policy=policy.SMTP))
+        except smtplib.SMTPDataError as exc:  # the server answered DATA with an error: it took nothing
+            client.rset()
+            raise NotSent(f"DATA refused: {exc.smtp_code} {exc.smtp_error!r}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            raise MaybeSent(f"connection lost while the server was taking the message: {_short(exc)}") from None
+        if code != 250:
+            client.rset()
+            raise NotSent(f"message refused: {code} {reply.decode(errors='replace')}")
+        if refused:
+            log.warning("message %s: some recipients refused: %s", message["Message-ID"], refused)
+
+
+# -- the drain ----------------------------------------------------------------------------------------------
+
+_CLAIM = """
+UPDATE outbox o SET state = 'sending', attempts = o.attempts + 1
+WHERE o.id = (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= %s
+              ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING o.id, o.problem_id, o.event, o.audience, o.recipients, o.subject, o.body_text, o.body_html,
+          o.message_id, o.created_at, o.attempts,
+          (SELECT f.message_id FROM outbox f WHERE f.problem_id = o.problem_id AND f.audience = o.audience
+           ORDER BY f.id LIMIT 1)
+"""
+
+
+def _claim(conn: Any, now: datetime) -> OutboxRow | None:
+    with conn, conn.cursor() as cur:
+        cur.execute(_CLAIM, (now,))
+        row = cur.fetchone()
+    return OutboxRow(*row) if row else None
+
+
+def _finish(conn: Any, row_id: int, state: str, *, now: datetime, error: str | None = None,
+            next_attempt_at: datetime | None = None) -> None:
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            """UPDATE outbox SET state = %s, last_error = %s, sent_at = CASE WHEN %s = 'sent' THEN %s END,
+                   next_attempt_at = COALESCE(%s, next_attempt_at)
+               WHERE id = %s AND state = 'sending'""",
+            (state, error, state, now, next_attempt_at, row_id),
+        )
+
+
+def mark_interrupted(conn: Any) -> list[int]:
+    """Rows a dead drain left in 'sending' become 'uncertain' (call only while holding the drain lock)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            """UPDATE outbox SET state = 'uncertain',
+                   last_error = 'the sender stopped after handing this mail to SMTP and before marking it sent: '
+                                || 'it may have been delivered, so it is not sent again'
+               WHERE state = 'sending' RETURNING id, subject"""
+        )
+        rows = cur.fetchall()
+    for row_id, subject in rows:
+        log.warning("outbox %s (%s): delivery uncertain after an interrupted drain; not resent", row_id, subject)
+    return [r[0] for r in rows]
+
+
+def _try_lock(conn: Any) -> bool:
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (_DRAIN_LOCK,))
+        return bool(cur.fetchone()[0])
+
+
+def _unlock(conn: Any) -> None:
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_DRAIN_LOCK,))
+
+
+def drain(
+    conn: Any, now: datetime, settings: Any, *, send: Send | None = None, limit: int = BATCH_LIMIT
+) -> dict[str, int]:
+    """Send every due outbox row; returns counts: sent, retry (back to pending), failed, uncertain, busy."""
+    counts: Counter[str] = Counter(sent=0)
+    if not _try_lock(conn):
+        log.info("another drain is running; leaving the outbox to it")
+        counts["busy"] = 1
+        return dict(counts)
+    sender: Any = send if send is not None else SmtpSender(settings.smtp_conn_id)
+    try:
+        counts["uncertain"] += len(mark_interrupted(conn))
+        for _ in range(limit):
+            row = _claim(conn, now)
+            if row is None:
+                break
+            try:
+                message = build_message(row, settings)
+            except (ValueError, TypeError) as exc:  # a malformed address or header never gets better
+                _finish(conn, row.id, "failed", now=now, error=f"cannot build the message: {_short(exc)}")
+                counts["failed"] += 1
+                continue
+            try:
+                sender(message)
+            except NotSent as exc:
+                gives_up = not exc.server_down and row.attempts >= MAX_ATTEMPTS
+                _finish(conn, row.id, "failed" if gives_up else "pending", now=now, error=str(exc),
+                        next_attempt_at=now + backoff(row.attempts))
+                counts["failed" if gives_up else "retry"] += 1
+                log.warning("outbox %s: not sent (attempt %s): %s", row.id, row.attempts, exc)
+                if exc.server_down:
+                    break  # the rest stay pending, untouched, for the next drain
+                continue
+            except MaybeSent as exc:
+                _finish(conn, row.id, "uncertain", now=now, error=str(exc))
+                counts["uncertain"] += 1
+                log.warning("outbox %s: delivery uncertain, not resent: %s", row.id, exc)
+                break
+            except Exception as exc:  # an unknown failure inside a custom sender: it may have sent
+                _finish(conn, row.id, "uncertain", now=now, error=f"sender failed: {_short(exc)}")
+                counts["uncertain"] += 1
+                log.exception("outbox %s: sender failed; delivery uncertain, not resent", row.id)
+                break
+            _finish(conn, row.id, "sent", now=now)
+            counts["sent"] += 1
+    finally:
+        close = getattr(sender, "close", None)
+        if send is None and close is not None:
+            close()
+        _unlock(conn)
+    return dict(counts)

@@ -1,0 +1,195 @@
+"""What to do with one problem given the latest evidence: pure decisions over plain records.
+
+A problem is one (token, kind) that needs a person; it is what gets mailed, never a single check. It opens
+when its cause appears, stays open (one row, one announcement) however many runs see the cause again, and
+resolves only after its cause has stayed clear for the quiet period, so a flapping cause cannot send a
+storm of opened/resolved mails. `revoked` first opens silently as "suspected" (one unconfirmed 1001) and is
+announced only when the token is confirmed revoked; a suspicion that clears was never announced and closes
+without a word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from l1nda_sync.engine.token_state import TokenState
+
+
+class Kind(StrEnum):
+    REVOKED = "revoked"
+    RIGHTS_MISSING = "rights_missing"
+    NO_SUBSCRIPTION = "no_subscription"
+    UNREACHABLE = "unreachable"
+    ACCESS_LOST = "access_lost"
+    PROVIDER_INCIDENT = "provider_incident"
+
+
+class Stage(StrEnum):
+    SUSPECTED = "suspected"  # not announced; only `revoked` has it
+    CONFIRMED = "confirmed"
+
+
+class Event(StrEnum):
+    OPENED = "opened"
+    ESCALATED = "escalated"
+    REMINDER = "reminder"
+    RESOLVED = "resolved"
+
+
+class Verb(StrEnum):
+    NOTHING = "nothing"
+    OPEN = "open"
+    SEEN = "seen"  # the cause is still (or again) there: last_seen_at, detail, cause_cleared_at = NULL
+    ESCALATE = "escalate"
+    CLEAR = "clear"  # the cause is gone: the quiet period starts
+    RESOLVE = "resolve"
+    REMIND = "remind"
+
+
+# Kinds the token's own state decides; access_lost follows links, provider_incident the circuit breaker.
+TOKEN_KINDS = (Kind.REVOKED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION, Kind.UNREACHABLE)
+# The customer must act on these; for the others only operations is mailed.
+CUSTOMER_KINDS = frozenset({Kind.REVOKED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION})
+# Link suspension reasons that mean "the token is fine but no longer reaches the company".
+REACH_REASONS = frozenset({"tag_or_filter", "company_ended", "filter_or_company_ended", "not_reached"})
+# Token states that end the token's problems without any mail: the operator took the token out of service.
+WITHDRAWN_STATES = frozenset({TokenState.DISABLED, TokenState.REMOVED})
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    quiet_period: timedelta = timedelta(hours=1)
+    reminder_interval: timedelta | None = timedelta(hours=24)  # None: no reminders
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Policy:
+        reminder = float(settings.reminder_interval)
+        return cls(
+            quiet_period=timedelta(seconds=float(settings.problem_quiet_period)),
+            reminder_interval=timedelta(seconds=reminder) if reminder > 0 else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """What the latest evidence says about one (token, kind)."""
+
+    present: bool
+    stage: Stage = Stage.CONFIRMED
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    withdrawn: bool = False  # the token left service: close without mail
+
+    @classmethod
+    def absent(cls) -> Cause:
+        return cls(False)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """The part of a problems row that decisions read."""
+
+    kind: Kind
+    opened_at: datetime
+    stage: Stage = Stage.CONFIRMED
+    cause_cleared_at: datetime | None = None
+    last_notified_at: datetime | None = None
+    muted: bool = False
+    unmuted_at: datetime | None = None
+
+    @property
+    def announced(self) -> bool:
+        """A mail about it was written, so its end deserves one too."""
+        return self.last_notified_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    verb: Verb
+    notify: Event | None = None
+    stage: Stage | None = None
+
+
+NOTHING = Action(Verb.NOTHING)
+
+
+def _resolve(problem: Problem) -> Action:
+    notify = Event.RESOLVED if problem.announced and not problem.muted else None
+    return Action(Verb.RESOLVE, notify)
+
+
+def plan_problem(existing: Problem | None, cause: Cause, now: datetime, policy: Policy) -> Action:
+    """The next step for the open problem `existing` (None: none is open) given new evidence `cause`."""
+    if existing is None:
+        if not cause.present:
+            return NOTHING
+        announce = cause.stage is Stage.CONFIRMED
+        return Action(Verb.OPEN, Event.OPENED if announce else None, cause.stage)
+
+    if cause.present:
+        if existing.stage is Stage.SUSPECTED and cause.stage is Stage.CONFIRMED:
+            return Action(Verb.ESCALATE, None if existing.muted else Event.ESCALATED, Stage.CONFIRMED)
+        return Action(Verb.SEEN)  # a confirmed problem never drops back to suspected
+
+    if cause.withdrawn:
+        return Action(Verb.RESOLVE)
+    if existing.stage is Stage.SUSPECTED:
+        return Action(Verb.RESOLVE)  # never announced, so nothing to take back and nothing to flap
+    if existing.cause_cleared_at is None:
+        if policy.quiet_period <= timedelta(0):
+            return _resolve(existing)
+        return Action(Verb.CLEAR)
+    return plan_quiet(existing, now, policy)
+
+
+def plan_quiet(existing: Problem, now: datetime, policy: Policy) -> Action:
+    """Without new evidence (the sweep): resolve after the quiet period, or remind when one is due."""
+    if existing.cause_cleared_at is not None:
+        if now - existing.cause_cleared_at >= policy.quiet_period:
+            return _resolve(existing)
+        return NOTHING
+    due = reminder_due_at(existing, policy)
+    if due is not None and now >= due:
+        return Action(Verb.REMIND, Event.REMINDER)
+    return NOTHING
+
+
+def reminder_due_at(problem: Problem, policy: Policy) -> datetime | None:
+    """When the next reminder is due: an interval after the last mail (or after an unmute, which sends no
+    backlog); never for a muted, suspected or cleared problem, or when reminders are off."""
+    if policy.reminder_interval is None or problem.muted or problem.stage is Stage.SUSPECTED:
+        return None
+    if problem.cause_cleared_at is not None:
+        return None
+    bases = [t for t in (problem.last_notified_at, problem.unmuted_at) if t is not None]
+    if not bases:
+        return None
+    return max(bases) + policy.reminder_interval
+
+
+def token_causes(state: TokenState, missing_operation: str | None = None) -> dict[Kind, Cause] | None:
+    """The cause of every token kind, from the token's state; None when the state says nothing yet ('new')."""
+    if state is TokenState.NEW:
+        return None
+    if state in WITHDRAWN_STATES:
+        return {kind: Cause(False, withdrawn=True) for kind in TOKEN_KINDS}
+    causes = {kind: Cause.absent() for kind in TOKEN_KINDS}
+    if state is TokenState.INVALID:
+        causes[Kind.REVOKED] = Cause(True, Stage.SUSPECTED)
+    elif state is TokenState.REVOKED:
+        causes[Kind.REVOKED] = Cause(True, Stage.CONFIRMED)
+    elif state is TokenState.RIGHTS_MISSING:
+        causes[Kind.RIGHTS_MISSING] = Cause(True, detail={"missing_operation": missing_operation})
+    elif state is TokenState.NO_SUBSCRIPTION:
+        causes[Kind.NO_SUBSCRIPTION] = Cause(True)
+    elif state is TokenState.UNREACHABLE:
+        causes[Kind.UNREACHABLE] = Cause(True)
+    return causes
+
+
+def audiences(kind: Kind) -> tuple[str, ...]:
+    """Who hears about a kind: operations always, the token's customer contact only when they must act."""
+    return ("ops", "customer") if kind in CUSTOMER_KINDS else ("ops",)

@@ -1,0 +1,80 @@
+"""The sweep (the DAG's notify step, before draining the outbox): what time alone decides.
+
+Resolves problems whose cause stayed clear for the quiet period, sends reminders that are due, clears a
+provider incident at the first run whose checks did not trip the breaker, closes the problems of tokens an
+operator took out of service (without mail), and re-reads every open problem's cause from the registry, so
+changes made outside the engine (a link cancelled, a token disabled) are seen too. One transaction per problem.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from l1nda_sync.alerts import store
+from l1nda_sync.alerts.hooks import access_cause
+from l1nda_sync.alerts.problems import TOKEN_KINDS, Cause, Kind, Policy, Verb, plan_problem, token_causes
+from l1nda_sync.alerts.store import ProblemRow
+from l1nda_sync.alerts.tracker import carry_out, follow_up
+from l1nda_sync.engine.breaker import judge
+from l1nda_sync.engine.token_state import Outcome, TokenState
+
+_OUTCOMES = frozenset(o.value for o in Outcome)
+
+
+def latest_run_verdict(cur: Any, settings: Any) -> tuple[int, bool] | None:
+    """(run id, tripped) of the latest run that applied checks; None when no run did yet."""
+    cur.execute("SELECT max(run_id) FROM checks WHERE run_id IS NOT NULL AND applied_at IS NOT NULL")
+    latest = cur.fetchone()[0]
+    if latest is None:
+        return None
+    cur.execute("SELECT outcome FROM checks WHERE run_id = %s AND applied_at IS NOT NULL", (latest,))
+    outcomes = [Outcome(o) if o in _OUTCOMES else Outcome.UNKNOWN for (o,) in cur.fetchall()]
+    verdict = judge(outcomes, share=float(settings.breaker_share), min_tokens=int(settings.breaker_min_tokens))
+    return latest, verdict.tripped
+
+
+def current_cause(cur: Any, row: ProblemRow, latest: tuple[int, bool] | None) -> Cause | None:
+    """The cause as the registry shows it now; None when it tells nothing new."""
+    if row.kind is Kind.PROVIDER_INCIDENT:
+        if latest is None or latest[0] == row.detail.get("run_id") or latest[1]:
+            return None  # the tripping run is the latest, or a later one tripped too (its hook saw to it)
+        return Cause.absent()
+    assert row.token_id is not None
+    if row.kind is Kind.ACCESS_LOST:
+        return access_cause(cur, row.token_id)
+    cur.execute("SELECT state, missing_operation FROM tokens WHERE id = %s", (row.token_id,))
+    found = cur.fetchone()
+    causes = token_causes(TokenState(found[0]), found[1]) if found else token_causes(TokenState.REMOVED)
+    if causes is None or row.kind not in TOKEN_KINDS:
+        return None
+    return causes[row.kind]
+
+
+def sweep(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
+    """One pass over every open problem; returns counts per step taken (and 'open' left)."""
+    policy = Policy.from_settings(settings)
+    counts: Counter[str] = Counter()
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM problems WHERE state = 'open' ORDER BY id")
+        ids = [r[0] for r in cur.fetchall()]
+        latest = latest_run_verdict(cur, settings)
+    for problem_id in ids:
+        with conn, conn.cursor() as cur:
+            row = store.get_problem(cur, problem_id, lock=True)
+            if row is None or row.state != "open":
+                continue  # resolved meanwhile by a run
+            cause = current_cause(cur, row, latest)
+            if cause is not None:
+                action = plan_problem(row.decision(), cause, now, policy)
+                if not (action.verb is Verb.SEEN and row.cause_cleared_at is None):  # SEEN: nothing new
+                    row = carry_out(cur, row, action, token_id=row.token_id, kind=row.kind, cause=cause, now=now,
+                                    settings=settings)
+                    counts[action.verb.value] += action.verb is not Verb.NOTHING
+            if row is not None and row.state == "open":
+                action = follow_up(cur, row, now=now, settings=settings)
+                counts[action.verb.value] += action.verb is not Verb.NOTHING
+                counts["open"] += action.verb is not Verb.RESOLVE
+    counts.pop(Verb.NOTHING.value, None)
+    return dict(counts)

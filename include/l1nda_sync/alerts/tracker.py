@@ -1,0 +1,124 @@
+"""Carry out problem decisions in the database: open, see again, escalate, clear, resolve, remind, and write
+the mails those steps announce, all inside the caller's transaction (the one that changed the cause), so a
+state change and its notification commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from l1nda_sync.alerts import store
+from l1nda_sync.alerts.content import render
+from l1nda_sync.alerts.problems import (
+    Action,
+    Cause,
+    Event,
+    Kind,
+    Policy,
+    Stage,
+    Verb,
+    audiences,
+    plan_problem,
+    plan_quiet,
+)
+from l1nda_sync.alerts.store import ProblemRow
+
+log = logging.getLogger(__name__)
+
+
+def new_message_id() -> str:
+    return f"<outbox-{uuid.uuid4().hex}@l1nda-sync>"
+
+
+def track(
+    cur: Any, token_id: int | None, causes: Mapping[Kind, Cause], *, now: datetime, settings: Any
+) -> list[tuple[Kind, Action]]:
+    """Bring the problems of one token (None: the provider) in line with fresh evidence for `causes`' kinds."""
+    policy = Policy.from_settings(settings)
+    existing = store.open_problems(cur, token_id, causes)
+    done = []
+    for kind, cause in causes.items():
+        row = existing.get(kind)
+        if row is None and cause.present:
+            # Only an insert can race (the unique open index); take the key lock, then look again.
+            store.lock_key(cur, token_id, kind)
+            row = store.open_problems(cur, token_id, [kind]).get(kind)
+        action = plan_problem(row.decision() if row else None, cause, now, policy)
+        carry_out(cur, row, action, token_id=token_id, kind=kind, cause=cause, now=now, settings=settings)
+        done.append((kind, action))
+    return done
+
+
+def carry_out(
+    cur: Any, row: ProblemRow | None, action: Action, *, token_id: int | None, kind: Kind, cause: Cause | None,
+    now: datetime, settings: Any,
+) -> ProblemRow | None:
+    """Write what `action` says; returns the problem row afterwards."""
+    detail = dict(cause.detail) if cause is not None else {}
+    match action.verb:
+        case Verb.NOTHING:
+            return row
+        case Verb.OPEN:
+            row = store.insert_problem(cur, token_id, kind, action.stage or Stage.CONFIRMED, detail, now)
+        case Verb.SEEN:
+            assert row is not None
+            row = store.update_problem(cur, row.id, last_seen_at=now, cause_cleared_at=None, detail=detail)
+        case Verb.ESCALATE:
+            assert row is not None
+            row = store.update_problem(cur, row.id, stage=str(Stage.CONFIRMED), escalated_at=now, last_seen_at=now,
+                                       cause_cleared_at=None, detail=detail)
+        case Verb.CLEAR:
+            assert row is not None
+            row = store.update_problem(cur, row.id, cause_cleared_at=now)
+        case Verb.RESOLVE:
+            assert row is not None
+            row = store.update_problem(cur, row.id, state="resolved", resolved_at=now,
+                                       cause_cleared_at=row.cause_cleared_at or now)
+        case Verb.REMIND:
+            assert row is not None
+    if action.notify is not None and row is not None:
+        row = notify(cur, row, action.notify, now=now, settings=settings)
+    return row
+
+
+def notify(cur: Any, row: ProblemRow, event: Event, *, now: datetime, settings: Any) -> ProblemRow:
+    """Render the mails about `event` for every audience of the problem's kind and queue them in the outbox."""
+    token = store.load_token(cur, row.token_id) if row.token_id is not None else None
+    contacts = list(token["contact_emails"]) if token else []
+    wanted = audiences(row.kind)
+    customer_mailed = "customer" in wanted and bool(contacts)
+    context = {
+        "problem": row.as_context(),
+        "token": token,
+        "detail": row.detail,
+        "affected": store.affected(cur, row.kind, row.token_id),
+        "customer": {"mailed": customer_mailed, "contacts": contacts},
+        "support": settings.ops_recipients[0] if settings.ops_recipients else "",
+        "reminder_hours": f"{float(settings.reminder_interval) / 3600:g}" if settings.reminder_interval else None,
+    }
+    plan = []
+    if settings.ops_recipients:
+        plan.append(("ops", list(settings.ops_recipients), settings.default_language))
+    else:
+        log.warning("problem %s: no ops_recipients configured, operations gets no mail", row.id)
+    if customer_mailed:
+        language = (token or {}).get("contact_language") or settings.default_language
+        plan.append(("customer", contacts, language))
+    for audience, recipients, language in plan:
+        mail = render(row.kind.value, event.value, audience, language, context)
+        store.insert_outbox(
+            cur, problem_id=row.id, event=event.value, audience=audience, language=language, recipients=recipients,
+            subject=mail.subject, body_text=mail.text, body_html=mail.html, message_id=new_message_id(), now=now,
+        )
+    return store.update_problem(cur, row.id, last_notified_at=now)
+
+
+def follow_up(cur: Any, row: ProblemRow, *, now: datetime, settings: Any) -> Action:
+    """Without new evidence: resolve after the quiet period, or send a reminder that is due."""
+    action = plan_quiet(row.decision(), now, Policy.from_settings(settings))
+    carry_out(cur, row, action, token_id=row.token_id, kind=row.kind, cause=None, now=now, settings=settings)
+    return action
