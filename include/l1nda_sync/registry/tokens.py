@@ -108,6 +108,19 @@ class RotationReport:
     keys: int  # keys configured
 
 
+def _void_pending_checks(cur: Any, token_id: int, why: str) -> int:
+    """Pending checks of a token probed what it was before (the old secret, a disabled token): never apply them.
+
+    The engine applies only checks with applied_at NULL, so marking them applied makes them inert.
+    """
+    cur.execute(
+        """UPDATE checks SET applied_at = now(), probe = NULL, detail = %s
+           WHERE token_id = %s AND applied_at IS NULL""",
+        (f"not applied: {why}", token_id),
+    )
+    return int(cur.rowcount)
+
+
 def _event(cur: Any, token_id: int, actor: str, action: str, before: str | None, after: str | None,
            detail: dict[str, Any] | None = None) -> None:
     cur.execute(
@@ -254,6 +267,7 @@ class TokenStore:
                  domain, token_id),
             )
             updated = Token.from_row(cur.fetchone())
+            _void_pending_checks(cur, token_id, "the token was replaced after this check")
             _event(cur, token_id, actor, "replaced", current.state, updated.state,
                    {"old_hint": current.token_hint, "new_hint": updated.token_hint, **(detail or {})})
         return StateChange(updated, current.state, True)
@@ -327,6 +341,7 @@ def _set_state(conn: Any, token_id: int, *, actor: str, action: str, to_state: s
             (to_state, token_id),
         )
         updated = Token.from_row(cur.fetchone())
+        _void_pending_checks(cur, token_id, f"the token was {action} after this check")
         _event(cur, token_id, actor, action, current.state, to_state, {"reason": reason} if reason else {})
     return StateChange(updated, current.state, True)
 

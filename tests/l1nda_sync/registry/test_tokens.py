@@ -280,3 +280,34 @@ def test_two_operators_adding_the_same_token_at_once_store_it_once(registry_url:
     finally:
         for c in (first, second, watcher):
             c.close()
+
+
+def test_checks_still_pending_from_before_a_replace_or_state_change_are_never_applied(conn) -> None:
+    """A run that probed the old secret must not revoke the new one when it applies its checks later."""
+    store = TokenStore(TokenCipher([generate_key()]))
+    token = add(store, conn)
+
+    def pending_check() -> int:
+        with db.transaction(conn) as cur:
+            cur.execute("""INSERT INTO checks (token_id, outcome, fault_code, probe) VALUES (%s, 'invalid', 1001,
+                           '{"debtors": []}') RETURNING id""", (token.id,))
+            return cur.fetchone()[0]
+
+    def applied(check_id: int) -> tuple:
+        with db.reading(conn) as cur:
+            cur.execute("SELECT applied_at IS NOT NULL, probe, detail FROM checks WHERE id = %s", (check_id,))
+            return cur.fetchone()
+
+    before_replace = pending_check()
+    with db.transaction(conn):
+        store.replace(conn, token.id, Secret(TOKENS[1]), actor="test")
+    assert applied(before_replace) == (True, None, "not applied: the token was replaced after this check")
+    before_disable = pending_check()
+    with db.transaction(conn):
+        tokens.disable(conn, token.id, actor="test")
+    assert applied(before_disable)[0] is True
+    with db.transaction(conn) as cur:  # a no-op touches nothing
+        cur.execute("INSERT INTO checks (token_id, outcome) VALUES (%s, 'valid') RETURNING id", (token.id,))
+        untouched = cur.fetchone()[0]
+        tokens.disable(conn, token.id, actor="test")
+    assert applied(untouched)[0] is False
