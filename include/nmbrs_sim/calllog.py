@@ -1,4 +1,5 @@
-"""The call log: per service, operation and username, how many calls, faults and seconds spent."""
+"""The call log: per service, operation and username, how many calls, faults (SOAP faults and injected
+failures) and seconds spent."""
 
 from __future__ import annotations
 
@@ -21,16 +22,24 @@ class CallLog:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str, str], CallStats] = {}
 
-    def record(self, service: str, operation: str, username: str, seconds: float, *, fault: bool = False) -> None:
+    def start(self, service: str, operation: str, username: str) -> tuple[str, str, str]:
+        """Count a call when it arrives (so a hanging call is counted at once); `finish` adds its time."""
         key = (service, operation, username)
         with self._lock:
             stats = self._rows.get(key)
             if stats is None:
                 stats = self._rows[key] = CallStats()
             stats.count += 1
+            stats.last_at = time.time()
+        return key
+
+    def finish(self, key: tuple[str, str, str], seconds: float, *, fault: bool = False) -> None:
+        with self._lock:
+            stats = self._rows.get(key)
+            if stats is None:  # cleared while the call ran
+                return
             stats.faults += fault
             stats.total_seconds += seconds
-            stats.last_at = time.time()
 
     def rows(self) -> list[dict[str, Any]]:
         with self._lock:

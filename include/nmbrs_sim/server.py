@@ -35,6 +35,8 @@ SIM_KEY = web.AppKey("simulator", Simulator)
 STOPPING_KEY = web.AppKey("stopping", asyncio.Event)
 MALFORMED_BODY = b"<html><body><h1>Runtime Error</h1><p>This answer is not a SOAP envelope & not XML</b></html>"
 _HTML = "text/html"
+_ERROR_PAGES = {"http_500": (500, "500 - Internal server error."), "http_502": (502, "502 - Bad Gateway"),
+                "http_503": (503, "503 - Service Unavailable")}
 
 
 def create_app(sim: Simulator) -> web.Application:
@@ -121,6 +123,7 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     op = soap_request.operation
     username = soap_request.username or ""
     started = time.perf_counter()
+    log_key = sim.calls.start(service, op.name, username)
     plan = sim.faults.plan(service, op.name, username)
     delay = plan.delay_s
     if sim.latency_ms or sim.latency_jitter_ms:
@@ -138,7 +141,7 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
             payload, status = fault(version, exc.faultstring), 500
         return _soap(version, payload, status)
     finally:
-        sim.calls.record(service, op.name, username, time.perf_counter() - started, fault=failed)
+        sim.calls.finish(log_key, time.perf_counter() - started, fault=failed)
 
 
 def _soap(version: str, payload: bytes, status: int) -> web.Response:
@@ -147,12 +150,12 @@ def _soap(version: str, payload: bytes, status: int) -> web.Response:
 
 async def _failure(request: web.Request, kind: str, version: str, sim: Simulator, soap_request: object
                    ) -> web.StreamResponse:
-    if kind == "http_500":
-        return _page(500, "Internal Server Error", "The server encountered an internal error.")
-    if kind == "http_502":
-        return _page(502, "502 Bad Gateway", "The proxy received an invalid response from the upstream server.")
-    if kind == "http_503":
-        return _page(503, "503 Service Unavailable", "The service is temporarily unavailable.")
+    if kind in _ERROR_PAGES:
+        status, title = _ERROR_PAGES[kind]
+        # An HTML page as IIS or a proxy sends it: not a SOAP envelope, and (like most) not well-formed XML.
+        page = (f"<!DOCTYPE html>\n<html><head><title>{title}</title></head><body><h1>{title}</h1>"
+                "<p>The page cannot be displayed.<br></body></html>")
+        return web.Response(status=status, text=page, content_type=_HTML)
     if kind == "fault_1006":
         return _soap(version, fault(version, NmbrsFault(1006).faultstring), 500)
     if kind == "fault_9999":

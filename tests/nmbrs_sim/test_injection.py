@@ -1,0 +1,217 @@
+"""Fault injection: every kind, by count, by probability, per login / service / operation, from the admin API
+and from the scenario file."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+import zeep
+from lxml import etree
+
+from nmbrs_sim.testing import running_simulator
+from tests.nmbrs_sim.conftest import MASTER_ALL, MASTER_HORECA, post, raw_fault
+
+
+def _ok(sim, who=MASTER_ALL, service="DebtorService", operation="List_GetAll", **kwargs) -> requests.Response:
+    return post(sim, service, operation, who, **kwargs)
+
+
+@pytest.mark.parametrize(("kind", "status"), [("http_500", 500), ("http_502", 502), ("http_503", 503)])
+def test_http_errors_without_a_soap_body(sim, kind: str, status: int) -> None:
+    sim.admin.inject_fault(kind, count=1)
+    response = _ok(sim)
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert b"Envelope" not in response.content
+    assert _ok(sim).status_code == 200  # count=1: only the next call
+
+
+def test_http_500_reaches_zeep_as_a_transport_error(sim, soap) -> None:
+    sim.admin.inject_fault("http_500", count=1)
+    with pytest.raises(zeep.exceptions.TransportError) as caught:
+        soap.call(MASTER_ALL, "DebtorService", "List_GetAll")
+    assert caught.value.status_code == 500
+
+
+def test_connection_reset(sim) -> None:
+    sim.admin.inject_fault("reset", count=1)
+    with pytest.raises(requests.ConnectionError):
+        _ok(sim)
+    assert _ok(sim).status_code == 200
+
+
+def test_hang_until_the_client_gives_up(sim) -> None:
+    sim.admin.inject_fault("hang", count=1)
+    started = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        _ok(sim, timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert _ok(sim).status_code == 200
+    assert sim.admin.call_count(operation="List_GetAll") == 2
+
+
+def test_a_hanging_call_does_not_delay_stopping_the_server() -> None:
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        with running_simulator({"environments": [{"sub_domain": "x"}]}) as tiny:
+            tiny.admin.inject_fault("hang")
+            waiting = pool.submit(_ok, tiny, timeout=30)
+            deadline = time.monotonic() + 5
+            while tiny.simulator.calls.count() == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)  # poll until the call is inside the server
+            assert tiny.simulator.calls.count() == 1
+            started = time.monotonic()
+        assert time.monotonic() - started < 5  # leaving the block stopped the server despite the hanging call
+        with pytest.raises(requests.ConnectionError):
+            waiting.result(timeout=10)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_malformed_answer(sim) -> None:
+    sim.admin.inject_fault("malformed", count=1)
+    response = _ok(sim)
+    assert response.status_code == 200
+    with pytest.raises(etree.XMLSyntaxError):
+        etree.fromstring(response.content)
+
+
+def test_truncated_answer(sim) -> None:
+    whole = _ok(sim).content
+    sim.admin.inject_fault("truncated", count=1)
+    response = _ok(sim)
+    assert response.status_code == 200
+    assert whole.startswith(response.content)
+    assert len(response.content) < len(whole)
+    with pytest.raises(etree.XMLSyntaxError):
+        etree.fromstring(response.content)
+
+
+@pytest.mark.parametrize(("kind", "code", "text"), [("fault_1006", 1006, "Generic Login Security Failure"),
+                                                    ("fault_9999", 9999, "Unknown")])
+def test_nmbrs_transient_faults(sim, soap, kind: str, code: int, text: str) -> None:
+    sim.admin.inject_fault(kind, count=1)
+    with pytest.raises(zeep.exceptions.Fault) as caught:
+        soap.call(MASTER_ALL, "DebtorService", "List_GetAll")
+    assert caught.value.message == f"Server was unable to process request. ---> {code}: {text}"
+    assert len(soap.call(MASTER_ALL, "DebtorService", "List_GetAll")) == 9
+
+
+def test_global_latency_with_jitter(sim) -> None:
+    sim.admin.set_latency(150, jitter_ms=50)
+    started = time.monotonic()
+    assert _ok(sim).status_code == 200
+    assert time.monotonic() - started >= 0.1
+    sim.admin.set_latency(0)
+    started = time.monotonic()
+    _ok(sim)
+    assert time.monotonic() - started < 0.1
+
+
+def test_latency_rule_by_count(sim) -> None:
+    sim.admin.inject_fault("latency", count=1, ms=300)
+    started = time.monotonic()
+    _ok(sim)
+    first = time.monotonic() - started
+    started = time.monotonic()
+    _ok(sim)
+    assert first >= 0.3
+    assert time.monotonic() - started < 0.2
+
+
+def test_latency_holds_no_thread_per_waiting_call(sim) -> None:
+    """40 calls that each wait 0.5 s finish together in about 0.5 s: the waits overlap on one event loop."""
+    sim.admin.set_latency(500)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        statuses = list(pool.map(lambda _: _ok(sim).status_code, range(40)))
+    elapsed = time.monotonic() - started
+    assert statuses == [200] * 40
+    assert elapsed < 2.5, elapsed
+
+
+def test_fair_use_slowdown(sim) -> None:
+    sim.admin.inject_fault("fair_use", calls_per_second=2)
+    durations = []
+    for _ in range(3):
+        started = time.monotonic()
+        assert _ok(sim).status_code == 200
+        durations.append(time.monotonic() - started)
+    assert durations[0] < 0.4
+    assert durations[1] < 0.4
+    assert durations[2] >= 0.5  # the third call within one second waits half a second
+    started = time.monotonic()
+    assert _ok(sim, MASTER_HORECA).status_code == 200  # counted per login
+    assert time.monotonic() - started < 0.4
+
+
+def test_count_means_the_next_n_matching_calls(sim) -> None:
+    sim.admin.inject_fault("http_503", count=3)
+    assert [_ok(sim).status_code for _ in range(4)] == [503, 503, 503, 200]
+    assert sim.admin.faults() == []
+
+
+def test_no_count_no_probability_means_until_cleared(sim) -> None:
+    fault_id = sim.admin.inject_fault("fault_9999")
+    assert [raw_fault(_ok(sim)).nmbrs_code for _ in range(3)] == [9999] * 3
+    [rule] = sim.admin.faults()
+    assert (rule["id"], rule["fired"]) == (fault_id, 3)
+    sim.admin.clear_faults()
+    assert _ok(sim).status_code == 200
+
+
+def test_probability(sim) -> None:
+    sim.admin.inject_fault("http_500", probability=0.0)
+    assert {_ok(sim).status_code for _ in range(10)} == {200}
+    sim.admin.clear_faults()
+    sim.admin.inject_fault("http_500", probability=0.5)
+    statuses = [_ok(sim).status_code for _ in range(60)]
+    assert 10 < statuses.count(500) < 50
+    sim.admin.clear_faults()
+    sim.admin.inject_fault("http_500", probability=1.0, count=2)
+    assert [_ok(sim).status_code for _ in range(3)] == [500, 500, 200]
+
+
+def test_targeting_by_login_service_and_operation(sim) -> None:
+    sim.admin.inject_fault("http_502", username=MASTER_HORECA.username)
+    sim.admin.inject_fault("http_503", service="CompanyService", operation="List_GetByDebtor")
+    assert _ok(sim, MASTER_HORECA).status_code == 502
+    assert _ok(sim, MASTER_ALL).status_code == 200
+    assert _ok(sim, MASTER_ALL, "CompanyService", "List_GetAll").status_code == 200
+    assert _ok(sim, MASTER_ALL, "CompanyService", "List_GetByDebtor",
+               body_inner="<DebtorId>2001</DebtorId>").status_code == 503
+
+
+def test_one_failure_per_call_and_the_later_rule_keeps_its_count(sim) -> None:
+    sim.admin.inject_fault("http_500", count=1)
+    sim.admin.inject_fault("http_502", count=1)
+    assert [_ok(sim).status_code for _ in range(3)] == [500, 502, 200]
+
+
+def test_remove_one_fault(sim) -> None:
+    keep = sim.admin.inject_fault("http_500", username=MASTER_HORECA.username)
+    drop = sim.admin.inject_fault("http_503")
+    sim.admin.remove_fault(drop)
+    assert [f["id"] for f in sim.admin.faults()] == [keep]
+    assert _ok(sim).status_code == 200
+
+
+def test_faults_and_latency_from_the_scenario() -> None:
+    scenario = {
+        "environments": [{"sub_domain": "demo-accountants", "logins": [
+            {"username": MASTER_ALL.username, "level": "accountant", "token": MASTER_ALL.token}]}],
+        "latency": {"ms": 120},
+        "faults": [{"kind": "fault_1006", "count": 2, "operation": "List_GetAll"}],
+    }
+    with running_simulator(scenario) as scripted:
+        started = time.monotonic()
+        codes = [raw_fault(_ok(scripted)).nmbrs_code for _ in range(2)]
+        assert codes == [1006, 1006]
+        assert _ok(scripted).status_code == 200
+        assert time.monotonic() - started >= 0.36
+        scripted.admin.set_latency(0)
+        scripted.admin.reset_world()  # back to the scenario: its faults and latency return
+        assert raw_fault(_ok(scripted)).nmbrs_code == 1006
