@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from l1nda_sync.cli import output
 from l1nda_sync.cli.context import Context
 from l1nda_sync.registry import db
 from l1nda_sync.registry.crypto import KEYS_VARIABLE, generate_key
@@ -45,6 +46,6 @@ def run_rotate(ctx: Context) -> int:
                 f"{KEYS_VARIABLE}"
     else:
         after = "one key is configured; nothing else to drop"
-    ctx.emit(report, f"re-encrypted {report.tokens} token(s) under the newest key "
+    ctx.emit(report, f"re-encrypted {output.count(report.tokens, 'token')} under the newest key "
                      f"({report.under_older_key} were under an older key); {after}")
     return 0

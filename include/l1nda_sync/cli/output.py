@@ -63,3 +63,8 @@ def capped(rows: Sequence[Any], limit: int) -> tuple[Sequence[Any], str]:
     if len(rows) <= limit:
         return rows, ""
     return rows[:limit], f"… and {len(rows) - limit} more (use --json for all)"
+
+
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """'1 company', '4 companies'."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"

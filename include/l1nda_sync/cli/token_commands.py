@@ -95,7 +95,8 @@ def _token_text(t: Token) -> str:
 def _reach_text(summary: ProbeSummary) -> str:
     shown, more = output.capped(summary.companies, SHOW_ROWS)
     lines = [f"Nmbrs accepted it: environment {summary.domain or '-'}, "
-             f"{len(summary.debtors)} debtor(s), {len(summary.companies)} compan(y/ies)"]
+             f"{output.count(len(summary.debtors), 'debtor')}, "
+             f"{output.count(len(summary.companies), 'company', 'companies')}"]
     lines.append(output.table(("company", "number", "name", "debtor"),
                               [(c["id"], c.get("number"), c.get("name"), c.get("debtor_id")) for c in shown],
                               empty="it reaches no company (yet): check the login's filter or tags in Nmbrs"))
@@ -199,8 +200,9 @@ def _show_text(d: details.TokenDetail) -> str:
     companies, more_c = output.capped(d.companies, SHOW_ROWS)
     parts = [
         head,
-        f"\nReach: {len(d.debtors)} debtor(s), {len(d.companies)} compan(y/ies)"
-        f" (lost earlier: {d.lost_debtors} debtor(s), {d.lost_companies} compan(y/ies))",
+        f"\nReach: {output.count(len(d.debtors), 'debtor')}, {output.count(len(d.companies), 'company', 'companies')}"
+        f" (lost earlier: {output.count(d.lost_debtors, 'debtor')}, "
+        f"{output.count(d.lost_companies, 'company', 'companies')})",
         output.table(("debtor", "number", "name", "tags", "since"),
                      [(r.debtor_id, r.number, r.name, r.tags, r.first_seen) for r in debtors],
                      empty="no debtors known (not checked yet, or none reached)") + (f"\n{more_d}" if more_d else ""),
