@@ -74,7 +74,10 @@ class Context:
         if stdin is None or stdin.closed:
             raise InvalidInput("token", "no standard input to read it from; pipe it in: `... < token.txt`")
         if stdin.isatty():
-            return getpass.getpass(TOKEN_PROMPT)
+            try:
+                return getpass.getpass(TOKEN_PROMPT)
+            except EOFError:
+                raise InvalidInput("token", "nothing was typed; paste the token at the prompt, then Enter") from None
         data = stdin.read(TOKEN_MAX_LENGTH * 4 + 1)
         if len(data) > TOKEN_MAX_LENGTH * 4:
             raise InvalidInput("token", "standard input holds far more than a token; send only the token")
