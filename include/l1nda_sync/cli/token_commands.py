@@ -145,6 +145,7 @@ def run_replace(ctx: Context) -> int:
         raise Conflict("ID", f"token {current.id} ({current.label}) was removed and cannot be replaced; register "
                              "the token again with `l1nda-sync tokens add`")
     secret: Secret = v.token(ctx.read_token())
+    store.refuse_replacement_clash(conn, current, secret)  # before asking Nmbrs anything
     summary = probe_token(ctx.settings, current.username, secret, domain or current.domain) if args.check else None
     if summary is not None and summary.domain and not domain:
         domain = summary.domain

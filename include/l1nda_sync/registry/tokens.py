@@ -243,6 +243,20 @@ class TokenStore:
             })
         return token
 
+    def refuse_replacement_clash(self, conn: Any, current: Token, token: Secret) -> None:
+        """Conflict when the new token is the stored one, or another token's (checked again by replace)."""
+        with reading(conn) as cur:
+            self._refuse_replacement_clash(cur, current, token)
+
+    def _refuse_replacement_clash(self, cur: Any, current: Token, token: Secret) -> None:
+        duplicate = self._find_duplicate(cur, current.username, token)
+        if duplicate is not None and duplicate.id == current.id:
+            raise Conflict("token", f"is the token already stored for token {current.id}; paste the new token "
+                                    "Nmbrs showed after the reset")
+        if duplicate is not None:
+            raise Conflict("token", f"this login and token are already registered as token {duplicate.id} "
+                                    f"({duplicate.label}); nothing was replaced")
+
     def replace(self, conn: Any, token_id: int, token: Secret, *, actor: str, domain: str | None = None,
                 detail: dict[str, Any] | None = None) -> StateChange:
         """A new token for the same login (after a reset): history, reach and links stay; checked again now."""
@@ -250,13 +264,7 @@ class TokenStore:
             advisory_xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
             current = fetch_token(cur, token_id, for_update=True)
             _live(current, "replaced")
-            duplicate = self._find_duplicate(cur, current.username, token)
-            if duplicate is not None and duplicate.id == token_id:
-                raise Conflict("token", f"is the token already stored for token {token_id}; paste the new token "
-                                        "Nmbrs showed after the reset")
-            if duplicate is not None:
-                raise Conflict("token", f"this login and token are already registered as token {duplicate.id} "
-                                        f"({duplicate.label}); nothing was replaced")
+            self._refuse_replacement_clash(cur, current, token)
             cur.execute(
                 f"""UPDATE tokens SET token_ciphertext = %s, token_hint = %s, fingerprint = %s,
                         domain = coalesce(%s, domain), state = 'new', state_since = now(), missing_operation = NULL,
