@@ -1,79 +1,73 @@
-"""`l1nda-sync problems list|mute|unmute`: see what is open and silence a problem without losing it.
+"""`l1nda-sync problems list|mute|unmute`: see what is open, and silence a problem without losing it.
 
-Muting keeps the problem and its state; it only stops mails (reminders and the recovery mail). Unmuting sends
-no backlog: reminders resume one interval after the unmute. Exit codes: 0 ok, 2 bad input (unknown or
-resolved problem), 1 anything else (e.g. the registry is unreachable).
+Follows the `l1nda-sync` conventions (l1nda_sync.cli): `register(commands, common)` adds the group, each
+handler takes the command `Context`; bad input raises InvalidInput (exit 2, nothing written).
+Muting keeps the problem and its state and stops its mails (reminders and the recovery mail). Unmuting sends
+no backlog: reminders resume one interval after the unmute.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
 from l1nda_sync.alerts import store
 from l1nda_sync.alerts.problems import Kind
 from l1nda_sync.alerts.store import ProblemRow
+from l1nda_sync.registry import validation as v
+from l1nda_sync.registry.errors import Conflict, InvalidInput, NotFound
 
 
-class ProblemInputError(ValueError):
-    """Bad input: the message names the argument and the fix."""
-
-
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the `problems` command to the `l1nda-sync` sub-parsers; dispatch with `args.handler(args)`."""
-    parser = subparsers.add_parser("problems", help="list, mute and unmute alert problems",
-                                   description="Alert problems: one per token and kind, mailed on open and resolve.")
-    parser.add_argument("--database-url", default=argparse.SUPPRESS,
-                        help="registry URL (default: L1NDA_DATABASE_URL or the Airflow connection l1nda_registry)")
-    actions = parser.add_subparsers(dest="problems_command", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="show problems (open ones by default)")
-    listing.add_argument("--state", choices=("open", "resolved", "all"), default="open")
-    listing.add_argument("--kind", choices=[k.value for k in Kind])
-    listing.add_argument("--token", type=int, metavar="TOKEN_ID")
-    listing.add_argument("--limit", type=int, default=200)
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
-    for name, text in (("mute", "stop mails about an open problem (it stays open)"),
-                       ("unmute", "mail about it again; no backlog, reminders resume one interval later")):
-        action = actions.add_parser(name, help=text)
-        action.add_argument("problem_id", type=int, metavar="PROBLEM_ID")
-        action.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(handler=run)
-    return parser
-
-
-def _connect(args: argparse.Namespace) -> Any:
-    url = getattr(args, "database_url", None)
-    if not url:
-        from l1nda_sync.settings import Settings
-
-        url = Settings.load().require_database_url()
+def _id(value: str) -> int:
     try:
-        from l1nda_sync.registry.db import connect
-    except ImportError:  # pragma: no cover - before the registry package lands
-        import psycopg2
-
-        return psycopg2.connect(url, application_name="l1nda-sync")
-    return connect(url)
+        return v.positive_id(value, "ID")
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
+def _limit(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {number}")
+    return number
 
 
-def _short(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
+def register(commands: Any, common: argparse.ArgumentParser | None = None) -> None:
+    """Add `problems` to the `l1nda-sync` sub-commands."""
+    parents = [common] if common is not None else []
+    group = commands.add_parser("problems", help="list, mute and unmute alert problems",
+                                description="Alert problems: one per token and kind, mailed when they open, "
+                                            "escalate and resolve, and as a reminder while open.")
+    group.set_defaults(group_parser=group)
+    sub = group.add_subparsers(dest="problems_command", metavar="ACTION")
+
+    lst = sub.add_parser("list", parents=parents, help="list problems (open ones unless --state says otherwise)")
+    lst.add_argument("--state", choices=("open", "resolved", "all"), default="open")
+    lst.add_argument("--kind", choices=[k.value for k in Kind])
+    lst.add_argument("--token", metavar="ID", type=_id, help="only this token's problems")
+    lst.add_argument("--limit", metavar="N", type=_limit, default=200, help="at most N rows (default 200)")
+    lst.set_defaults(handler=run_list)
+
+    mute = sub.add_parser("mute", parents=parents, help="stop mails about an open problem (it stays open)")
+    mute.add_argument("id", metavar="ID", type=_id)
+    mute.set_defaults(handler=run_mute)
+
+    unmute = sub.add_parser("unmute", parents=parents,
+                            help="mail about it again (no backlog; reminders resume one interval later)")
+    unmute.add_argument("id", metavar="ID", type=_id)
+    unmute.set_defaults(handler=run_unmute)
 
 
 def _mail_counts(cur: Any, ids: list[int]) -> dict[int, dict[str, int]]:
-    if not ids:
-        return {}
-    cur.execute("SELECT problem_id, state, count(*) FROM outbox WHERE problem_id = ANY(%s) GROUP BY 1, 2", (ids,))
     counts: dict[int, dict[str, int]] = {}
-    for problem_id, state, n in cur.fetchall():
-        counts.setdefault(problem_id, {})[state] = n
+    if ids:
+        cur.execute("SELECT problem_id, state, count(*) FROM outbox WHERE problem_id = ANY(%s) GROUP BY 1, 2", (ids,))
+        for problem_id, state, n in cur.fetchall():
+            counts.setdefault(problem_id, {})[state] = n
     return counts
 
 
@@ -84,61 +78,55 @@ def _labels(cur: Any, token_ids: list[int]) -> dict[int, str]:
     return dict(cur.fetchall())
 
 
-def _as_dict(row: ProblemRow, label: str | None, mails: dict[str, int]) -> dict[str, Any]:
+def _shown(row: ProblemRow, label: str | None, mails: dict[str, int]) -> dict[str, Any]:
     return {
         "id": row.id, "kind": row.kind.value, "token_id": row.token_id, "token_label": label, "state": row.state,
-        "stage": row.stage.value, "muted": row.muted, "opened_at": _iso(row.opened_at),
-        "last_seen_at": _iso(row.last_seen_at), "cause_cleared_at": _iso(row.cause_cleared_at),
-        "resolved_at": _iso(row.resolved_at), "escalated_at": _iso(row.escalated_at),
-        "last_notified_at": _iso(row.last_notified_at), "mails": mails, "detail": row.detail,
+        "stage": row.stage.value, "muted": row.muted, "opened_at": row.opened_at, "last_seen_at": row.last_seen_at,
+        "cause_cleared_at": row.cause_cleared_at, "resolved_at": row.resolved_at, "escalated_at": row.escalated_at,
+        "last_notified_at": row.last_notified_at, "mails": mails, "detail": row.detail,
     }
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("ID", "KIND", "TOKEN", "STATE", "OPENED (UTC)", "LAST SEEN", "CLEARED", "RESOLVED", "MUTED", "MAILS")
-    body = []
-    for r in rows:
-        token = f"{r['token_id']} {r['token_label'] or ''}".strip() if r["token_id"] is not None else "(provider)"
-        state = r["state"] if r["stage"] == "confirmed" else f"{r['state']} ({r['stage']})"
-        mails = ", ".join(f"{n} {s}" for s, n in sorted(r["mails"].items())) or "none"
-        body.append((str(r["id"]), r["kind"], token[:40], state,
-                     *(_short(datetime.fromisoformat(r[k])) if r[k] else "-"
-                       for k in ("opened_at", "last_seen_at", "cause_cleared_at", "resolved_at")),
-                     "yes" if r["muted"] else "no", mails))
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (head, *body)]
-    return "\n".join(lines)
-
-
-def list_command(conn: Any, args: argparse.Namespace, out: TextIO) -> int:
-    if args.limit <= 0:
-        raise ProblemInputError(f"--limit: must be a whole number greater than 0, got {args.limit}")
+def list_problems(conn: Any, *, state: str = "open", kind: str | None = None, token_id: int | None = None,
+                  limit: int = 200) -> list[dict[str, Any]]:
     with conn, conn.cursor() as cur:
-        rows = store.list_problems(cur, state=None if args.state == "all" else args.state, kind=args.kind,
-                                   token_id=args.token, limit=args.limit)
+        rows = store.list_problems(cur, state=None if state == "all" else state, kind=kind, token_id=token_id,
+                                   limit=limit)
         labels = _labels(cur, sorted({r.token_id for r in rows if r.token_id is not None}))
         mails = _mail_counts(cur, [r.id for r in rows])
-    shown = [_as_dict(r, labels.get(r.token_id) if r.token_id else None, mails.get(r.id, {})) for r in rows]
-    if args.json:
-        json.dump(shown, out, indent=2, default=str)
-        out.write("\n")
-    elif not shown:
-        out.write(f"no {'' if args.state == 'all' else args.state + ' '}problems\n")
-    else:
-        out.write(_table(shown) + "\n")
+    return [_shown(r, labels.get(r.token_id) if r.token_id else None, mails.get(r.id, {})) for r in rows]
+
+
+def run_list(ctx: Any) -> int:
+    from l1nda_sync.cli import output
+
+    args = ctx.args
+    shown = list_problems(ctx.connect(), state=args.state, kind=args.kind, token_id=args.token, limit=args.limit)
+
+    def text() -> str:
+        rows = [
+            (p["id"], p["kind"] if p["stage"] == "confirmed" else f"{p['kind']} ({p['stage']})",
+             f"{p['token_id']} {p['token_label']}" if p["token_id"] else "(provider)", p["state"],
+             p["opened_at"], p["last_seen_at"], p["cause_cleared_at"], p["resolved_at"], p["muted"], p["mails"])
+            for p in shown
+        ]
+        return output.table(("id", "kind", "token", "state", "opened (UTC)", "last seen", "cleared", "resolved",
+                             "muted", "mails"), rows,
+                            empty="no problems" if args.state == "all" else f"no {args.state} problems")
+
+    ctx.emit(shown, text)
     return 0
 
 
 def set_muted(conn: Any, problem_id: int, muted: bool, now: datetime) -> tuple[ProblemRow, bool]:
     """Mute or unmute an open problem in one transaction; returns the row and whether anything changed."""
-    verb = "mute" if muted else "unmute"
     with conn, conn.cursor() as cur:
         row = store.get_problem(cur, problem_id, lock=True)
         if row is None:
-            raise ProblemInputError(f"PROBLEM_ID: no problem {problem_id}; see `l1nda-sync problems list`")
+            raise NotFound("ID", f"no problem {problem_id}; see `l1nda-sync problems list --state all`")
         if row.state != "open":
-            raise ProblemInputError(f"PROBLEM_ID: problem {problem_id} is already resolved; only open problems "
-                                    f"can be {verb}d")
+            raise Conflict("ID", f"problem {problem_id} is resolved; only open problems can be "
+                                 f"{'muted' if muted else 'unmuted'}")
         if row.muted == muted:
             return row, False
         values: dict[str, Any] = {"muted": muted}
@@ -147,34 +135,21 @@ def set_muted(conn: Any, problem_id: int, muted: bool, now: datetime) -> tuple[P
         return store.update_problem(cur, problem_id, **values), True
 
 
-def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None,
-        now: datetime | None = None) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
-    try:
-        conn = _connect(args)
-    except Exception as exc:
-        err.write(f"l1nda-sync problems: {exc}\n")
-        return 1
-    try:
-        if args.problems_command == "list":
-            return list_command(conn, args, out)
-        muted = args.problems_command == "mute"
-        row, changed = set_muted(conn, args.problem_id, muted, now or datetime.now(UTC))
-        if args.json:
-            json.dump({"id": row.id, "muted": row.muted, "changed": changed}, out)
-            out.write("\n")
-        elif changed:
-            done = "muted: no more mails about it" if muted else "unmuted"
-            out.write(f"problem {row.id} ({row.kind.value}) {done}\n")
-        else:
-            out.write(f"problem {row.id} was already {'muted' if muted else 'not muted'}; nothing changed\n")
-        return 0
-    except ProblemInputError as exc:
-        err.write(f"l1nda-sync problems {args.problems_command}: {exc}\n")
-        return 2
-    except Exception as exc:
-        err.write(f"l1nda-sync problems {args.problems_command}: {type(exc).__name__}: {exc}\n")
-        return 1
-    finally:
-        conn.close()
+def _run_set(ctx: Any, muted: bool) -> int:
+    row, changed = set_muted(ctx.connect(), ctx.args.id, muted, datetime.now(UTC))
+    if changed:
+        text = (f"problem {row.id} ({row.kind.value}) muted: it stays open, no more mails about it" if muted else
+                f"problem {row.id} ({row.kind.value}) unmuted: no backlog is sent; reminders resume one interval "
+                "from now")
+    else:
+        text = f"problem {row.id} was already {'muted' if muted else 'unmuted'}; nothing changed"
+    ctx.emit({"id": row.id, "kind": row.kind.value, "muted": row.muted, "changed": changed}, text)
+    return 0
+
+
+def run_mute(ctx: Any) -> int:
+    return _run_set(ctx, True)
+
+
+def run_unmute(ctx: Any) -> int:
+    return _run_set(ctx, False)

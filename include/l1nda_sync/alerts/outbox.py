@@ -237,8 +237,9 @@ def _unlock(conn: Any) -> None:
 def drain(
     conn: Any, now: datetime, settings: Any, *, send: Send | None = None, limit: int = BATCH_LIMIT
 ) -> dict[str, int]:
-    """Send every due outbox row; returns counts: sent, retry (back to pending), failed, uncertain, busy."""
-    counts: Counter[str] = Counter(sent=0)
+    """Send every due outbox row; returns counts: sent, retry (back to pending), failed, uncertain, and busy
+    (1 when another drain holds the lock, and this one did nothing)."""
+    counts: Counter[str] = Counter(dict.fromkeys(("sent", "retry", "failed", "uncertain", "busy"), 0))
     if not _try_lock(conn):
         log.info("another drain is running; leaving the outbox to it")
         counts["busy"] = 1

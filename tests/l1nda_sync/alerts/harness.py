@@ -53,7 +53,7 @@ class _Collector:
             return "451 4.3.0 try again later"
         self.server.received.append((list(envelope.rcpt_tos), bytes(envelope.content)))
         if mode == "drop":  # took the message, then the line broke before the 250
-            session.transport.close()
+            server.transport.close()
             return "250 OK"
         return "250 OK"
 
