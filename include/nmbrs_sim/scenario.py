@@ -71,10 +71,10 @@ def read_scenario_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_scenario(scenario: str | Path | dict[str, Any]) -> Scenario:
-    """A path to a YAML/JSON file, or an already-parsed dict, validated into a `Scenario`."""
+def load_scenario(scenario: str | Path | dict[str, Any], *, source: str = "<dict>") -> Scenario:
+    """A path to a YAML/JSON file, or an already-parsed dict (errors then name `source`), as a `Scenario`."""
     if isinstance(scenario, dict):
-        return _Builder("<dict>").build(scenario)
+        return _Builder(source).build(scenario)
     return _Builder(str(scenario)).build(read_scenario_file(scenario))
 
 
@@ -242,8 +242,8 @@ class _Builder:
         if level == ACCOUNTANT and ("company_filter" in login or "debtor" in login):
             key = "company_filter" if "company_filter" in login else "debtor"
             raise self.fail(f"{path}.{key}", "only client logins have this; an accountant login uses tag_filter")
-        tag_filter = login.get("tag_filter", ALL)
-        if not (isinstance(tag_filter, str) and tag_filter.lower() == ALL):
+        tag_filter = login.get("tag_filter", ALL if level == ACCOUNTANT else None)
+        if tag_filter is not None and not (isinstance(tag_filter, str) and tag_filter.lower() == ALL):
             tag_filter = [self.text(t, f"{path}.tag_filter[{k}]", optional=False)
                           for k, t in enumerate(self.items(tag_filter, f"{path}.tag_filter"))]
         company_filter = [self.integer(c, f"{path}.company_filter[{k}]")
@@ -258,7 +258,8 @@ class _Builder:
         template = login.get("template")
         try:
             world.add_login(sub, username=username, level=level, token=token, tag_filter=tag_filter,
-                            company_filter=company_filter, debtor=debtor, template=template,
+                            company_filter=company_filter if level == CLIENT else None, debtor=debtor,
+                            template=template,
                             deleted=self.boolean(login.get("deleted"), f"{path}.deleted", False))
         except WorldError as exc:
             raise self.fail(f"{path}.{_field_of(str(exc))}", str(exc)) from None

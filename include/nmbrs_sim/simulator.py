@@ -26,7 +26,7 @@ class Simulator:
             self.source = str(scenario)
         self._lock = threading.Lock()
         self.calls = CallLog()
-        loaded = load_scenario(self._initial) if isinstance(scenario, dict) else load_scenario(scenario)
+        loaded = load_scenario(copy.deepcopy(self._initial), source=self.source)
         self.max_body_bytes = loaded.max_body_bytes
         self._install(loaded)
 
@@ -42,11 +42,11 @@ class Simulator:
 
     def reset_world(self) -> None:
         """Back to the scenario the simulator started with: world, faults and latency (the call log stays)."""
-        self._install(load_scenario(copy.deepcopy(self._initial)))
+        self._install(load_scenario(copy.deepcopy(self._initial), source=self.source))
 
     def load_world(self, scenario: dict[str, Any]) -> None:
         """Replace the world with another scenario (it also becomes what `reset_world` returns to)."""
-        loaded = load_scenario(scenario)
+        loaded = load_scenario(copy.deepcopy(scenario), source="the loaded world")
         self._initial = copy.deepcopy(scenario)
         self._install(loaded)
 

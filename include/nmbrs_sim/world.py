@@ -194,19 +194,26 @@ class World:
             return company
 
     def add_login(self, environment: str, *, username: str, level: str, token: str | None = None,
-                  tag_filter: str | list[str] = ALL, company_filter: Iterable[int] = (), debtor: int | None = None,
-                  template: dict[str, Any] | str | None = None, deleted: bool = False) -> Login:
+                  tag_filter: str | list[str] | None = None, company_filter: Iterable[int] | None = None,
+                  debtor: int | None = None, template: dict[str, Any] | str | None = None, deleted: bool = False
+                  ) -> Login:
+        """A new login; an accountant's tag filter defaults to 'all', a client's company filter to none."""
         with self.lock:
             env = self.environment(environment)
+            if not isinstance(username, str) or "@" not in username:
+                raise WorldError(f"username must be an e-mail address, got {username!r}")
             if username.lower() in self.logins:
                 raise WorldError(f"login {username!r} exists already", 409)
             if level not in LEVELS:
                 raise WorldError(f"level {level!r} is not one of {', '.join(LEVELS)}")
-            login = Login(username, env.sub_domain, level, token or new_token(), deleted=deleted)
+            if token is not None and (not isinstance(token, str) or not token.strip()):
+                raise WorldError("token must be a non-empty string (leave it out to get a random one)")
+            if level == ACCOUNTANT and tag_filter is None:
+                tag_filter = ALL
+            login = Login(username, env.sub_domain, level, token or new_token(), deleted=bool(deleted))
             self.logins[username.lower()] = login
             try:
-                self._apply_login_changes(login, tag_filter=tag_filter if level == ACCOUNTANT else None,
-                                          company_filter=company_filter if level == CLIENT else None,
+                self._apply_login_changes(login, tag_filter=tag_filter, company_filter=company_filter,
                                           template=template, debtor=debtor)
             except WorldError:
                 del self.logins[username.lower()]

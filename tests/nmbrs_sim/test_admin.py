@@ -169,6 +169,12 @@ def test_call_log(sim, soap) -> None:
 
 @pytest.mark.parametrize(("change", "status", "words"), [
     (lambda a: a.reset_token("nobody@x.example"), 404, "unknown login"),
+    (lambda a: a.add_login("demo-accountants", username="n@x.example", level="client", tag_filter="all"), 400,
+     "accountant logins only"),
+    (lambda a: a.add_login("demo-accountants", username="n@x.example", level="accountant", company_filter=[1]),
+     400, "client logins only"),
+    (lambda a: a.add_login("demo-accountants", username=MASTER_ALL.username, level="accountant"), 409, "exists"),
+    (lambda a: a.add_login("demo-accountants", username="nobody", level="accountant"), 400, "e-mail"),
     (lambda a: a.update_login(MASTER_HORECA.username, tag_filter=["Horecaa"]), 400, "unknown tag"),
     (lambda a: a.update_login(MASTER_HORECA.username, company_filter=[50101]), 400, "client logins only"),
     (lambda a: a.update_login(CLIENT_VANDIJK.username, tag_filter="all"), 400, "accountant logins only"),

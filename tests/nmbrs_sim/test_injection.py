@@ -51,6 +51,10 @@ def test_hang_until_the_client_gives_up(sim) -> None:
     assert time.monotonic() - started < 5
     assert _ok(sim).status_code == 200
     assert sim.admin.call_count(operation="List_GetAll") == 2
+    deadline = time.monotonic() + 5  # the server lets go of the hanging call once the client has gone
+    while sim.admin.calls()[0]["faults"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.admin.calls()[0]["faults"] == 1
 
 
 def test_a_hanging_call_does_not_delay_stopping_the_server() -> None:
