@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import policy
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
 from typing import Any
@@ -56,7 +57,7 @@ class MaybeSent(Exception):
     """The connection broke while the server was taking the message: it may have been delivered."""
 
 
-Send = Callable[[EmailMessage], None]
+Send = Callable[[EmailMessage], "str | None"]  # returns an optional note kept as last_error of a sent row
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,23 +140,31 @@ class SmtpSender:
     def _drop(self) -> None:
         self.close()
 
-    def __call__(self, message: EmailMessage) -> None:
+    def _reset(self, client: smtplib.SMTP) -> None:
+        """Abandon the current transaction (RSET); a session that cannot even do that is dropped."""
+        try:
+            client.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def __call__(self, message: EmailMessage) -> str | None:
+        """Hand one message over; returns a note on recipients the server refused (the rest got it)."""
         client = self._client()
         sender = parseaddr(str(message["From"]))[1]
         recipients = [addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])]) if addr]
+        refused: dict[str, str] = {}
         try:
             client.ehlo_or_helo_if_needed()
             code, reply = client.mail(sender)
             if code != 250:
-                client.rset()
+                self._reset(client)
                 raise NotSent(f"MAIL FROM refused: {code} {reply.decode(errors='replace')}")
-            refused = {}
             for rcpt in recipients:
                 code, reply = client.rcpt(rcpt)
                 if code not in (250, 251):
                     refused[rcpt] = f"{code} {reply.decode(errors='replace')}"
             if len(refused) == len(recipients):
-                client.rset()
+                self._reset(client)
                 raise NotSent(f"every recipient refused: {refused}")
         except NotSent:
             raise
@@ -165,16 +174,17 @@ class SmtpSender:
         try:
             code, reply = client.data(message.as_bytes(policy=policy.SMTP))
         except smtplib.SMTPDataError as exc:  # the server answered DATA with an error: it took nothing
-            client.rset()
+            self._reset(client)
             raise NotSent(f"DATA refused: {exc.smtp_code} {exc.smtp_error!r}") from None
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise MaybeSent(f"connection lost while the server was taking the message: {_short(exc)}") from None
         if code != 250:
-            client.rset()
+            self._reset(client)
             raise NotSent(f"message refused: {code} {reply.decode(errors='replace')}")
         if refused:
-            log.warning("message %s: some recipients refused: %s", message["Message-ID"], refused)
+            return f"delivered, but these recipients were refused: {refused}"
+        return None
 
 
 # -- the drain ----------------------------------------------------------------------------------------------
@@ -253,12 +263,12 @@ def drain(
                 break
             try:
                 message = build_message(row, settings)
-            except (ValueError, TypeError) as exc:  # a malformed address or header never gets better
+            except (ValueError, TypeError, MessageError) as exc:  # a malformed address or header stays malformed
                 _finish(conn, row.id, "failed", now=now, error=f"cannot build the message: {_short(exc)}")
                 counts["failed"] += 1
                 continue
             try:
-                sender(message)
+                note = sender(message)
             except NotSent as exc:
                 gives_up = not exc.server_down and row.attempts >= MAX_ATTEMPTS
                 _finish(conn, row.id, "failed" if gives_up else "pending", now=now, error=str(exc),
@@ -278,7 +288,7 @@ def drain(
                 counts["uncertain"] += 1
                 log.exception("outbox %s: sender failed; delivery uncertain, not resent", row.id)
                 break
-            _finish(conn, row.id, "sent", now=now)
+            _finish(conn, row.id, "sent", now=now, error=note if isinstance(note, str) else None)
             counts["sent"] += 1
     finally:
         close = getattr(sender, "close", None)

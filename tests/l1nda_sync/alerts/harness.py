@@ -45,6 +45,12 @@ class _Collector:
     def __init__(self, server: MailServer) -> None:
         self.server = server
 
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
+        if address.startswith("unknown"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         mode = self.server.mode
         if mode == "refuse":

@@ -153,3 +153,13 @@ def test_message_shape_ids_and_threading(world: World, smtp: MailServer) -> None
     assert ops_resolved["In-Reply-To"] == rows[0]["message_id"], "the recovery mail threads under the opening"
     customer = by_id[rows[1]["message_id"]]
     assert customer["Reply-To"] == OPS, "customers reply to support, not to the no-reply sender"
+
+
+def test_a_refused_recipient_does_not_stop_the_others(world: World, smtp: MailServer) -> None:
+    token = world.add_token("Bakkerij Jansen", contacts=["unknown@klant.example", CUSTOMER])
+    world.run({token: (Outcome.VALID, REACH)})
+    world.run({token: Outcome.NO_SUBSCRIPTION})
+    assert smtp.tally() == {(OPS, "opened"): 1, (CUSTOMER, "opened"): 1}
+    customer_row = world.outbox()[1]
+    assert customer_row["state"] == "sent"
+    assert "unknown@klant.example" in customer_row["last_error"], "the refusal is kept for people to see"
