@@ -223,6 +223,9 @@ def add_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> No
 
     async def add_fault(request: web.Request) -> web.Response:
         data = await _body(request)
+        username = data.get("username")
+        if username is not None and str(username).lower() not in sim(request).world.logins:
+            raise _BadInput(f"username {username!r} is no login of this world; the fault would never fire")
         try:
             rule_id = sim(request).faults.add_dict(data)
         except ValueError as exc:

@@ -22,6 +22,7 @@ from nmbrs_sim.simulator import Simulator
 from nmbrs_sim.soap import (
     CONTENT_TYPES,
     SOAP11,
+    SoapRequest,
     VersionMismatch,
     action_from_content_type,
     envelope,
@@ -148,7 +149,7 @@ def _soap(version: str, payload: bytes, status: int) -> web.Response:
     return web.Response(body=payload, status=status, headers={"Content-Type": CONTENT_TYPES[version]})
 
 
-async def _failure(request: web.Request, kind: str, version: str, sim: Simulator, soap_request: object
+async def _failure(request: web.Request, kind: str, version: str, sim: Simulator, soap_request: SoapRequest
                    ) -> web.StreamResponse:
     if kind in _ERROR_PAGES:
         status, title = _ERROR_PAGES[kind]
@@ -164,7 +165,7 @@ async def _failure(request: web.Request, kind: str, version: str, sim: Simulator
         return web.Response(body=MALFORMED_BODY, status=200, headers={"Content-Type": CONTENT_TYPES[version]})
     if kind == "truncated":
         try:
-            payload, status = envelope(version, execute(sim.world, soap_request, sim.cache)), 200  # type: ignore[arg-type]
+            payload, status = envelope(version, execute(sim.world, soap_request, sim.cache)), 200
         except NmbrsFault as exc:
             payload, status = fault(version, exc.faultstring), 500
         return _soap(version, payload[: max(1, len(payload) // 2)], status)

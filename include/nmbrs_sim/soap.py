@@ -66,8 +66,8 @@ def parse_request(service: str, version: str, action: str | None, body: bytes) -
     op = ACTIONS.get(action) if action else None
     if op is not None and op.service != service:
         op = None
-    if version == SOAP11 and op is None:
-        raise ClientFault(NO_ACTION_TEXT)
+    if op is None and (version == SOAP11 or action):
+        raise ClientFault(NO_ACTION_TEXT)  # SOAP 1.2 may leave the action out; then the body element routes
     try:
         root = etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError as exc:

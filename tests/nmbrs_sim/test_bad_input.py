@@ -58,6 +58,9 @@ def test_soap12_routes_on_the_body_without_an_action(sim) -> None:
     response = post(sim, "DebtorService", "Debtor_IsOwner", MASTER_ALL, version="1.2", action=None)
     assert response.status_code == 200
     assert b"<Debtor_IsOwnerResult>true</Debtor_IsOwnerResult>" in response.content
+    wrong = post(sim, "DebtorService", "Debtor_IsOwner", MASTER_ALL, version="1.2",
+                 action=soap_action("DebtorService", "Nope"))
+    assert raw_fault(wrong).text == NO_ACTION_TEXT
     unknown = post(sim, "DebtorService", "Nope", MASTER_ALL, version="1.2", action=None)
     fault = raw_fault(unknown)
     assert (unknown.status_code, fault.code, fault.text) == (500, "soap:Sender", NO_ACTION_TEXT)
