@@ -82,6 +82,7 @@ class Cause:
     stage: Stage = Stage.CONFIRMED
     detail: Mapping[str, Any] = field(default_factory=dict)
     withdrawn: bool = False  # the token left service: close without mail
+    topic: str | None = None  # what exactly is wrong (rights_missing: the operation); a new topic is news
 
     @classmethod
     def absent(cls) -> Cause:
@@ -99,6 +100,7 @@ class Problem:
     last_notified_at: datetime | None = None
     muted: bool = False
     unmuted_at: datetime | None = None
+    topic: str | None = None
 
     @property
     def announced(self) -> bool:
@@ -132,6 +134,9 @@ def plan_problem(existing: Problem | None, cause: Cause, now: datetime, policy: 
     if cause.present:
         if existing.stage is Stage.SUSPECTED and cause.stage is Stage.CONFIRMED:
             return Action(Verb.ESCALATE, None if existing.muted else Event.ESCALATED, Stage.CONFIRMED)
+        if cause.topic and existing.topic and cause.topic != existing.topic and existing.stage is Stage.CONFIRMED:
+            # e.g. the customer switched one operation on and Nmbrs now refuses another: they must hear it
+            return Action(Verb.SEEN, None if existing.muted else Event.OPENED)
         return Action(Verb.SEEN)  # a confirmed problem never drops back to suspected
 
     if cause.withdrawn:
@@ -182,7 +187,8 @@ def token_causes(state: TokenState, missing_operation: str | None = None) -> dic
     elif state is TokenState.REVOKED:
         causes[Kind.REVOKED] = Cause(True, Stage.CONFIRMED)
     elif state is TokenState.RIGHTS_MISSING:
-        causes[Kind.RIGHTS_MISSING] = Cause(True, detail={"missing_operation": missing_operation})
+        causes[Kind.RIGHTS_MISSING] = Cause(True, detail={"missing_operation": missing_operation},
+                                            topic=missing_operation)
     elif state is TokenState.NO_SUBSCRIPTION:
         causes[Kind.NO_SUBSCRIPTION] = Cause(True)
     elif state is TokenState.UNREACHABLE:

@@ -48,7 +48,7 @@ class ProblemRow:
 
     def decision(self) -> Problem:
         return Problem(self.kind, self.opened_at, self.stage, self.cause_cleared_at, self.last_notified_at,
-                       self.muted, self.unmuted_at)
+                       self.muted, self.unmuted_at, self.detail.get("missing_operation"))
 
     def as_context(self) -> dict[str, Any]:
         return {

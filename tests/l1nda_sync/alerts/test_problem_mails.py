@@ -94,8 +94,13 @@ def test_rights_missing_names_the_operation_to_switch_on(world: World, smtp: Mai
     for _ in range(4):
         world.run({token: (Outcome.RIGHTS_MISSING, "CompanyService.List_GetByDebtor")})
     assert len(smtp.received) == 2
+    world.run({token: (Outcome.RIGHTS_MISSING, "DebtorService.Tags_Get")})  # one fixed, the next one is off
+    assert len(smtp.received) == 4, "a different missing operation is news for the customer"
+    assert "DebtorService \u203a Tags_Get" in parts(smtp.messages(CUSTOMER)[-1])[0]
+    world.run({token: (Outcome.RIGHTS_MISSING, "DebtorService.Tags_Get")})
+    assert len(smtp.received) == 4
     world.run({token: (Outcome.VALID, REACH)})
-    _resolve_after_quiet_period(world, smtp, token, before=2)
+    _resolve_after_quiet_period(world, smtp, token, before=4)
     assert smtp.tally()[(OPS, "resolved")] == 1
     assert smtp.tally()[(CUSTOMER, "resolved")] == 1
     assert_no_secret(smtp, world.secrets)

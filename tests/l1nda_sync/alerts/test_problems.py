@@ -75,6 +75,16 @@ def test_plan_problem(existing: Problem | None, cause: Cause, verb: Verb, notify
     assert (action.verb, action.notify) == (verb, notify)
 
 
+def test_a_new_missing_operation_is_news_the_same_one_is_not() -> None:
+    open_for_a = Problem(Kind.RIGHTS_MISSING, T0 - HOUR, last_notified_at=T0 - HOUR, topic="A.One")
+    again = plan_problem(open_for_a, Cause(True, topic="A.One"), T0, POLICY)
+    assert (again.verb, again.notify) == (Verb.SEEN, None)
+    other = plan_problem(open_for_a, Cause(True, topic="B.Two"), T0, POLICY)
+    assert (other.verb, other.notify) == (Verb.SEEN, Event.OPENED)
+    muted = Problem(Kind.RIGHTS_MISSING, T0 - HOUR, muted=True, topic="A.One")
+    assert plan_problem(muted, Cause(True, topic="B.Two"), T0, POLICY).notify is None
+
+
 def test_open_carries_the_stage() -> None:
     assert plan_problem(None, SUSPECTED, T0, POLICY).stage is Stage.SUSPECTED
     assert plan_problem(None, PRESENT, T0, POLICY).stage is Stage.CONFIRMED
