@@ -1,0 +1,152 @@
+"""The one exception hierarchy the engine and the CLI switch on (`outcome`), and how Nmbrs faults map to it.
+
+Nmbrs wraps every error as `Server was unable to process request. ---> NNNN: Text`; the code is read from
+that form (`--->\\s*(\\d{4}):`), never from the wording. Messages carry the server's text, the service, the
+operation and the id concerned, never a token: the client scrubs the token from any server text before it
+builds an error.
+"""
+
+from __future__ import annotations
+
+import re
+
+FAULT_CODE = re.compile(r"--->\s*(\d{4}):")
+
+# The number after `--->` of each class.
+INVALID_CREDENTIALS = 1001
+OPERATION_NOT_ALLOWED = 1002
+DATA_NOT_ALLOWED = 1003
+NO_SUBSCRIPTION = 1004
+LOGIN_SECURITY_FAILURE = 1006
+UNKNOWN_SERVER_ERROR = 9999
+# 2003 / 2004 / 2009: no right to that employee / company / debtor id.
+ID_KIND_BY_CODE = {DATA_NOT_ALLOWED: None, 2003: "employee", 2004: "company", 2009: "debtor"}
+TRANSIENT_CODES = frozenset({LOGIN_SECURITY_FAILURE, UNKNOWN_SERVER_ERROR})
+
+
+def fault_code(text: str | None) -> int | None:
+    """The Nmbrs error number in a fault string, or None when it is not in the `---> NNNN:` form."""
+    match = FAULT_CODE.search(text or "")
+    return int(match.group(1)) if match else None
+
+
+def fault_text(text: str | None) -> str:
+    """The part after `---> NNNN:` ('Invalid Authentication'), or the whole string when that form is absent."""
+    text = (text or "").strip()
+    match = FAULT_CODE.search(text)
+    return text[match.end():].strip() if match else text
+
+
+class NmbrsError(Exception):
+    """Base of every error the client raises. `outcome` is what the engine records for the token."""
+
+    outcome = "unknown"
+    retryable = False
+
+    def __init__(self, message: str, *, code: int | None = None, service: str | None = None,
+                 operation: str | None = None, text: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.service = service
+        self.operation = operation
+        self.text = text
+
+    @property
+    def where(self) -> str:
+        return ".".join(p for p in (self.service, self.operation) if p) or "Nmbrs"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, where={self.where!r}, message={str(self)!r})"
+
+    def __reduce__(self):  # keeps subclasses picklable (Airflow may ship exceptions between processes)
+        return _rebuild, (type(self), str(self), self.__dict__.copy())
+
+
+def _rebuild(cls: type[NmbrsError], message: str, state: dict) -> NmbrsError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class CredentialInvalid(NmbrsError):
+    """1001: the e-mail, the token or the domain is wrong; the token was reset or the user deleted."""
+
+    outcome = "invalid"
+
+
+class OperationNotAllowed(NmbrsError):
+    """1002: the operation is switched off in the login's API user template."""
+
+    outcome = "rights_missing"
+
+
+class DataNotAllowed(NmbrsError):
+    """1003, 2003, 2004, 2009: no right to that id (outside the login's filter, or it does not exist)."""
+
+    outcome = "data_not_allowed"
+
+    def __init__(self, message: str, *, data_id: int | None = None, data_kind: str | None = None,
+                 **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.data_id = data_id
+        self.data_kind = data_kind
+
+
+class NoSubscription(NmbrsError):
+    """1004: the environment has no valid subscription."""
+
+    outcome = "no_subscription"
+
+
+class TransientError(NmbrsError):
+    """1006, 9999, HTTP 5xx without a SOAP fault, connection errors, time-outs, malformed XML: try again later."""
+
+    outcome = "transient"
+    retryable = True
+
+
+class UnknownNmbrsError(NmbrsError):
+    """Anything else; keeps the code (if any) and the server's text."""
+
+    outcome = "unknown"
+
+
+def error_for_fault(faultstring: str | None, *, service: str | None, operation: str | None,
+                    params: dict | None = None) -> NmbrsError:
+    """The error for a SOAP fault answered by `service.operation` called with `params` (to name the id)."""
+    code = fault_code(faultstring)
+    text = fault_text(faultstring)
+    where = ".".join(p for p in (service, operation) if p) or "Nmbrs"
+    common = {"code": code, "service": service, "operation": operation, "text": text}
+    if code == INVALID_CREDENTIALS:
+        return CredentialInvalid(f"{where}: {code} {text} (the login e-mail, token or domain is not accepted)",
+                                 **common)
+    if code == OPERATION_NOT_ALLOWED:
+        return OperationNotAllowed(f"{where}: {code} {text} ({where} is switched off in the login's API "
+                                   "user template)", **common)
+    if code in ID_KIND_BY_CODE:
+        data_id = _first_id(params)
+        kind = ID_KIND_BY_CODE[code] or _id_kind(params)
+        named = f" for {kind} {data_id}" if data_id is not None else ""
+        return DataNotAllowed(f"{where}: {code} {text}{named}", data_id=data_id, data_kind=kind, **common)
+    if code == NO_SUBSCRIPTION:
+        return NoSubscription(f"{where}: {code} {text} (the environment has no valid subscription)", **common)
+    if code in TRANSIENT_CODES:
+        return TransientError(f"{where}: {code} {text}", **common)
+    shown = f"{code} {text}" if code is not None else text
+    return UnknownNmbrsError(f"{where}: unexpected fault: {shown}"[:1000], **common)
+
+
+def _first_id(params: dict | None) -> int | None:
+    for key, value in (params or {}).items():
+        if key.endswith("Id") and isinstance(value, int):
+            return value
+    return None
+
+
+def _id_kind(params: dict | None) -> str | None:
+    for key in params or {}:
+        if key.endswith("Id"):
+            return key[: -len("Id")].lower() or None
+    return None

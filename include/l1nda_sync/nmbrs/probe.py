@@ -1,0 +1,155 @@
+"""`probe`: validate a token and list what it reaches, with as few Nmbrs calls as the previous probe allows.
+
+A `Company` carries no debtor id in Nmbrs: the company-to-debtor mapping costs one `List_GetByDebtor` per debtor,
+and the debtors' tags one `Tags_Get` each. Both are kept in the stored probe and rebuilt only when needed:
+
+* the two `List_GetAll` (debtors, companies) run on every probe: they are the validation and the reach;
+* the mapping and the tags are reused as they are when the previous probe has the same debtor id set and the
+  same company id set, was made for the same domain, and its full refresh is younger than
+  `mapping_full_refresh` (default a day);
+* when the sets differ, only the new debtors are asked (tags and companies); kept debtors keep their tags and
+  their companies keep their debtor; if a listed company still has no debtor (a new company of a kept
+  debtor), the kept debtors' companies are asked as well;
+* everything is asked again (a full refresh) on the first probe, when the interval has passed, or when the
+  domain changed.
+Tags can change without changing the debtor set; such a change does not change the reach either (a master's tag
+filter that stops matching drops the debtor from `List_GetAll`), and the tags of a lost debtor, which explain the
+loss, are in the previous probe. So tags follow the mapping's schedule.
+
+Calls per token (N = debtors reached, N_new = debtors not in the previous probe; `Environment_Get` is needed
+only when the domain or the environment is unknown, i.e. on a first probe):
+
+| case | calls |
+|---|---|
+| first probe (no previous) | 2N + 3 (`Environment_Get`, 2 x `List_GetAll`, N x `Tags_Get`, N x `List_GetByDebtor`) |
+| unchanged (same sets, refresh not due) | 2 |
+| debtor set changed | 2 + 2 x N_new; + (N - N_new) when a company cannot be placed that way |
+| only companies changed | 2 when companies only disappeared; 2 + N when a company was added |
+| full refresh (interval passed) | 2N + 2 |
+| debtor-level login, DebtorService.List_GetAll answers its own debtor(s) | as above with N = 1 (5 first, 2 after) |
+| debtor-level login, DebtorService.List_GetAll off (1002) | 4 first (+`Debtor_IsOwner`), 2 after |
+| a 1001 with a remembered domain | + 2 (`Environment_Get` and the repeated call) |
+Every retry of a transient fault is one more call; `Probe.calls` counts every request sent.
+
+Debtor-level logins: when `DebtorService.List_GetAll` is switched off (1002) the probe asks `Debtor_IsOwner`. A
+login that is not the owner (a customer login) is then probed without debtors: its companies come from
+`CompanyService.List_GetAll` with `debtor_id` None, and `is_owner` False is remembered so later probes skip the
+question. An owner (accountant) login, or one that may not ask `Debtor_IsOwner` either, gets the 1002 for
+`DebtorService.List_GetAll`: the mapping needs it, so the customer must switch it on. A 1002 on `Tags_Get`
+leaves the tags empty (they only explain changes); a 1002 on `List_GetByDebtor` is raised (no mapping without it).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from l1nda_sync.nmbrs.errors import OperationNotAllowed
+from l1nda_sync.nmbrs.records import Company, Credentials, Debtor, DebtorTag, Probe
+
+log = logging.getLogger(__name__)
+
+
+def run_probe(client, credentials: Credentials, previous: Probe | None = None) -> Probe:
+    now = client.wall_clock()
+    remembered = credentials.domain or (previous.domain if previous is not None and previous.domain else None)
+    talk = client.conversation(credentials, remembered)
+    if (previous is not None and previous.environment is not None and remembered
+            and previous.environment.sub_domain.lower() == remembered.lower()):
+        talk.environment = previous.environment
+    else:
+        talk.discover()
+
+    debtors, is_owner = _debtors_or_none(talk, previous)
+    companies = talk.companies()
+    environment = talk.environment
+    assert environment is not None  # discovered above or reused; a rediscovery replaces it
+
+    if debtors is None:  # a customer login without DebtorService.List_GetAll: no mapping can be made
+        same = previous is not None and not previous.debtors and previous.company_ids == {c.id for c in companies}
+        return Probe(environment, talk.domain, (), companies, talk.calls,
+                     previous.mapping_refreshed_at if same else now, same, is_owner)
+
+    refresh_due = (
+        previous is None
+        or previous.domain.lower() != (talk.domain or "").lower()
+        or now - previous.mapping_refreshed_at >= timedelta(seconds=client.settings.mapping_full_refresh)
+    )
+    debtor_ids = {d.id for d in debtors}
+    company_ids = {c.id for c in companies}
+    if not refresh_due and previous.debtor_ids == debtor_ids and previous.company_ids == company_ids:
+        old_tags = {d.id: d.tags for d in previous.debtors}
+        old_owner = {c.id: c.debtor_id for c in previous.companies}
+        return Probe(environment, talk.domain,
+                     tuple(_with_tags(d, old_tags.get(d.id, ())) for d in debtors),
+                     tuple(_with_debtor(c, old_owner.get(c.id)) for c in companies),
+                     talk.calls, previous.mapping_refreshed_at, True, is_owner)
+
+    if refresh_due:
+        ask = [d.id for d in debtors]
+        old_tags, old_owner = {}, {}
+    else:
+        ask = sorted(debtor_ids - previous.debtor_ids)
+        old_tags = {d.id: d.tags for d in previous.debtors if d.id in debtor_ids}
+        old_owner = {c.id: c.debtor_id for c in previous.companies if c.debtor_id in debtor_ids}
+
+    tags = dict(old_tags)
+    tags.update(_tags_of(talk, ask))
+    owner = _owners_of(talk, ask, company_ids)
+    for company_id, debtor_id in old_owner.items():
+        owner.setdefault(company_id, debtor_id)
+    unplaced = company_ids - owner.keys()
+    if unplaced and not refresh_due:
+        kept = sorted(debtor_ids - set(ask))
+        log.debug("%s: %d companies without a debtor; asking the %d kept debtors too", credentials.username,
+                  len(unplaced), len(kept))
+        owner.update(_owners_of(talk, kept, company_ids))
+    return Probe(environment, talk.domain,
+                 tuple(_with_tags(d, tags.get(d.id, ())) for d in debtors),
+                 tuple(_with_debtor(c, owner.get(c.id)) for c in companies),
+                 talk.calls, now if refresh_due else previous.mapping_refreshed_at, False, is_owner)
+
+
+def _debtors_or_none(talk, previous: Probe | None) -> tuple[tuple[Debtor, ...] | None, bool | None]:
+    """The debtors, or None for a customer login that may not list them (see the module docstring)."""
+    try:
+        return talk.debtors(), None
+    except OperationNotAllowed as refused:
+        if previous is not None and previous.is_owner is False and not previous.debtors:
+            return None, False
+        try:
+            owner = talk.is_owner()
+        except OperationNotAllowed:
+            raise refused from None
+        if owner:
+            raise
+        return None, False
+
+
+def _tags_of(talk, debtor_ids: list[int]) -> dict[int, tuple[DebtorTag, ...]]:
+    tags: dict[int, tuple[DebtorTag, ...]] = {}
+    for debtor_id in debtor_ids:
+        try:
+            tags[debtor_id] = talk.debtor_tags(debtor_id)
+        except OperationNotAllowed:
+            log.info("%s: Tags_Get is switched off; debtors are listed without tags", talk.credentials.username)
+            break
+    return tags
+
+
+def _owners_of(talk, debtor_ids: list[int], listed: set[int]) -> dict[int, int]:
+    """company id -> debtor id for the companies `List_GetAll` listed, from each debtor's `List_GetByDebtor`."""
+    owner: dict[int, int] = {}
+    for debtor_id in debtor_ids:
+        for company in talk.companies_by_debtor(debtor_id):
+            if company.id in listed:
+                owner[company.id] = debtor_id
+    return owner
+
+
+def _with_tags(debtor: Debtor, tags: tuple[DebtorTag, ...]) -> Debtor:
+    return Debtor(debtor.id, debtor.number, debtor.name, tuple(tags))
+
+
+def _with_debtor(company: Company, debtor_id: int | None) -> Company:
+    return Company(company.id, company.number, company.name, company.period, company.kvk, debtor_id)

@@ -1,0 +1,154 @@
+"""What the client returns: small frozen records, never zeep objects. `Probe` round-trips through plain JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from l1nda_sync.masking import Secret
+
+# A stored probe without a refresh time is treated as refreshed at the epoch: its mapping is rebuilt.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    domain: str  # the full host, e.g. 'apitesting.nmbrs.nl'
+    sub_domain: str  # what the AuthHeaderWithDomain `Domain` needs, e.g. 'apitesting'
+
+
+@dataclass(frozen=True, slots=True)
+class DebtorTag:
+    number: int
+    name: str | None
+    color: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Debtor:
+    id: int
+    number: str | None
+    name: str | None
+    tags: tuple[DebtorTag, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    id: int
+    number: int
+    name: str | None
+    period: str  # LoonaangifteTijdvak: None | Month | Week4 | Month6 | Year
+    kvk: str | None
+    debtor_id: int | None  # None when the company-to-debtor mapping could not be made
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A login's API credentials. `token` is a Secret (a plain str is wrapped); its repr shows the last 4 only."""
+
+    username: str
+    token: Secret = field(repr=True)
+    domain: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, Secret):
+            object.__setattr__(self, "token", Secret(self.token))
+        if not self.username:
+            raise ValueError("Credentials.username is empty: give the Nmbrs login e-mail")
+        if not self.token.reveal():
+            raise ValueError("Credentials.token is empty: give the login's API token")
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What a token reaches, and what it cost to find out.
+
+    `domain` is the sub-domain that worked (pass it back as `Credentials.domain`); `mapping_refreshed_at` is when
+    the company-to-debtor mapping (and the debtors' tags) were last fully rebuilt; `mapping_reused` says this
+    probe rebuilt none of it; `is_owner` is `Debtor_IsOwner` when it was asked, else None.
+    """
+
+    environment: Environment | None
+    domain: str
+    debtors: tuple[Debtor, ...]
+    companies: tuple[Company, ...]
+    calls: int
+    mapping_refreshed_at: datetime
+    mapping_reused: bool
+    is_owner: bool | None
+
+    @property
+    def debtor_ids(self) -> frozenset[int]:
+        return frozenset(d.id for d in self.debtors)
+
+    @property
+    def company_ids(self) -> frozenset[int]:
+        return frozenset(c.id for c in self.companies)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "environment": None if self.environment is None else
+            {"domain": self.environment.domain, "sub_domain": self.environment.sub_domain},
+            "domain": self.domain,
+            "debtors": [
+                {"id": d.id, "number": d.number, "name": d.name,
+                 "tags": [{"number": t.number, "name": t.name, "color": t.color} for t in d.tags]}
+                for d in self.debtors
+            ],
+            "companies": [
+                {"id": c.id, "number": c.number, "name": c.name, "period": c.period, "kvk": c.kvk,
+                 "debtor_id": c.debtor_id}
+                for c in self.companies
+            ],
+            "calls": self.calls,
+            "mapping_refreshed_at": self.mapping_refreshed_at.isoformat(),
+            "mapping_reused": self.mapping_reused,
+            "is_owner": self.is_owner,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Probe:
+        """Read a stored probe; missing optional keys get safe defaults (an unknown refresh time forces one).
+
+        Raises ValueError naming the key when the data cannot be a probe.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a stored probe must be a JSON object, got {type(data).__name__}")
+        try:
+            env = data.get("environment")
+            environment = None
+            if isinstance(env, Mapping) and env.get("sub_domain"):
+                environment = Environment(str(env.get("domain") or ""), str(env["sub_domain"]))
+            domain = data.get("domain") or (environment.sub_domain if environment else "")
+            debtors = tuple(
+                Debtor(int(d["id"]), _opt_str(d.get("number")), _opt_str(d.get("name")),
+                       tuple(DebtorTag(int(t.get("number") or 0), _opt_str(t.get("name")), _opt_str(t.get("color")))
+                             for t in d.get("tags") or ()))
+                for d in data.get("debtors") or ()
+            )
+            companies = tuple(
+                Company(int(c["id"]), int(c.get("number") or 0), _opt_str(c.get("name")),
+                        str(c.get("period") or "None"), _opt_str(c.get("kvk")),
+                        None if c.get("debtor_id") is None else int(c["debtor_id"]))
+                for c in data.get("companies") or ()
+            )
+            refreshed = data.get("mapping_refreshed_at")
+            refreshed_at = EPOCH if not refreshed else datetime.fromisoformat(str(refreshed))
+            if refreshed_at.tzinfo is None:
+                refreshed_at = refreshed_at.replace(tzinfo=UTC)
+            is_owner = data.get("is_owner")
+            return cls(
+                environment=environment, domain=str(domain), debtors=debtors, companies=companies,
+                calls=int(data.get("calls") or 0), mapping_refreshed_at=refreshed_at,
+                mapping_reused=bool(data.get("mapping_reused", False)),
+                is_owner=None if is_owner is None else bool(is_owner),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"a stored probe is not readable ({type(exc).__name__}: {exc}); "
+                             "drop it and the next probe rebuilds it") from None
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)

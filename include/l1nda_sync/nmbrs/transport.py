@@ -1,0 +1,114 @@
+"""The zeep transport: pooled requests session, connect/read time-outs capped by the call's deadline, WSDLs from
+the disk cache, HTTP errors without a SOAP fault told apart from faults, and envelopes logged only redacted."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import requests
+from lxml import etree
+from requests.adapters import HTTPAdapter
+from zeep.transports import Transport
+
+from l1nda_sync.nmbrs.errors import TransientError, UnknownNmbrsError
+from l1nda_sync.nmbrs.redaction import redact
+from l1nda_sync.nmbrs.wsdl_cache import WsdlCache
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "l1nda-nmbrs-sync (zeep)"
+_SOAP_ENVELOPES = ("http://schemas.xmlsoap.org/soap/envelope/", "http://www.w3.org/2003/05/soap-envelope")
+
+
+class HttpStatusError(Exception):
+    """An HTTP error status whose body is not a SOAP fault (an HTML error page, an empty 502, ...)."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        snippet = body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+        super().__init__(f"HTTP {status} without a SOAP fault: {snippet!r}" if snippet else
+                         f"HTTP {status} without a SOAP fault (empty body)")
+
+
+def pooled_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10), max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def has_soap_fault(body: bytes) -> bool:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    try:
+        root = etree.fromstring(body, parser=parser)
+    except etree.XMLSyntaxError:
+        return False
+    return any(root.find(f"{{{ns}}}Body/{{{ns}}}Fault") is not None for ns in _SOAP_ENVELOPES)
+
+
+class NmbrsTransport(Transport):
+    """Shared by every thread; the per-call deadline lives in a thread-local (`self.remaining`)."""
+
+    def __init__(self, session: requests.Session, wsdl_cache: WsdlCache, *, connect_timeout: float,
+                 read_timeout: float) -> None:
+        super().__init__(timeout=read_timeout, operation_timeout=read_timeout, session=session)
+        session.headers["User-Agent"] = USER_AGENT
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.wsdl_cache = wsdl_cache
+        self._local = threading.local()
+        # zeep's own logger (zeep.transports) would print the raw envelope; ours prints it redacted.
+        self.logger = log
+
+    # -- the per-call deadline ------------------------------------------------------------------------------
+    def set_deadline(self, remaining: Callable[[], float] | None) -> None:
+        self._local.remaining = remaining
+
+    def _timeout(self) -> tuple[float, float]:
+        remaining = getattr(self._local, "remaining", None)
+        read = self.read_timeout
+        if remaining is not None:
+            left = remaining()
+            if left <= 0:
+                raise TransientError("no answer within the call deadline")
+            read = min(read, left)
+        return (min(self.connect_timeout, read), read)
+
+    # -- SOAP calls -------------------------------------------------------------------------------------------
+    def post(self, address, message, headers):
+        if log.isEnabledFor(logging.DEBUG):
+            text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+            log.debug("POST %s\n%s", address, redact(text))
+        response = self.session.post(address, data=message, headers=headers, timeout=self._timeout())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("HTTP %d from %s\n%s", response.status_code, address,
+                      redact(response.content[:4000].decode("utf-8", "replace")))
+        if response.status_code >= 400 and not has_soap_fault(response.content):
+            raise HttpStatusError(response.status_code, response.content)
+        return response
+
+    def get(self, address, params, headers):
+        return self.session.get(address, params=params, headers=headers, timeout=self._timeout())
+
+    # -- WSDLs ----------------------------------------------------------------------------------------------
+    def load(self, url):
+        if urlparse(url).scheme in ("http", "https"):
+            return self.wsdl_cache.get(url, lambda: self._fetch(url))
+        return super().load(url)
+
+    def _fetch(self, url: str) -> bytes:
+        shown = url.split("?", 1)[0]
+        try:
+            response = self.session.get(url, timeout=(self.connect_timeout, self.read_timeout))
+        except requests.RequestException as exc:
+            raise TransientError(f"cannot fetch the WSDL {shown}: {type(exc).__name__}", operation="WSDL") from None
+        if response.status_code >= 500:
+            raise TransientError(f"the WSDL {shown} answered HTTP {response.status_code}", operation="WSDL")
+        if response.status_code != 200:
+            raise UnknownNmbrsError(f"the WSDL {shown} answered HTTP {response.status_code}: check "
+                                    "L1NDA_NMBRS_BASE_URL (it must end in /soap/v3/)", operation="WSDL")
+        return response.content
