@@ -50,6 +50,7 @@ class NmbrsError(Exception):
         self.service = service
         self.operation = operation
         self.text = text
+        self.calls: int | None = None  # set by probe(): requests the failed probe sent
 
     @property
     def where(self) -> str:

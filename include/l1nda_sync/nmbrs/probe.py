@@ -44,16 +44,25 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from l1nda_sync.nmbrs.errors import OperationNotAllowed
+from l1nda_sync.nmbrs.errors import NmbrsError, OperationNotAllowed
 from l1nda_sync.nmbrs.records import Company, Credentials, Debtor, DebtorTag, Probe
 
 log = logging.getLogger(__name__)
 
 
 def run_probe(client, credentials: Credentials, previous: Probe | None = None) -> Probe:
-    now = client.wall_clock()
+    """Probe one token. A failure raises the NmbrsError with `.calls` set to the requests this probe sent."""
     remembered = credentials.domain or (previous.domain if previous is not None and previous.domain else None)
     talk = client.conversation(credentials, remembered)
+    try:
+        return _probe(client, talk, credentials, previous, remembered)
+    except NmbrsError as error:
+        error.calls = talk.calls
+        raise
+
+
+def _probe(client, talk, credentials: Credentials, previous: Probe | None, remembered: str | None) -> Probe:
+    now = client.wall_clock()
     if (previous is not None and previous.environment is not None and remembered
             and previous.environment.sub_domain.lower() == remembered.lower()):
         talk.environment = previous.environment

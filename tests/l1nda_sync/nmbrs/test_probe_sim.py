@@ -173,3 +173,10 @@ def test_a_transient_fault_inside_a_probe_is_retried_and_counted(sim, client) ->
     probe = client.probe(MASTER_HORECA.creds())
     assert probe.calls == 2 * 3 + 3 + 2
     assert sim.admin.call_count(username=MASTER_HORECA.username) == probe.calls
+
+
+def test_a_failed_probe_tells_how_many_calls_it_sent(sim, client) -> None:
+    sim.admin.set_operation_allowed(MASTER_HORECA.username, "CompanyService", "List_GetByDebtor", False)
+    with pytest.raises(OperationNotAllowed) as caught:
+        client.probe(MASTER_HORECA.creds())
+    assert caught.value.calls == sim.admin.call_count(username=MASTER_HORECA.username) == 1 + 1 + 3 + 1 + 1
