@@ -1,4 +1,4 @@
-"""`l1nda-sync`: the operator's command line (registry schema, keys, tokens, links, settings).
+"""`l1nda-sync`: the operator's command line (registry schema, keys, tokens, links, problems, settings).
 
 Exit codes: 0 done (also "nothing to do"), 2 bad input (an option, the token, an id, a duplicate; nothing was
 written), 1 any other failure (configuration, database, Nmbrs unreachable). Tables for people, `--json` for
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import psycopg2
 
 from l1nda_sync import __version__
+from l1nda_sync.alerts import cli as problem_commands
 from l1nda_sync.cli import db_commands, key_commands, link_commands, settings_commands, token_commands
 from l1nda_sync.cli.context import Context
 from l1nda_sync.registry.errors import InvalidInput, RegistryError
@@ -28,7 +29,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
-COMMAND_MODULES = (db_commands, key_commands, token_commands, link_commands, settings_commands)
+COMMAND_MODULES = (db_commands, key_commands, token_commands, link_commands, problem_commands, settings_commands)
 
 
 def _common_options() -> argparse.ArgumentParser:

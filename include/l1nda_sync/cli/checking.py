@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from l1nda_sync.masking import Secret, mask
-from l1nda_sync.registry.errors import ConfigError, InvalidInput, RegistryError
+from l1nda_sync.nmbrs import Credentials, NmbrsError, get_client
+from l1nda_sync.registry.errors import InvalidInput, RegistryError
 from l1nda_sync.settings import Settings
 
 # What to do when Nmbrs refuses a token for a reason that is the token's (exit 2, nothing written).
@@ -65,17 +66,10 @@ def summarise(probe: Any) -> ProbeSummary:
 def probe_token(settings: Settings, username: str, token: Secret, domain: str | None) -> ProbeSummary:
     """Probe once. A refusal that is the token's fault raises InvalidInput; an outage NmbrsUnavailable."""
     try:
-        from l1nda_sync.nmbrs import Credentials, get_client
-        from l1nda_sync.nmbrs.errors import NmbrsError
-    except ImportError:
-        raise ConfigError(
-            "--check needs the Nmbrs client (l1nda_sync.nmbrs), which this installation does not have; "
-            "leave --check out: the next sync run checks the token"
-        ) from None
-    try:
         probe = get_client(settings).probe(Credentials(username, token, domain))
     except NmbrsError as exc:
         text = str(exc).replace(token.reveal(), mask(token.reveal()))  # belt and braces: never echo a token
+        text = text if len(text) <= 300 else text[:300] + "…"
         outcome = getattr(exc, "outcome", None)
         if outcome in _REFUSALS:
             operation = ".".join(p for p in (getattr(exc, "service", None), getattr(exc, "operation", None)) if p)

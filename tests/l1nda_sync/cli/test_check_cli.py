@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,25 +9,12 @@ import pytest
 
 from l1nda_sync.registry import db
 
-HAVE_CLIENT = importlib.util.find_spec("l1nda_sync.nmbrs") is not None
 HORECA = ("master-horeca@demo-accountants.example", "9a8b7c6d5e4f30211203f4e5d6c7b8a9")
 ADD = ("tokens", "add", "--label", "Horeca master", "--level", "accountant", "--contact", "office@demo.example")
 
 
-@pytest.mark.skipif(HAVE_CLIENT, reason="the Nmbrs client is installed: see the simulator tests below")
-def test_check_without_the_nmbrs_client_fails_clearly_and_writes_nothing(cli, counts) -> None:
-    before = counts()
-    result = cli(*ADD, "--username", HORECA[0], "--check", stdin=HORECA[1])
-    assert result.code == 1
-    assert "--check needs the Nmbrs client" in result.err
-    assert "leave --check out" in result.err
-    assert counts() == before
-
-
 @pytest.fixture
 def sim(cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[object]:
-    if not HAVE_CLIENT:
-        pytest.skip("the Nmbrs client (l1nda_sync.nmbrs) is not built yet")
     import nmbrs_sim
     from nmbrs_sim.testing import running_simulator
 
