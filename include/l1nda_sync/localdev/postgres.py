@@ -92,6 +92,11 @@ class EmbeddedPostgres:
     _owns_root: bool = field(default=False, init=False, repr=False)
 
     @property
+    def pid(self) -> int | None:
+        """The postmaster's process id while the server runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def url(self) -> str:
         return self.url_for("postgres")
 

@@ -28,10 +28,15 @@ def test_start_query_stop_removes_everything() -> None:
     with psycopg2.connect(server.url) as conn, conn.cursor() as cur:
         cur.execute("show fsync")
         assert cur.fetchone()[0] == "off"
-    assert _postgres_children_of(os.getpid())
+    # Only this server's tree: the session's shared server is a child of pytest too.
+    assert server.pid is not None
+    postmaster = psutil.Process(server.pid)
+    tree = [postmaster, *postmaster.children(recursive=True)]
+    assert postmaster in _postgres_children_of(os.getpid())
     server.stop()
     assert not root.exists()
-    assert not _postgres_children_of(os.getpid())
+    _gone, alive = psutil.wait_procs(tree, timeout=20)
+    assert not alive, f"postgres processes outlived stop(): {alive}"
     with pytest.raises(psycopg2.OperationalError):
         psycopg2.connect(server.url, connect_timeout=2)
 
