@@ -1,4 +1,4 @@
-"""Fixtures for the alerts tests: a migrated registry (plus the alerts' columns), a live SMTP server."""
+"""Fixtures for the alerts tests: a migrated registry , a live SMTP server."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from typing import Any
 import psycopg2
 import pytest
 
-from tests.l1nda_sync.alerts.harness import MIGRATIONS_NEEDED, MailServer, World, test_settings
+from tests.l1nda_sync.alerts.harness import MailServer, World, test_settings
 
 
 @pytest.fixture
 def conn(registry_url: str) -> Iterator[Any]:
     connection = psycopg2.connect(registry_url, options="-c timezone=UTC")
-    with connection, connection.cursor() as cur:
-        cur.execute(MIGRATIONS_NEEDED.read_text())
     try:
         yield connection
     finally:

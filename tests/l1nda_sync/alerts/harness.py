@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -28,7 +27,6 @@ from l1nda_sync.engine.reconciling import reconcile_all
 from l1nda_sync.engine.token_state import Outcome, StatePolicy
 from l1nda_sync.settings import Settings
 
-MIGRATIONS_NEEDED = Path(__file__).resolve().parents[3] / "include/l1nda_sync/alerts/migrations_needed.sql"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 OPS = "support@l1nda.example"
 MIN = timedelta(minutes=1)
