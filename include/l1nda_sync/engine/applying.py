@@ -168,14 +168,19 @@ def apply_check(
     token_id, checked_at, outcome_text, missing_operation, unchanged, probe = row
     cur.execute(
         """SELECT label, level, state, consecutive_invalid, first_invalid_at, consecutive_transient,
-                  first_transient_at, missing_operation, last_valid_at, last_checked_at, probe_cache, domain
+                  first_transient_at, missing_operation, last_valid_at, last_checked_at, probe_cache, domain,
+                  replaced_at
            FROM tokens WHERE id = %s FOR UPDATE""",
         (token_id,),
     )
     token = cur.fetchone()
-    (label, level, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, last_checked, cache, domain) = token
+    (label, level, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, last_checked, cache, domain,
+     replaced_at) = token
     if state in FINAL_STATES:
         _mark_applied(cur, check_id, now, f"not applied: token is {state}")
+        return None
+    if replaced_at is not None and checked_at < replaced_at:
+        _mark_applied(cur, check_id, now, "not applied: the token was replaced after this check began")
         return None
     if last_checked is not None and last_checked > checked_at:
         _mark_applied(cur, check_id, now, "not applied: superseded by a newer check")
@@ -190,7 +195,7 @@ def apply_check(
     new_cache = cache
     new_domain = domain
     if outcome is Outcome.VALID and not unchanged and probe is not None:
-        diff = diff_reach(reach_from_probe(cache), reach_from_probe(probe))
+        diff = diff_reach(reach_from_probe(cache), reach_from_probe(probe), debtor_level=level == "debtor")
         write_reach(cur, token_id, diff, reach_from_probe(probe), at=checked_at, run_id=run_id)
         new_cache = probe
         new_domain = probe.get("domain") or domain

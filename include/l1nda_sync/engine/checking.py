@@ -68,7 +68,7 @@ def probe_one(
     from l1nda_sync.nmbrs import Credentials, Probe
 
     started = time.monotonic()
-    calls_before = getattr(client, "calls_made", 0)
+    checked_at = now()  # when the probe began: a replacement after this moment supersedes it
     probe: dict[str, Any] | None = None
     calls = 0
     try:
@@ -80,7 +80,7 @@ def probe_one(
     except Exception as exc:
         outcome, code, missing = outcome_of(exc)
         detail = f"{type(exc).__name__}: {exc}"[:500]
-        calls = max(0, getattr(client, "calls_made", 0) - calls_before) if outcome is not Outcome.VALID else calls
+        calls = getattr(exc, "calls", None) or 0  # the client counts the requests a failed probe sent
         if outcome is Outcome.UNKNOWN and code is None:
             log.warning("token %s: unexpected %s during probe", token.id, type(exc).__name__)
     duration_ms = int((time.monotonic() - started) * 1000)
@@ -98,7 +98,7 @@ def probe_one(
             and reach == reach_from_probe(token.probe_cache)
         )
     return CheckRecord(
-        token_id=token.id, checked_at=now(), outcome=outcome, fault_code=code, detail=detail,
+        token_id=token.id, checked_at=checked_at, outcome=outcome, fault_code=code, detail=detail,
         missing_operation=missing, duration_ms=duration_ms, calls=calls,
         probe=probe, unchanged=unchanged, debtors=debtors, companies=companies,
     )

@@ -81,8 +81,11 @@ class ReachDiff:
         )
 
 
-def diff_reach(old: Reach, new: Reach) -> ReachDiff:
-    """Debtors and companies gained, lost, moved or retagged from `old` to `new`, with explaining events."""
+def diff_reach(old: Reach, new: Reach, *, debtor_level: bool = False) -> ReachDiff:
+    """Debtors and companies gained, lost, moved or retagged from `old` to `new`, with explaining events.
+
+    `debtor_level`: the token's login is a client login, which has a company filter and no tag filter.
+    """
     events: list[ReachEvent] = []
     gained_d = tuple(new.debtors[i] for i in sorted(new.debtors.keys() - old.debtors.keys()))
     lost_d = tuple(old.debtors[i] for i in sorted(old.debtors.keys() - new.debtors.keys()))
@@ -116,20 +119,21 @@ def diff_reach(old: Reach, new: Reach) -> ReachDiff:
     events += [ReachEvent(Change.GAINED, Entity.COMPANY, c.id, c.debtor_id, {"name": c.name}) for c in gained_c]
     events += [
         ReachEvent(Change.LOST, Entity.COMPANY, c.id, c.debtor_id,
-                   {"name": c.name, "why": lost_company_reason(c, old, new)})
+                   {"name": c.name, "why": lost_company_reason(c, old, new, debtor_level=debtor_level)})
         for c in lost_c
     ]
     return ReachDiff(gained_d, lost_d, tuple(updated_d), gained_c, lost_c, tuple(updated_c), tuple(events))
 
 
-def lost_company_reason(company: CompanyView, old: Reach, new: Reach) -> str:
+def lost_company_reason(company: CompanyView, old: Reach, new: Reach, *, debtor_level: bool = False) -> str:
     """Why a company left a token's reach, as far as the token can see.
 
     - its debtor left the reach too: the debtor's tags or the login's tag filter changed (`tag_or_filter`);
     - its debtor is still reached: the company ended or moved to a debtor out of reach (`company_ended`);
-    - no debtor known (a debtor-level login): the login's company filter changed or the company ended.
+    - a debtor-level (client) login, or no debtor known: the login's company filter changed or the company
+      ended (a client login sees its debtor only through its companies, so the debtor's going explains nothing).
     """
-    if company.debtor_id is None or company.debtor_id not in old.debtors:
+    if debtor_level or company.debtor_id is None or company.debtor_id not in old.debtors:
         return "filter_or_company_ended"
     if company.debtor_id not in new.debtors:
         return "tag_or_filter"

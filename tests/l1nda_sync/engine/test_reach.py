@@ -89,3 +89,15 @@ def test_applying_the_diff_to_the_old_reach_gives_the_new_reach(old: Reach, new:
     assert diff.empty == (old == new)
     assert {e.entity_id for e in diff.events if e.change is Change.GAINED and e.entity is Entity.COMPANY} == (
         new.companies.keys() - old.companies.keys())
+
+
+def test_a_client_login_losing_a_company_is_a_filter_change_or_an_ended_company() -> None:
+    """A client login sees its debtor only through its companies: the debtor going with them explains nothing."""
+    old = Reach({1: D1}, {10: C10})
+    new = Reach({}, {})
+
+    def why(diff: object) -> list[str]:
+        return [e.detail["why"] for e in diff.events if e.entity.value == "company"]
+
+    assert why(diff_reach(old, new)) == ["tag_or_filter"]
+    assert why(diff_reach(old, new, debtor_level=True)) == ["filter_or_company_ended"]

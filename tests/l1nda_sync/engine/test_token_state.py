@@ -127,4 +127,4 @@ def test_revocation_needs_confirmation_property(outcomes: list[Outcome], gaps: l
             assert health.state is TokenState.ACTIVE
         if health.state is TokenState.REVOKED:
             assert len(run) >= 2
-            assert run[-1] - run[0] >= 10
+            assert run[-1] - run[0] >= 10 - 1e-6  # minutes as floats; the engine sees microseconds
