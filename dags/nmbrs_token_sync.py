@@ -1,6 +1,9 @@
-"""Revalidate Nmbrs API tokens, rediscover what they reach and reconcile L1NDA's links.
+"""Revalidate Nmbrs API tokens, rediscover what each reaches, and reconcile L1NDA's links.
 
-Placeholder wiring until the sync engine lands: the DAG exists so the harness can load and run it.
+Every run checks only the tokens that are due (healthy hourly, just-failed sooner, new or replaced at once),
+in batches mapped over workers; the Airflow pool `nmbrs_api` bounds how many batches talk to Nmbrs at once.
+Trigger by hand to recheck chosen tokens now (`token_ids`, `force`), to preview (`dry_run`), or to hold mails.
+Task bodies live in `l1nda_sync.orchestration`; this file only wires them.
 """
 
 from __future__ import annotations
@@ -8,27 +11,83 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 
-from l1nda_sync import __version__
+from l1nda_sync import orchestration
+
+SETTINGS = orchestration.dag_settings()
+DAG_ID = "nmbrs_token_sync"
 
 
 @dag(
-    dag_id="nmbrs_token_sync",
-    schedule=None,
+    dag_id=DAG_ID,
+    schedule=SETTINGS.schedule,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    tags=["l1nda", "nmbrs"],
-    default_args={"owner": "l1nda-integrations", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    dagrun_timeout=timedelta(minutes=50),
+    tags=["l1nda", "nmbrs", "tokens"],
+    default_args={
+        "owner": "l1nda-integrations",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=5),
+    },
+    on_failure_callback=orchestration.failure_notifier(DAG_ID),
     doc_md=__doc__,
+    params={
+        "token_ids": Param(
+            [], type="array", items={"type": "integer", "minimum": 1}, title="Token ids",
+            description="Check only these tokens (ids from `l1nda-sync tokens list`). Empty: every token that is due.",
+        ),
+        "force": Param(
+            False, type="boolean", title="Force",
+            description="Check now, due or not. Implied when token ids are given.",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run",
+            description="Probe and compute everything, report it, and write nothing (no states, links or mails).",
+        ),
+        "notify": Param(
+            True, type="boolean", title="Send mails",
+            description="Off: alerts are still recorded, and the mails wait in the outbox for the next drain.",
+        ),
+    },
 )
 def nmbrs_token_sync() -> None:
     @task
-    def version() -> str:
-        return __version__
+    def plan() -> dict:
+        context = get_current_context()
+        return orchestration.plan(context["params"], context["run_id"])
 
-    version()
+    @task
+    def batches(planned: dict) -> list[dict]:
+        return orchestration.batch_kwargs(planned)
+
+    @task(pool="nmbrs_api", max_active_tis_per_dagrun=8)
+    def check(sync_run: int | None, batch: list[int]) -> dict:
+        return orchestration.check(sync_run, batch)
+
+    @task(trigger_rule="none_failed")
+    def reconcile(planned: dict) -> dict:
+        return orchestration.finish(planned)
+
+    @task
+    def notify(planned: dict) -> dict:
+        return orchestration.notify(planned)
+
+    @task
+    def report(planned: dict, finished: dict, notified: dict) -> dict:
+        return orchestration.report(planned, finished, notified)
+
+    planned = plan()
+    checked = check.expand_kwargs(batches(planned))
+    finished = reconcile(planned)
+    checked >> finished
+    notified = notify(planned)
+    finished >> notified
+    report(planned, finished, notified)
 
 
 nmbrs_token_sync()

@@ -1,0 +1,117 @@
+"""Real Airflow runs (`dag.test()`) of the sync DAG and the outbox DAG against the simulator, PostgreSQL and SMTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.dags.conftest import OPS, DagWorld, load_dag
+from tests.l1nda_sync.engine.story_world import LOGINS
+
+pytestmark = pytest.mark.slow
+
+
+def _task_states(run) -> dict[str, str]:
+    return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": ti.state
+            for ti in run.get_task_instances()}
+
+
+def test_scheduled_run_checks_due_tokens_and_activates_links(dag_world: DagWorld) -> None:
+    dag_world.add_token("horeca")
+    dag_world.add_token("vandijk")
+    dag_world.request(50101, 50301, 50701)
+    run = load_dag("nmbrs_token_sync").test()
+    assert run.state == "success", _task_states(run)
+    assert dag_world.state("horeca") == "active"
+    assert dag_world.state("vandijk") == "active"
+    links = dict(dag_world.query("SELECT company_id, state FROM links"))
+    assert links == {50101: "active", 50301: "active", 50701: "pending"}
+    summary = dag_world.query("SELECT state, summary->>'checked' FROM runs")
+    assert summary == [("success", "2")]
+    states = _task_states(run)
+    assert states["check[0]"] == "success"
+    assert states["report"] == "success"
+
+
+def test_revocation_mails_ops_and_the_customer(dag_world: DagWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("L1NDA_REVOKE_MIN_SPACING", "0")  # confirm at the next run: no ten-minute wait here
+    dag_world.add_token("horeca")
+    dag = load_dag("nmbrs_token_sync")
+    assert dag.test().state == "success"
+    dag_world.sim.admin.reset_token(LOGINS["horeca"][1])
+    for _ in range(2):
+        run = dag.test(run_conf={"token_ids": [dag_world.ids["horeca"]]})
+        assert run.state == "success", _task_states(run)
+    assert dag_world.state("horeca") == "revoked"
+    recipients = sorted(r for rcpts, _msg in dag_world.mail.received for r in rcpts)
+    assert recipients == sorted([OPS, "contact-horeca@customer.example"])
+    assert all(b"revoked" in msg.lower() for _r, msg in dag_world.mail.received)
+
+
+def test_unknown_token_id_fails_the_first_task_naming_the_field(dag_world: DagWorld, capfd) -> None:
+    dag_world.add_token("horeca")
+    run = load_dag("nmbrs_token_sync").test(run_conf={"token_ids": [424242]})
+    assert run.state == "failed"
+    states = _task_states(run)
+    assert states["plan"] == "failed"
+    assert "token_ids: no token with id 424242" in capfd.readouterr().out
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan")
+    assert plan.try_number == 1  # bad input is not retried
+    assert dag_world.state("horeca") == "new"  # nothing was checked
+    # The run's failure callback mailed operations, once.
+    assert [rcpts for rcpts, _msg in dag_world.mail.received] == [[OPS]]
+    assert b"nmbrs_token_sync run failed" in dag_world.mail.received[0][1]
+
+
+def test_dry_run_writes_nothing(dag_world: DagWorld) -> None:
+    dag_world.add_token("horeca")
+    dag_world.request(50101)
+    run = load_dag("nmbrs_token_sync").test(run_conf={"dry_run": True})
+    assert run.state == "success", _task_states(run)
+    assert dag_world.state("horeca") == "new"
+    assert dag_world.query("SELECT state FROM links") == [("pending",)]
+    assert dag_world.query("SELECT count(*) FROM runs") == [(0,)]
+    assert dag_world.query("SELECT count(*) FROM checks") == [(0,)]
+
+
+def test_notify_false_keeps_mails_for_the_outbox_dag(dag_world: DagWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("L1NDA_REVOKE_MIN_SPACING", "0")
+    dag_world.add_token("horeca")
+    dag = load_dag("nmbrs_token_sync")
+    dag_world.sim.admin.delete_login(LOGINS["horeca"][1])
+    for _ in range(2):
+        assert dag.test(run_conf={"notify": False, "force": True}).state == "success"
+    assert dag_world.state("horeca") == "revoked"
+    assert dag_world.mail.received == []
+    pending = dag_world.query("SELECT count(*) FROM outbox WHERE state = 'pending'")[0][0]
+    assert pending >= 2
+
+    run = load_dag("nmbrs_alert_outbox").test()
+    assert run.state == "success", _task_states(run)
+    assert len(dag_world.mail.received) == pending
+    assert dag_world.query("SELECT count(*) FROM outbox WHERE state <> 'sent'") == [(0,)]
+
+
+def test_no_plaintext_token_in_logs_xcom_conf_or_any_table(dag_world: DagWorld, capfd, caplog) -> None:
+    for label in ("horeca", "vandijk"):
+        dag_world.add_token(label)
+    dag_world.sim.admin.reset_token(LOGINS["vandijk"][1])  # a failing token: its error path is logged too
+    dag = load_dag("nmbrs_token_sync")
+    assert dag.test().state == "success"
+    assert dag.test(run_conf={"force": True}).state == "success"
+    secrets = [LOGINS[label][2] for label in ("horeca", "vandijk")]
+    out, err = capfd.readouterr()
+    texts = {"stdout": out, "stderr": err, "log records": caplog.text}
+    for path in Path(dag_world.airflow_home).rglob("*"):  # metadata DB (XCom, conf, rendered fields) and logs
+        if path.is_file():
+            texts[str(path)] = path.read_bytes().decode("latin-1")
+    dump = dag_world.query(
+        "SELECT string_agg(t::text, E'\\n') FROM (SELECT * FROM tokens) t")[0][0]
+    texts["tokens table"] = dump or ""
+    for table in ("checks", "token_events", "outbox", "runs", "problems", "reach_events"):
+        texts[table] = str(dag_world.query(f"SELECT * FROM {table}"))
+    assert len(texts) > 4
+    for secret in secrets:
+        leaks = [where for where, text in texts.items() if secret in text]
+        assert leaks == [], f"token ...{secret[-4:]} found in {leaks}"
