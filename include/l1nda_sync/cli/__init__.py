@@ -20,7 +20,14 @@ import psycopg2
 
 from l1nda_sync import __version__
 from l1nda_sync.alerts import cli as problem_commands
-from l1nda_sync.cli import db_commands, key_commands, link_commands, settings_commands, token_commands
+from l1nda_sync.cli import (
+    db_commands,
+    key_commands,
+    link_commands,
+    settings_commands,
+    sync_commands,
+    token_commands,
+)
 from l1nda_sync.cli.context import Context
 from l1nda_sync.registry.errors import InvalidInput, RegistryError
 from l1nda_sync.settings import SettingsError
@@ -29,7 +36,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
-COMMAND_MODULES = (db_commands, key_commands, token_commands, link_commands, problem_commands, settings_commands)
+COMMAND_MODULES = (
+    db_commands, key_commands, token_commands, link_commands, sync_commands, problem_commands, settings_commands,
+)
 
 
 def _common_options() -> argparse.ArgumentParser:

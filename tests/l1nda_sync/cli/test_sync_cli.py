@@ -1,0 +1,64 @@
+"""`l1nda-sync sync run` against the simulator and a fresh registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from nmbrs_sim.testing import RunningSim, running_simulator
+from tests.l1nda_sync.cli.conftest import Cli
+from tests.l1nda_sync.engine.story_world import DEMO_SCENARIO, LOGINS
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[RunningSim]:
+    with running_simulator(DEMO_SCENARIO) as running:
+        monkeypatch.setenv("L1NDA_NMBRS_BASE_URL", running.base_url)
+        monkeypatch.setenv("L1NDA_NMBRS_WSDL_CACHE_DIR", str(tmp_path))
+        yield running
+
+
+def _add(cli: Cli, label: str) -> int:
+    level, username, token = LOGINS[label]
+    result = cli("tokens", "add", "--label", label, "--level", level, "--username", username,
+                 "--contact", "c@customer.example", "--json", stdin=token)
+    assert result.code == 0, result.err
+    return result.json["token"]["id"]
+
+
+def test_sync_run_checks_due_tokens_and_reports(cli: Cli, sim: RunningSim) -> None:
+    token_id = _add(cli, "horeca")
+    assert cli("links", "request", "--customer", "cust", "--company", "50101").code == 0
+    result = cli("sync", "run", "--json", "--no-notify")
+    assert result.code == 0, result.err
+    report = result.json
+    assert report["checked"] == 1
+    assert report["outcomes"] == {"valid": 1}
+    assert report["links_activated"] == 1
+    shown = cli("tokens", "show", str(token_id), "--json").json
+    assert shown["token"]["state"] == "active"
+    assert sorted(c["company_id"] for c in shown["companies"]) == [50101, 50102, 50201, 50401]
+    assert LOGINS["horeca"][2] not in result.out + result.err
+    # Nothing is due now; a named token is checked anyway.
+    assert cli("sync", "run", "--json", "--no-notify").json["checked"] == 0
+    assert cli("sync", "run", "--token", str(token_id), "--json", "--no-notify").json["checked"] == 1
+
+
+def test_sync_run_dry_run_writes_nothing(cli: Cli, sim: RunningSim, counts: Callable[[], dict[str, int]]) -> None:
+    _add(cli, "horeca")
+    before = counts()
+    result = cli("sync", "run", "--dry-run")
+    assert result.code == 0, result.err
+    assert "dry run" in result.out
+    assert counts() == before
+
+
+def test_sync_run_unknown_token_is_bad_input(cli: Cli, sim: RunningSim, counts: Callable[[], dict[str, int]]) -> None:
+    _add(cli, "horeca")
+    before = counts()
+    result = cli("sync", "run", "--token", "999")
+    assert result.code == 2
+    assert "--token" in result.err
+    assert "999" in result.err
+    assert counts() == before
