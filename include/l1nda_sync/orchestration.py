@@ -84,7 +84,12 @@ def _plan(engine: Any, p: Mapping[str, Any], dag_run_id: str | None) -> dict[str
     if p["dry_run"]:
         report = engine.run_once(token_ids=p["token_ids"], force=p["force"] or bool(p["token_ids"]), dry_run=True)
         log.info("dry run, nothing written:\n%s", report.table())
-        return {"run_id": None, "batches": [], "dry_run": True, "notify": False, "report": report.to_dict()}
+        for change in report.state_changes:
+            log.info("would move token %(token_id)s (%(label)s) from %(from)s to %(to)s", change)
+        for change in report.link_changes:
+            log.info("would move link %(link_id)s from %(from)s to %(to)s (token %(token)s, %(reason)s)", change)
+        counts = {k: v for k, v in report.to_dict().items() if not isinstance(v, list)}
+        return {"run_id": None, "batches": [], "dry_run": True, "notify": False, "report": counts}
     result = engine.plan(token_ids=p["token_ids"], force=p["force"] or bool(p["token_ids"]), dag_run_id=dag_run_id)
     log.info("run %s: %d token(s) due in %d batch(es)", result.run_id, len(result.token_ids), len(result.batches))
     return {
@@ -113,7 +118,8 @@ def finish(planned: Mapping[str, Any]) -> dict[str, Any]:
     engine = build_engine()
     report = engine.finish(planned["run_id"])
     log.info("\n%s", report.table())
-    return report.to_dict()
+    # XCom carries counts; the per-token and per-link lists are stored on the run (runs.summary).
+    return {k: v for k, v in report.to_dict().items() if not isinstance(v, list)}
 
 
 def notify(planned: Mapping[str, Any]) -> dict[str, int]:
@@ -137,9 +143,15 @@ def notify(planned: Mapping[str, Any]) -> dict[str, int]:
 
 
 def report(planned: Mapping[str, Any], finished: Mapping[str, Any], notified: Mapping[str, Any]) -> dict[str, Any]:
+    """Last task: complete the run's stored summary and log it as a table (counts only, never lists of ids)."""
+    from l1nda_sync.engine.sync import RunReport
+
     summary = {**dict(finished), "mails_sent": int(notified.get("sent", 0))}
-    log.info("run summary: %s", {k: v for k, v in summary.items() if not isinstance(v, list)})
-    return summary
+    if planned.get("run_id") is not None:
+        summary = {**summary, **build_engine().close_report(planned["run_id"], {"mails_sent": summary["mails_sent"]})}
+    known = {k: v for k, v in summary.items() if k in RunReport.__dataclass_fields__}
+    log.info("run summary:\n%s\nmails sent: %s", RunReport(**known).table(), summary["mails_sent"])
+    return {k: v for k, v in summary.items() if not isinstance(v, list)}
 
 
 def drain_outbox() -> dict[str, int]:

@@ -47,6 +47,11 @@ def test_revocation_mails_ops_and_the_customer(dag_world: DagWorld, monkeypatch:
     recipients = sorted(r for rcpts, _msg in dag_world.mail.received for r in rcpts)
     assert recipients == sorted([OPS, "contact-horeca@customer.example"])
     assert all(b"revoked" in msg.lower() for _r, msg in dag_world.mail.received)
+    summaries = [r[0] for r in dag_world.query("SELECT summary FROM runs ORDER BY id")]
+    assert sum(s["mails_sent"] for s in summaries) == 2
+    assert sum(s["problems_opened"] for s in summaries) >= 1
+    assert summaries[-1]["state_changes"] == [
+        {"token_id": dag_world.ids["horeca"], "label": "horeca", "from": "invalid", "to": "revoked"}]
 
 
 def test_unknown_token_id_fails_the_first_task_naming_the_field(dag_world: DagWorld, capfd) -> None:

@@ -212,6 +212,31 @@ class SyncEngine:
             if own:
                 conn.close()
 
+    def close_report(self, run_id: int, extra: dict[str, Any]) -> dict[str, Any]:
+        """Add what happened after the apply step (problems opened and resolved since the run began, mails
+        sent) to the run's stored summary; returns the whole summary."""
+        conn = self.connect()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(
+                    """SELECT (SELECT count(*) FROM problems WHERE opened_at >= r.started_at),
+                              (SELECT count(*) FROM problems WHERE resolved_at >= r.started_at)
+                       FROM runs r WHERE r.id = %s""",
+                    (run_id,),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    return dict(extra)
+                counts = {"problems_opened": int(row[0]), "problems_resolved": int(row[1]), **extra}
+                cur.execute(
+                    """UPDATE runs SET summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE id = %s
+                       RETURNING summary""",
+                    (json.dumps(counts, default=str), run_id),
+                )
+                return dict(cur.fetchone()[0])
+        finally:
+            conn.close()
+
     def run_once(
         self, *, token_ids: Sequence[int] = (), force: bool = False, dry_run: bool = False,
         dag_run_id: str | None = None,
