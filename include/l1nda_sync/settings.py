@@ -136,7 +136,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reminder_interval", 86400.0, "seconds between reminders of an open problem; 0 turns them off",
             parse=_non_negative_float),
     Setting("smtp_conn_id", "smtp_default", "Airflow connection used to send mail"),
-    Setting("api_conn_id", "l1nda_api", "Airflow HTTP connection of the L1NDA platform webhook (optional)"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -218,7 +217,6 @@ class Settings:
     problem_quiet_period: float = 3600.0
     reminder_interval: float = 86400.0
     smtp_conn_id: str = "smtp_default"
-    api_conn_id: str = "l1nda_api"
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, *, use_airflow: bool = True) -> Settings:
