@@ -118,6 +118,10 @@ def finish(planned: Mapping[str, Any]) -> dict[str, Any]:
     engine = build_engine()
     report = engine.finish(planned["run_id"])
     log.info("\n%s", report.table())
+    if report.apply_errors:
+        # Every other token was applied and the links reconciled; fail the task so the run is retried and,
+        # if the fault stays, operations get the failed-run mail.
+        raise RuntimeError(f"{report.apply_errors} check(s) could not be applied and stay pending; see the log")
     # XCom carries counts; the per-token and per-link lists are stored on the run (runs.summary).
     return {k: v for k, v in report.to_dict().items() if not isinstance(v, list)}
 

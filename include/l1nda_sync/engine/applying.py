@@ -9,6 +9,7 @@ per run over all of that run's pending checks before anything moves.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ from l1nda_sync.engine.token_state import (
 )
 
 FINAL_STATES = (TokenState.DISABLED.value, TokenState.REMOVED.value)
+
+log = logging.getLogger(__name__)
 
 
 class ApplyHooks(Protocol):
@@ -63,6 +66,7 @@ class AppliedCheck:
 class ApplySummary:
     applied: list[AppliedCheck] = field(default_factory=list)
     skipped: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (check id, error type): left pending
     verdicts: dict[int | None, BreakerVerdict] = field(default_factory=dict)
 
     @property
@@ -135,14 +139,20 @@ def apply_pending(
         pending = cur.fetchall()
     for check_id, rid in pending:
         verdict = summary.verdicts.get(rid)
-        with unit_of_work(conn, dry_run=dry_run) as cur:
-            applied = apply_check(cur, check_id, policy=policy, breaker_open=bool(verdict and verdict.tripped),
-                                  now=now(), run_id=rid)
-            if applied is None:
-                summary.skipped += 1
-                continue
-            hooks.token_applied(cur, applied, run_id=rid, now=now())
-            summary.applied.append(applied)
+        try:
+            with unit_of_work(conn, dry_run=dry_run) as cur:
+                applied = apply_check(cur, check_id, policy=policy, breaker_open=bool(verdict and verdict.tripped),
+                                      now=now(), run_id=rid)
+                if applied is None:
+                    summary.skipped += 1
+                    continue
+                hooks.token_applied(cur, applied, run_id=rid, now=now())
+                summary.applied.append(applied)
+        except Exception as exc:
+            # One token's fault never stops the others: its transaction is rolled back, the check stays
+            # pending (a newer check of the token supersedes it), and the caller reports the failure.
+            log.exception("check %s could not be applied (%s); it stays pending", check_id, type(exc).__name__)
+            summary.failed.append((check_id, type(exc).__name__))
     return summary
 
 

@@ -50,6 +50,7 @@ class RunReport:
     state_changes: list[dict[str, Any]] = field(default_factory=list)
     link_changes: list[dict[str, Any]] = field(default_factory=list)
     breaker_tripped: bool = False
+    apply_errors: int = 0
     problems_opened: int = 0
     problems_resolved: int = 0
     seconds: float = 0.0
@@ -69,6 +70,7 @@ class RunReport:
             ("token state changes", str(len(self.state_changes))),
             ("problems opened / resolved", f"{self.problems_opened} / {self.problems_resolved}"),
             ("circuit breaker", "TRIPPED (provider incident)" if self.breaker_tripped else "closed"),
+            *([("checks NOT applied (see log)", str(self.apply_errors))] if self.apply_errors else []),
             ("duration", f"{self.seconds:.1f} s"),
         ]
         width = max(len(k) for k, _ in rows)
@@ -176,6 +178,7 @@ class SyncEngine:
             report.checked = len(summary.applied)
             report.outcomes = dict(summary.outcomes())
             report.breaker_tripped = summary.breaker_open
+            report.apply_errors = len(summary.failed)
             for a in summary.applied:
                 if a.diff is not None:
                     for e in a.diff.events:

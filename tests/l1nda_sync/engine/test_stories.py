@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.l1nda_sync.engine.story_world import LOGINS, StoryWorld
+from tests.l1nda_sync.engine.story_world import LOGINS, MIN, StoryWorld
 
 HOUR = timedelta(hours=1)
 CONFIRM = timedelta(minutes=11)  # past check_interval_failed and revoke_min_spacing (10 min)
@@ -341,3 +341,29 @@ def test_a_crash_between_check_and_apply_converges_on_rerun(world: StoryWorld) -
 
     world.run()  # and running again changes nothing
     assert world.snapshot() == converged
+
+
+def test_a_check_that_cannot_be_applied_never_stops_the_others(world: StoryWorld) -> None:
+    world.add_token("horeca")
+    world.add_token("vandijk")
+    world.request(50101, 50301)
+    engine = world.new_engine()
+    plan = engine.plan()
+    for batch in plan.batches:
+        engine.check_batch(plan.run_id, batch)
+    # Corrupt one stored probe, as a bug or a bad row would.
+    world.query("UPDATE checks SET probe = '{\"debtors\": 5}'::jsonb WHERE token_id = %s RETURNING id",
+                world.ids["horeca"])
+    report = engine.finish(plan.run_id)
+    assert report.apply_errors == 1
+    assert "checks NOT applied" in report.table()
+    assert world.state("vandijk") == "active"
+    assert world.link(50301)[:2] == ("active", "vandijk")
+    assert world.state("horeca") == "new"  # its transaction was rolled back
+    assert world.query("SELECT count(*) FROM checks WHERE applied_at IS NULL") == [(1,)]
+    # A newer check of the token supersedes the broken one.
+    world.advance(MIN)
+    world.run(token_ids=(world.ids["horeca"],), force=True)
+    assert world.state("horeca") == "active"
+    world.run()  # the broken check, now older than the token's last check, is marked superseded
+    assert world.query("SELECT count(*) FROM checks WHERE applied_at IS NULL") == [(0,)]
