@@ -191,9 +191,10 @@ def env_example() -> tuple[EnvLine, ...]:
         m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)$", body)
         if m is None:
             assert commented, f".env.example: not an assignment nor a comment: {raw!r}"
-            if body.startswith("----"):
-                section = body
-            previous = body
+            if body.startswith("----"):  # a section heading describes no variable
+                section, previous = body, None
+            else:
+                previous = body
             continue
         lines.append(EnvLine(m.group(1), _env_value(m.group(2)), commented, section, previous))
         previous = None
