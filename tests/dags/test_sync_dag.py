@@ -111,6 +111,18 @@ def test_no_plaintext_token_in_logs_xcom_conf_or_any_table(dag_world: DagWorld, 
     for path in Path(dag_world.airflow_home).rglob("*"):  # metadata DB (XCom, conf, rendered fields) and logs
         if path.is_file():
             texts[str(path)] = path.read_bytes().decode("latin-1")
+    import sqlite3
+
+    meta = sqlite3.connect(Path(dag_world.airflow_home) / "airflow.db")
+    try:
+        xcom = meta.execute("SELECT dag_id, task_id, value FROM xcom").fetchall()
+        runs = meta.execute("SELECT run_id, conf FROM dag_run").fetchall()
+        rendered = meta.execute("SELECT rendered_fields FROM rendered_task_instance_fields").fetchall()
+    finally:
+        meta.close()
+    assert any(task == "plan" for _d, task, _v in xcom), "the search must see the XCom the run wrote"
+    assert runs
+    texts.update({"xcom": repr(xcom), "dag_run": repr(runs), "rendered fields": repr(rendered)})
     dump = dag_world.query(
         "SELECT string_agg(t::text, E'\\n') FROM (SELECT * FROM tokens) t")[0][0]
     texts["tokens table"] = dump or ""
