@@ -1,0 +1,166 @@
+"""The bench's figures and issue 10's targets, from the raw sweep results."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+# Issue 10's targets.
+MAX_BOUND_RATIO = 1.3
+MAX_UNCHANGED_CALLS = 2
+MAX_STATEMENTS_PER_UNCHANGED_TOKEN = 10  # a constant: no statement per company
+# Rows written (server side, pg_stat_user_tables): the claim, the check row, its applied mark, the token row;
+# a write per company would put the average in the tens (a token reaches ~19 companies on average).
+MAX_ROWS_PER_UNCHANGED_TOKEN = 4.0
+RUN_ROWS = 2  # the run row: inserted by plan, updated by finish
+MAX_RECONCILE_SECONDS = 5.0
+MAX_PEAK_RSS_MB = 400.0
+MAX_TASK_INSTANCES = 40
+FIXED_TASKS = 4  # plan, reconcile, notify, report (dags/nmbrs_token_sync.py); plus one mapped check per batch
+
+
+def percentile(values: list[int], share: float) -> float:
+    """Nearest-rank percentile (share in 0..1); 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(share * len(ordered)) - 1)])
+
+
+def call_figures(calls: list[int]) -> dict[str, Any]:
+    return {"median": float(statistics.median(calls)) if calls else 0.0, "p95": percentile(calls, 0.95),
+            "max": max(calls, default=0), "total": sum(calls)}
+
+
+def bound_seconds(calls: int, latency_ms: float, concurrency: int) -> float:
+    """The physical lower bound of a sweep: every call waits out the latency, `concurrency` at a time."""
+    return calls * latency_ms / 1000 / concurrency
+
+
+def task_instances(tokens: int, batch_size: int) -> int:
+    return math.ceil(tokens / batch_size) + FIXED_TASKS if tokens else FIXED_TASKS
+
+
+def sweep_figures(raw: dict[str, Any], calls: list[int], *, latency_ms: float, concurrency: int) -> dict[str, Any]:
+    tokens = raw["tokens"]
+    bound = bound_seconds(sum(calls), latency_ms, concurrency)
+    statements = sum(raw["statements"].values())
+    rows = sum(raw["rows_written"].values())
+    return {
+        "tokens": tokens,
+        "batches": raw["batches"],
+        "seconds": round(raw["seconds"], 3),
+        "plan_seconds": round(raw["plan_seconds"], 3),
+        "check_seconds": round(raw["check_seconds"], 3),
+        "finish_seconds": round(raw["finish_seconds"], 3),
+        "tokens_per_second": round(tokens / raw["seconds"], 1) if raw["seconds"] else None,
+        "calls_per_token": call_figures(calls),
+        "bound_seconds": round(bound, 3),
+        "wall_to_bound": round(raw["seconds"] / bound, 3) if bound else None,
+        "check_to_bound": round(raw["check_seconds"] / bound, 3) if bound else None,
+        "statements": statements,
+        "statements_by_phase": raw["statements"],
+        "rows_written": rows,
+        "rows_written_by_phase": raw["rows_written"],
+        "statements_per_token": round(statements / tokens, 2) if tokens else None,
+        "rows_written_per_token": round(rows / tokens, 2) if tokens else None,
+        "server_rows_written": raw.get("server_rows_written"),
+        "server_rows_written_per_token": (round(raw["server_rows_written"] / tokens, 2)
+                                          if tokens and raw.get("server_rows_written") is not None else None),
+        "client_build_seconds": round(raw.get("client_build_seconds", 0.0), 3),
+        "peak_rss_mb": round(raw["peak_rss_mb"], 1),
+        "outcomes": raw["outcomes"],
+        "reach_gained": raw["reach_gained"],
+        "reach_lost": raw["reach_lost"],
+        "links_activated": raw["links_activated"],
+        "links_failed_over": raw["links_failed_over"],
+        "links_suspended": raw["links_suspended"],
+    }
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    name: str
+    measured: str
+    limit: str
+    ok: bool | None  # None: not measurable in this run (e.g. 0 ms latency has no bound)
+
+    @property
+    def verdict(self) -> str:
+        return "n/a" if self.ok is None else ("PASS" if self.ok else "MISS")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "name": self.name, "measured": self.measured, "limit": self.limit,
+                "verdict": self.verdict}
+
+
+def judge_targets(figures: dict[str, Any], *, concurrency: int) -> list[Target]:
+    unchanged = figures["sweeps"]["unchanged"]
+    ratio = unchanged["wall_to_bound"]
+    stmts = unchanged["statements_per_token"]
+    server_rows = unchanged["server_rows_written"]
+    rows = (round((server_rows - RUN_ROWS) / unchanged["tokens"], 2)
+            if server_rows is not None and unchanged["tokens"] else None)
+    tis = figures["task_instances_per_sweep"]
+    world = figures["world"]
+    return [
+        Target("bound_ratio", f"unchanged sweep / latency bound (concurrency {concurrency})",
+               "n/a (no latency)" if ratio is None else f"{ratio:.2f}x", f"<= {MAX_BOUND_RATIO}x",
+               None if ratio is None else ratio <= MAX_BOUND_RATIO),
+        Target("unchanged_calls", "Nmbrs calls per unchanged token (max)", str(unchanged["calls_per_token"]["max"]),
+               f"<= {MAX_UNCHANGED_CALLS}", unchanged["calls_per_token"]["max"] <= MAX_UNCHANGED_CALLS),
+        Target("unchanged_writes", "statements / rows written per unchanged token", f"{stmts} / {rows}",
+               f"<= {MAX_STATEMENTS_PER_UNCHANGED_TOKEN} / <= {MAX_ROWS_PER_UNCHANGED_TOKEN:g} + the run row",
+               stmts is not None and rows is not None and stmts <= MAX_STATEMENTS_PER_UNCHANGED_TOKEN
+               and rows <= MAX_ROWS_PER_UNCHANGED_TOKEN),
+        Target("reconcile", f"reconcile after {figures['churn']['share']:.0%} churn of {world['companies']} companies",
+               f"{figures['reconcile_seconds']:.2f} s", f"< {MAX_RECONCILE_SECONDS} s",
+               figures["reconcile_seconds"] < MAX_RECONCILE_SECONDS),
+        Target("peak_rss", "batch peak RSS", f"{figures['peak_rss_mb']:.0f} MB", f"< {MAX_PEAK_RSS_MB:.0f} MB",
+               figures["peak_rss_mb"] < MAX_PEAK_RSS_MB),
+        Target("task_instances", f"task instances per sweep of {world['tokens']} tokens", str(tis["computed"]),
+               f"<= {MAX_TASK_INSTANCES}", tis["computed"] <= MAX_TASK_INSTANCES),
+    ]
+
+
+def table(figures: dict[str, Any]) -> str:
+    """The sweeps side by side, then the targets."""
+    sweeps = figures["sweeps"]
+    names = list(sweeps)
+    rows: list[tuple[str, ...]] = [("", *names)]
+
+    def row(label: str, get: Any) -> None:
+        rows.append((label, *(get(sweeps[n]) for n in names)))
+
+    def num(value: Any, fmt: str = "{}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    row("tokens", lambda s: str(s["tokens"]))
+    row("wall (s)", lambda s: f"{s['seconds']:.2f}")
+    row("  plan / check / finish (s)",
+        lambda s: f"{s['plan_seconds']:.2f} / {s['check_seconds']:.2f} / {s['finish_seconds']:.2f}")
+    row("tokens/s", lambda s: num(s["tokens_per_second"]))
+    row("Nmbrs calls (total)", lambda s: str(s["calls_per_token"]["total"]))
+    row("calls/token median / p95 / max",
+        lambda s: f"{s['calls_per_token']['median']:g} / {s['calls_per_token']['p95']:g} / "
+                  f"{s['calls_per_token']['max']}")
+    row("latency bound (s)", lambda s: f"{s['bound_seconds']:.2f}")
+    row("wall / bound", lambda s: num(s["wall_to_bound"], "{:.2f}x"))
+    row("check / bound", lambda s: num(s["check_to_bound"], "{:.2f}x"))
+    row("statements / token", lambda s: num(s["statements_per_token"]))
+    row("rows written / token (client)", lambda s: num(s["rows_written_per_token"]))
+    row("rows written / token (server)", lambda s: num(s["server_rows_written_per_token"]))
+    row("reach gained / lost", lambda s: f"{s['reach_gained']} / {s['reach_lost']}")
+    row("links act. / failover / susp.",
+        lambda s: f"{s['links_activated']} / {s['links_failed_over']} / {s['links_suspended']}")
+    row("peak RSS (MB)", lambda s: f"{s['peak_rss_mb']:.0f}")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.append("")
+    for t in figures["targets"]:
+        lines.append(f"{t['verdict']:<5} {t['name']}: {t['measured']} (target {t['limit']})")
+    return "\n".join(lines)

@@ -1,0 +1,284 @@
+"""The bench's phases: world -> registry -> first sweep -> unchanged sweep -> 1% churn -> churn sweep -> figures.
+
+Each sweep runs in a fresh child process (spawned, so its peak RSS is the sweep's own, not this process's copy
+of the generated world). Where a target is missed, the phase behind it is run once more under cProfile and the
+top of the profile is printed; those replays are not counted in the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from l1nda_sync.bench import figures as fig
+from l1nda_sync.bench.sweep import SweepJob, run_sweep
+from l1nda_sync.bench.world import (
+    apply_churn,
+    index_world,
+    register_tokens,
+    request_links,
+    simulator_process,
+    write_scenario,
+)
+
+QUICK_TOKENS = 200
+DB_NAME = "l1nda_bench"
+
+
+@dataclass(frozen=True)
+class Options:
+    tokens: int = 2000
+    latency_ms: float = 50.0
+    concurrency: int = 32
+    batch_size: int = 100
+    parallel_batches: int = 2
+    calls_per_second: float = 100_000.0
+    link_share: float = 0.1
+    churn_share: float = 0.01
+    seed: int = 0
+    out: Path = Path("var/bench.json")
+    profile_on_miss: bool = True
+    airflow_tokens: int = 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m l1nda_sync.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--tokens", type=int, default=2000, help="tokens in the generated world (default 2000)")
+    p.add_argument("--quick", action="store_true", help=f"a quick try-out: {QUICK_TOKENS} tokens, no Airflow run")
+    p.add_argument("--latency-ms", type=float, default=50.0, help="per-call latency in the simulator (default 50)")
+    p.add_argument("--concurrency", type=int, default=32, help="Nmbrs calls in flight (default 32)")
+    p.add_argument("--batch-size", type=int, default=100, help="tokens per check batch (default 100)")
+    p.add_argument("--parallel-batches", type=int, default=2,
+                   help="batches checked at once, sharing the calls in flight (default 2, like two worker slots)")
+    p.add_argument("--calls-per-second", type=float, default=100_000.0,
+                   help="the client's process-wide rate limit (default 100000: off; fair use is 150/s per login)")
+    p.add_argument("--link-share", type=float, default=0.1, help="share of companies with a wanted link (0.1)")
+    p.add_argument("--churn-share", type=float, default=0.01, help="share of companies changed (0.01)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("var/bench.json"), help="where to write the figures")
+    p.add_argument("--no-profile", action="store_true", help="do not replay a missed phase under cProfile")
+    p.add_argument("--airflow-tokens", type=int, default=None,
+                   help="tokens for the one real `airflow dags test` run (default 100; 0 = skip; --quick: 0)")
+    return p
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    airflow = args.airflow_tokens if args.airflow_tokens is not None else (0 if args.quick else 100)
+    return Options(tokens=QUICK_TOKENS if args.quick else args.tokens, latency_ms=args.latency_ms,
+                   concurrency=args.concurrency, batch_size=args.batch_size, parallel_batches=args.parallel_batches,
+                   calls_per_second=args.calls_per_second, link_share=args.link_share, churn_share=args.churn_share,
+                   seed=args.seed, out=args.out, profile_on_miss=not args.no_profile, airflow_tokens=airflow)
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Bench:
+    def __init__(self, opts: Options, *, database_url: str, sim_base_url: str, env: dict[str, str],
+                 wsdl_cache: str) -> None:
+        self.opts = opts
+        self.database_url = database_url
+        self.env = env
+        self.settings_overrides = {
+            "nmbrs_base_url": sim_base_url, "nmbrs_max_concurrency": opts.concurrency,
+            "nmbrs_calls_per_second": opts.calls_per_second, "batch_size": opts.batch_size,
+            "nmbrs_wsdl_cache_dir": wsdl_cache, "nmbrs_read_timeout": 120.0, "nmbrs_call_deadline": 300.0,
+        }
+
+    def sweep(self, *, force: bool, profile: bool = False) -> dict[str, Any]:
+        job = SweepJob(self.database_url, self.settings_overrides, self.env, force=force,
+                       parallel_batches=self.opts.parallel_batches, profile=profile)
+        before = self.server_rows_written()
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            raw = pool.submit(run_sweep, job).result()
+        raw["server_rows_written"] = self.server_rows_written() - before
+        return raw
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        conn = psycopg2.connect(self.database_url)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def server_rows_written(self) -> int:
+        """Rows inserted, updated and deleted in the registry, from pg_stat_user_tables.
+
+        Backends flush their counters when they exit, so wait until the sweep's connections are gone first.
+        """
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'")[0][0]:
+            time.sleep(0.05)
+        return int(self.query("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables")
+                   [0][0])
+
+    def calls_of(self, run_id: int) -> list[int]:
+        return [r[0] for r in self.query("SELECT calls FROM checks WHERE run_id = %s", run_id)]
+
+    def figures_of(self, raw: dict[str, Any]) -> dict[str, Any]:
+        return fig.sweep_figures(raw, self.calls_of(raw["run_id"]), latency_ms=self.opts.latency_ms,
+                                 concurrency=self.opts.concurrency)
+
+
+def _create_database(server_url: str) -> str:
+    conn = psycopg2.connect(server_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+            cur.execute(f'CREATE DATABASE "{DB_NAME}"')
+    finally:
+        conn.close()
+    return server_url.rsplit("/", 1)[0] + f"/{DB_NAME}"
+
+
+def run(opts: Options) -> dict[str, Any]:
+    """Every phase; returns the figures (also written to opts.out)."""
+    from cryptography.fernet import Fernet
+
+    from l1nda_sync.localdev.postgres import embedded_postgres
+    from l1nda_sync.registry import db, schema
+    from l1nda_sync.settings import Settings
+    from nmbrs_sim.generate import generate_world, summarize
+
+    started = time.perf_counter()
+    rng = random.Random(opts.seed)  # noqa: S311 - a reproducible benchmark world, not a secret
+    env = {"L1NDA_FERNET_KEYS": Fernet.generate_key().decode("ascii")}
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="l1nda-bench-") as tmp:
+        t = time.perf_counter()
+        scenario = generate_world(tokens=opts.tokens, seed=opts.seed)
+        summary = summarize(scenario)
+        world = index_world(scenario)
+        scenario_path = Path(tmp) / "world.json"
+        write_scenario(scenario, scenario_path)
+        del scenario
+        timings["generate"] = time.perf_counter() - t
+        say(f"world: {summary['logins']} tokens ({summary['accountant_logins']} accountant), "
+            f"{summary['debtors']} debtors, {summary['companies']} companies ({timings['generate']:.1f} s)")
+        with embedded_postgres() as pg, simulator_process(scenario_path) as sim:
+            admin = sim.admin()
+            admin.set_latency(opts.latency_ms)
+            say(f"simulator at {sim.root_url} (pid {sim.proc.pid}, CPU {sim.cpu}), latency {opts.latency_ms:g} ms; "
+                f"PostgreSQL pid {pg.pid}")
+            url = _create_database(pg.url)
+            conn = db.connect(url)
+            try:
+                schema.upgrade(conn)
+            finally:
+                conn.close()
+            settings = Settings.load(env, use_airflow=False)
+            t = time.perf_counter()
+            token_ids = register_tokens(url, settings, world.logins)
+            timings["register"] = time.perf_counter() - t
+            linked = sorted(rng.sample(world.companies, round(len(world.companies) * opts.link_share)),
+                            key=lambda c: c.id)
+            t = time.perf_counter()
+            request_links(url, linked)
+            timings["links"] = time.perf_counter() - t
+            say(f"registered {len(token_ids)} tokens ({timings['register']:.1f} s), requested {len(linked)} links "
+                f"({timings['links']:.1f} s)")
+
+            bench = Bench(opts, database_url=url, sim_base_url=sim.base_url, env=env,
+                          wsdl_cache=str(Path(tmp) / "wsdl"))
+            raws: dict[str, dict[str, Any]] = {}
+            say("first sweep (every token new: full discovery)...")
+            raws["first"] = bench.sweep(force=False)
+            say(f"first sweep: {raws['first']['seconds']:.1f} s, {raws['first']['calls']} calls")
+            say("unchanged sweep (forced, nothing changed)...")
+            raws["unchanged"] = bench.sweep(force=True)
+            say(f"unchanged sweep: {raws['unchanged']['seconds']:.1f} s, {raws['unchanged']['calls']} calls")
+            t = time.perf_counter()
+            churn = apply_churn(admin, world, share=opts.churn_share, rng=rng, linked={c.id for c in linked})
+            timings["churn"] = time.perf_counter() - t
+            say(f"churn: {churn.ended} ended, {churn.moved} moved, {churn.added} added ({timings['churn']:.1f} s); "
+                "churn sweep...")
+            raws["churn"] = bench.sweep(force=True)
+            say(f"churn sweep: {raws['churn']['seconds']:.1f} s, reconcile (finish) "
+                f"{raws['churn']['finish_seconds']:.2f} s")
+
+            sweeps = {name: bench.figures_of(raw) for name, raw in raws.items()}
+            result: dict[str, Any] = {
+                "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+                "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                            "simulator_cpu": sim.cpu},
+                "world": {"tokens": summary["logins"], "accountant_tokens": summary["accountant_logins"],
+                          "debtors": summary["debtors"], "companies": summary["companies"], "links": len(linked)},
+                "setup_seconds": {k: round(v, 2) for k, v in timings.items()},
+                "sweeps": sweeps,
+                "tokens_per_second": {n: s["tokens_per_second"] for n, s in sweeps.items()},
+                "churn": {"share": opts.churn_share, **asdict(churn), "companies_changed": churn.total},
+                "reconcile_seconds": sweeps["churn"]["finish_seconds"],
+                "peak_rss_mb": max(s["peak_rss_mb"] for s in sweeps.values()),
+                "task_instances_per_sweep": {
+                    "computed": fig.task_instances(summary["logins"], opts.batch_size),
+                    "formula": f"ceil(tokens / batch_size) + {fig.FIXED_TASKS}",
+                    "batch_size": opts.batch_size,
+                },
+            }
+            targets = fig.judge_targets(result, concurrency=opts.concurrency)
+            result["targets"] = [t.to_dict() for t in targets]
+            result["profiles"] = {}
+            if opts.profile_on_miss:
+                result["profiles"] = replay_missed(bench, admin, world, targets, opts, rng,
+                                                   linked={c.id for c in linked})
+            if opts.airflow_tokens:
+                from l1nda_sync.bench.airflow_run import airflow_figures
+
+                result["airflow"] = airflow_figures(opts, tmp)
+            else:
+                result["airflow"] = {"skipped": "--airflow-tokens 0"}
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    return result
+
+
+def replay_missed(bench: Bench, admin: Any, world: Any, targets: list[fig.Target], opts: Options,
+                  rng: random.Random, *, linked: set[int]) -> dict[str, str]:
+    """Run the phase behind each missed time or statement target again under cProfile; return the top 20."""
+    missed = {t.key for t in targets if t.ok is False}
+    profiles: dict[str, str] = {}
+    if missed & {"bound_ratio", "unchanged_calls", "unchanged_writes"}:
+        say("profiling an unchanged sweep (a missed target)...")
+        profiles["unchanged"] = bench.sweep(force=True, profile=True)["profile"]
+    if "reconcile" in missed:
+        say("profiling a churn sweep (a missed target)...")
+        apply_churn(admin, world, share=opts.churn_share, rng=rng, linked=linked)
+        profiles["churn"] = bench.sweep(force=True, profile=True)["profile"]
+    return profiles
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = options_from(build_parser().parse_args(argv))
+    if opts.tokens < 1 or opts.concurrency < 1 or opts.batch_size < 1 or opts.latency_ms < 0:
+        print("bench: --tokens, --concurrency and --batch-size must be >= 1, --latency-ms >= 0", file=sys.stderr)
+        return 2
+    result = run(opts)
+    print()
+    print(fig.table(result))
+    for name, text in result["profiles"].items():
+        print(f"\n== where the time goes: {name} sweep (cProfile, all threads, top 20) ==\n{text}")
+    if "skipped" not in result["airflow"]:
+        print("\nAirflow: " + ", ".join(f"{k} {v}" for k, v in result["airflow"].items()))
+    print(f"\nwrote {opts.out} ({result['total_seconds']:.0f} s in all)")
+    return 0

@@ -1,0 +1,76 @@
+"""`make bench` end to end at a tiny size: a real simulator process, embedded PostgreSQL, spawned sweep children."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from l1nda_sync.bench.figures import percentile, task_instances
+from l1nda_sync.bench.run import main
+
+SWEEP_FIGURES = {
+    "tokens", "batches", "seconds", "plan_seconds", "check_seconds", "finish_seconds", "tokens_per_second",
+    "calls_per_token", "bound_seconds", "wall_to_bound", "check_to_bound", "statements", "statements_by_phase",
+    "rows_written", "rows_written_by_phase", "statements_per_token", "rows_written_per_token",
+    "server_rows_written", "server_rows_written_per_token", "client_build_seconds", "peak_rss_mb", "outcomes",
+    "reach_gained", "reach_lost", "links_activated",
+    "links_failed_over", "links_suspended",
+}
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 0.95) == 0.0
+    assert percentile([5, 1, 3], 0.5) == 3.0
+    assert percentile(list(range(1, 101)), 0.95) == 95.0
+
+
+def test_task_instances_are_batches_plus_the_fixed_tasks() -> None:
+    assert task_instances(2000, 100) == 24
+    assert task_instances(2001, 100) == 25
+    assert task_instances(20, 100) == 5
+
+
+@pytest.mark.timeout(120)
+def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["--tokens", "20", "--latency-ms", "0", "--airflow-tokens", "0", "--link-share", "0.5",
+                 "--churn-share", "0.05", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+
+    assert result["world"]["tokens"] == 20
+    assert set(result["sweeps"]) == {"first", "unchanged", "churn"}
+    for name, sweep in result["sweeps"].items():
+        assert sweep.keys() >= SWEEP_FIGURES, name
+        assert sweep["tokens"] == 20
+        assert sweep["outcomes"] == {"valid": 20}, name
+        assert sweep["calls_per_token"]["total"] > 0
+        assert 0 < sweep["peak_rss_mb"] < 1000
+    first, unchanged, churn = (result["sweeps"][n] for n in ("first", "unchanged", "churn"))
+    # A first probe discovers (environment, lists, mapping); an unchanged one lists only.
+    assert first["calls_per_token"]["median"] > unchanged["calls_per_token"]["median"]
+    assert unchanged["calls_per_token"]["max"] == 2
+    assert first["reach_gained"] >= result["world"]["links"] > 0
+    assert first["links_activated"] == result["world"]["links"]
+    assert unchanged["reach_gained"] == unchanged["reach_lost"] == 0
+    assert unchanged["rows_written_per_token"] < first["rows_written_per_token"]
+    assert churn["reach_gained"] + churn["reach_lost"] > 0
+    assert result["churn"]["companies_changed"] >= 1
+    # No latency: no bound, so the ratio is not judged.
+    assert unchanged["bound_seconds"] == 0
+    assert unchanged["wall_to_bound"] is None
+    assert result["task_instances_per_sweep"]["computed"] == 5
+    assert result["reconcile_seconds"] == churn["finish_seconds"] > 0
+    assert result["peak_rss_mb"] == max(s["peak_rss_mb"] for s in result["sweeps"].values())
+
+    verdicts = {t["key"]: t["verdict"] for t in result["targets"]}
+    assert set(verdicts) == {"bound_ratio", "unchanged_calls", "unchanged_writes", "reconcile", "peak_rss",
+                             "task_instances"}
+    assert verdicts["bound_ratio"] == "n/a"
+    assert verdicts["unchanged_calls"] == verdicts["unchanged_writes"] == verdicts["task_instances"] == "PASS"
+    # Claim, check row, applied mark, token row: four rows per unchanged token, counted by the server.
+    assert unchanged["server_rows_written_per_token"] == pytest.approx(4, abs=0.1)
+    assert "tokens/s" in printed
+    assert f"wrote {out}" in printed
