@@ -27,3 +27,24 @@ def test_every_dag_has_tags_owner_and_retries(dagbag) -> None:
             assert task.owner, f"{dag_id}.{task.task_id}: no owner"
             assert task.owner != "airflow", f"{dag_id}.{task.task_id}: default owner"
             assert task.retries >= 1, f"{dag_id}.{task.task_id}: no retries"
+
+
+def test_sync_dag_shape(dagbag) -> None:
+    dag = dagbag.dags["nmbrs_token_sync"]
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.dagrun_timeout is not None
+    assert dag.on_failure_callback, "a failed run must mail operations"
+    assert set(dag.params) == {"token_ids", "force", "dry_run", "notify"}
+    for name in dag.params:
+        assert dag.params.get_param(name).description, f"param {name} has no description"
+    assert dag.task_dict["check"].pool == "nmbrs_api"
+    assert [t.task_id for t in dag.topological_sort()] == ["plan", "batches", "check", "reconcile", "notify", "report"]
+
+
+def test_schedule_comes_from_the_environment(monkeypatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("L1NDA_SCHEDULE", "*/3 * * * *")
+    dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags["nmbrs_token_sync"]
+    assert dag.schedule == "*/3 * * * *"
