@@ -169,9 +169,16 @@ def _from_airflow_connection(setting: Setting) -> str | None:
     host = conn.host or ""
     if host.startswith(("http://", "https://")):
         return host if host.endswith("/") else host + "/"
-    scheme = conn.schema or "https"
+    # The `http` connection type keeps the scheme in `schema`; a URI (AIRFLOW_CONN_NMBRS_SOAP=https://h/soap/v3/)
+    # puts its scheme in conn_type and its path in `schema`.
+    if conn.schema in ("http", "https"):
+        scheme, path = conn.schema, "soap/v3"
+    elif conn.schema:
+        scheme, path = (conn.conn_type if conn.conn_type in ("http", "https") else "https"), conn.schema.strip("/")
+    else:
+        scheme, path = "https", "soap/v3"
     port = f":{conn.port}" if conn.port else ""
-    return f"{scheme}://{host}{port}/soap/v3/"
+    return f"{scheme}://{host}{port}/{path}/"
 
 
 def _raw(setting: Setting, env: Mapping[str, str], use_airflow: bool) -> str | None:

@@ -57,3 +57,21 @@ def test_markdown_lists_every_setting() -> None:
     table = settings_markdown()
     for s in SETTINGS:
         assert f"`{s.env_var}`" in table
+
+
+@pytest.mark.parametrize(
+    ("conn", "url"),
+    [
+        ("https://api.nmbrs.nl/soap/v3/", "https://api.nmbrs.nl/soap/v3/"),
+        ("http://nmbrs-sim:8080/soap/v3/", "http://nmbrs-sim:8080/soap/v3/"),
+        ('{"conn_type": "http", "host": "https://api.nmbrs.nl/soap/v3/"}', "https://api.nmbrs.nl/soap/v3/"),
+        ('{"conn_type": "http", "host": "api.nmbrs.nl", "schema": "https"}', "https://api.nmbrs.nl/soap/v3/"),
+        ('{"conn_type": "http", "host": "localhost", "port": 8080, "schema": "http"}',
+         "http://localhost:8080/soap/v3/"),
+    ],
+)
+def test_nmbrs_base_url_from_the_airflow_connection(monkeypatch: pytest.MonkeyPatch, conn: str, url: str) -> None:
+    """URI and JSON forms of AIRFLOW_CONN_NMBRS_SOAP give the same base URL."""
+    monkeypatch.delenv("L1NDA_NMBRS_BASE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_NMBRS_SOAP", conn)
+    assert Settings.load().nmbrs_base_url == url
