@@ -1,0 +1,281 @@
+"""Everything the demo runs on: embedded PostgreSQL, the Nmbrs simulator, the mail sink, an Airflow home.
+
+`DemoStack` starts them in that order and stops them in reverse, also on Ctrl-C. Airflow reads its
+configuration when first imported, so the environment (connections as AIRFLOW_CONN_*, settings as L1NDA_*)
+is set in `os.environ` here, before anything imports airflow; child processes inherit it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from l1nda_sync.demo.console import Console
+from l1nda_sync.masking import mask
+
+DEMO_SCENARIO = Path(__import__("nmbrs_sim").__file__).resolve().parent / "scenarios" / "demo.yaml"
+OPS = "support@l1nda.example"
+UI_USER = "admin"
+UI_PASSWORD = "l1nda-demo"  # noqa: S105 - a local demo login on 127.0.0.1, printed on purpose
+
+# What the demo shortens so the story completes in a minute (production value in the comment).
+SHORTENED = {
+    "L1NDA_REVOKE_MIN_SPACING": "3",      # 600 s between the first and the confirming 1001
+    "L1NDA_CHECK_INTERVAL_FAILED": "3",   # 600 s until a token that just failed is checked again
+}
+
+
+class DemoError(RuntimeError):
+    """A step of the demo failed; the message says which and where the detail is."""
+
+
+@dataclass(frozen=True)
+class DemoToken:
+    label: str
+    level: str  # accountant | debtor, as `l1nda-sync tokens add --level` takes it
+    username: str
+    contact: str
+    language: str
+    note: str
+
+
+# The customers of the demo, all logins of include/nmbrs_sim/scenarios/demo.yaml but the unfiltered master
+# (which reaches every company and would take over every link instead of letting one be suspended).
+TOKENS: tuple[DemoToken, ...] = (
+    DemoToken("Horeca office", "accountant", "master-horeca@demo-accountants.example",
+              "salaris@demo-accountants.example", "en", "accountant master filtered on the tag Horeca"),
+    DemoToken("Modehuis Van Dijk", "debtor", "payroll@modehuis-vandijk.example",
+              "payroll@modehuis-vandijk.example", "nl", "debtor login, one company"),
+    DemoToken("Thuiszorg De Linde", "debtor", "hr@thuiszorg-delinde.example",
+              "hr@thuiszorg-delinde.example", "nl", "debtor login, two companies, no Tags_Get right"),
+    DemoToken("Bakkerij De Graaf", "debtor", "salaris@bakkerij-degraaf.example",
+              "salaris@bakkerij-degraaf.example", "en", "business customer"),
+)
+
+# (customer reference, Nmbrs company id): the links L1NDA asks for.
+LINKS: tuple[tuple[str, int], ...] = (
+    ("CUST-ANKER", 50101),      # Brasserie Het Anker B.V.       (Horeca office)
+    ("CUST-ZWAAN", 50201),      # Café De Zwaan V.O.F.           (Horeca office)
+    ("CUST-ZWAAN", 50202),      # Café De Zwaan Terras B.V.      (does not exist yet: added during the demo)
+    ("CUST-SNEL", 50401),       # Fietsenwinkel Snel B.V.        (Horeca office, via the debtor's Horeca tag)
+    ("CUST-VANDIJK", 50301),    # Modehuis Van Dijk B.V.         (Modehuis Van Dijk's own login)
+    ("CUST-DELINDE", 50501),    # Thuiszorg De Linde B.V.
+    ("CUST-DEGRAAF", 60101),    # Bakkerij De Graaf B.V.
+    ("CUST-KOK", 50701),        # Bouwbedrijf Kok B.V.           (Bouw: no registered token reaches it)
+)
+
+
+def scenario_tokens(path: Path = DEMO_SCENARIO) -> dict[str, str]:
+    """username -> token of every login in the scenario (the tokens only open the simulator)."""
+    scenario = yaml.safe_load(path.read_text())
+    return {login["username"]: login["token"] for env in scenario["environments"] for login in env["logins"]}
+
+
+def repo_root() -> Path:
+    """The checkout (the packages are installed editable from include/); else the working directory."""
+    here = Path(__file__).resolve().parents[3]
+    return here if (here / "dags").is_dir() else Path.cwd()
+
+
+@dataclass
+class Paths:
+    var: Path
+
+    @property
+    def mail(self) -> Path:
+        return self.var / "mail"
+
+    @property
+    def work(self) -> Path:
+        return self.var / "demo"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.work / "airflow-home"
+
+    @property
+    def log(self) -> Path:
+        return self.work / "demo.log"
+
+    def fresh(self) -> None:
+        """An empty demo directory and no mails from an earlier run (both are the demo's own output)."""
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        self.mail.mkdir(parents=True, exist_ok=True)
+        for old in self.mail.glob("*.eml"):
+            old.unlink()
+
+
+@dataclass
+class DemoStack:
+    """Starts and stops the demo's parts; `env` is what the Airflow components and the CLI see."""
+
+    paths: Paths
+    console: Console
+    dags_folder: Path
+    ui_port: int | None = None  # set for `--airflow`: the API server's port
+    env: dict[str, str] = field(default_factory=dict)
+    token_ids: dict[str, int] = field(default_factory=dict)
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+    pg: Any = None
+    sim: Any = None
+    sink: Any = None
+
+    def __enter__(self) -> DemoStack:
+        try:
+            self.start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.console.say("stopping the mail sink, the simulator and PostgreSQL")
+        self._stack.close()
+
+    def start(self) -> None:
+        from l1nda_sync.demo.mailsink import MailSink
+        from l1nda_sync.localdev.postgres import embedded_postgres
+        from nmbrs_sim.testing import running_simulator
+
+        say = self.console.say
+        self.pg = self._stack.enter_context(embedded_postgres())
+        say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{self.pg.port}: database 'registry' for the token registry")
+        _create_database(self.pg.url, "registry")
+        self.sim = self._stack.enter_context(running_simulator(DEMO_SCENARIO))
+        say(f"Nmbrs simulator on {self.sim.root_url} with the demo scenario ({DEMO_SCENARIO.name})")
+        self.sink = self._stack.enter_context(MailSink(self.paths.mail))
+        say(f"mail sink on smtp://127.0.0.1:{self.sink.port}: every mail becomes an .eml file in {self.paths.mail}/")
+        self.env = self._environment()
+        os.environ.update(self.env)
+        self._airflow_home()
+
+    def _environment(self) -> dict[str, str]:
+        from cryptography.fernet import Fernet
+
+        home = self.paths.airflow_home
+        registry = self.pg.url_for("registry")
+        env = {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.dags_folder.parent / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # Airflow's own metadata: SQLite is enough for one machine (Airflow on PostgreSQL needs asyncpg).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{UI_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            # The connections the DAGs use, exactly as a worker finds them in production.
+            "AIRFLOW_CONN_L1NDA_REGISTRY": registry,
+            "AIRFLOW_CONN_NMBRS_SOAP": json.dumps({"conn_type": "http", "host": self.sim.base_url}),
+            "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
+                "conn_type": "smtp", "host": "127.0.0.1", "port": self.sink.port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "timeout": 10},
+            }),
+            # The CLI's registry and the keys that encrypt tokens at rest (new for every demo).
+            "L1NDA_DATABASE_URL": registry,
+            "L1NDA_FERNET_KEYS": Fernet.generate_key().decode(),
+            "L1NDA_OPS_RECIPIENTS": OPS,
+            "L1NDA_NMBRS_WSDL_CACHE_DIR": str(self.paths.work / "wsdl-cache"),
+            **SHORTENED,
+        }
+        if self.ui_port is not None:
+            env["AIRFLOW__API__BASE_URL"] = f"http://127.0.0.1:{self.ui_port}"
+            env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{self.ui_port}/execution/"
+            env["AIRFLOW__CORE__PARALLELISM"] = "4"
+        return env
+
+    def _airflow_home(self) -> None:
+        home = self.paths.airflow_home
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "passwords.json").write_text(json.dumps({UI_USER: UI_PASSWORD}))
+        self.console.say(f"Airflow home {home} (metadata in SQLite); migrating Airflow's database")
+        self.run(["airflow", "db", "migrate"], what="airflow db migrate")
+
+    # -- commands ------------------------------------------------------------------------------------------
+    def run(self, argv: Sequence[str], *, what: str, stdin: str | None = None) -> str:
+        """Run a console script of this virtualenv; its output goes to the log, a failure stops the demo."""
+        exe = Path(sys.executable).parent / argv[0]
+        command = [str(exe) if exe.exists() else argv[0], *argv[1:]]
+        done = subprocess.run(command, input=stdin, capture_output=True, text=True, env={**os.environ, **self.env},
+                              check=False)
+        with open(self.paths.log, "a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}\n")
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+            raise DemoError(f"{what} failed (exit {done.returncode}):\n{tail}")
+        return done.stdout
+
+    def cli_json(self, *argv: str) -> Any:
+        return json.loads(self.run(["l1nda-sync", "--json", *argv], what=f"l1nda-sync {' '.join(argv)}"))
+
+    def register(self) -> None:
+        """The registry's schema, the customers' tokens and L1NDA's link requests, all through `l1nda-sync`."""
+        say = self.console.say
+        out = self.run(["l1nda-sync", "db", "upgrade"], what="l1nda-sync db upgrade")
+        say(f"$ l1nda-sync db upgrade  -> {out.strip().splitlines()[-1] if out.strip() else 'ok'}")
+        secrets_by_user = scenario_tokens()
+
+        def add(t: DemoToken) -> int:
+            argv = ["l1nda-sync", "--json", "tokens", "add", "--label", t.label, "--level", t.level,
+                    "--username", t.username, "--contact", t.contact, "--language", t.language]
+            return _find_id(json.loads(self.run(argv, what=f"tokens add {t.label}",
+                                                stdin=secrets_by_user[t.username] + "\n")))
+
+        # Two at a time: each command starts a Python that imports Airflow (about 2 s on this kind of machine).
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for t, token_id in zip(TOKENS, pool.map(add, TOKENS), strict=True):
+                self.token_ids[t.label] = token_id
+                say(f"$ l1nda-sync tokens add --label '{t.label}' --level {t.level} --username {t.username} "
+                    f"--contact {t.contact}  < token {mask(secrets_by_user[t.username])}  -> token {token_id}")
+
+            def request(link: tuple[str, int]) -> str:
+                customer, company = link
+                return self.run(["l1nda-sync", "links", "request", "--customer", customer, "--company", str(company)],
+                                what=f"links request {company}")
+
+            list(pool.map(request, LINKS))
+        say(f"$ l1nda-sync links request --customer REF --company ID, {len(LINKS)} times: "
+            + ", ".join(f"{c} ({r})" for r, c in LINKS))
+
+    def create_pool(self) -> None:
+        from airflow.models.pool import Pool
+
+        Pool.create_or_update_pool("nmbrs_api", slots=4, description="Nmbrs API calls (demo)",
+                                   include_deferred=False)
+        self.console.say("Airflow pool nmbrs_api: 4 slots")
+
+
+def _find_id(document: Any) -> int:
+    """The token id in `tokens add --json` output: {"token": {"id": ...}, ...}."""
+    try:
+        return int(document["token"]["id"])
+    except (KeyError, TypeError, ValueError):
+        raise DemoError(f"no token id in the output of `tokens add --json`: {str(document)[:200]}") from None
+
+
+def _create_database(server_url: str, name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(server_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
