@@ -10,6 +10,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from l1nda_sync.registry.db import fetch_all
 from l1nda_sync.registry.links import request_link
 from l1nda_sync.registry.tokens import NewToken, TokenStore
 from nmbrs_sim.testing import RunningSim, running_simulator
@@ -32,13 +33,7 @@ class DagWorld:
     ids: dict[str, int]
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        conn = psycopg2.connect(self.url)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall()
-        finally:
-            conn.close()
+        return fetch_all(self.url, sql, *args)
 
     def add_token(self, label: str) -> int:
         level, username, token = LOGINS[label]

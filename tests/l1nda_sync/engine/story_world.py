@@ -17,6 +17,7 @@ import psycopg2
 from l1nda_sync.alerts.hooks import AlertHooks
 from l1nda_sync.engine.sync import RunReport, SyncEngine
 from l1nda_sync.nmbrs.client import NmbrsClient
+from l1nda_sync.registry.db import fetch_all
 from l1nda_sync.registry.links import request_link
 from l1nda_sync.registry.tokens import NewToken, TokenStore
 from l1nda_sync.settings import Settings
@@ -80,13 +81,7 @@ class StoryWorld:
             conn.close()
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        conn = self.conn()
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall()
-        finally:
-            conn.close()
+        return fetch_all(self.url, sql, *args)
 
     def state(self, label: str) -> str:
         return self.query("SELECT state FROM tokens WHERE id = %s", self.ids[label])[0][0]
