@@ -4,6 +4,11 @@ For each pending check (oldest first) the token row is locked (FOR UPDATE), so t
 token at once; a check that another run already applied, or that is older than what the token already knows,
 is marked and skipped, so a rerun after a crash converges to the same state. The circuit breaker is judged
 per run over all of that run's pending checks before anything moves.
+
+Checks that write no reach (a failure, or an unchanged probe: nearly every check of a quiet sweep) of tokens
+with no other pending check are applied in bulk, many tokens per transaction with the same decisions and the
+same locks, so an unchanged token costs a constant handful of statements; should a bulk chunk fail, its checks
+are applied one by one as above.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from l1nda_sync.engine.token_state import (
 )
 
 FINAL_STATES = (TokenState.DISABLED.value, TokenState.REMOVED.value)
+BULK_CHUNK = 500  # checks per transaction on the bulk path (no reach to write, one check per token)
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +137,35 @@ def apply_pending(
                 hooks.breaker_judged(cur, verdict, run_id=rid, now=now())
     with unit_of_work(conn, dry_run=dry_run) as cur:
         cur.execute(
-            "SELECT id, run_id FROM checks WHERE applied_at IS NULL"
+            "SELECT id, run_id, token_id, (outcome <> 'valid' OR unchanged OR probe IS NULL) AS no_reach"
+            " FROM checks WHERE applied_at IS NULL"
             + (" AND run_id = %s" if run_id is not None else "")
             + " ORDER BY checked_at, id",
             (run_id,) if run_id is not None else (),
         )
-        pending = cur.fetchall()
+        listed = cur.fetchall()
+    # A check that writes no reach, of a token with no other pending check, goes the bulk way: many tokens in
+    # one transaction with a constant number of statements. If a bulk chunk fails, its checks go the single way
+    # below, where one token's fault is rolled back alone. Everything else: one token per transaction, in order.
+    per_token = Counter(token_id for _, _, token_id, _ in listed)
+    bulk = [(cid, rid) for cid, rid, token_id, no_reach in listed if no_reach and per_token[token_id] == 1]
+    done: set[int] = set()
+    for start in range(0, len(bulk), BULK_CHUNK):
+        chunk = bulk[start : start + BULK_CHUNK]
+        try:
+            with unit_of_work(conn, dry_run=dry_run) as cur:
+                applied_chunk, skipped = apply_checks_bulk(cur, chunk, policy=policy, verdicts=summary.verdicts,
+                                                           now=now)
+                for applied, rid in applied_chunk:
+                    hooks.token_applied(cur, applied, run_id=rid, now=now())
+        except Exception as exc:
+            log.warning("a bulk apply of %d checks failed (%s); applying them one by one", len(chunk),
+                        type(exc).__name__)
+            continue
+        summary.applied.extend(applied for applied, _ in applied_chunk)
+        summary.skipped += skipped
+        done.update(cid for cid, _ in chunk)
+    pending = [(cid, rid) for cid, rid, _, _ in listed if cid not in done]
     for check_id, rid in pending:
         verdict = summary.verdicts.get(rid)
         try:
@@ -153,7 +182,101 @@ def apply_pending(
             # pending (a newer check of the token supersedes it), and the caller reports the failure.
             log.exception("check %s could not be applied (%s); it stays pending", check_id, type(exc).__name__)
             summary.failed.append((check_id, type(exc).__name__))
+    order = {row[0]: n for n, row in enumerate(listed)}
+    summary.applied.sort(key=lambda a: order[a.check_id])
     return summary
+
+
+def _skip_note(state: str, replaced_at: datetime | None, last_checked: datetime | None,
+               checked_at: datetime) -> str | None:
+    """Why a check must not be applied to the token as it is now; None when it may."""
+    if state in FINAL_STATES:
+        return f"not applied: token is {state}"
+    if replaced_at is not None and checked_at < replaced_at:
+        return "not applied: the token was replaced after this check began"
+    if last_checked is not None and last_checked > checked_at:
+        return "not applied: superseded by a newer check"
+    return None
+
+
+def apply_checks_bulk(
+    cur: Any, checks: list[tuple[int, int | None]], *, policy: StatePolicy,
+    verdicts: dict[int | None, BreakerVerdict], now: Callable[[], datetime],
+) -> tuple[list[tuple[AppliedCheck, int | None]], int]:
+    """Apply checks that write no reach (a failure, or a probe equal to the stored reach), each of a different
+    token, inside the caller's transaction with a constant number of statements; the decisions are those of
+    `apply_check`. Returns the applied checks with their run, and how many were skipped."""
+    from psycopg2.extras import execute_values
+
+    if not checks:
+        return [], 0
+    cur.execute(
+        """SELECT c.id, c.run_id, c.token_id, c.checked_at, c.outcome, c.missing_operation,
+                  t.label, t.level, t.state, t.consecutive_invalid, t.first_invalid_at, t.consecutive_transient,
+                  t.first_transient_at, t.missing_operation, t.last_valid_at, t.last_checked_at, t.replaced_at
+           FROM checks c JOIN tokens t ON t.id = c.token_id
+           WHERE c.id = ANY(%s) AND c.applied_at IS NULL
+           ORDER BY t.id
+           FOR UPDATE OF c, t""",
+        ([cid for cid, _ in checks],),
+    )
+    rows = cur.fetchall()
+    at = now()
+    applied: list[tuple[AppliedCheck, int | None]] = []
+    token_rows: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    notes: list[tuple[int, str]] = []
+    for (check_id, rid, token_id, checked_at, outcome_text, check_missing, label, level, state, c_inv, f_inv,
+         c_tr, f_tr, missing, last_valid, last_checked, replaced_at) in rows:
+        note = _skip_note(state, replaced_at, last_checked, checked_at)
+        if note is not None:
+            notes.append((check_id, note))
+            continue
+        verdict = verdicts.get(rid)
+        outcome = Outcome(outcome_text)
+        health = TokenHealth(TokenState(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid)
+        transition = decide(health, CheckResult(outcome, checked_at, check_missing), policy,
+                            breaker_open=bool(verdict and verdict.tripped))
+        after = transition.after
+        token_rows.append((token_id, after.state.value, after.consecutive_invalid, after.first_invalid_at,
+                           after.consecutive_transient, after.first_transient_at, after.missing_operation,
+                           after.last_valid_at, checked_at, transition.next_check_at, at))
+        if transition.changed_state:
+            events.append((token_id, checked_at, health.state.value, after.state.value,
+                           json.dumps({"check_id": check_id, "run_id": rid, "outcome": outcome.value,
+                                       "missing_operation": after.missing_operation})))
+        applied.append((AppliedCheck(check_id, token_id, label, level, outcome, transition, None), rid))
+    if token_rows:
+        execute_values(
+            cur,
+            """UPDATE tokens AS t SET state = v.state,
+                   state_since = CASE WHEN t.state = v.state THEN t.state_since ELSE v.checked_at END,
+                   consecutive_invalid = v.c_inv, first_invalid_at = v.f_inv, consecutive_transient = v.c_tr,
+                   first_transient_at = v.f_tr, missing_operation = v.missing, last_valid_at = v.last_valid,
+                   last_checked_at = v.checked_at, next_check_at = v.next_check, updated_at = v.at
+               FROM (VALUES %s) AS v(id, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, checked_at,
+                                     next_check, at)
+               WHERE t.id = v.id""",
+            token_rows,
+            template="(%s::bigint, %s::text, %s::int, %s::timestamptz, %s::int, %s::timestamptz, %s::text, "
+                     "%s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz)",
+            page_size=len(token_rows),
+        )
+    if events:
+        execute_values(
+            cur,
+            """INSERT INTO token_events (token_id, at, actor, action, from_state, to_state, detail)
+               VALUES %s""",
+            events,
+            template="(%s, %s, 'sync', 'state_changed', %s, %s, %s::jsonb)",
+            page_size=len(events),
+        )
+    if applied:
+        cur.execute("UPDATE checks SET applied_at = %s, probe = NULL WHERE id = ANY(%s)",
+                    (at, [a.check_id for a, _ in applied]))
+    for check_id, note in notes:
+        _mark_applied(cur, check_id, at, note)
+    return applied, len(checks) - len(applied)
 
 
 def _mark_applied(cur: Any, check_id: int, now: datetime, note: str | None = None) -> None:
@@ -186,14 +309,9 @@ def apply_check(
     token = cur.fetchone()
     (label, level, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, last_checked, cache, domain,
      replaced_at) = token
-    if state in FINAL_STATES:
-        _mark_applied(cur, check_id, now, f"not applied: token is {state}")
-        return None
-    if replaced_at is not None and checked_at < replaced_at:
-        _mark_applied(cur, check_id, now, "not applied: the token was replaced after this check began")
-        return None
-    if last_checked is not None and last_checked > checked_at:
-        _mark_applied(cur, check_id, now, "not applied: superseded by a newer check")
+    note = _skip_note(state, replaced_at, last_checked, checked_at)
+    if note is not None:
+        _mark_applied(cur, check_id, now, note)
         return None
 
     outcome = Outcome(outcome_text)
