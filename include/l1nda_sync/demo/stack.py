@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -160,6 +161,7 @@ class DemoStack:
         say(f"mail sink on smtp://127.0.0.1:{self.sink.port}: every mail becomes an .eml file in {self.paths.mail}/")
         self.env = self._environment()
         os.environ.update(self.env)
+        self._write_env_file()
         self._airflow_home()
 
     def _environment(self) -> dict[str, str]:
@@ -199,6 +201,15 @@ class DemoStack:
             env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{self.ui_port}/execution/"
             env["AIRFLOW__CORE__PARALLELISM"] = "4"
         return env
+
+    @property
+    def env_file(self) -> Path:
+        return self.paths.work / "demo.env"
+
+    def _write_env_file(self) -> None:
+        """The demo's environment for a second shell (`set -a; . var/demo/demo.env`), readable by its owner only."""
+        self.env_file.touch(mode=0o600)
+        self.env_file.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in sorted(self.env.items())))
 
     def _airflow_home(self) -> None:
         home = self.paths.airflow_home

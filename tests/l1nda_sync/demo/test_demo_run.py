@@ -1,0 +1,154 @@
+"""`python -m l1nda_sync.demo` end to end in a subprocess: the story, the mails, and no process left behind.
+
+Every process the demo starts inherits a marker in its environment; afterwards no process may carry it
+(PostgreSQL, the CLI, Airflow's components: whatever the demo forgot would still be running).
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from email.policy import default as default_policy
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+MARKER = "L1NDA_DEMO_TEST_MARKER"
+
+
+def _marked(marker: str) -> list[str]:
+    """Running processes whose environment carries the marker, as 'pid command'."""
+    found = []
+    needle = f"{MARKER}={marker}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle in (proc / "environ").read_bytes().split(b"\0"):
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = next((line for line in (proc / "status").read_text().splitlines()
+                              if line.startswith("State:")), "")
+                if "zombie" not in state:
+                    found.append(f"{proc.name} {cmd[:120]}")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    marker = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "L1NDA_"))}
+    env[MARKER] = marker
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "l1nda_sync.demo", "--var-dir", str(tmp_path / "var"), *args],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+    )
+    return proc, marker
+
+
+def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> list[str]:
+    """Lines of output up to and including the first that matches; fails on exit or time-out."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    proc.kill()
+    raise AssertionError(f"no line matching {pattern!r}; output:\n{''.join(lines)}")
+
+
+def _assert_nothing_left(marker: str) -> None:
+    deadline = time.monotonic() + 10  # the kernel may take a moment to reap what was just killed
+    left = _marked(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = _marked(marker)
+    assert left == []
+
+
+def test_the_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> None:
+    proc, marker = _start(tmp_path)
+    seen_running = _read_until(proc, r"run 1, as scheduled", timeout=120)
+    assert _marked(marker), "the marker does not reach the demo's processes: the check below would prove nothing"
+    out, _ = proc.communicate(timeout=240)
+    out = "".join(seen_running) + out
+    assert proc.returncode == 0, out
+    assert "    task check[0]" in out  # progress while the DAG runs
+    tokens = re.search(r"Tokens .*?\n\n", out, re.S)
+    assert tokens is not None, out
+    assert re.search(r"Modehuis Van Dijk\s+debtor\s+active\s+revoked", tokens.group(0)), out
+    assert re.search(r"50301 .*active via Modehuis Van Dijk\s+suspended: the token was revoked", out), out
+    assert re.search(r"50401 .*suspended: the token no longer reaches it", out), out
+    assert re.search(r"50202 .*pending.*active via Horeca office", out), out
+    assert "revoked - Modehuis Van Dijk" in out
+    # Every mail listed exists in var/mail and reads as a mail: subject and recipients as listed.
+    listed = re.findall(r"^  (\[L1NDA\].*)\n      to (.*)\n      (/.*\.eml)$", out, re.M)
+    assert len(listed) >= 3, out
+    files = sorted((tmp_path / "var" / "mail").glob("*.eml"))
+    assert sorted(Path(path) for _s, _r, path in listed) == files
+    recipients = set()
+    for subject, to, path in listed:
+        message = email.message_from_bytes(Path(path).read_bytes(), policy=default_policy)
+        assert message["Subject"] == subject
+        assert message.get_all("X-Original-To") == to.split(", ")
+        assert message.get_body(("plain",)).get_content().strip()
+        recipients.update(to.split(", "))
+    assert {"support@l1nda.example", "payroll@modehuis-vandijk.example"} <= recipients
+    # No secret on screen: the scenario's tokens appear masked only.
+    assert "0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a" not in out
+    assert "…4f5a" in out
+    finished = re.search(r"finished in (\d+) s", out)
+    assert finished is not None, out
+    assert int(finished.group(1)) < 180
+    _assert_nothing_left(marker)
+
+
+def test_ctrl_c_while_airflow_runs_stops_everything(tmp_path: Path) -> None:
+    proc, marker = _start(tmp_path)
+    _read_until(proc, r"    task plan", timeout=120)  # dag.test() is running a task in the demo's process
+    assert _marked(marker)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "interrupted: everything is stopped" in out
+    assert "=== What happened ===" not in out
+    _assert_nothing_left(marker)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(not os.environ.get("L1NDA_TEST_AIRFLOW_UI"),
+                    reason="starts Airflow's API server, scheduler and DAG processor (about 45 s); "
+                           "set L1NDA_TEST_AIRFLOW_UI=1 to run")
+def test_airflow_ui_starts_healthy_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    port = _free_port()
+    proc, marker = _start(tmp_path, "--airflow", "--port", str(port))
+    out = _read_until(proc, r"Ctrl-C stops Airflow", timeout=240)
+    assert any(f"http://127.0.0.1:{port}/   login: admin / l1nda-demo" in line for line in out)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=10) as response:
+        assert b'"scheduler":{"status":"healthy"' in response.read()
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, rest
+    assert "Airflow stopped: scheduler, dag-processor, api-server" in rest
+    _assert_nothing_left(marker)
