@@ -191,11 +191,21 @@ def tell(stack: DemoStack, before: Snapshot, after: Snapshot, problems: list[dic
     for mail in mails:
         out.append(f"  {mail.subject}")
         out.append(f"      to {', '.join(mail.recipients)}")
-        out.append(f"      {mail.path}")
+        out.append(f"      {_shown_path(mail.path)}")
     out += ["", "Shortened for the demo: " + ", ".join(f"{k}={v} s" for k, v in SHORTENED.items())
             + " (600 s each by default); runs 2 and 3 are triggered at once instead of every 10 minutes "
             "(run 2 with force=true, because healthy tokens are due only hourly)."]
     return "\n".join(out)
+
+
+def _shown_path(path: Any) -> str:
+    """Relative to the working directory when under it (var/mail/...), else absolute."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def expectations(stack: DemoStack, after: Snapshot) -> list[str]:
