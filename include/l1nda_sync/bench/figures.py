@@ -18,7 +18,7 @@ RUN_ROWS = 2  # the run row: inserted by plan, updated by finish
 MAX_RECONCILE_SECONDS = 5.0
 MAX_PEAK_RSS_MB = 400.0
 MAX_TASK_INSTANCES = 40
-FIXED_TASKS = 4  # plan, reconcile, notify, report (dags/nmbrs_token_sync.py); plus one mapped check per batch
+FIXED_TASKS = 5  # plan, batches, reconcile, notify, report (dags/nmbrs_token_sync.py); plus a check per batch
 
 
 def percentile(values: list[int], share: float) -> float:
@@ -70,6 +70,10 @@ def sweep_figures(raw: dict[str, Any], calls: list[int], *, latency_ms: float, c
         "server_rows_written_per_token": (round(raw["server_rows_written"] / tokens, 2)
                                           if tokens and raw.get("server_rows_written") is not None else None),
         "client_build_seconds": round(raw.get("client_build_seconds", 0.0), 3),
+        # The engine process's CPU per Nmbrs call while checking (SOAP build + parse, TLS-less HTTP, threads):
+        # one process cannot make calls faster than 1 / this, whatever the latency bound allows.
+        "check_cpu_seconds": round(raw.get("check_cpu_seconds", 0.0), 3),
+        "cpu_ms_per_call": round(1000 * raw.get("check_cpu_seconds", 0.0) / sum(calls), 3) if sum(calls) else None,
         "peak_rss_mb": round(raw["peak_rss_mb"], 1),
         "outcomes": raw["outcomes"],
         "reach_gained": raw["reach_gained"],
@@ -150,6 +154,8 @@ def table(figures: dict[str, Any]) -> str:
     row("latency bound (s)", lambda s: f"{s['bound_seconds']:.2f}")
     row("wall / bound", lambda s: num(s["wall_to_bound"], "{:.2f}x"))
     row("check / bound", lambda s: num(s["check_to_bound"], "{:.2f}x"))
+    row("check CPU (s) / ms per call",
+        lambda s: f"{s['check_cpu_seconds']:.2f} / {num(s['cpu_ms_per_call'], '{:.2f}')}")
     row("statements / token", lambda s: num(s["statements_per_token"]))
     row("rows written / token (client)", lambda s: num(s["rows_written_per_token"]))
     row("rows written / token (server)", lambda s: num(s["server_rows_written_per_token"]))

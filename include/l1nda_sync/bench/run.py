@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ class Options:
     latency_ms: float = 50.0
     concurrency: int = 32
     batch_size: int = 100
-    parallel_batches: int = 2
+    parallel_batches: int = 8
     calls_per_second: float = 100_000.0
     link_share: float = 0.1
     churn_share: float = 0.01
@@ -52,6 +52,7 @@ class Options:
     out: Path = Path("var/bench.json")
     profile_on_miss: bool = True
     airflow_tokens: int = 0
+    airflow_batch_size: int = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=50.0, help="per-call latency in the simulator (default 50)")
     p.add_argument("--concurrency", type=int, default=32, help="Nmbrs calls in flight (default 32)")
     p.add_argument("--batch-size", type=int, default=100, help="tokens per check batch (default 100)")
-    p.add_argument("--parallel-batches", type=int, default=2,
-                   help="batches checked at once, sharing the calls in flight (default 2, like two worker slots)")
+    p.add_argument("--parallel-batches", type=int, default=8,
+                   help="batches checked at once, sharing the calls in flight (default 8: the DAG's "
+                        "max_active_tis_per_dagrun)")
     p.add_argument("--calls-per-second", type=float, default=100_000.0,
                    help="the client's process-wide rate limit (default 100000: off; fair use is 150/s per login)")
     p.add_argument("--link-share", type=float, default=0.1, help="share of companies with a wanted link (0.1)")
@@ -72,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-profile", action="store_true", help="do not replay a missed phase under cProfile")
     p.add_argument("--airflow-tokens", type=int, default=None,
                    help="tokens for the one real `airflow dags test` run (default 100; 0 = skip; --quick: 0)")
+    p.add_argument("--airflow-batch-size", type=int, default=10,
+                   help="batch size in the Airflow run, so that it maps several batches (default 10)")
     return p
 
 
@@ -80,7 +84,8 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(tokens=QUICK_TOKENS if args.quick else args.tokens, latency_ms=args.latency_ms,
                    concurrency=args.concurrency, batch_size=args.batch_size, parallel_batches=args.parallel_batches,
                    calls_per_second=args.calls_per_second, link_share=args.link_share, churn_share=args.churn_share,
-                   seed=args.seed, out=args.out, profile_on_miss=not args.no_profile, airflow_tokens=airflow)
+                   seed=args.seed, out=args.out, profile_on_miss=not args.no_profile, airflow_tokens=airflow,
+                   airflow_batch_size=args.airflow_batch_size)
 
 
 def say(message: str) -> None:
@@ -244,7 +249,17 @@ def run(opts: Options) -> dict[str, Any]:
             if opts.airflow_tokens:
                 from l1nda_sync.bench.airflow_run import airflow_figures
 
-                result["airflow"] = airflow_figures(opts, tmp)
+                def in_process(database_url: str, base_url: str, *, force: bool) -> dict[str, Any]:
+                    other = Bench(replace(opts, batch_size=opts.airflow_batch_size), database_url=database_url,
+                                  sim_base_url=base_url, env=env, wsdl_cache=str(Path(tmp) / "wsdl"))
+                    return other.sweep(force=force)
+
+                say(f"Airflow: one `airflow dags test` of {opts.airflow_tokens} tokens "
+                    f"(batch size {opts.airflow_batch_size})...")
+                result["airflow"] = airflow_figures(opts, tmp, server_url=pg.url, env=env, sweep=in_process)
+                tis = result["task_instances_per_sweep"]
+                tis["airflow_run"] = result["airflow"].get("task_instances")
+                tis["airflow_run_expected"] = result["airflow"].get("task_instances_expected")
             else:
                 result["airflow"] = {"skipped": "--airflow-tokens 0"}
     result["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -278,7 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(fig.table(result))
     for name, text in result["profiles"].items():
         print(f"\n== where the time goes: {name} sweep (cProfile, all threads, top 20) ==\n{text}")
-    if "skipped" not in result["airflow"]:
-        print("\nAirflow: " + ", ".join(f"{k} {v}" for k, v in result["airflow"].items()))
+    af = result["airflow"]
+    if "error" in af:
+        print(f"\nAirflow: {af['error']}")
+    elif "skipped" not in af:
+        print(f"\nAirflow (`airflow dags test`, {af['tokens']} tokens, batch size {af['batch_size']}): run "
+              f"{af['dag_run_state']}, {af['task_instances']} task instances (expected {af['task_instances_expected']}"
+              f" = {af['batches']} batches + {fig.FIXED_TASKS}), run span {af['dag_run_seconds']:.1f} s "
+              f"(CLI {af['dag_test_seconds']:.1f} s) vs {af['in_process_seconds']:.2f} s in-process: "
+              f"{af['overhead_per_task_instance_s']} s per task instance")
     print(f"\nwrote {opts.out} ({result['total_seconds']:.0f} s in all)")
     return 0

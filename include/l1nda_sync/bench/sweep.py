@@ -118,6 +118,11 @@ class _ThreadProfiles:
         return out.getvalue()
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_sweep(job: SweepJob) -> dict[str, Any]:
     """Child-process entry point: returns times, counts and peak RSS (never a secret)."""
     engine = _engine(job)
@@ -132,12 +137,14 @@ def run_sweep(job: SweepJob) -> dict[str, Any]:
         COUNTER.phase = "plan"
         plan = engine.plan(force=job.force)
         planned = time.perf_counter()
+        cpu_before = _cpu()
         COUNTER.phase = "check"
         calls = 0
         with ThreadPoolExecutor(max_workers=max(1, job.parallel_batches), thread_name_prefix="batch") as pool:
             for counts in pool.map(lambda batch: engine.check_batch(plan.run_id, batch), plan.batches):
                 calls += counts["calls"]
         checked = time.perf_counter()
+        check_cpu = _cpu() - cpu_before
         COUNTER.phase = "finish"
         report = engine.finish(plan.run_id)
         finished = time.perf_counter()
@@ -152,6 +159,7 @@ def run_sweep(job: SweepJob) -> dict[str, Any]:
         "calls": calls,
         "seconds": finished - started,
         "client_build_seconds": built,
+        "check_cpu_seconds": check_cpu,
         "plan_seconds": planned - started,
         "check_seconds": checked - planned,
         "finish_seconds": finished - checked,

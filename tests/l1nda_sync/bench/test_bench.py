@@ -14,7 +14,8 @@ SWEEP_FIGURES = {
     "tokens", "batches", "seconds", "plan_seconds", "check_seconds", "finish_seconds", "tokens_per_second",
     "calls_per_token", "bound_seconds", "wall_to_bound", "check_to_bound", "statements", "statements_by_phase",
     "rows_written", "rows_written_by_phase", "statements_per_token", "rows_written_per_token",
-    "server_rows_written", "server_rows_written_per_token", "client_build_seconds", "peak_rss_mb", "outcomes",
+    "server_rows_written", "server_rows_written_per_token", "client_build_seconds", "check_cpu_seconds",
+    "cpu_ms_per_call", "peak_rss_mb", "outcomes",
     "reach_gained", "reach_lost", "links_activated",
     "links_failed_over", "links_suspended",
 }
@@ -27,9 +28,9 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 def test_task_instances_are_batches_plus_the_fixed_tasks() -> None:
-    assert task_instances(2000, 100) == 24
-    assert task_instances(2001, 100) == 25
-    assert task_instances(20, 100) == 5
+    assert task_instances(2000, 100) == 25
+    assert task_instances(2001, 100) == 26
+    assert task_instances(20, 100) == 6
 
 
 @pytest.mark.timeout(120)
@@ -61,7 +62,7 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     # No latency: no bound, so the ratio is not judged.
     assert unchanged["bound_seconds"] == 0
     assert unchanged["wall_to_bound"] is None
-    assert result["task_instances_per_sweep"]["computed"] == 5
+    assert result["task_instances_per_sweep"]["computed"] == 6
     assert result["reconcile_seconds"] == churn["finish_seconds"] > 0
     assert result["peak_rss_mb"] == max(s["peak_rss_mb"] for s in result["sweeps"].values())
 
@@ -72,5 +73,7 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     assert verdicts["unchanged_calls"] == verdicts["unchanged_writes"] == verdicts["task_instances"] == "PASS"
     # Claim, check row, applied mark, token row: four rows per unchanged token, counted by the server.
     assert unchanged["server_rows_written_per_token"] == pytest.approx(4, abs=0.1)
+    # Applying unchanged checks: one statement per token (the alert hook's look-up) plus a fixed few.
+    assert unchanged["statements_by_phase"]["finish"] <= unchanged["tokens"] + 15
     assert "tokens/s" in printed
     assert f"wrote {out}" in printed
