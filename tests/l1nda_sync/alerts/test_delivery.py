@@ -163,3 +163,17 @@ def test_a_refused_recipient_does_not_stop_the_others(world: World, smtp: MailSe
     customer_row = world.outbox()[1]
     assert customer_row["state"] == "sent"
     assert "unknown@klant.example" in customer_row["last_error"], "the refusal is kept for people to see"
+
+
+def test_subject_with_the_masked_token_is_not_folded_into_a_double_space() -> None:
+    from email.message import EmailMessage
+
+    from l1nda_sync.alerts.outbox import WIRE_POLICY
+
+    message = EmailMessage()
+    message["Subject"] = "[L1NDA] Nmbrs token lost 1 linked company: Horeca office (…b8a9)"
+    message.set_content("x")
+    raw = message.as_bytes(policy=WIRE_POLICY)
+    header = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    subject_lines = [line for line in header.split("\r\n") if line.startswith(("Subject:", " ", "\t"))]
+    assert len(subject_lines) == 1, subject_lines
