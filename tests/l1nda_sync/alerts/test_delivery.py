@@ -129,7 +129,23 @@ def test_only_one_drain_at_a_time(world: World, smtp: MailServer, registry_url: 
         assert [r["state"] for r in world.outbox()] == ["pending", "pending"], "a busy drain touches nothing"
     finally:
         other.close()  # a dead drainer's lock goes with its connection
+    _wait_until_no_advisory_lock(world.conn)
     assert drain(world.conn, world.now, world.settings)["sent"] == 2
+
+
+def _wait_until_no_advisory_lock(conn, timeout: float = 10.0) -> None:
+    """The server ends a closed session's backend (and its locks) a moment after the client hung up."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())")
+            if cur.fetchone()[0] == 0:
+                return
+        assert time.monotonic() < deadline, "the closed session's advisory lock was never released"
+        time.sleep(0.01)
 
 
 def test_message_shape_ids_and_threading(world: World, smtp: MailServer) -> None:
