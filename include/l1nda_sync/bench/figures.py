@@ -130,6 +130,20 @@ def judge_targets(figures: dict[str, Any], *, concurrency: int) -> list[Target]:
     ]
 
 
+def diagnosis(figures: dict[str, Any], *, latency_ms: float, concurrency: int) -> str | None:
+    """Why the unchanged sweep misses its bound, in numbers: CPU per call against the rate the bound assumes."""
+    unchanged = figures["sweeps"]["unchanged"]
+    ms = unchanged["cpu_ms_per_call"]
+    if not ms or not unchanged["bound_seconds"] or not latency_ms:
+        return None
+    return (f"unchanged sweep: checking used {unchanged['check_cpu_seconds']:.2f} s of CPU for "
+            f"{unchanged['calls_per_token']['total']} calls ({ms:.2f} ms per call), so one engine process makes at "
+            f"most {1000 / ms:.0f} calls/s; the bound assumes {concurrency * 1000 / latency_ms:.0f} calls/s "
+            f"({concurrency} x 1/{latency_ms:g} ms). CPU alone is "
+            f"{unchanged['check_cpu_seconds'] / unchanged['bound_seconds']:.2f}x the bound; applying and reconciling "
+            f"add {unchanged['plan_seconds'] + unchanged['finish_seconds']:.2f} s.")
+
+
 def table(figures: dict[str, Any]) -> str:
     """The sweeps side by side, then the targets."""
     sweeps = figures["sweeps"]

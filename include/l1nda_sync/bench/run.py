@@ -242,6 +242,7 @@ def run(opts: Options) -> dict[str, Any]:
             }
             targets = fig.judge_targets(result, concurrency=opts.concurrency)
             result["targets"] = [t.to_dict() for t in targets]
+            result["diagnosis"] = fig.diagnosis(result, latency_ms=opts.latency_ms, concurrency=opts.concurrency)
             result["profiles"] = {}
             if opts.profile_on_miss:
                 result["profiles"] = replay_missed(bench, admin, world, targets, opts, rng,
@@ -291,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(opts)
     print()
     print(fig.table(result))
+    if result["diagnosis"] and any(t["key"] == "bound_ratio" and t["verdict"] == "MISS" for t in result["targets"]):
+        print(f"\nwhy: {result['diagnosis']}")
     for name, text in result["profiles"].items():
         print(f"\n== where the time goes: {name} sweep (cProfile, all threads, top 20) ==\n{text}")
     af = result["airflow"]

@@ -62,6 +62,7 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     # No latency: no bound, so the ratio is not judged.
     assert unchanged["bound_seconds"] == 0
     assert unchanged["wall_to_bound"] is None
+    assert result["diagnosis"] is None
     assert result["task_instances_per_sweep"]["computed"] == 6
     assert result["reconcile_seconds"] == churn["finish_seconds"] > 0
     assert result["peak_rss_mb"] == max(s["peak_rss_mb"] for s in result["sweeps"].values())
@@ -77,3 +78,17 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     assert unchanged["statements_by_phase"]["finish"] <= unchanged["tokens"] + 15
     assert "tokens/s" in printed
     assert f"wrote {out}" in printed
+
+
+def test_diagnosis_compares_cpu_per_call_with_the_rate_the_bound_assumes() -> None:
+    from l1nda_sync.bench.figures import diagnosis
+
+    unchanged = {"cpu_ms_per_call": 2.0, "bound_seconds": 6.25, "check_cpu_seconds": 8.0, "plan_seconds": 0.05,
+                 "finish_seconds": 0.45, "calls_per_token": {"total": 4000}}
+    text = diagnosis({"sweeps": {"unchanged": unchanged}}, latency_ms=50, concurrency=32)
+    assert text is not None
+    assert "at most 500 calls/s" in text
+    assert "assumes 640 calls/s" in text
+    assert "1.28x the bound" in text
+    assert diagnosis({"sweeps": {"unchanged": {**unchanged, "bound_seconds": 0.0}}}, latency_ms=0,
+                     concurrency=32) is None
