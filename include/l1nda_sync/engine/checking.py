@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from l1nda_sync.engine.outcomes import outcome_of, reach_from_probe
+from l1nda_sync.engine.outcomes import outcome_of
 from l1nda_sync.engine.token_state import Outcome
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class CheckRecord:
     missing_operation: str | None
     duration_ms: int
     calls: int
-    probe: dict[str, Any] | None  # None when it failed, or when it equals the stored reach (unchanged)
+    probe: dict[str, Any] | None  # None when it failed, or when it equals the stored probe (unchanged)
     unchanged: bool = False
     debtors: int | None = None
     companies: int | None = None
@@ -71,11 +71,24 @@ def probe_one(
     checked_at = now()  # when the probe began: a replacement after this moment supersedes it
     probe: dict[str, Any] | None = None
     calls = 0
+    unchanged = False
+    debtors = companies = None
     try:
         previous = Probe.from_dict(token.probe_cache) if token.probe_cache else None
         result = client.probe(Credentials(token.username, reveal(token.ciphertext), token.domain), previous)
-        probe = result.to_dict()
         calls = result.calls
+        debtors, companies = len(result.debtors), len(result.companies)
+        # Unchanged = nothing to write but the check itself: a reused mapping, the same domain and the same
+        # records (a fully refreshed probe is stored, so the cache learns the new mapping time). Comparing the
+        # typed records costs far less than building two reaches, and most checks of a healthy token end here.
+        unchanged = (
+            previous is not None
+            and result.mapping_reused
+            and result.domain == token.domain
+            and result.debtors == previous.debtors
+            and result.companies == previous.companies
+        )
+        probe = None if unchanged else result.to_dict()
         outcome, code, missing, detail = Outcome.VALID, None, None, None
     except Exception as exc:
         outcome, code, missing = outcome_of(exc)
@@ -84,19 +97,6 @@ def probe_one(
         if outcome is Outcome.UNKNOWN and code is None:
             log.warning("token %s: unexpected %s during probe", token.id, type(exc).__name__)
     duration_ms = int((time.monotonic() - started) * 1000)
-    unchanged = False
-    debtors = companies = None
-    if probe is not None:
-        reach = reach_from_probe(probe)
-        debtors, companies = len(reach.debtors), len(reach.companies)
-        # Unchanged = nothing to write but the check itself: same reach, same domain, and a reused mapping
-        # (a fully refreshed probe is stored, so the cache learns the new mapping time).
-        unchanged = (
-            token.probe_cache is not None
-            and bool(probe.get("mapping_reused"))
-            and probe.get("domain") == token.domain
-            and reach == reach_from_probe(token.probe_cache)
-        )
     return CheckRecord(
         token_id=token.id, checked_at=checked_at, outcome=outcome, fault_code=code, detail=detail,
         missing_operation=missing, duration_ms=duration_ms, calls=calls,

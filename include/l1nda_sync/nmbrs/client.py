@@ -87,7 +87,7 @@ class NmbrsClient:
         self.clock, self.wall_clock, self._sleep, self._rng = clock, wall_clock, sleep, rng
         self.retry = retry or RetryPolicy(attempts=s.nmbrs_retry_attempts, deadline=s.nmbrs_call_deadline)
         self.gate = gate or shared_gate(s.nmbrs_calls_per_second, s.nmbrs_max_concurrency)
-        self.session = pooled_session(s.nmbrs_max_concurrency)
+        self.session = pooled_session(s.nmbrs_max_concurrency, self.base_url)
         self.wsdl_cache = WsdlCache(s.nmbrs_wsdl_cache_dir, s.nmbrs_wsdl_cache_ttl)
         self.transport = NmbrsTransport(self.session, self.wsdl_cache, connect_timeout=s.nmbrs_connect_timeout,
                                         read_timeout=s.nmbrs_read_timeout)

@@ -4,6 +4,7 @@ the disk cache, HTTP errors without a SOAP fault told apart from faults, and env
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from urllib.parse import urlparse
@@ -33,8 +34,17 @@ class HttpStatusError(Exception):
                          f"HTTP {status} without a SOAP fault (empty body)")
 
 
-def pooled_session(pool_size: int) -> requests.Session:
+def pooled_session(pool_size: int, base_url: str | None = None) -> requests.Session:
+    """One connection-pooled session for every thread.
+
+    The environment (proxy variables, ~/.netrc, CA bundle variables) is read once here instead of on every
+    request (`trust_env` costs several file-system lookups per call, a measurable share of a call's CPU).
+    """
     session = requests.Session()
+    if base_url is not None:
+        session.proxies.update(requests.utils.get_environ_proxies(base_url))
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.trust_env = False
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10), max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
