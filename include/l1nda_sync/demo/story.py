@@ -88,15 +88,9 @@ def _last_summary(stack: DemoStack) -> dict[str, Any]:
 
 
 def _query(stack: DemoStack, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    import psycopg2
+    from l1nda_sync.registry.db import fetch_all
 
-    conn = psycopg2.connect(stack.env["L1NDA_DATABASE_URL"])
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return fetch_all(stack.env["L1NDA_DATABASE_URL"], sql, *args)
 
 
 def snapshot(stack: DemoStack) -> Snapshot:
