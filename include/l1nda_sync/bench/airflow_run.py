@@ -19,26 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-
 from l1nda_sync.bench.figures import FIXED_TASKS
 from l1nda_sync.bench.world import index_world, register_tokens, simulator_process, write_scenario
+from l1nda_sync.localdev.postgres import create_database
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DAG_ID = "nmbrs_token_sync"
 AIRFLOW_DB = "l1nda_bench_airflow"
 
-
-def _create_database(server_url: str, name: str) -> str:
-    conn = psycopg2.connect(server_url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _when(value: str) -> datetime:
@@ -63,7 +51,7 @@ def airflow_figures(opts: Any, tmp: str, *, server_url: str, env: dict[str, str]
     world = index_world(scenario)
     path = Path(tmp) / "airflow-world.json"
     write_scenario(scenario, path)
-    url = _create_database(server_url, AIRFLOW_DB)
+    url = create_database(server_url, AIRFLOW_DB, replace=True)
     conn = db.connect(url)
     try:
         schema.upgrade(conn)

@@ -33,6 +33,7 @@ from l1nda_sync.bench.world import (
     simulator_process,
     write_scenario,
 )
+from l1nda_sync.localdev.postgres import create_database
 
 QUICK_TOKENS = 200
 DB_NAME = "l1nda_bench"
@@ -144,17 +145,6 @@ class Bench:
                                  concurrency=self.opts.concurrency)
 
 
-def _create_database(server_url: str) -> str:
-    conn = psycopg2.connect(server_url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-            cur.execute(f'CREATE DATABASE "{DB_NAME}"')
-    finally:
-        conn.close()
-    return server_url.rsplit("/", 1)[0] + f"/{DB_NAME}"
-
 
 def run(opts: Options) -> dict[str, Any]:
     """Every phase; returns the figures (also written to opts.out)."""
@@ -185,7 +175,7 @@ def run(opts: Options) -> dict[str, Any]:
             admin.set_latency(opts.latency_ms)
             say(f"simulator at {sim.root_url} (pid {sim.proc.pid}, CPU {sim.cpu}), latency {opts.latency_ms:g} ms; "
                 f"PostgreSQL pid {pg.pid}")
-            url = _create_database(pg.url)
+            url = create_database(pg.url, DB_NAME, replace=True)
             conn = db.connect(url)
             try:
                 schema.upgrade(conn)

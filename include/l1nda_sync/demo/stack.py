@@ -148,13 +148,13 @@ class DemoStack:
 
     def start(self) -> None:
         from l1nda_sync.demo.mailsink import MailSink
-        from l1nda_sync.localdev.postgres import embedded_postgres
+        from l1nda_sync.localdev.postgres import create_database, embedded_postgres
         from nmbrs_sim.testing import running_simulator
 
         say = self.console.say
         self.pg = self._stack.enter_context(embedded_postgres())
         say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{self.pg.port}: database 'registry' for the token registry")
-        _create_database(self.pg.url, "registry")
+        create_database(self.pg.url, "registry")
         self.sim = self._stack.enter_context(running_simulator(DEMO_SCENARIO))
         say(f"Nmbrs simulator on {self.sim.root_url} with the demo scenario ({DEMO_SCENARIO.name})")
         self.sink = self._stack.enter_context(MailSink(self.paths.mail))
@@ -279,14 +279,3 @@ def _find_id(document: Any) -> int:
     except (KeyError, TypeError, ValueError):
         raise DemoError(f"no token id in the output of `tokens add --json`: {str(document)[:200]}") from None
 
-
-def _create_database(server_url: str, name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(server_url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()

@@ -194,3 +194,19 @@ def embedded_postgres(**kwargs: object) -> Iterator[EmbeddedPostgres]:
         yield server.start()
     finally:
         server.stop()
+
+
+def create_database(server_url: str, name: str, *, replace: bool = False) -> str:
+    """Create database `name` on the server of `server_url` (dropping it first with `replace`); its URL."""
+    import psycopg2
+
+    conn = psycopg2.connect(server_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            if replace:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
