@@ -32,6 +32,17 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
                      help="record alerts but leave the mails in the outbox for the next drain")
     run.set_defaults(handler=run_sync)
 
+    runs = commands.add_parser("runs", help="past sync runs and their summaries",
+                               description="The runs the DAG (or `sync run`) made, newest first.")
+    runs.set_defaults(group_parser=runs)
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    listing = runs_sub.add_parser("list", parents=[common], help="the latest runs, a line each")
+    listing.add_argument("--limit", type=int, default=20, metavar="N", help="how many (default 20)")
+    listing.set_defaults(handler=run_list)
+    show = runs_sub.add_parser("show", parents=[common], help="one run's report: counts, token and link changes")
+    show.add_argument("id", type=int, metavar="ID", help="the run id (from `l1nda-sync runs list`)")
+    show.set_defaults(handler=run_show)
+
 
 def run_sync(ctx: Context) -> int:
     from l1nda_sync.alerts.hooks import AlertHooks
@@ -58,4 +69,68 @@ def run_sync(ctx: Context) -> int:
             mails = dict(drain(conn, engine.clock(), ctx.settings))
     data = {**report.to_dict(), "mails": mails}
     ctx.emit(data, lambda: report.table() + f"\nmails sent          {mails.get('sent', 0)}")
+    return 0
+
+
+RUN_COLUMNS = "id, dag_run_id, started_at, finished_at, forced, state, summary"
+
+
+def run_list(ctx: Context) -> int:
+    from l1nda_sync.cli import output
+
+    if ctx.args.limit <= 0:
+        raise InvalidInput("--limit", "give a positive number of runs to show")
+    conn = ctx.connect()
+    with conn, conn.cursor() as cur:
+        cur.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT %s", (ctx.args.limit,))
+        rows = [dict(zip(RUN_COLUMNS.split(", "), r, strict=True)) for r in cur.fetchall()]
+
+    def text() -> str:
+        return output.table(
+            ("id", "started", "state", "checked", "outcomes", "links +/-", "mails", "airflow run"),
+            [(r["id"], r["started_at"], r["state"], r["summary"].get("checked", r["summary"].get("planned")),
+              ", ".join(f"{k} {v}" for k, v in sorted((r["summary"].get("outcomes") or {}).items())),
+              f"{r['summary'].get('links_activated', 0)}/{r['summary'].get('links_suspended', 0)}",
+              r["summary"].get("mails_sent", ""), r["dag_run_id"] or "")
+             for r in rows],
+            empty="(no runs yet)",
+        )
+
+    ctx.emit(rows, text)
+    return 0
+
+
+def run_show(ctx: Context) -> int:
+    from l1nda_sync.cli import output
+    from l1nda_sync.engine.sync import RunReport
+    from l1nda_sync.registry.errors import NotFound
+
+    conn = ctx.connect()
+    with conn, conn.cursor() as cur:
+        cur.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s", (ctx.args.id,))
+        row = cur.fetchone()
+    if row is None:
+        raise NotFound("ID", f"no run with id {ctx.args.id}; see `l1nda-sync runs list`")
+    run = dict(zip(RUN_COLUMNS.split(", "), row, strict=True))
+    summary = run["summary"]
+
+    def text() -> str:
+        known = {k: v for k, v in summary.items() if k in RunReport.__dataclass_fields__}
+        known["run_id"] = run["id"]
+        lines = [f"run {run['id']} ({run['state']}), started {run['started_at']}, "
+                 f"finished {run['finished_at'] or '-'}; Airflow run {run['dag_run_id'] or '-'}",
+                 RunReport(**{"dry_run": False, **known}).table()]
+        if summary.get("mails_sent") is not None:
+            lines.append(f"mails sent: {summary['mails_sent']}")
+        if summary.get("state_changes"):
+            lines += ["", "token state changes:", output.table(
+                ("token", "label", "from", "to"),
+                [(c["token_id"], c["label"], c["from"], c["to"]) for c in summary["state_changes"]])]
+        if summary.get("link_changes"):
+            lines += ["", "link changes:", output.table(
+                ("link", "from", "to", "token", "reason"),
+                [(c["link_id"], c["from"], c["to"], c["token"], c["reason"]) for c in summary["link_changes"]])]
+        return "\n".join(lines)
+
+    ctx.emit(run, text)
     return 0

@@ -62,3 +62,24 @@ def test_sync_run_unknown_token_is_bad_input(cli: Cli, sim: RunningSim, counts: 
     assert "--token" in result.err
     assert "999" in result.err
     assert counts() == before
+
+
+def test_runs_list_and_show_read_the_stored_summary(cli: Cli, sim: RunningSim) -> None:
+    _add(cli, "horeca")
+    assert cli("links", "request", "--customer", "cust", "--company", "50101").code == 0
+    assert cli("sync", "run", "--no-notify").code == 0
+    listed = cli("runs", "list", "--json")
+    assert listed.code == 0
+    (run,) = listed.json
+    assert run["summary"]["checked"] == 1
+    table = cli("runs", "list").out
+    assert "valid 1" in table
+    shown = cli("runs", "show", str(run["id"]))
+    assert shown.code == 0
+    assert "tokens checked" in shown.out
+    assert "token state changes:" in shown.out
+    assert "link changes:" in shown.out
+    missing = cli("runs", "show", "999")
+    assert missing.code == 2
+    assert "no run with id 999" in missing.err
+    assert cli("runs", "list", "--limit", "0").code == 2
