@@ -7,6 +7,7 @@ from pathlib import Path
 
 from l1nda_sync.cli import build_parser
 from l1nda_sync.settings import settings_markdown
+from tests.l1nda_sync.conftest import fernet_keys, registry_template, registry_url  # noqa: F401 - fixtures
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -29,3 +30,50 @@ def test_every_l1nda_sync_command_in_the_readme_exists() -> None:
         if len(words) > 1 and not words[1].startswith("-"):
             actions = groups[words[0]]._subparsers._group_actions[0].choices
             assert words[1] in actions, f"README mentions `l1nda-sync {command}`"
+
+
+def _sh_block(after_heading: str) -> list[str]:
+    section = README[README.index(after_heading):]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, f"no sh block after {after_heading!r}"
+    return [line for line in block.group(1).splitlines() if line.startswith("l1nda-sync ")]
+
+
+def test_the_readme_commands_run_as_written(registry_url, fernet_keys, monkeypatch, tmp_path, capsys) -> None:  # noqa: F811
+    """Every `l1nda-sync` line of the registration and operations blocks, in order, against the demo world;
+    lines with an UPPER_CASE placeholder (an id only known at run time) are skipped."""
+    import io
+    import shlex
+    import sys
+
+    from l1nda_sync.cli import main
+    from nmbrs_sim.testing import running_simulator
+    from tests.l1nda_sync.engine.story_world import DEMO_SCENARIO, LOGINS
+
+    lines = _sh_block("### Registering a customer's token") + _sh_block("### Operations")
+    with running_simulator(DEMO_SCENARIO) as sim:
+        monkeypatch.setenv("L1NDA_DATABASE_URL", registry_url)
+        monkeypatch.setenv("L1NDA_NMBRS_BASE_URL", sim.base_url)
+        monkeypatch.setenv("L1NDA_NMBRS_WSDL_CACHE_DIR", str(tmp_path / "wsdl"))
+        files = {"token.txt": LOGINS["horeca"][2]}
+        ran = []
+        for line in lines:
+            argv = shlex.split(line, comments=True)[1:]
+            if any(re.fullmatch(r"[A-Z]+(_[A-Z]+)+", a) for a in argv):
+                continue
+            stdin = ""
+            if "<" in argv:
+                at = argv.index("<")
+                name = argv[at + 1]
+                if name == "new-token.txt":
+                    files[name] = sim.admin.reset_token(LOGINS["horeca"][1])
+                stdin = files[name]
+                argv = argv[:at] + argv[at + 2:]
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+            code = main(argv)
+            out, err = capsys.readouterr()
+            assert code == 0, f"`{line}` exited {code}: {err}"
+            assert LOGINS["horeca"][2] not in out + err
+            ran.append(argv[0])
+    assert len(ran) >= 10
+    assert {"tokens", "links", "sync", "runs", "keys", "problems", "settings"} <= set(ran)
