@@ -14,6 +14,7 @@ drift from the code.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -54,32 +55,73 @@ def _bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r} (use true or false)")
 
 
+def _number(value: str, kind: type) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"not a {'whole ' if kind is int else ''}number: {value!r}") from None
+
+
 def _positive_float(value: str) -> float:
-    number = float(value)
+    number = _number(value, float)
     if number <= 0:
         raise ValueError(f"must be greater than 0, got {value}")
     return number
 
 
 def _non_negative_float(value: str) -> float:
-    number = float(value)
+    number = _number(value, float)
     if number < 0:
         raise ValueError(f"must be 0 or more, got {value}")
     return number
 
 
 def _positive_int(value: str) -> int:
-    number = int(value)
+    number = _number(value, int)
     if number <= 0:
         raise ValueError(f"must be a whole number greater than 0, got {value}")
     return number
 
 
 def _share(value: str) -> float:
-    number = float(value)
+    number = _number(value, float)
     if not 0 < number <= 1:
         raise ValueError(f"must be a share between 0 and 1, got {value}")
     return number
+
+
+def _database_url(value: str) -> str:
+    """A PostgreSQL URL; SQLAlchemy's spellings (postgresql+psycopg2://, postgres://) are accepted too."""
+    url = value.strip()
+    for prefix in ("postgresql+psycopg2://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql://" + url[len(prefix):]
+    if not url.startswith("postgresql://"):
+        raise ValueError("not a PostgreSQL URL (postgresql://user:password@host:5432/database)")
+    return url
+
+
+def _http_url(value: str) -> str:
+    url = value.strip()
+    if not url.startswith(("https://", "http://")) or url[-3:] == "://":
+        raise ValueError("not an http(s) URL")
+    return url if url.endswith("/") else url + "/"
+
+
+def _mailboxes(value: str) -> tuple[str, ...]:
+    boxes = _csv(value)
+    bad = [b for b in boxes if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", b)]
+    if bad:
+        raise ValueError(f"not an e-mail address: {', '.join(bad)}")
+    return boxes
+
+
+def _cron(value: str) -> str:
+    from croniter import croniter
+
+    if value.strip().startswith("@") or croniter.is_valid(value.strip()):
+        return value.strip()
+    raise ValueError("not a cron expression (five fields, e.g. */10 * * * *) or an @preset such as @hourly")
 
 
 def _language(value: str) -> str:
@@ -90,9 +132,9 @@ def _language(value: str) -> str:
 
 SETTINGS: tuple[Setting, ...] = (
     # Where things are
-    Setting("database_url", None, "PostgreSQL URL of the registry", conn_id="l1nda_registry"),
+    Setting("database_url", None, "PostgreSQL URL of the registry", parse=_database_url, conn_id="l1nda_registry"),
     Setting("nmbrs_base_url", "https://api.nmbrs.nl/soap/v3/", "Nmbrs SOAP base URL (ends in /soap/v3/)",
-            conn_id="nmbrs_soap"),
+            parse=_http_url, conn_id="nmbrs_soap"),
     Setting("fernet_keys", None, "Fernet keys for tokens at rest, comma separated, newest first",
             parse=_csv, secret=True),
     # Nmbrs client
@@ -109,7 +151,7 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds after which a token's company-to-debtor mapping is rebuilt even if nothing changed",
             parse=_non_negative_float),
     # Scheduling and state
-    Setting("schedule", "*/10 * * * *", "cron schedule of the nmbrs_token_sync DAG"),
+    Setting("schedule", "*/10 * * * *", "cron schedule of the nmbrs_token_sync DAG", parse=_cron),
     Setting("batch_size", 100, "tokens per mapped check task", parse=_positive_int),
     Setting("check_interval_healthy", 3600.0, "seconds between checks of a healthy token",
             parse=_positive_float),
@@ -128,7 +170,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("breaker_min_tokens", 5, "tokens a run must check before the circuit breaker can trip",
             parse=_positive_int),
     # Alerts
-    Setting("ops_recipients", ("support@l1nda.example",), "operations mailbox(es), comma separated", parse=_csv),
+    Setting("ops_recipients", ("support@l1nda.example",), "operations mailbox(es), comma separated", parse=_mailboxes),
     Setting("mail_from", "L1NDA Nmbrs sync <no-reply@l1nda.example>", "From: of alert mails"),
     Setting("default_language", "en", "language of mails when a contact has none (en or nl)", parse=_language),
     Setting("problem_quiet_period", 3600.0, "seconds a cause must stay clear before its problem resolves",
@@ -237,7 +279,7 @@ class Settings:
             try:
                 values[setting.name] = setting.parse(raw)
             except ValueError as exc:
-                shown = "***" if setting.secret else repr(raw)
+                shown = "***" if setting.secret else repr(_redacted(raw))
                 raise SettingsError(
                     f"{setting.env_var} (or Airflow Variable {setting.variable}) = {shown}: {exc}; "
                     f"expected: {setting.help}"
@@ -251,6 +293,11 @@ class Settings:
                 "or, inside Airflow, the connection 'l1nda_registry'"
             )
         return self.database_url
+
+
+def _redacted(value: str) -> str:
+    """A value as it may be shown: a password inside a URL is masked."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", value)
 
 
 def _check_fields_match() -> None:

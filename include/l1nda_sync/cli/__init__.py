@@ -29,6 +29,7 @@ from l1nda_sync.cli import (
     token_commands,
 )
 from l1nda_sync.cli.context import Context
+from l1nda_sync.registry.db import redact_url
 from l1nda_sync.registry.errors import InvalidInput, RegistryError
 from l1nda_sync.settings import SettingsError
 
@@ -99,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RegistryError, SettingsError) as exc:
         return _fail(ctx, exc, EXIT_FAILURE)
     except psycopg2.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = redact_url((str(exc).strip().splitlines() or [type(exc).__name__])[0])
         return _fail(ctx, RuntimeError(f"database error: {first}; nothing was written"), EXIT_FAILURE)
     except KeyboardInterrupt:
         return _fail(ctx, RuntimeError("interrupted; nothing was written"), 130)

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
-from l1nda_sync.registry.errors import RegistryUnavailable
+from l1nda_sync.registry.errors import ConfigError, RegistryUnavailable
 
 APPLICATION_NAME = "l1nda-sync"
 
@@ -27,6 +27,11 @@ def connect(url: str, *, connect_timeout: int = 10) -> psycopg2.extensions.conne
         return psycopg2.connect(
             url, application_name=APPLICATION_NAME, connect_timeout=connect_timeout, options="-c timezone=UTC"
         )
+    except psycopg2.ProgrammingError:  # "invalid dsn: ..." quotes the whole URL, password included
+        raise ConfigError(
+            f"the registry URL {redact_url(url)} is not a PostgreSQL URL; set L1NDA_DATABASE_URL (or --database-url) "
+            "to postgresql://user:password@host:5432/database"
+        ) from None
     except psycopg2.OperationalError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RegistryUnavailable(
