@@ -154,7 +154,7 @@ def report(planned: Mapping[str, Any], finished: Mapping[str, Any], notified: Ma
     if planned.get("run_id") is not None:
         summary = {**summary, **build_engine().close_report(planned["run_id"], {"mails_sent": summary["mails_sent"]})}
     known = {k: v for k, v in summary.items() if k in RunReport.__dataclass_fields__}
-    log.info("run summary:\n%s\nmails sent: %s", RunReport(**known).table(), summary["mails_sent"])
+    log.info("run summary:\n%s", RunReport(**known).table())
     return {k: v for k, v in summary.items() if not isinstance(v, list)}
 
 

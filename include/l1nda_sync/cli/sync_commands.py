@@ -62,13 +62,25 @@ def run_sync(ctx: Context) -> int:
     except PlanError as exc:
         raise InvalidInput("--token", str(exc).removeprefix("token_ids: ")) from None
     mails: dict[str, int] = {"sent": 0}
+    data = report.to_dict()
     if not args.dry_run:
         conn = ctx.connect()
         sweep(conn, engine.clock(), ctx.settings)
         if args.notify:
             mails = dict(drain(conn, engine.clock(), ctx.settings))
-    data = {**report.to_dict(), "mails": mails}
-    ctx.emit(data, lambda: report.table() + f"\nmails sent          {mails.get('sent', 0)}")
+        report.mails_sent = mails.get("sent", 0)
+        data = {**data, **engine.close_report(report.run_id, {"mails_sent": report.mails_sent})}
+        report.problems_opened = data.get("problems_opened", 0)
+        report.problems_resolved = data.get("problems_resolved", 0)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM outbox WHERE state = 'pending'")
+            waiting = cur.fetchone()[0]
+        if waiting:
+            why = "--no-notify" if not args.notify else "SMTP failed; see the log"
+            ctx.note(f"{waiting} mail(s) wait in the outbox ({why}); "
+                     "the nmbrs_alert_outbox DAG or the next `sync run` sends them")
+        data["mails_waiting"] = waiting
+    ctx.emit({**data, "mails": mails}, report.table)
     return 0
 
 

@@ -53,6 +53,7 @@ class RunReport:
     apply_errors: int = 0
     problems_opened: int = 0
     problems_resolved: int = 0
+    mails_sent: int | None = None  # known after the notify step
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,7 +61,7 @@ class RunReport:
 
     def table(self) -> str:
         rows = [
-            ("run", f"{self.run_id}{' (dry run)' if self.dry_run else ''}"),
+            ("run", "dry run: nothing written" if self.dry_run else str(self.run_id)),
             ("tokens checked", str(self.checked)),
             *((f"  {k}", str(v)) for k, v in sorted(self.outcomes.items())),
             ("Nmbrs calls", str(self.calls)),
@@ -69,6 +70,7 @@ class RunReport:
              f"{self.links_activated} / {self.links_failed_over} / {self.links_suspended}"),
             ("token state changes", str(len(self.state_changes))),
             ("problems opened / resolved", f"{self.problems_opened} / {self.problems_resolved}"),
+            *([("mails sent", str(self.mails_sent))] if self.mails_sent is not None else []),
             ("circuit breaker", "TRIPPED (provider incident)" if self.breaker_tripped else "closed"),
             *([("checks NOT applied (see log)", str(self.apply_errors))] if self.apply_errors else []),
             ("duration", f"{self.seconds:.1f} s"),

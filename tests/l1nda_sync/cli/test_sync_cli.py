@@ -45,6 +45,21 @@ def test_sync_run_checks_due_tokens_and_reports(cli: Cli, sim: RunningSim) -> No
     assert cli("sync", "run", "--token", str(token_id), "--json", "--no-notify").json["checked"] == 1
 
 
+def test_sync_run_reports_problems_and_waiting_mails(cli: Cli, sim: RunningSim, monkeypatch) -> None:
+    monkeypatch.setenv("L1NDA_REVOKE_MIN_SPACING", "0")
+    token_id = _add(cli, "horeca")
+    assert cli("sync", "run", "--no-notify").code == 0
+    sim.admin.reset_token(LOGINS["horeca"][1])
+    for _ in range(2):
+        result = cli("sync", "run", "--token", str(token_id), "--no-notify", "--json")
+        assert result.code == 0, result.err
+    assert result.json["state_changes"][0]["to"] == "revoked"
+    assert result.json["mails_waiting"] >= 2
+    assert "wait in the outbox (--no-notify)" in result.err
+    opened = [r["summary"]["problems_opened"] for r in cli("runs", "list", "--json").json]
+    assert sum(opened) >= 1
+
+
 def test_sync_run_dry_run_writes_nothing(cli: Cli, sim: RunningSim, counts: Callable[[], dict[str, int]]) -> None:
     _add(cli, "horeca")
     before = counts()
