@@ -60,6 +60,10 @@ def test_reset_and_tag_removal_then_replace_and_recovery(dag_world: DagWorld, mo
     assert len(first) == 1  # access lost, to operations only
     assert first[0][1] == (OPS,)
     assert first[0][0].startswith("[L1NDA] Nmbrs token lost 2 linked companies: horeca")
+    body = email.message_from_bytes(dag_world.mail.received[0][1], policy=default_policy).get_body(("plain",))
+    text = body.get_content()
+    assert "50101" in text, "the mail names companies by the ids the CLI and links use"
+    assert "50102" in text
 
     # 3. The next run confirms the revocation: exactly the client login's link is suspended, two mails.
     seen = len(dag_world.mail.received)
