@@ -8,7 +8,7 @@ from typing import Any
 from l1nda_sync.cli import output
 from l1nda_sync.cli.context import Context
 from l1nda_sync.cli.token_commands import id_arg
-from l1nda_sync.registry import db, links
+from l1nda_sync.registry import db, links, tokens
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.errors import InvalidInput
 
@@ -69,6 +69,8 @@ def run_request(ctx: Context) -> int:
 
 def run_list(ctx: Context) -> int:
     conn = ctx.connect()
+    if ctx.args.token is not None:
+        tokens.get_token(conn, ctx.args.token)  # an unknown id is bad input, not "no links"
     found = links.list_links(conn, state=ctx.args.state, token_id=ctx.args.token)
     rows = [(lk.id, lk.customer_ref, lk.environment, lk.company_id, lk.debtor_id, lk.state, lk.token_id, lk.reason,
              lk.updated_at) for lk in found]

@@ -17,3 +17,9 @@ def test_bad_database_url_names_the_variable_and_hides_the_password(
     assert "L1NDA_DATABASE_URL" in result.err
     assert "secretpw" not in result.out + result.err
     assert "u:***@" in result.err
+
+
+def test_links_list_for_an_unknown_token_is_bad_input(cli: Cli) -> None:
+    result = cli("links", "list", "--token", "99")
+    assert result.code == 2
+    assert "99" in result.err
