@@ -26,6 +26,8 @@ from pathlib import Path
 
 SYSTEM_USER = "l1nda_pg"
 _PR_SET_PDEATHSIG = 1
+ROOT_PREFIX = "l1nda-pg-"
+STALE_AFTER = 120.0  # seconds: a younger directory may belong to a server that is still starting
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -81,6 +83,38 @@ def _make_traversable(path: Path) -> None:
             parent.chmod(mode | 0o005)
 
 
+def _server_alive(root: Path) -> bool:
+    """Whether the postmaster recorded in root/data/postmaster.pid still runs."""
+    try:
+        pid = int((root / "data" / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_roots(temp_dir: str | None = None, *, now: float | None = None) -> list[Path]:
+    """Delete the directories of embedded servers whose owner was killed (SIGKILL skips every clean-up; the
+    server itself dies with its owner, its directory stays). Only directories older than STALE_AFTER whose
+    server is not running are removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for root in Path(temp_dir or tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
+        try:
+            old = now - root.stat().st_mtime > STALE_AFTER
+        except OSError:
+            continue
+        if root.is_dir() and old and not _server_alive(root):
+            shutil.rmtree(root, ignore_errors=True)
+            removed.append(root)
+    return removed
+
+
 @dataclass
 class EmbeddedPostgres:
     """One PostgreSQL server in a temporary directory. Use as a context manager or call start()/stop()."""
@@ -107,7 +141,8 @@ class EmbeddedPostgres:
         bin_dir = _bin_dir()
         user = _run_as()
         if self.root is None:
-            self.root = Path(tempfile.mkdtemp(prefix="l1nda-pg-"))
+            remove_stale_roots()
+            self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
             self._owns_root = True
         data = self.root / "data"
         data.mkdir(mode=0o700, exist_ok=True)

@@ -67,3 +67,25 @@ def test_server_dies_with_its_owner(how: signal.Signals) -> None:
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+def test_stale_directories_of_killed_owners_are_removed(tmp_path) -> None:
+    from l1nda_sync.localdev.postgres import ROOT_PREFIX, STALE_AFTER, remove_stale_roots
+
+    dead = tmp_path / f"{ROOT_PREFIX}dead"
+    (dead / "data").mkdir(parents=True)
+    (dead / "data" / "postmaster.pid").write_text("999999999\n")  # no such process
+    running = tmp_path / f"{ROOT_PREFIX}running"
+    (running / "data").mkdir(parents=True)
+    (running / "data" / "postmaster.pid").write_text(f"{os.getpid()}\n")
+    young = tmp_path / f"{ROOT_PREFIX}young"
+    young.mkdir()
+    other = tmp_path / "someone-else"
+    other.mkdir()
+    later = young.stat().st_mtime + STALE_AFTER / 2
+    assert remove_stale_roots(str(tmp_path), now=later) == []  # everything is still young
+    removed = remove_stale_roots(str(tmp_path), now=later + STALE_AFTER)
+    assert sorted(removed) == sorted([dead, young])  # young had no server after all
+    assert not dead.exists()
+    assert running.exists()
+    assert other.exists()
