@@ -10,7 +10,10 @@ help:
 	@echo "make test    ruff + the whole pytest suite (embedded PostgreSQL unless L1NDA_TEST_DATABASE_URL is set)"
 	@echo "make demo    the end-to-end story against the simulator, on embedded defaults"
 	@echo "make bench   benchmarks that print numbers"
-	@echo "make lint    ruff only"
+	@echo "make airflow the demo's world with the Airflow UI on localhost:8080 (login admin / l1nda-demo)"
+	@echo "make lint    ruff only;  make fmt: ruff --fix"
+	@echo "make pins    refresh requirements*.txt after changing a top-level dependency"
+	@echo "make clean   remove .venv and var/"
 	@echo "make venv    create .venv and install the exact pins (done by the others when needed)"
 
 venv: $(STAMP)
