@@ -253,7 +253,8 @@ class DemoStack:
             for t, token_id in zip(TOKENS, pool.map(add, TOKENS), strict=True):
                 self.token_ids[t.label] = token_id
                 say(f"$ l1nda-sync tokens add --label '{t.label}' --level {t.level} --username {t.username} "
-                    f"--contact {t.contact}  < token {mask(secrets_by_user[t.username])}  -> token {token_id}")
+                    f"--contact {t.contact} --language {t.language}  < token {mask(secrets_by_user[t.username])}"
+                    f"  -> token {token_id}")
 
             def request(link: tuple[str, int]) -> str:
                 customer, company = link
