@@ -23,7 +23,7 @@ def _q(value: object) -> str:
 
 
 class SimAdmin:
-    """`base_url` may be the simulator's root ("http://127.0.0.1:8080") or its SOAP base (".../soap/v3/")."""
+    """`base_url` may be the simulator's root ("http://127.0.0.1:8081") or its SOAP base (".../soap/v3/")."""
 
     def __init__(self, base_url: str, *, timeout: float = 10.0, session: requests.Session | None = None) -> None:
         parts = urlsplit(base_url)

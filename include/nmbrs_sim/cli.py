@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve a scenario until Ctrl-C / SIGTERM")
     serve.add_argument("--scenario", required=True, type=Path, help="a YAML or JSON scenario file")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    serve.add_argument("--port", type=int, default=8080, help="port (0 = any free port; default 8080)")
+    serve.add_argument("--port", type=int, default=8081,
+                       help="port (0 = any free port; default 8081, beside the Airflow UI on 8080)")
 
     generate = sub.add_parser("generate", help="write a large, deterministic world for benchmarks")
     generate.add_argument("--tokens", type=int, default=2000, help="logins (tokens) in all (default 2000)")
