@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg2
@@ -27,6 +27,9 @@ from l1nda_sync.engine.token_state import StatePolicy
 from l1nda_sync.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# A run still 'running' after this long has died (the DAG's run time-out is 50 minutes).
+ABANDONED_AFTER = timedelta(hours=1)
 
 
 def utcnow() -> datetime:
@@ -211,6 +214,14 @@ class SyncEngine:
                         """UPDATE runs SET finished_at = %s, state = 'success',
                                summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE id = %s""",
                         (self.clock(), json.dumps(report.to_dict(), default=str), run_id),
+                    )
+                if not dry_run:
+                    # Runs that died (a killed worker, a timed-out DAG run) never finish themselves; their checks
+                    # were applied above. Close them once they are older than any run may take.
+                    cur.execute(
+                        """UPDATE runs SET state = 'abandoned', finished_at = %s
+                           WHERE state = 'running' AND started_at < %s AND id IS DISTINCT FROM %s""",
+                        (self.clock(), self.clock() - ABANDONED_AFTER, run_id),
                     )
             return report
         finally:

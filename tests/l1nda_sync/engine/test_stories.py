@@ -341,6 +341,11 @@ def test_a_crash_between_check_and_apply_converges_on_rerun(world: StoryWorld) -
 
     world.run()  # and running again changes nothing
     assert world.snapshot() == converged
+    assert world.query("SELECT state FROM runs WHERE id = %s", plan.run_id) == [("running",)]
+    world.advance(2 * HOUR)
+    world.run()  # once older than any run may take, the dead run is closed
+    assert world.query("SELECT state FROM runs WHERE id = %s", plan.run_id) == [("abandoned",)]
+    assert world.query("SELECT count(*) FROM runs WHERE state = 'running'") == [(0,)]
 
 
 def test_a_check_that_cannot_be_applied_never_stops_the_others(world: StoryWorld) -> None:
