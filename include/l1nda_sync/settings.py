@@ -152,6 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_non_negative_float),
     # Scheduling and state
     Setting("schedule", "*/10 * * * *", "cron schedule of the nmbrs_token_sync DAG", parse=_cron),
+    Setting("check_retention", 30 * 86400.0, "seconds applied checks are kept (each run prunes older ones); "
+            "0 keeps them forever", parse=_non_negative_float),
     Setting("batch_size", 100, "tokens per mapped check task", parse=_positive_int),
     Setting("check_interval_healthy", 3600.0, "seconds between checks of a healthy token",
             parse=_positive_float),
@@ -265,6 +267,7 @@ class Settings:
     default_language: str = "en"
     problem_quiet_period: float = 3600.0
     reminder_interval: float = 86400.0
+    check_retention: float = 30 * 86400.0
     smtp_conn_id: str = "smtp_default"
 
     @classmethod

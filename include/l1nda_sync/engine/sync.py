@@ -57,6 +57,7 @@ class RunReport:
     problems_opened: int = 0
     problems_resolved: int = 0
     mails_sent: int | None = None  # known after the notify step
+    checks_pruned: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +216,9 @@ class SyncEngine:
                                summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE id = %s""",
                         (self.clock(), json.dumps(report.to_dict(), default=str), run_id),
                     )
+                if not dry_run and self.settings.check_retention > 0:
+                    report.checks_pruned = prune_checks(
+                        cur, before=self.clock() - timedelta(seconds=self.settings.check_retention))
                 if not dry_run:
                     # Runs that died (a killed worker, a timed-out DAG run) never finish themselves; their checks
                     # were applied above. Close them once they are older than any run may take.
@@ -280,6 +284,19 @@ class SyncEngine:
         finally:
             conn.rollback()
             conn.close()
+
+
+PRUNE_LIMIT = 20_000  # per run: a backlog shrinks over a few runs instead of one long delete
+
+
+def prune_checks(cur: Any, *, before: datetime, limit: int = PRUNE_LIMIT) -> int:
+    """Delete applied checks older than `before` (at most `limit`); the tokens keep their state and history."""
+    cur.execute(
+        """DELETE FROM checks WHERE id IN (
+               SELECT id FROM checks WHERE applied_at IS NOT NULL AND checked_at < %s ORDER BY id LIMIT %s)""",
+        (before, limit),
+    )
+    return cur.rowcount
 
 
 def _due_without_claim(cur: Any, now: datetime, *, token_ids: Sequence[int], force: bool) -> list[int]:

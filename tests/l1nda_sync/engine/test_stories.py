@@ -372,3 +372,14 @@ def test_a_check_that_cannot_be_applied_never_stops_the_others(world: StoryWorld
     assert world.state("horeca") == "active"
     world.run()  # the broken check, now older than the token's last check, is marked superseded
     assert world.query("SELECT count(*) FROM checks WHERE applied_at IS NULL") == [(0,)]
+
+
+def test_applied_checks_older_than_the_retention_are_pruned(world: StoryWorld) -> None:
+    _started(world, "horeca", "vandijk")
+    assert world.query("SELECT count(*) FROM checks") == [(2,)]
+    world.advance(timedelta(seconds=world.settings.check_retention) + HOUR)
+    report = world.run()
+    assert report.checked == 2
+    assert report.checks_pruned == 2  # the first run's checks; this run's stay
+    assert world.query("SELECT count(*) FROM checks") == [(2,)]
+    assert {world.state(label) for label in world.ids} == {"active"}
