@@ -42,13 +42,13 @@ def parse_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_engine(settings: Settings | None = None) -> Any:
-    from l1nda_sync.alerts.hooks import AlertHooks
     from l1nda_sync.engine.sync import SyncEngine
     from l1nda_sync.registry.schema import require_current
+    from l1nda_sync.webhook.hooks import sync_hooks
 
     settings = settings or Settings.load()
     url = settings.require_database_url()
-    engine = SyncEngine(url, settings=settings, hooks=AlertHooks(settings))
+    engine = SyncEngine(url, settings=settings, hooks=sync_hooks(settings))
     conn = engine.connect()
     try:
         require_current(conn)
@@ -141,7 +141,13 @@ def notify(planned: Mapping[str, Any]) -> dict[str, int]:
         if not planned.get("notify", True):
             log.info("notify=false: %s mail(s) stay in the outbox for the next drain", swept)
             return {"sent": 0}
-        return dict(drain(conn, engine.clock(), settings))
+        sent = dict(drain(conn, engine.clock(), settings))
+        from l1nda_sync.webhook import deliver
+
+        posted = deliver(conn, engine.clock())
+        if any(posted.values()):
+            log.info("webhook events: %s", posted)
+        return {**sent, **{f"webhook_{k}": v for k, v in posted.items()}}
     finally:
         conn.close()
 

@@ -126,7 +126,7 @@ def test_no_plaintext_token_in_logs_xcom_conf_or_any_table(dag_world: DagWorld, 
     dump = dag_world.query(
         "SELECT string_agg(t::text, E'\\n') FROM (SELECT * FROM tokens) t")[0][0]
     texts["tokens table"] = dump or ""
-    for table in ("checks", "token_events", "outbox", "runs", "problems", "reach_events"):
+    for table in ("checks", "token_events", "outbox", "runs", "problems", "reach_events", "webhook_outbox"):
         texts[table] = str(dag_world.query(f"SELECT * FROM {table}"))
     assert len(texts) > 4
     for secret in secrets:

@@ -45,7 +45,6 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_sync(ctx: Context) -> int:
-    from l1nda_sync.alerts.hooks import AlertHooks
     from l1nda_sync.alerts.outbox import drain
     from l1nda_sync.alerts.sweep import sweep
     from l1nda_sync.engine.planning import PlanError
@@ -55,7 +54,10 @@ def run_sync(ctx: Context) -> int:
     if any(t <= 0 for t in args.token_ids):
         raise InvalidInput("--token", "a token id is a positive whole number; see `l1nda-sync tokens list`")
     ctx.connect()  # refuses a registry whose schema is behind, before anything is probed
-    engine = SyncEngine(ctx.database_url(), settings=ctx.settings, hooks=AlertHooks(ctx.settings))
+    from l1nda_sync.webhook import deliver
+    from l1nda_sync.webhook.hooks import sync_hooks
+
+    engine = SyncEngine(ctx.database_url(), settings=ctx.settings, hooks=sync_hooks(ctx.settings))
     try:
         report = engine.run_once(token_ids=args.token_ids, force=args.force or bool(args.token_ids),
                                  dry_run=args.dry_run)
@@ -68,6 +70,7 @@ def run_sync(ctx: Context) -> int:
         sweep(conn, engine.clock(), ctx.settings)
         if args.notify:
             mails = dict(drain(conn, engine.clock(), ctx.settings))
+            deliver(conn, engine.clock())
         report.mails_sent = mails.get("sent", 0)
         data = {**data, **engine.close_report(report.run_id, {"mails_sent": report.mails_sent})}
         report.problems_opened = data.get("problems_opened", 0)

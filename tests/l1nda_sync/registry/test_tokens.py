@@ -78,7 +78,7 @@ def test_no_table_holds_a_plaintext_token(conn) -> None:
     with db.reading(conn) as cur:
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
         tables = [r[0] for r in cur.fetchall()]
-        assert len(tables) == 12
+        assert len(tables) == 13
         dump = []
         for table in tables:
             cur.execute(f"SELECT t::text FROM {table} t")

@@ -1,0 +1,64 @@
+"""Writing webhook events inside the engine's transactions (the engine's ApplyHooks and LinkHooks)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+
+def _insert(cur: Any, event: str, payload: dict[str, Any]) -> None:
+    cur.execute("INSERT INTO webhook_outbox (event, payload) VALUES (%s, %s::jsonb)",
+                (event, json.dumps(payload, default=str)))
+
+
+class WebhookHooks:
+    """Queues `token.state_changed` and `link.state_changed` events; ids and states only, never a secret."""
+
+    def token_applied(self, cur: Any, applied: Any, *, run_id: int | None, now: datetime) -> None:
+        transition = applied.transition
+        if not transition.changed_state:
+            return
+        _insert(cur, "token.state_changed", {
+            "token_id": applied.token_id, "label": applied.label, "level": applied.level,
+            "from": transition.before.state.value, "to": transition.after.state.value,
+            "missing_operation": transition.after.missing_operation, "run_id": run_id, "at": now.isoformat(),
+        })
+
+    def breaker_judged(self, cur: Any, verdict: Any, *, run_id: int | None, now: datetime) -> None:
+        return None  # an operations matter, reported by the alerts, not a state change of the platform's
+
+    def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:
+        for change in changes:
+            _insert(cur, "link.state_changed", {
+                "link_id": change.link_id, "from": change.from_state.value, "to": change.to_state.value,
+                "from_token_id": change.from_token, "to_token_id": change.to_token, "reason": str(change.reason),
+                "run_id": run_id, "at": now.isoformat(),
+            })
+
+
+class CombinedHooks:
+    """Several hook objects called in order, in the same transaction."""
+
+    def __init__(self, *hooks: Any) -> None:
+        self.hooks = [h for h in hooks if h is not None]
+
+    def token_applied(self, cur: Any, applied: Any, *, run_id: int | None, now: datetime) -> None:
+        for hook in self.hooks:
+            hook.token_applied(cur, applied, run_id=run_id, now=now)
+
+    def breaker_judged(self, cur: Any, verdict: Any, *, run_id: int | None, now: datetime) -> None:
+        for hook in self.hooks:
+            hook.breaker_judged(cur, verdict, run_id=run_id, now=now)
+
+    def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:
+        for hook in self.hooks:
+            hook.links_changed(cur, changes, run_id=run_id, now=now)
+
+
+def sync_hooks(settings: Any) -> Any:
+    """The hooks a sync run uses: alerts always, webhook events while `l1nda_api` is configured."""
+    from l1nda_sync.alerts.hooks import AlertHooks
+    from l1nda_sync.webhook.delivery import webhook_enabled
+
+    return CombinedHooks(AlertHooks(settings), WebhookHooks() if webhook_enabled() else None)
