@@ -132,3 +132,24 @@ def test_no_plaintext_token_in_logs_xcom_conf_or_any_table(dag_world: DagWorld, 
     for secret in secrets:
         leaks = [where for where, text in texts.items() if secret in text]
         assert leaks == [], f"token ...{secret[-4:]} found in {leaks}"
+
+
+def test_webhook_events_reach_the_platform_when_l1nda_api_is_configured(
+        dag_world: DagWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from tests.l1nda_sync.webhook.test_webhook import Receiver
+
+    receiver = Receiver().start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_L1NDA_API", json.dumps(
+            {"conn_type": "http", "host": "127.0.0.1", "port": receiver.port, "schema": "http"}))
+        dag_world.add_token("horeca")
+        dag_world.request(50101)
+        run = load_dag("nmbrs_token_sync").test()
+        assert run.state == "success", _task_states(run)
+    finally:
+        receiver.stop()
+    events = [(body["event"], body["data"]["to"]) for _h, body in receiver.posts]
+    assert events == [("token.state_changed", "active"), ("link.state_changed", "active")]
+    assert dag_world.query("SELECT count(*) FROM webhook_outbox WHERE state = 'sent'") == [(2,)]
