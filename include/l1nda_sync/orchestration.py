@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from l1nda_sync.settings import Settings
@@ -82,15 +81,14 @@ def plan(params: Mapping[str, Any], dag_run_id: str | None) -> dict[str, Any]:
 
 def _plan(engine: Any, p: Mapping[str, Any], dag_run_id: str | None) -> dict[str, Any]:
     if p["dry_run"]:
-        report = engine.run_once(token_ids=p["token_ids"], force=p["force"] or bool(p["token_ids"]), dry_run=True)
+        report = engine.run_once(token_ids=p["token_ids"], force=p["force"], dry_run=True)
         log.info("dry run, nothing written:\n%s", report.table())
         for change in report.state_changes:
             log.info("would move token %(token_id)s (%(label)s) from %(from)s to %(to)s", change)
         for change in report.link_changes:
             log.info("would move link %(link_id)s from %(from)s to %(to)s (token %(token)s, %(reason)s)", change)
-        counts = {k: v for k, v in report.to_dict().items() if not isinstance(v, list)}
-        return {"run_id": None, "batches": [], "dry_run": True, "notify": False, "report": counts}
-    result = engine.plan(token_ids=p["token_ids"], force=p["force"] or bool(p["token_ids"]), dag_run_id=dag_run_id)
+        return {"run_id": None, "batches": [], "dry_run": True, "notify": False, "report": report.counts()}
+    result = engine.plan(token_ids=p["token_ids"], force=p["force"], dag_run_id=dag_run_id)
     log.info("run %s: %d token(s) due in %d batch(es)", result.run_id, len(result.token_ids), len(result.batches))
     return {
         "run_id": result.run_id,
@@ -123,7 +121,7 @@ def finish(planned: Mapping[str, Any]) -> dict[str, Any]:
         # if the fault stays, operations get the failed-run mail.
         raise RuntimeError(f"{report.apply_errors} check(s) could not be applied and stay pending; see the log")
     # XCom carries counts; the per-token and per-link lists are stored on the run (runs.summary).
-    return {k: v for k, v in report.to_dict().items() if not isinstance(v, list)}
+    return report.counts()
 
 
 def notify(planned: Mapping[str, Any]) -> dict[str, int]:
@@ -210,7 +208,3 @@ def _run_failure_notifier_class() -> type:
             super().render_template_fields(context, jinja_env)
 
     return RunFailureNotifier
-
-
-def settings_with(**overrides: Any) -> Settings:
-    return replace(Settings.load(), **overrides)

@@ -53,20 +53,19 @@ def run_sync(ctx: Context) -> int:
     args = ctx.args
     if any(t <= 0 for t in args.token_ids):
         raise InvalidInput("--token", "a token id is a positive whole number; see `l1nda-sync tokens list`")
-    ctx.connect()  # refuses a registry whose schema is behind, before anything is probed
+    conn = ctx.connect()  # refuses a registry whose schema is behind, before anything is probed
     from l1nda_sync.webhook import deliver
     from l1nda_sync.webhook.hooks import sync_hooks
 
     engine = SyncEngine(ctx.database_url(), settings=ctx.settings, hooks=sync_hooks(ctx.settings))
     try:
-        report = engine.run_once(token_ids=args.token_ids, force=args.force or bool(args.token_ids),
+        report = engine.run_once(token_ids=args.token_ids, force=args.force,
                                  dry_run=args.dry_run)
     except PlanError as exc:
         raise InvalidInput("--token", str(exc).removeprefix("token_ids: ")) from None
     mails: dict[str, int] = {"sent": 0}
     data = report.to_dict()
     if not args.dry_run:
-        conn = ctx.connect()
         sweep(conn, engine.clock(), ctx.settings)
         if args.notify:
             mails = dict(drain(conn, engine.clock(), ctx.settings))

@@ -48,6 +48,25 @@ def validate_token_ids(cur: Any, token_ids: Sequence[int]) -> None:
         )
 
 
+def _due_condition(token_ids: Sequence[int], force: bool) -> str:
+    """The WHERE clause of "check now" (parameters: states, ids, now), shared by the claim and the dry run."""
+    conditions = ["state = ANY(%(states)s)"]
+    if token_ids:
+        conditions.append("id = ANY(%(ids)s)")
+    if not force:
+        conditions.append("next_check_at <= %(now)s")
+    return " AND ".join(conditions)
+
+
+def due_tokens(cur: Any, now: datetime, *, token_ids: Sequence[int] = (), force: bool = False) -> list[int]:
+    """The ids `claim_tokens` would claim, without claiming them (a dry run writes nothing)."""
+    cur.execute(
+        f"SELECT id FROM tokens WHERE {_due_condition(token_ids, force)} ORDER BY id",
+        {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now},
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
 def claim_tokens(
     cur: Any,
     now: datetime,
@@ -62,16 +81,11 @@ def claim_tokens(
     Due means next_check_at <= now; `force` ignores that. Rows locked by a concurrent run are skipped
     (SKIP LOCKED), and claimed rows get next_check_at = now + lease, so a second run does not pick them up.
     """
-    conditions = ["state = ANY(%(states)s)"]
-    if token_ids:
-        conditions.append("id = ANY(%(ids)s)")
-    if not force:
-        conditions.append("next_check_at <= %(now)s")
     cur.execute(
         f"""
         WITH due AS (
             SELECT id FROM tokens
-            WHERE {" AND ".join(conditions)}
+            WHERE {_due_condition(token_ids, force)}
             ORDER BY next_check_at, id
             {"LIMIT %(limit)s" if limit else ""}
             FOR UPDATE SKIP LOCKED

@@ -20,7 +20,7 @@ import psycopg2
 from l1nda_sync.engine.applying import ApplyHooks, apply_pending, unit_of_work
 from l1nda_sync.engine.checking import load_tokens, probe_all, store_checks
 from l1nda_sync.engine.links import LinkState
-from l1nda_sync.engine.planning import Plan, batched, claim_tokens, validate_token_ids
+from l1nda_sync.engine.planning import Plan, batched, claim_tokens, due_tokens, validate_token_ids
 from l1nda_sync.engine.reach import Change, Entity
 from l1nda_sync.engine.reconciling import LinkHooks, reconcile_all
 from l1nda_sync.engine.token_state import StatePolicy
@@ -62,6 +62,10 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def counts(self) -> dict[str, Any]:
+        """Everything but the per-token and per-link lists: what may travel as XCom."""
+        return {k: v for k, v in self.__dict__.items() if not isinstance(v, list)}
 
     def table(self) -> str:
         rows = [
@@ -129,13 +133,17 @@ class SyncEngine:
         self, *, token_ids: Sequence[int] = (), force: bool = False, dag_run_id: str | None = None,
         dry_run: bool = False,
     ) -> Plan:
-        """Validate the request, claim the due tokens, open a run, cut the ids into batches."""
+        """Validate the request, claim the due tokens, open a run, cut the ids into batches.
+
+        Naming tokens means checking them now: `token_ids` implies `force`.
+        """
+        force = force or bool(token_ids)
         conn = self.connect()
         try:
             with conn, conn.cursor() as cur:
                 validate_token_ids(cur, token_ids)
                 if dry_run:
-                    ids = _due_without_claim(cur, self.clock(), token_ids=token_ids, force=force)
+                    ids = due_tokens(cur, self.clock(), token_ids=token_ids, force=force)
                     return Plan(None, tuple(ids), batched(ids, self.settings.batch_size))
                 ids = claim_tokens(cur, self.clock(), token_ids=token_ids, force=force)
                 cur.execute(
@@ -297,21 +305,6 @@ def prune_checks(cur: Any, *, before: datetime, limit: int = PRUNE_LIMIT) -> int
         (before, limit),
     )
     return cur.rowcount
-
-
-def _due_without_claim(cur: Any, now: datetime, *, token_ids: Sequence[int], force: bool) -> list[int]:
-    from l1nda_sync.engine.planning import CHECKABLE_STATES
-
-    sql = "SELECT id FROM tokens WHERE state = ANY(%s)"
-    args: list[Any] = [list(CHECKABLE_STATES)]
-    if token_ids:
-        sql += " AND id = ANY(%s)"
-        args.append(list(token_ids))
-    if not force:
-        sql += " AND next_check_at <= %s"
-        args.append(now)
-    cur.execute(sql + " ORDER BY id", args)
-    return [r[0] for r in cur.fetchall()]
 
 
 __all__ = ["ApplyHooks", "LinkHooks", "RunReport", "SyncEngine"]
