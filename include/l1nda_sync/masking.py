@@ -1,6 +1,8 @@
-"""Showing secrets safely: a token is only ever shown as its last 4 characters."""
+"""Showing secrets safely: a token is only ever shown as its last 4 characters, a URL without its password."""
 
 from __future__ import annotations
+
+import re
 
 VISIBLE = 4
 
@@ -12,6 +14,12 @@ def mask(secret: str | None) -> str:
     if len(secret) <= VISIBLE * 2:
         return "…" + "*" * VISIBLE
     return "…" + secret[-VISIBLE:]
+
+
+def redact_url(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db (also password=... in DSN strings)."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", url, flags=re.IGNORECASE)
 
 
 class Secret(str):

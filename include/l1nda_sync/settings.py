@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from l1nda_sync.masking import redact_url
+
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the setting and the fix."""
@@ -282,7 +284,7 @@ class Settings:
             try:
                 values[setting.name] = setting.parse(raw)
             except ValueError as exc:
-                shown = "***" if setting.secret else repr(_redacted(raw))
+                shown = "***" if setting.secret else repr(redact_url(raw))
                 raise SettingsError(
                     f"{setting.env_var} (or Airflow Variable {setting.variable}) = {shown}: {exc}; "
                     f"expected: {setting.help}"
@@ -296,11 +298,6 @@ class Settings:
                 "or, inside Airflow, the connection 'l1nda_registry'"
             )
         return self.database_url
-
-
-def _redacted(value: str) -> str:
-    """A value as it may be shown: a password inside a URL is masked."""
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", value)
 
 
 def _check_fields_match() -> None:

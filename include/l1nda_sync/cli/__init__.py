@@ -29,7 +29,7 @@ from l1nda_sync.cli import (
     token_commands,
 )
 from l1nda_sync.cli.context import Context
-from l1nda_sync.registry.db import redact_url
+from l1nda_sync.masking import redact_url
 from l1nda_sync.registry.errors import InvalidInput, RegistryError
 from l1nda_sync.settings import SettingsError
 

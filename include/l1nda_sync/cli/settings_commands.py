@@ -7,7 +7,7 @@ from typing import Any
 
 from l1nda_sync.cli import output
 from l1nda_sync.cli.context import Context
-from l1nda_sync.registry.db import redact_url
+from l1nda_sync.masking import redact_url
 from l1nda_sync.settings import SETTINGS, settings_markdown
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,15 +9,10 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
+from l1nda_sync.masking import redact_url
 from l1nda_sync.registry.errors import ConfigError, RegistryUnavailable
 
 APPLICATION_NAME = "l1nda-sync"
-
-
-def redact_url(url: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db (also password=... in DSN strings)."""
-    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", url, flags=re.IGNORECASE)
 
 
 def connect(url: str, *, connect_timeout: int = 10) -> psycopg2.extensions.connection:
