@@ -7,17 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg2
 import pytest
 
 from l1nda_sync.registry.db import fetch_all
-from l1nda_sync.registry.links import request_link
-from l1nda_sync.registry.tokens import NewToken, TokenStore
 from nmbrs_sim.testing import RunningSim, running_simulator
 from tests.conftest import DAGS_FOLDER
 from tests.l1nda_sync.alerts.harness import MailServer
 from tests.l1nda_sync.conftest import fernet_keys, registry_template, registry_url  # noqa: F401 - fixtures
-from tests.l1nda_sync.engine.story_world import DEMO_SCENARIO, LOGINS
+from tests.l1nda_sync.engine.story_world import DEMO_SCENARIO, register_token, request_links
 
 OPS = "ops@l1nda.example"
 
@@ -36,25 +33,11 @@ class DagWorld:
         return fetch_all(self.url, sql, *args)
 
     def add_token(self, label: str) -> int:
-        level, username, token = LOGINS[label]
-        conn = psycopg2.connect(self.url)
-        try:
-            with conn:
-                new = NewToken.validate(label=label, level=level, username=username, token=token,
-                                        contacts=[f"contact-{label}@customer.example"])
-                self.ids[label] = TokenStore.from_settings().add(conn, new, actor="test").id
-                return self.ids[label]
-        finally:
-            conn.close()
+        self.ids[label] = register_token(self.url, label)
+        return self.ids[label]
 
     def request(self, *company_ids: int) -> None:
-        conn = psycopg2.connect(self.url)
-        try:
-            with conn:
-                for company_id in company_ids:
-                    request_link(conn, customer_ref="cust", company_id=company_id, environment=None, actor="test")
-        finally:
-            conn.close()
+        request_links(self.url, company_ids)
 
     def state(self, label: str) -> str:
         return self.query("SELECT state FROM tokens WHERE id = %s", self.ids[label])[0][0]

@@ -32,13 +32,20 @@ def test_environment_overrides_and_parses() -> None:
         ("L1NDA_BATCH_SIZE", "many", "not a whole number"),
         ("L1NDA_BREAKER_SHARE", "2", "between 0 and 1"),
         ("L1NDA_DEFAULT_LANGUAGE", "de", "'en' or 'nl'"),
+        ("L1NDA_SCHEDULE", "nonsense", "not a cron expression"),
+        ("L1NDA_OPS_RECIPIENTS", "support@l1nda.example, notmail", "not an e-mail address: notmail"),
+        ("L1NDA_NMBRS_BASE_URL", "ftp://x", "not an http(s) URL"),
+        ("L1NDA_BATCH_SIZE", "abc", "not a whole number: 'abc'"),
+        ("L1NDA_BREAKER_SHARE", "half", "not a number: 'half'"),
+        ("L1NDA_DATABASE_URL", "mysql://u:secretpw@h/db", "not a PostgreSQL URL"),
     ],
 )
 def test_bad_value_names_the_variable(var: str, value: str, fragment: str) -> None:
     with pytest.raises(SettingsError) as err:
         Settings.load({var: value}, use_airflow=False)
-    assert var in str(err.value)
+    assert str(err.value).startswith(var)
     assert fragment in str(err.value)
+    assert "secretpw" not in str(err.value)
 
 
 def test_secret_never_in_repr_or_error() -> None:
@@ -75,25 +82,6 @@ def test_nmbrs_base_url_from_the_airflow_connection(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("L1NDA_NMBRS_BASE_URL", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_NMBRS_SOAP", conn)
     assert Settings.load().nmbrs_base_url == url
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "says"),
-    [
-        ("L1NDA_SCHEDULE", "nonsense", "not a cron expression"),
-        ("L1NDA_OPS_RECIPIENTS", "support@l1nda.example, notmail", "not an e-mail address: notmail"),
-        ("L1NDA_NMBRS_BASE_URL", "ftp://x", "not an http(s) URL"),
-        ("L1NDA_BATCH_SIZE", "abc", "not a whole number: 'abc'"),
-        ("L1NDA_BREAKER_SHARE", "half", "not a number: 'half'"),
-        ("L1NDA_DATABASE_URL", "mysql://u:secretpw@h/db", "not a PostgreSQL URL"),
-    ],
-)
-def test_bad_values_are_refused_naming_the_variable(name: str, value: str, says: str) -> None:
-    with pytest.raises(SettingsError) as caught:
-        Settings.load({name: value}, use_airflow=False)
-    assert str(caught.value).startswith(name)
-    assert says in str(caught.value)
-    assert "secretpw" not in str(caught.value)
 
 
 def test_sqlalchemy_spellings_of_the_database_url_are_accepted() -> None:

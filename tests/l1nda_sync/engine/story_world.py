@@ -6,7 +6,7 @@ the DAG's tasks call; only the clock is ours, so that confirmation spacing and b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,25 +60,12 @@ class StoryWorld:
 
     def add_token(self, label: str, *, username: str | None = None, token: str | None = None,
                   level: str | None = None) -> int:
-        lvl, user, secret = LOGINS.get(label, (level, username, token))
-        new = NewToken.validate(label=label, level=level or lvl, username=username or user, token=token or secret,
-                                contacts=[f"contact-{label}@customer.example"])
-        conn = self.conn()
-        try:
-            with conn:
-                self.ids[label] = TokenStore.from_settings(self.settings).add(conn, new, actor="test").id
-        finally:
-            conn.close()
+        self.ids[label] = register_token(self.url, label, settings=self.settings, username=username, token=token,
+                                         level=level)
         return self.ids[label]
 
     def request(self, *company_ids: int, customer: str = "cust") -> list[int]:
-        conn = self.conn()
-        try:
-            with conn:
-                return [request_link(conn, customer_ref=customer, company_id=c, environment=None, actor="test").id
-                        for c in company_ids]
-        finally:
-            conn.close()
+        return request_links(self.url, company_ids, customer=customer)
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return fetch_all(self.url, sql, *args)
@@ -127,6 +114,31 @@ class StoryWorld:
         report = self.engine.run_once(force=force, token_ids=token_ids, dry_run=dry_run)
         self.reports.append(report)
         return report
+
+
+def register_token(url: str, label: str, *, settings: Settings | None = None, username: str | None = None,
+                   token: str | None = None, level: str | None = None) -> int:
+    """Register a token (a demo login's by its label in LOGINS, or the one given) with contact-<label>@..."""
+    lvl, user, secret = LOGINS.get(label, (level, username, token))
+    new = NewToken.validate(label=label, level=level or lvl, username=username or user, token=token or secret,
+                            contacts=[f"contact-{label}@customer.example"])
+    conn = psycopg2.connect(url)
+    try:
+        with conn:
+            return TokenStore.from_settings(settings).add(conn, new, actor="test").id
+    finally:
+        conn.close()
+
+
+def request_links(url: str, company_ids: Iterable[int], *, customer: str = "cust") -> list[int]:
+    """Request a link for each company, in one transaction."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn:
+            return [request_link(conn, customer_ref=customer, company_id=c, environment=None, actor="test").id
+                    for c in company_ids]
+    finally:
+        conn.close()
 
 
 def story_settings(base_url: str, **overrides: Any) -> Settings:
