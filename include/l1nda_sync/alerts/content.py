@@ -57,14 +57,20 @@ _REASONS = {
            "revoked": "token revoked", "rights_missing": "a right is missing",
            "no_subscription": "no valid subscription", "token_disabled": "token taken out of service",
            "active": "active", "suspended": "suspended", "pending": "pending",
-           "unreachable": "Nmbrs unreachable", "access_lost": "access lost", "provider_incident": "provider incident"},
+           "unreachable": "Nmbrs unreachable", "access_lost": "access lost", "provider_incident": "provider incident",
+           "rejected": "token does not work", "invalid": "Invalid Authentication (1001)",
+           "unavailable": "time-outs, server errors or error pages", "unknown": "answers L1NDA cannot read",
+           "reach_drop": "companies suddenly missing", "failures": "failures"},
     "nl": {"tag_or_filter": "tag of filter gewijzigd", "company_ended": "bedrijf beëindigd",
            "filter_or_company_ended": "filter gewijzigd of bedrijf beëindigd", "not_reached": "niet meer bereikt",
            "revoked": "token ingetrokken", "rights_missing": "er ontbreekt een recht",
            "no_subscription": "geen geldig abonnement", "token_disabled": "token buiten gebruik",
            "active": "actief", "suspended": "opgeschort", "pending": "in afwachting",
            "unreachable": "Nmbrs onbereikbaar", "access_lost": "toegang verloren",
-           "provider_incident": "storing bij Nmbrs"},
+           "provider_incident": "storing bij Nmbrs", "rejected": "token werkt niet",
+           "invalid": "Invalid Authentication (1001)", "unavailable": "time-outs, serverfouten of foutpagina's",
+           "unknown": "antwoorden die L1NDA niet kan lezen", "reach_drop": "bedrijven plotseling verdwenen",
+           "failures": "fouten"},
 }
 
 

@@ -4,11 +4,11 @@ the links, so every problem step and the mail it announces commit together with 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from l1nda_sync.alerts import store
-from l1nda_sync.alerts.problems import WITHDRAWN_STATES, Cause, Kind, token_causes
+from l1nda_sync.alerts.problems import WITHDRAWN_STATES, Cause, Kind, Stage, token_causes
 from l1nda_sync.alerts.tracker import track
 from l1nda_sync.engine.breaker import BreakerVerdict
 from l1nda_sync.engine.token_state import TokenState
@@ -28,10 +28,17 @@ def access_cause(cur: Any, token_id: int) -> Cause:
     return Cause(True, detail={"links": links["count"], "entries": entries})
 
 
-def incident_cause(verdict: BreakerVerdict, run_id: int | None) -> Cause:
-    return Cause(verdict.tripped, detail={
+def incident_cause(cur: Any, verdict: BreakerVerdict, run_id: int | None, *, now: datetime, settings: Any) -> Cause:
+    """A tripped breaker opens the incident silently ('suspected'); it is announced once the breaker stayed
+    tripped for the confirmation spacing, so one odd minute of Nmbrs mails nobody."""
+    stage = Stage.SUSPECTED
+    open_row = store.open_problems(cur, None, [Kind.PROVIDER_INCIDENT]).get(Kind.PROVIDER_INCIDENT)
+    spacing = timedelta(seconds=float(settings.revoke_min_spacing))
+    if open_row is not None and (open_row.stage is Stage.CONFIRMED or now - open_row.opened_at >= spacing):
+        stage = Stage.CONFIRMED
+    return Cause(verdict.tripped, stage, detail={
         "run_id": run_id, "checked": verdict.checked, "failing": verdict.failing,
-        "share_pct": round(100 * verdict.share),
+        "share_pct": round(100 * verdict.share), "failure": verdict.failure,
     })
 
 
@@ -48,10 +55,11 @@ class AlertHooks:
             track(cur, applied.token_id, causes, now=now, settings=self.settings)
 
     def breaker_judged(self, cur: Any, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
-        # Only a tripped verdict is evidence here; the first run that passes clears the incident in `sweep`.
+        # Only a tripped verdict is evidence here; the sweep clears the incident once the window passes.
         if verdict.tripped:
-            track(cur, None, {Kind.PROVIDER_INCIDENT: incident_cause(verdict, run_id)}, now=now,
-                  settings=self.settings)
+            track(cur, None, {Kind.PROVIDER_INCIDENT: incident_cause(cur, verdict, run_id, now=now,
+                                                                     settings=self.settings)},
+                  now=now, settings=self.settings)
 
     def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:
         tokens = sorted({t for c in changes for t in (c.from_token, c.to_token) if t is not None})

@@ -4,8 +4,9 @@ A problem is one (token, kind) that needs a person; it is what gets mailed, neve
 when its cause appears, stays open (one row, one announcement) however many runs see the cause again, and
 resolves only after its cause has stayed clear for the quiet period, so a flapping cause cannot send a
 storm of opened/resolved mails. `revoked` first opens silently as "suspected" (one unconfirmed 1001) and is
-announced only when the token is confirmed revoked; a suspicion that clears was never announced and closes
-without a word.
+announced only when the token is confirmed revoked; `provider_incident` likewise opens silently and is announced
+only once the circuit breaker stayed tripped for the confirmation spacing; a suspicion that clears was never
+announced and closes without a word.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from l1nda_sync.engine.token_state import TokenState
 
 class Kind(StrEnum):
     REVOKED = "revoked"
+    REJECTED = "rejected"
     RIGHTS_MISSING = "rights_missing"
     NO_SUBSCRIPTION = "no_subscription"
     UNREACHABLE = "unreachable"
     ACCESS_LOST = "access_lost"
     PROVIDER_INCIDENT = "provider_incident"
+    OUTBOX_STUCK = "outbox_stuck"  # mails uncertain or failed: a person decides (l1nda_sync.alerts.delivery)
+    WEBHOOK_FAILING = "webhook_failing"  # webhook events parked, or failing for a while (same module)
 
 
 class Stage(StrEnum):
@@ -51,9 +55,9 @@ class Verb(StrEnum):
 
 
 # Kinds the token's own state decides; access_lost follows links, provider_incident the circuit breaker.
-TOKEN_KINDS = (Kind.REVOKED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION, Kind.UNREACHABLE)
+TOKEN_KINDS = (Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION, Kind.UNREACHABLE)
 # The customer must act on these; for the others only operations is mailed.
-CUSTOMER_KINDS = frozenset({Kind.REVOKED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION})
+CUSTOMER_KINDS = frozenset({Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION})
 # Link suspension reasons that mean "the token is fine but no longer reaches the company".
 REACH_REASONS = frozenset({"tag_or_filter", "company_ended", "filter_or_company_ended", "not_reached"})
 # Token states that end the token's problems without any mail: the operator took the token out of service.
@@ -186,6 +190,8 @@ def token_causes(state: TokenState, missing_operation: str | None = None) -> dic
         causes[Kind.REVOKED] = Cause(True, Stage.SUSPECTED)
     elif state is TokenState.REVOKED:
         causes[Kind.REVOKED] = Cause(True, Stage.CONFIRMED)
+    elif state is TokenState.REJECTED:
+        causes[Kind.REJECTED] = Cause(True, Stage.CONFIRMED)
     elif state is TokenState.RIGHTS_MISSING:
         causes[Kind.RIGHTS_MISSING] = Cause(True, detail={"missing_operation": missing_operation},
                                             topic=missing_operation)

@@ -1,7 +1,7 @@
 """The sweep (the DAG's notify step, before draining the outbox): what time alone decides.
 
 Resolves problems whose cause stayed clear for the quiet period, sends reminders that are due, clears a
-provider incident at the first run whose checks did not trip the breaker, closes the problems of tokens an
+provider incident once the breaker's window no longer trips, closes the problems of tokens an
 operator took out of service (without mail), and re-reads every open problem's cause from the registry, so
 changes made outside the engine (a link cancelled, a token disabled) are seen too. One transaction per problem.
 """
@@ -9,39 +9,36 @@ changes made outside the engine (a link cancelled, a token disabled) are seen to
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from l1nda_sync.alerts import store
 from l1nda_sync.alerts.hooks import access_cause
+from l1nda_sync.alerts.outbox import track_delivery
 from l1nda_sync.alerts.problems import TOKEN_KINDS, Cause, Kind, Policy, Verb, plan_problem, token_causes
 from l1nda_sync.alerts.store import ProblemRow
 from l1nda_sync.alerts.tracker import carry_out, follow_up
-from l1nda_sync.engine.breaker import judge
-from l1nda_sync.engine.token_state import Outcome, TokenState
-
-_OUTCOMES = frozenset(o.value for o in Outcome)
-
-
-def latest_run_verdict(cur: Any, settings: Any) -> tuple[int, bool] | None:
-    """(run id, tripped) of the latest run that applied checks; None when no run did yet."""
-    cur.execute("SELECT max(run_id) FROM checks WHERE run_id IS NOT NULL AND applied_at IS NOT NULL")
-    latest = cur.fetchone()[0]
-    if latest is None:
-        return None
-    cur.execute("SELECT outcome FROM checks WHERE run_id = %s AND applied_at IS NOT NULL", (latest,))
-    outcomes = [Outcome(o) if o in _OUTCOMES else Outcome.UNKNOWN for (o,) in cur.fetchall()]
-    verdict = judge(outcomes, share=float(settings.breaker_share), min_tokens=int(settings.breaker_min_tokens))
-    return latest, verdict.tripped
+from l1nda_sync.engine.applying import judge_recent
+from l1nda_sync.engine.breaker import BreakerVerdict
+from l1nda_sync.engine.token_state import TokenState
 
 
-def current_cause(cur: Any, row: ProblemRow, latest: tuple[int, bool] | None) -> Cause | None:
+def window_verdict(cur: Any, now: datetime, settings: Any) -> BreakerVerdict | None:
+    """The circuit breaker's verdict over the checks of the last window; None when the window holds none (no
+    evidence either way: the schedule may be paused)."""
+    verdict = judge_recent(cur, now=now, window=timedelta(seconds=float(settings.breaker_window)),
+                           share=float(settings.breaker_share), min_tokens=int(settings.breaker_min_tokens))
+    return verdict if verdict.checked else None
+
+
+def current_cause(cur: Any, row: ProblemRow, latest: BreakerVerdict | None) -> Cause | None:
     """The cause as the registry shows it now; None when it tells nothing new."""
     if row.kind is Kind.PROVIDER_INCIDENT:
-        if latest is None or latest[0] == row.detail.get("run_id") or latest[1]:
-            return None  # the tripping run is the latest, or a later one tripped too (its hook saw to it)
+        if latest is None or latest.tripped:
+            return None  # no evidence, or still tripped (the apply step's hook keeps it up to date)
         return Cause.absent()
-    assert row.token_id is not None
+    if row.token_id is None:
+        return None  # outbox_stuck, webhook_failing: judged by outbox.track_delivery at the end of sweep()
     if row.kind is Kind.ACCESS_LOST:
         return access_cause(cur, row.token_id)
     cur.execute("SELECT state, missing_operation FROM tokens WHERE id = %s", (row.token_id,))
@@ -59,7 +56,7 @@ def sweep(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT id FROM problems WHERE state = 'open' ORDER BY id")
         ids = [r[0] for r in cur.fetchall()]
-        latest = latest_run_verdict(cur, settings)
+        latest = window_verdict(cur, now, settings)
     for problem_id in ids:
         with conn, conn.cursor() as cur:
             row = store.get_problem(cur, problem_id, lock=True)
@@ -77,4 +74,5 @@ def sweep(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
                 counts[action.verb.value] += action.verb is not Verb.NOTHING
                 counts["open"] += action.verb is not Verb.RESOLVE
     counts.pop(Verb.NOTHING.value, None)
+    counts.update(track_delivery(conn, now, settings))  # Counter.update adds
     return dict(counts)

@@ -3,7 +3,8 @@
 For each pending check (oldest first) the token row is locked (FOR UPDATE), so two runs never apply the same
 token at once; a check that another run already applied, or that is older than what the token already knows,
 is marked and skipped, so a rerun after a crash converges to the same state. The circuit breaker is judged
-per run over all of that run's pending checks before anything moves.
+over a sliding window of checks across runs (`breaker.judge_window`) before anything moves, so a run that applies
+another run's pending checks judges them with all the evidence, never in pieces.
 
 Checks that write no reach (a failure, or an unchanged probe: nearly every check of a quiet sweep) of tokens
 with no other pending check are applied in bulk, many tokens per transaction with the same decisions and the
@@ -19,10 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from l1nda_sync.engine.breaker import BreakerVerdict, judge
+from l1nda_sync.engine.breaker import CLEAR, BreakerVerdict, Evidence, is_news, judge_window
 from l1nda_sync.engine.outcomes import reach_from_probe
 from l1nda_sync.engine.reach import Reach, ReachDiff, diff_reach
 from l1nda_sync.engine.token_state import (
@@ -73,11 +74,11 @@ class ApplySummary:
     applied: list[AppliedCheck] = field(default_factory=list)
     skipped: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)  # (check id, error type): left pending
-    verdicts: dict[int | None, BreakerVerdict] = field(default_factory=dict)
+    verdict: BreakerVerdict = CLEAR
 
     @property
     def breaker_open(self) -> bool:
-        return any(v.tripped for v in self.verdicts.values())
+        return self.verdict.tripped
 
     def outcomes(self) -> Counter[str]:
         return Counter(a.outcome.value for a in self.applied)
@@ -100,20 +101,23 @@ def unit_of_work(conn: Any, *, dry_run: bool) -> Iterator[Any]:
         yield cur
 
 
-def judge_pending(
-    conn: Any, *, run_id: int | None, share: float, min_tokens: int, dry_run: bool
-) -> dict[int | None, BreakerVerdict]:
-    """The breaker verdict for every run that has pending checks (the given run only, when one is given)."""
-    with unit_of_work(conn, dry_run=dry_run) as cur:
-        cur.execute(
-            "SELECT run_id, outcome FROM checks WHERE applied_at IS NULL"
-            + (" AND run_id = %s" if run_id is not None else ""),
-            (run_id,) if run_id is not None else (),
-        )
-        by_run: dict[int | None, list[Outcome]] = {}
-        for rid, outcome in cur.fetchall():
-            by_run.setdefault(rid, []).append(Outcome(outcome))
-    return {rid: judge(outs, share=share, min_tokens=min_tokens) for rid, outs in by_run.items()}
+def judge_recent(
+    cur: Any, *, now: datetime, window: timedelta, share: float, min_tokens: int
+) -> BreakerVerdict:
+    """The breaker's verdict over every check (applied or pending, of any run) made inside the window."""
+    cur.execute(
+        """SELECT DISTINCT ON (c.token_id) c.token_id, c.checked_at, c.outcome, t.state
+           FROM checks c JOIN tokens t ON t.id = c.token_id
+           WHERE c.checked_at > %s AND c.checked_at <= %s
+           ORDER BY c.token_id, c.checked_at DESC, c.id DESC""",
+        (now - window, now),
+    )
+    known = {o.value for o in Outcome}
+    evidence = []
+    for token_id, at, text, state in cur.fetchall():
+        outcome = Outcome(text) if text in known else Outcome.UNKNOWN
+        evidence.append(Evidence(token_id, at, outcome, is_news(state, outcome)))
+    return judge_window(evidence, now=now, window=window, share=share, min_tokens=min_tokens)
 
 
 def apply_pending(
@@ -124,20 +128,21 @@ def apply_pending(
     run_id: int | None = None,
     breaker_share: float = 0.5,
     breaker_min_tokens: int = 5,
+    breaker_window: timedelta = timedelta(minutes=15),
     hooks: ApplyHooks | None = None,
     dry_run: bool = False,
 ) -> ApplySummary:
     """Apply every pending check (of `run_id`, or of any run: checks a crashed run left behind)."""
     hooks = hooks or NoHooks()
-    summary = ApplySummary(verdicts=judge_pending(
-        conn, run_id=run_id, share=breaker_share, min_tokens=breaker_min_tokens, dry_run=dry_run))
-    for rid, verdict in summary.verdicts.items():
-        if verdict.tripped:
-            with unit_of_work(conn, dry_run=dry_run) as cur:
-                hooks.breaker_judged(cur, verdict, run_id=rid, now=now())
+    with unit_of_work(conn, dry_run=dry_run) as cur:
+        verdict = judge_recent(cur, now=now(), window=breaker_window, share=breaker_share,
+                               min_tokens=breaker_min_tokens)
+    summary = ApplySummary(verdict=verdict)
+    with unit_of_work(conn, dry_run=dry_run) as cur:
+        hooks.breaker_judged(cur, verdict, run_id=run_id, now=now())
     with unit_of_work(conn, dry_run=dry_run) as cur:
         cur.execute(
-            "SELECT id, run_id, token_id, (outcome <> 'valid' OR unchanged OR probe IS NULL) AS no_reach"
+            "SELECT id, run_id, token_id, (outcome NOT IN ('valid', 'reach_drop') OR unchanged OR probe IS NULL)"
             " FROM checks WHERE applied_at IS NULL"
             + (" AND run_id = %s" if run_id is not None else "")
             + " ORDER BY checked_at, id",
@@ -154,8 +159,8 @@ def apply_pending(
         chunk = bulk[start : start + BULK_CHUNK]
         try:
             with unit_of_work(conn, dry_run=dry_run) as cur:
-                applied_chunk, skipped = apply_checks_bulk(cur, chunk, policy=policy, verdicts=summary.verdicts,
-                                                           now=now)
+                applied_chunk, skipped = apply_checks_bulk(cur, chunk, policy=policy,
+                                                           breaker_open=verdict.tripped, now=now)
                 for applied, rid in applied_chunk:
                     hooks.token_applied(cur, applied, run_id=rid, now=now())
         except Exception as exc:
@@ -167,10 +172,9 @@ def apply_pending(
         done.update(cid for cid, _ in chunk)
     pending = [(cid, rid) for cid, rid, _, _ in listed if cid not in done]
     for check_id, rid in pending:
-        verdict = summary.verdicts.get(rid)
         try:
             with unit_of_work(conn, dry_run=dry_run) as cur:
-                applied = apply_check(cur, check_id, policy=policy, breaker_open=bool(verdict and verdict.tripped),
+                applied = apply_check(cur, check_id, policy=policy, breaker_open=verdict.tripped,
                                       now=now(), run_id=rid)
                 if applied is None:
                     summary.skipped += 1
@@ -200,8 +204,8 @@ def _skip_note(state: str, replaced_at: datetime | None, last_checked: datetime 
 
 
 def apply_checks_bulk(
-    cur: Any, checks: list[tuple[int, int | None]], *, policy: StatePolicy,
-    verdicts: dict[int | None, BreakerVerdict], now: Callable[[], datetime],
+    cur: Any, checks: list[tuple[int, int | None]], *, policy: StatePolicy, breaker_open: bool,
+    now: Callable[[], datetime],
 ) -> tuple[list[tuple[AppliedCheck, int | None]], int]:
     """Apply checks that write no reach (a failure, or a probe equal to the stored reach), each of a different
     token, inside the caller's transaction with a constant number of statements; the decisions are those of
@@ -213,7 +217,8 @@ def apply_checks_bulk(
     cur.execute(
         """SELECT c.id, c.run_id, c.token_id, c.checked_at, c.outcome, c.missing_operation,
                   t.label, t.level, t.state, t.consecutive_invalid, t.first_invalid_at, t.consecutive_transient,
-                  t.first_transient_at, t.missing_operation, t.last_valid_at, t.last_checked_at, t.replaced_at
+                  t.first_transient_at, t.missing_operation, t.last_valid_at, t.last_checked_at, t.replaced_at,
+                  t.refusal, t.drop_since
            FROM checks c JOIN tokens t ON t.id = c.token_id
            WHERE c.id = ANY(%s) AND c.applied_at IS NULL
            ORDER BY t.id
@@ -227,20 +232,21 @@ def apply_checks_bulk(
     events: list[tuple[Any, ...]] = []
     notes: list[tuple[int, str]] = []
     for (check_id, rid, token_id, checked_at, outcome_text, check_missing, label, level, state, c_inv, f_inv,
-         c_tr, f_tr, missing, last_valid, last_checked, replaced_at) in rows:
+         c_tr, f_tr, missing, last_valid, last_checked, replaced_at, refusal, drop_since) in rows:
         note = _skip_note(state, replaced_at, last_checked, checked_at)
         if note is not None:
             notes.append((check_id, note))
             continue
-        verdict = verdicts.get(rid)
         outcome = Outcome(outcome_text)
-        health = TokenHealth(TokenState(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid)
+        health = TokenHealth(TokenState(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
+                             replaced_at)
         transition = decide(health, CheckResult(outcome, checked_at, check_missing), policy,
-                            breaker_open=bool(verdict and verdict.tripped))
+                            breaker_open=breaker_open)
         after = transition.after
         token_rows.append((token_id, after.state.value, after.consecutive_invalid, after.first_invalid_at,
                            after.consecutive_transient, after.first_transient_at, after.missing_operation,
-                           after.last_valid_at, checked_at, transition.next_check_at, at))
+                           after.last_valid_at, after.refusal, after.drop_since, outcome.value, checked_at,
+                           transition.next_check_at, at))
         if transition.changed_state:
             events.append((token_id, checked_at, health.state.value, after.state.value,
                            json.dumps({"check_id": check_id, "run_id": rid, "outcome": outcome.value,
@@ -253,13 +259,16 @@ def apply_checks_bulk(
                    state_since = CASE WHEN t.state = v.state THEN t.state_since ELSE v.checked_at END,
                    consecutive_invalid = v.c_inv, first_invalid_at = v.f_inv, consecutive_transient = v.c_tr,
                    first_transient_at = v.f_tr, missing_operation = v.missing, last_valid_at = v.last_valid,
+                   refusal = v.refusal, drop_since = v.drop_since, last_outcome = v.outcome,
+                   claimed_by = NULL, claimed_until = NULL,
                    last_checked_at = v.checked_at, next_check_at = v.next_check, updated_at = v.at
-               FROM (VALUES %s) AS v(id, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, checked_at,
-                                     next_check, at)
+               FROM (VALUES %s) AS v(id, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
+                                     outcome, checked_at, next_check, at)
                WHERE t.id = v.id""",
             token_rows,
             template="(%s::bigint, %s::text, %s::int, %s::timestamptz, %s::int, %s::timestamptz, %s::text, "
-                     "%s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz)",
+                     "%s::timestamptz, %s::text, %s::timestamptz, %s::text, %s::timestamptz, %s::timestamptz, "
+                     "%s::timestamptz)",
             page_size=len(token_rows),
         )
     if events:
@@ -302,27 +311,29 @@ def apply_check(
     cur.execute(
         """SELECT label, level, state, consecutive_invalid, first_invalid_at, consecutive_transient,
                   first_transient_at, missing_operation, last_valid_at, last_checked_at, probe_cache, domain,
-                  replaced_at
+                  replaced_at, refusal, drop_since
            FROM tokens WHERE id = %s FOR UPDATE""",
         (token_id,),
     )
     token = cur.fetchone()
     (label, level, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, last_checked, cache, domain,
-     replaced_at) = token
+     replaced_at, refusal, drop_since) = token
     note = _skip_note(state, replaced_at, last_checked, checked_at)
     if note is not None:
         _mark_applied(cur, check_id, now, note)
         return None
 
     outcome = Outcome(outcome_text)
-    health = TokenHealth(TokenState(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid)
+    health = TokenHealth(TokenState(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
+                         replaced_at)
     transition = decide(health, CheckResult(outcome, checked_at, missing_operation), policy, breaker_open=breaker_open)
     after = transition.after
 
     diff: ReachDiff | None = None
     new_cache = cache
     new_domain = domain
-    if outcome is Outcome.VALID and not unchanged and probe is not None:
+    carries_reach = outcome is Outcome.VALID or (outcome is Outcome.REACH_DROP and transition.write_reach)
+    if carries_reach and not unchanged and probe is not None:
         diff = diff_reach(reach_from_probe(cache), reach_from_probe(probe), debtor_level=level == "debtor")
         write_reach(cur, token_id, diff, reach_from_probe(probe), at=checked_at, run_id=run_id)
         new_cache = probe
@@ -333,12 +344,14 @@ def apply_check(
                state_since = CASE WHEN state = %s THEN state_since ELSE %s END,
                consecutive_invalid = %s, first_invalid_at = %s, consecutive_transient = %s,
                first_transient_at = %s, missing_operation = %s, last_valid_at = %s,
+               refusal = %s, drop_since = %s, last_outcome = %s, claimed_by = NULL, claimed_until = NULL,
                last_checked_at = %s, next_check_at = %s, probe_cache = %s::jsonb, domain = %s, updated_at = %s
            WHERE id = %s""",
         (
             after.state.value, after.state.value, checked_at,
             after.consecutive_invalid, after.first_invalid_at, after.consecutive_transient,
             after.first_transient_at, after.missing_operation, after.last_valid_at,
+            after.refusal, after.drop_since, outcome.value,
             checked_at, transition.next_check_at,
             json.dumps(new_cache) if new_cache is not None else None, new_domain, now, token_id,
         ),

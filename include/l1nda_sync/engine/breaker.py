@@ -1,30 +1,110 @@
-"""The circuit breaker: when a large share of one run's checks fail with 1001 or transient faults, the fault
-is Nmbrs' (an outage, a broken auth backend), not the customers'. Then no token moves toward revoked or
-unreachable, no link is suspended, and one provider incident is raised instead of hundreds of alarms.
+"""The circuit breaker: when many tokens fail the same way at the same time, the fault is Nmbrs' (an outage, a
+broken auth backend, a WAF answering 403 pages, empty lists for everyone), not the customers'. Then no token
+moves, no link is suspended, and one provider incident is raised instead of hundreds of alarms.
+
+It is judged over a sliding time window of checks across runs, never over the pieces of one run: each token
+counts once, by its latest check inside the window, so neither run boundaries (a manual run that applies part
+of a scheduled run's checks) nor the size of a batch defeat it. It trips when strictly more than `share` of the
+tokens checked in the window fail (with at least `min_tokens` of them), or, with fewer tokens than that, when
+every one of them fails: too few tokens cannot tell an outage from a customer's change, and a late alarm is
+better than a false one. Every failure counts, of any class (1001, 1002, 1004, a sharp reach drop, outages,
+unknown answers); a check that only repeats what its token's state already says (a revoked token's 1001) is
+no news and does not count either way, so confirmed problems cannot hold the breaker open.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from l1nda_sync.engine.token_state import BREAKER_OUTCOMES, Outcome
+from l1nda_sync.engine.token_state import Outcome
+
+# Failure classes: what "failing the same way" means. Transient-looking answers are one class (an outage
+# mixes 5xx pages, resets and time-outs); unknown answers are their own, so that they are visible as such.
+_CLASSES = {
+    Outcome.INVALID: "invalid",
+    Outcome.RIGHTS_MISSING: "rights_missing",
+    Outcome.NO_SUBSCRIPTION: "no_subscription",
+    Outcome.REACH_DROP: "reach_drop",
+    Outcome.TRANSIENT: "unavailable",
+    Outcome.DATA_NOT_ALLOWED: "unavailable",
+    Outcome.UNKNOWN: "unknown",
+}
+
+
+def failure_class(outcome: Outcome) -> str | None:
+    """The class a failing outcome counts in; None for a valid answer."""
+    return _CLASSES.get(outcome)
+
+
+# A check that repeats what the token's state already says: (state, outcome class).
+_NO_NEWS = frozenset({
+    ("revoked", "invalid"), ("rejected", "invalid"), ("rights_missing", "rights_missing"),
+    ("no_subscription", "no_subscription"), ("unreachable", "unavailable"), ("unreachable", "unknown"),
+})
+
+
+def is_news(state: str, outcome: Outcome) -> bool:
+    """Whether a check tells anything beyond the state its token is already in."""
+    return (state, failure_class(outcome)) not in _NO_NEWS
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One check as the breaker sees it."""
+
+    token_id: int
+    at: datetime
+    outcome: Outcome
+    news: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class BreakerVerdict:
-    checked: int
-    failing: int
+    checked: int  # distinct tokens with a check in the window
+    failing: int  # of those, failing the worst way
     tripped: bool
+    failure: str | None = None  # the class that tripped (or the most common failing one)
 
     @property
     def share(self) -> float:
         return self.failing / self.checked if self.checked else 0.0
 
 
+CLEAR = BreakerVerdict(0, 0, False)
+
+
+def latest_per_token(evidence: Iterable[Evidence]) -> dict[int, Evidence]:
+    latest: dict[int, Evidence] = {}
+    for e in evidence:
+        seen = latest.get(e.token_id)
+        if seen is None or e.at >= seen.at:
+            latest[e.token_id] = e
+    return latest
+
+
+def judge_window(
+    evidence: Iterable[Evidence], *, now: datetime, window: timedelta, share: float = 0.5, min_tokens: int = 5,
+) -> BreakerVerdict:
+    """The verdict over the checks made in (now - window, now]."""
+    start = now - window
+    latest = [e for e in latest_per_token(e for e in evidence if start < e.at <= now).values() if e.news]
+    if not latest:
+        return CLEAR
+    classes = Counter(c for e in latest if (c := failure_class(e.outcome)) is not None)
+    if not classes:
+        return BreakerVerdict(len(latest), 0, False)
+    top, top_count = classes.most_common(1)[0]
+    failing = sum(classes.values())
+    checked = len(latest)
+    tripped = failing > share * checked if checked >= min_tokens else failing == checked
+    return BreakerVerdict(checked, failing, tripped, top if 2 * top_count > failing else "mixed")
+
+
 def judge(outcomes: Iterable[Outcome], *, share: float = 0.5, min_tokens: int = 5) -> BreakerVerdict:
-    """Trips when strictly more than `share` of at least `min_tokens` checks failed with 1001 or transient."""
-    seen = list(outcomes)
-    failing = sum(1 for o in seen if o in BREAKER_OUTCOMES)
-    tripped = len(seen) >= min_tokens and failing > share * len(seen)
-    return BreakerVerdict(len(seen), failing, tripped)
+    """The verdict over one set of simultaneous checks (one per token): `judge_window` without time."""
+    at = datetime(2000, 1, 1)
+    evidence = [Evidence(n, at, o) for n, o in enumerate(outcomes)]
+    return judge_window(evidence, now=at, window=timedelta(days=1), share=share, min_tokens=min_tokens)

@@ -1,8 +1,11 @@
 """Check and discover: probe a batch of tokens in a thread pool and record what each probe found.
 
 Nothing here decides a token's fate: results are stored as pending checks, and the apply step decides once
-the whole run is known (the circuit breaker needs every batch). Secrets: tokens are decrypted one at a time
-inside the worker that calls Nmbrs, and only the check's outcome, counts and the probe's plain data are kept.
+the whole run is known (the circuit breaker needs every batch). One thing is judged here, because only here is
+the previous reach at hand for free: a valid answer whose reach dropped sharply is stored as `reach_drop`, so
+that it is confirmed before the stored reach changes and counted by the circuit breaker. Secrets: tokens are
+decrypted one at a time inside the worker that calls Nmbrs, and only the check's outcome, counts and the
+probe's plain data are kept.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from l1nda_sync.engine.outcomes import outcome_of
-from l1nda_sync.engine.token_state import Outcome
+from l1nda_sync.engine.token_state import Outcome, StatePolicy, is_sharp_drop
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,20 @@ class CheckRecord:
     unchanged: bool = False
     debtors: int | None = None
     companies: int | None = None
+    undecryptable: bool = False  # the configured keys cannot read the token: a deployment fault, never stored
+
+
+class KeysCannotDecrypt(RuntimeError):
+    """The configured Fernet keys cannot read some tokens: a deployment fault, not an Nmbrs one."""
+
+    def __init__(self, token_ids: Sequence[int]) -> None:
+        self.token_ids = sorted(token_ids)
+        shown = ", ".join(map(str, self.token_ids[:20])) + (" ..." if len(self.token_ids) > 20 else "")
+        super().__init__(
+            f"L1NDA_FERNET_KEYS cannot decrypt token(s) {shown}: these tokens were not checked and nothing about "
+            "them changed. Set L1NDA_FERNET_KEYS (or the Airflow Variable l1nda_fernet_keys) on every worker to "
+            "this deployment's keys, newest first; `l1nda-sync keys check` shows which key reads which token."
+        )
 
 
 def load_tokens(cur: Any, token_ids: Sequence[int]) -> list[TokenToCheck]:
@@ -63,10 +80,13 @@ def probe_one(
     reveal: Callable[[str], Any],
     client: Any,
     now: Callable[[], datetime],
+    policy: StatePolicy | None = None,
 ) -> CheckRecord:
     """Probe one token; never raises (a fault on one token never stops the others)."""
     from l1nda_sync.nmbrs import Credentials, Probe
+    from l1nda_sync.registry.errors import EncryptionKeyError
 
+    policy = policy or StatePolicy()
     started = time.monotonic()
     checked_at = now()  # when the probe began: a replacement after this moment supersedes it
     probe: dict[str, Any] | None = None
@@ -74,8 +94,12 @@ def probe_one(
     unchanged = False
     debtors = companies = None
     try:
+        secret = reveal(token.ciphertext)
+    except EncryptionKeyError:
+        return CheckRecord(token.id, checked_at, Outcome.UNKNOWN, None, None, None, 0, 0, None, undecryptable=True)
+    try:
         previous = Probe.from_dict(token.probe_cache) if token.probe_cache else None
-        result = client.probe(Credentials(token.username, reveal(token.ciphertext), token.domain), previous)
+        result = client.probe(Credentials(token.username, secret, token.domain), previous)
         calls = result.calls
         debtors, companies = len(result.debtors), len(result.companies)
         # Unchanged = nothing to write but the check itself: a reused mapping, the same domain and the same
@@ -90,6 +114,9 @@ def probe_one(
         )
         probe = None if unchanged else result.to_dict()
         outcome, code, missing, detail = Outcome.VALID, None, None, None
+        if previous is not None and is_sharp_drop(len(previous.companies), companies, policy):
+            outcome = Outcome.REACH_DROP
+            detail = f"reach dropped from {len(previous.companies)} to {companies} companies: confirming"
     except Exception as exc:
         outcome, code, missing = outcome_of(exc)
         detail = f"{type(exc).__name__}: {exc}"[:500]
@@ -111,12 +138,13 @@ def probe_all(
     client: Any,
     now: Callable[[], datetime],
     threads: int,
+    policy: StatePolicy | None = None,
 ) -> list[CheckRecord]:
     tokens = list(tokens)
     if not tokens:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(tokens))), thread_name_prefix="probe") as pool:
-        return list(pool.map(lambda t: probe_one(t, reveal=reveal, client=client, now=now), tokens))
+        return list(pool.map(lambda t: probe_one(t, reveal=reveal, client=client, now=now, policy=policy), tokens))
 
 
 def store_checks(cur: Any, run_id: int | None, records: Iterable[CheckRecord]) -> int:

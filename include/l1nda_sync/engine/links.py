@@ -31,6 +31,7 @@ class Reason(StrEnum):
     REACHED = "reached"
     FAILOVER = "failover"
     REVOKED = "revoked"
+    REJECTED = "rejected"
     TAG_OR_FILTER = "tag_or_filter"
     COMPANY_ENDED = "company_ended"
     FILTER_OR_COMPANY_ENDED = "filter_or_company_ended"
@@ -91,6 +92,8 @@ def suspension_reason(serving: TokenView | None, lost_reason: str | None) -> str
     match serving.state:
         case TokenState.REVOKED:
             return Reason.REVOKED
+        case TokenState.REJECTED:
+            return Reason.REJECTED
         case TokenState.RIGHTS_MISSING:
             return Reason.RIGHTS_MISSING
         case TokenState.NO_SUBSCRIPTION:

@@ -1,4 +1,15 @@
-"""Which tokens a run checks, claimed so that two runs never probe the same token at once."""
+"""Which tokens a run checks, claimed so that two runs never probe the same token at once.
+
+A claim names the run and lasts a lease (`claimed_by`, `claimed_until`); the apply step ends it. A run never
+probes a token another run's live claim holds, not even when an operator names the token: that token is
+skipped and reported (it is being checked right now; its result shows in the other run). If a run dies, its
+claims expire with the lease and the tokens are due again: nothing to clean up; `release_claims` ends them at
+once when a run fails before it checked anything.
+
+When a run rechecks tokens whose last check failed (to confirm a refusal or a reach drop), it also checks a few
+healthy tokens that are not yet due, the *witnesses*: the circuit breaker then judges the failures beside fresh
+answers for other tokens, so a customer's real change is told apart from an outage even in a small fleet.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-# A claimed token's next_check_at is pushed this far ahead; the apply step sets the real next time. If the run
-# dies, the claim simply expires and the token is due again: nothing to clean up.
+from l1nda_sync.engine.token_state import CHECKABLE_STATES
+
 CLAIM_LEASE = timedelta(minutes=30)
-CHECKABLE_STATES = ("new", "active", "invalid", "revoked", "rights_missing", "no_subscription", "unreachable")
 
 
 class PlanError(ValueError):
@@ -22,6 +32,15 @@ class Plan:
     run_id: int | None
     token_ids: tuple[int, ...]
     batches: tuple[tuple[int, ...], ...]
+    skipped: tuple[tuple[int, int | None], ...] = ()  # (token id, run holding its claim): asked for, not checked
+    witnesses: tuple[int, ...] = ()  # healthy tokens checked early as the breaker's evidence
+
+    def skipped_message(self) -> str | None:
+        if not self.skipped:
+            return None
+        parts = [f"token {t} (run {r})" if r is not None else f"token {t}" for t, r in self.skipped]
+        return (f"skipped {', '.join(parts)}: another run is checking it right now and reports it; "
+                "ask again once that run finished")
 
 
 def batched(ids: Sequence[int], size: int) -> tuple[tuple[int, ...], ...]:
@@ -50,7 +69,7 @@ def validate_token_ids(cur: Any, token_ids: Sequence[int]) -> None:
 
 def _due_condition(token_ids: Sequence[int], force: bool) -> str:
     """The WHERE clause of "check now" (parameters: states, ids, now), shared by the claim and the dry run."""
-    conditions = ["state = ANY(%(states)s)"]
+    conditions = ["state = ANY(%(states)s)", "(claimed_until IS NULL OR claimed_until <= %(now)s)"]
     if token_ids:
         conditions.append("id = ANY(%(ids)s)")
     if not force:
@@ -67,6 +86,17 @@ def due_tokens(cur: Any, now: datetime, *, token_ids: Sequence[int] = (), force:
     return [row[0] for row in cur.fetchall()]
 
 
+def claimed_elsewhere(cur: Any, now: datetime, token_ids: Sequence[int]) -> list[tuple[int, int | None]]:
+    """Which of `token_ids` a live claim of another run holds, with that run."""
+    if not token_ids:
+        return []
+    cur.execute(
+        "SELECT id, claimed_by FROM tokens WHERE id = ANY(%s) AND claimed_until > %s ORDER BY id",
+        (list(token_ids), now),
+    )
+    return [(t, r) for t, r in cur.fetchall()]
+
+
 def claim_tokens(
     cur: Any,
     now: datetime,
@@ -75,12 +105,17 @@ def claim_tokens(
     force: bool = False,
     limit: int | None = None,
     lease: timedelta = CLAIM_LEASE,
+    run_id: int | None = None,
+    witnesses: int = 0,
 ) -> list[int]:
     """Claim the tokens to check now: the due ones (or exactly `token_ids`), skipping any another run holds.
 
-    Due means next_check_at <= now; `force` ignores that. Rows locked by a concurrent run are skipped
-    (SKIP LOCKED), and claimed rows get next_check_at = now + lease, so a second run does not pick them up.
+    Due means next_check_at <= now; `force` ignores that, never a live claim. Rows locked by a concurrent
+    planner are skipped (SKIP LOCKED). With `witnesses`, a run that rechecks a token whose last check failed
+    also claims up to that many healthy active tokens, least recently checked first.
     """
+    params = {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "until": now + lease,
+              "limit": limit, "run": run_id}
     cur.execute(
         f"""
         WITH due AS (
@@ -90,10 +125,42 @@ def claim_tokens(
             {"LIMIT %(limit)s" if limit else ""}
             FOR UPDATE SKIP LOCKED
         )
-        UPDATE tokens t SET next_check_at = %(until)s
+        UPDATE tokens t SET claimed_by = %(run)s, claimed_until = %(until)s
         FROM due WHERE t.id = due.id
-        RETURNING t.id
+        RETURNING t.id, t.state = 'active' AND t.last_outcome = 'valid', t.last_outcome <> 'valid'
         """,
-        {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "until": now + lease, "limit": limit},
+        params,
     )
-    return sorted(row[0] for row in cur.fetchall())
+    rows = cur.fetchall()
+    claimed = sorted(row[0] for row in rows)
+    healthy = sum(1 for row in rows if row[1])
+    failing = sum(1 for row in rows if row[2])
+    if witnesses and not token_ids and failing:
+        want = witnesses - healthy
+        if want > 0:
+            cur.execute(
+                """
+                WITH w AS (
+                    SELECT id FROM tokens
+                    WHERE state = 'active' AND last_outcome = 'valid' AND NOT (id = ANY(%(claimed)s))
+                      AND (claimed_until IS NULL OR claimed_until <= %(now)s)
+                    ORDER BY last_checked_at NULLS FIRST, id
+                    LIMIT %(want)s
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE tokens t SET claimed_by = %(run)s, claimed_until = %(until)s
+                FROM w WHERE t.id = w.id RETURNING t.id
+                """,
+                {**params, "claimed": claimed, "want": want},
+            )
+            claimed = sorted(claimed + [row[0] for row in cur.fetchall()])
+    return claimed
+
+
+def release_claims(cur: Any, run_id: int) -> int:
+    """End the claims a run holds (it failed before checking): its tokens are due again at once."""
+    cur.execute(
+        "UPDATE tokens SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = %s",
+        (run_id,),
+    )
+    return int(cur.rowcount)

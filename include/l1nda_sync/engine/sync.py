@@ -18,9 +18,17 @@ from typing import Any
 import psycopg2
 
 from l1nda_sync.engine.applying import ApplyHooks, apply_pending, unit_of_work
-from l1nda_sync.engine.checking import load_tokens, probe_all, store_checks
+from l1nda_sync.engine.checking import KeysCannotDecrypt, load_tokens, probe_all, store_checks
 from l1nda_sync.engine.links import LinkState
-from l1nda_sync.engine.planning import Plan, batched, claim_tokens, due_tokens, validate_token_ids
+from l1nda_sync.engine.planning import (
+    Plan,
+    batched,
+    claim_tokens,
+    claimed_elsewhere,
+    due_tokens,
+    release_claims,
+    validate_token_ids,
+)
 from l1nda_sync.engine.reach import Change, Entity
 from l1nda_sync.engine.reconciling import LinkHooks, reconcile_all
 from l1nda_sync.engine.token_state import StatePolicy
@@ -52,7 +60,10 @@ class RunReport:
     links_suspended: int = 0
     state_changes: list[dict[str, Any]] = field(default_factory=list)
     link_changes: list[dict[str, Any]] = field(default_factory=list)
+    suspected: list[dict[str, Any]] = field(default_factory=list)  # seen once, not confirmed: nobody mailed
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # asked for, but another run is checking them
     breaker_tripped: bool = False
+    breaker_failure: str | None = None
     apply_errors: int = 0
     problems_opened: int = 0
     problems_resolved: int = 0
@@ -77,9 +88,15 @@ class RunReport:
             ("links activated / failed over / suspended",
              f"{self.links_activated} / {self.links_failed_over} / {self.links_suspended}"),
             ("token state changes", str(len(self.state_changes))),
+            *([("suspected, not yet confirmed", ", ".join(f"token {s['token_id']} {s['suspected']}"
+                                                          for s in self.suspected[:10])
+                + (" ..." if len(self.suspected) > 10 else ""))] if self.suspected else []),
+            *([("skipped (another run checks them)", ", ".join(str(s["token_id"]) for s in self.skipped))]
+              if self.skipped else []),
             ("problems opened / resolved", f"{self.problems_opened} / {self.problems_resolved}"),
             *([("mails sent", str(self.mails_sent))] if self.mails_sent is not None else []),
-            ("circuit breaker", "TRIPPED (provider incident)" if self.breaker_tripped else "closed"),
+            ("circuit breaker", f"TRIPPED (provider incident: {self.breaker_failure or 'failures'})"
+             if self.breaker_tripped else "closed"),
             *([("checks NOT applied (see log)", str(self.apply_errors))] if self.apply_errors else []),
             ("duration", f"{self.seconds:.1f} s"),
         ]
@@ -138,35 +155,66 @@ class SyncEngine:
         Naming tokens means checking them now: `token_ids` implies `force`.
         """
         force = force or bool(token_ids)
+        now = self.clock()
         conn = self.connect()
         try:
             with conn, conn.cursor() as cur:
                 validate_token_ids(cur, token_ids)
+                skipped = tuple(claimed_elsewhere(cur, now, token_ids))
                 if dry_run:
-                    ids = due_tokens(cur, self.clock(), token_ids=token_ids, force=force)
-                    return Plan(None, tuple(ids), batched(ids, self.settings.batch_size))
-                ids = claim_tokens(cur, self.clock(), token_ids=token_ids, force=force)
+                    ids = due_tokens(cur, now, token_ids=token_ids, force=force)
+                    return Plan(None, tuple(ids), batched(ids, self.settings.batch_size), skipped)
                 cur.execute(
                     """INSERT INTO runs (dag_run_id, started_at, dry_run, forced, state, summary)
-                       VALUES (%s, %s, false, %s, 'running', %s::jsonb) RETURNING id""",
-                    (dag_run_id, self.clock(), force, json.dumps({"planned": len(ids)})),
+                       VALUES (%s, %s, false, %s, 'running', '{}'::jsonb) RETURNING id""",
+                    (dag_run_id, now, force),
                 )
                 run_id = cur.fetchone()[0]
-            return Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size))
+                ids = claim_tokens(cur, now, token_ids=token_ids, force=force, run_id=run_id,
+                                   witnesses=self.settings.breaker_min_tokens)
+                cur.execute("UPDATE runs SET summary = %s::jsonb WHERE id = %s",
+                            (json.dumps({"planned": len(ids), "skipped": [t for t, _ in skipped]}), run_id))
+            if skipped:
+                log.info("%s", Plan(run_id, (), (), skipped).skipped_message())
+            return Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size), skipped)
+        finally:
+            conn.close()
+
+    def abort(self, run_id: int, reason: str) -> int:
+        """A run that fails before it checked anything: mark it failed and release its claims at once."""
+        conn = self.connect()
+        try:
+            with conn, conn.cursor() as cur:
+                released = release_claims(cur, run_id)
+                cur.execute(
+                    """UPDATE runs SET state = 'failed', finished_at = %s,
+                           summary = coalesce(summary, '{}'::jsonb) || %s::jsonb
+                       WHERE id = %s AND state = 'running'""",
+                    (self.clock(), json.dumps({"error": reason[:500]}), run_id),
+                )
+            return released
         finally:
             conn.close()
 
     def check_batch(self, run_id: int | None, token_ids: Sequence[int], *, conn: Any = None) -> dict[str, int]:
-        """Probe a batch in a thread pool and store the results as pending checks. Returns counts only."""
+        """Probe a batch in a thread pool and store the results as pending checks. Returns counts only.
+
+        Tokens the configured keys cannot decrypt are not checked and nothing about them is stored; after the
+        others are stored, `KeysCannotDecrypt` names them and the setting to fix (a deployment fault, never
+        blamed on Nmbrs)."""
         own = conn is None
         conn = conn or self.connect()
         try:
             with unit_of_work(conn, dry_run=not own) as cur:
                 tokens = load_tokens(cur, token_ids)
             records = probe_all(tokens, reveal=self.reveal, client=self.client, now=self.clock,
-                                threads=self.settings.nmbrs_max_concurrency)
+                                threads=self.settings.nmbrs_max_concurrency, policy=self.policy)
+            unreadable = [r.token_id for r in records if r.undecryptable]
+            records = [r for r in records if not r.undecryptable]
             with unit_of_work(conn, dry_run=not own) as cur:
                 store_checks(cur, run_id, records)
+            if unreadable:
+                raise KeysCannotDecrypt(unreadable)
             counts = Counter(r.outcome.value for r in records)
             return {"checked": len(records), "calls": sum(r.calls for r in records), **counts}
         finally:
@@ -183,7 +231,7 @@ class SyncEngine:
             summary = apply_pending(
                 conn, policy=self.policy, now=self.clock, run_id=None,
                 breaker_share=self.settings.breaker_share, breaker_min_tokens=self.settings.breaker_min_tokens,
-                hooks=self.hooks, dry_run=dry_run,
+                breaker_window=timedelta(seconds=self.settings.breaker_window), hooks=self.hooks, dry_run=dry_run,
             )
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 changes = reconcile_all(cur, now=self.clock, run_id=run_id, breaker_open=summary.breaker_open,
@@ -192,6 +240,7 @@ class SyncEngine:
             report.checked = len(summary.applied)
             report.outcomes = dict(summary.outcomes())
             report.breaker_tripped = summary.breaker_open
+            report.breaker_failure = summary.verdict.failure if summary.breaker_open else None
             report.apply_errors = len(summary.failed)
             for a in summary.applied:
                 if a.diff is not None:
@@ -200,6 +249,9 @@ class SyncEngine:
                             report.reach_gained += 1
                         elif e.entity is Entity.COMPANY and e.change is Change.LOST:
                             report.reach_lost += 1
+                suspected = a.transition.after.suspected
+                if suspected is not None:
+                    report.suspected.append({"token_id": a.token_id, "label": a.label, "suspected": suspected})
                 if a.transition.changed_state:
                     report.state_changes.append({"token_id": a.token_id, "label": a.label,
                                                  "from": a.transition.before.state.value,
@@ -272,12 +324,14 @@ class SyncEngine:
         """All steps in this process (CLI, tests, benchmarks). A dry run writes nothing."""
         started = time.monotonic()
         plan = self.plan(token_ids=token_ids, force=force, dag_run_id=dag_run_id, dry_run=dry_run)
+        skipped = [{"token_id": t, "run_id": r} for t, r in plan.skipped]
         if not dry_run:
             calls = 0
             for batch in plan.batches:
                 calls += self.check_batch(plan.run_id, batch)["calls"]
             report = self.finish(plan.run_id)
             report.calls = report.calls or calls
+            report.skipped = skipped
             report.seconds = time.monotonic() - started
             return report
         conn = self.connect()
@@ -287,6 +341,7 @@ class SyncEngine:
                 calls += self.check_batch(None, batch, conn=conn)["calls"]
             report = self.finish(None, conn=conn)
             report.calls = calls
+            report.skipped = skipped
             report.seconds = time.monotonic() - started
             return report
         finally:

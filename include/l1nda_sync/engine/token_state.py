@@ -1,10 +1,14 @@
 """How one check moves a token's state: pure, over plain records, without false alarms.
 
-States: new -> active on a valid answer; 1001 makes a token `invalid` at once but `revoked` only after
-`revoke_confirmations` consecutive 1001 answers spread over at least `revoke_min_spacing`; transient faults
-leave the state alone and only after `unreachable_after` of nothing but transient faults is it `unreachable`.
-While the circuit breaker is open (a provider incident) nothing moves toward revoked or unreachable and the
-failure counters stand still, so an outage cannot push a token over a threshold afterwards.
+One answer never moves a token toward a verdict. A refusal (1001, 1002, 1004) counts a streak; the token takes
+the refusal's state (`revoked`, `rights_missing`, `no_subscription`) only after `revoke_confirmations` answers
+of the same refusal spread over at least `revoke_min_spacing`. Meanwhile a 1001 shows as `invalid` (links kept,
+nobody mailed) and a 1002/1004 leaves the state as it was. A token whose confirmed 1001 comes before it ever
+answered validly (since it was registered or replaced) is `rejected`, not revoked: we were given a token that
+never worked. A valid answer whose reach dropped sharply (`reach_drop`) is confirmed the same way before the
+stored reach changes. Transient faults leave the state alone; only after `unreachable_after` of nothing but
+transient faults is a token `unreachable`. While the circuit breaker is open (a provider incident) nothing moves
+and the streaks stand still, so an outage cannot push a token over a threshold afterwards.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ class TokenState(StrEnum):
     ACTIVE = "active"
     INVALID = "invalid"
     REVOKED = "revoked"
+    REJECTED = "rejected"
     RIGHTS_MISSING = "rights_missing"
     NO_SUBSCRIPTION = "no_subscription"
     UNREACHABLE = "unreachable"
@@ -36,12 +41,19 @@ class Outcome(StrEnum):
     TRANSIENT = "transient"  # 1006, 9999, 5xx, network, time-outs, malformed XML
     DATA_NOT_ALLOWED = "data_not_allowed"  # 1003/200x mid-probe: the world changed under us; retry soon
     UNKNOWN = "unknown"
+    REACH_DROP = "reach_drop"  # a valid answer whose reach dropped sharply: suspect until confirmed
 
 
 # Outcomes that say nothing about the token itself: the state stays, only the transient clock runs.
 PASSING_OUTCOMES = frozenset({Outcome.TRANSIENT, Outcome.DATA_NOT_ALLOWED, Outcome.UNKNOWN})
-# Outcomes that count toward the circuit breaker (a provider incident shows as these).
-BREAKER_OUTCOMES = frozenset({Outcome.INVALID, Outcome.TRANSIENT})
+# Refusals: each moves the token to its state only once confirmed (the state for 1001 depends on the past).
+REFUSAL_STATES = {
+    Outcome.INVALID: TokenState.REVOKED,
+    Outcome.RIGHTS_MISSING: TokenState.RIGHTS_MISSING,
+    Outcome.NO_SUBSCRIPTION: TokenState.NO_SUBSCRIPTION,
+}
+# States a token may be checked in (everything but what an operator took out of service).
+CHECKABLE_STATES = tuple(s.value for s in TokenState if s not in (TokenState.DISABLED, TokenState.REMOVED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +64,8 @@ class StatePolicy:
     revoke_confirmations: int = 2
     revoke_min_spacing: timedelta = timedelta(minutes=10)
     unreachable_after: timedelta = timedelta(hours=6)
+    drop_share: float = 0.5
+    drop_min_companies: int = 4
 
     @classmethod
     def from_settings(cls, settings: object) -> StatePolicy:
@@ -65,12 +79,19 @@ class StatePolicy:
             revoke_confirmations=int(getattr(settings, "revoke_confirmations")),  # noqa: B009
             revoke_min_spacing=seconds("revoke_min_spacing"),
             unreachable_after=seconds("unreachable_after"),
+            drop_share=float(getattr(settings, "drop_share", 0.5)),
+            drop_min_companies=int(getattr(settings, "drop_min_companies", 4)),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class TokenHealth:
-    """The part of a token row that checks move."""
+    """The part of a token row that checks move.
+
+    `consecutive_invalid` and `first_invalid_at` (named after 1001, the first refusal they counted) count the
+    streak of the refusal named by `refusal`. `replaced_at` is only read: it tells whether the token ever
+    answered validly since it was handed to us.
+    """
 
     state: TokenState
     consecutive_invalid: int = 0
@@ -79,6 +100,25 @@ class TokenHealth:
     first_transient_at: datetime | None = None
     missing_operation: str | None = None
     last_valid_at: datetime | None = None
+    refusal: str | None = None
+    drop_since: datetime | None = None
+    replaced_at: datetime | None = None
+
+    @property
+    def never_worked(self) -> bool:
+        """No valid answer since the token was registered or last replaced."""
+        if self.last_valid_at is None:
+            return True
+        return self.replaced_at is not None and self.last_valid_at < self.replaced_at
+
+    @property
+    def suspected(self) -> str | None:
+        """What is suspected but not yet confirmed (for run reports), or None."""
+        if self.drop_since is not None:
+            return "reach_drop"
+        if self.refusal is not None and self.state not in _CONFIRMED.get(self.refusal, ()):
+            return self.refusal
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +133,7 @@ class Transition:
     before: TokenHealth
     after: TokenHealth
     next_check_at: datetime
+    write_reach: bool = True  # False: a suspected reach drop, not yet confirmed; the stored reach stays
 
     @property
     def changed_state(self) -> bool:
@@ -105,51 +146,84 @@ def _transient_backoff(policy: StatePolicy, failures: int) -> timedelta:
     return min(policy.check_interval_failed * factor, policy.check_interval_unreachable_max)
 
 
+_CONFIRMED = {
+    Outcome.INVALID.value: (TokenState.REVOKED, TokenState.REJECTED),
+    Outcome.RIGHTS_MISSING.value: (TokenState.RIGHTS_MISSING,),
+    Outcome.NO_SUBSCRIPTION.value: (TokenState.NO_SUBSCRIPTION,),
+}
+
+
+def is_sharp_drop(before: int, after: int, policy: StatePolicy) -> bool:
+    """A reach of `before` companies that now shows `after` dropped sharply enough to need confirmation: to zero,
+    or by more than `drop_share` of at least `drop_min_companies`."""
+    if after >= before:
+        return False
+    if after == 0:
+        return True
+    return before >= policy.drop_min_companies and (before - after) > policy.drop_share * before
+
+
+def _confirm_wait(first: datetime, at: datetime, policy: StatePolicy) -> timedelta:
+    """Until the confirming answer may come: as soon as the spacing allows."""
+    remaining = first + policy.revoke_min_spacing - at
+    return remaining if remaining > timedelta(0) else policy.check_interval_failed
+
+
 def decide(health: TokenHealth, result: CheckResult, policy: StatePolicy, *, breaker_open: bool = False) -> Transition:
     """The token's health after one check, and when to check it next."""
     at = result.at
-    if result.outcome is Outcome.VALID:
-        after = TokenHealth(state=TokenState.ACTIVE, last_valid_at=at)
+    outcome = result.outcome
+    if breaker_open and outcome is not Outcome.VALID:
+        # A provider incident: nothing moves and every streak stands still.
+        return Transition(health, health, at + policy.check_interval_failed, write_reach=False)
+
+    if outcome is Outcome.VALID:
+        after = TokenHealth(state=TokenState.ACTIVE, last_valid_at=at, replaced_at=health.replaced_at)
         return Transition(health, after, at + policy.check_interval_healthy)
 
-    if result.outcome is Outcome.INVALID:
-        if breaker_open:
-            return Transition(health, health, at + policy.check_interval_failed)
-        count = health.consecutive_invalid + 1
-        first = health.first_invalid_at or at
+    if outcome is Outcome.REACH_DROP:
+        # The token works (it answered), but what it reaches is suspect until a later answer confirms it.
+        first = health.drop_since or at
+        confirmed = health.drop_since is not None and at - first >= policy.revoke_min_spacing
+        after = TokenHealth(state=TokenState.ACTIVE, last_valid_at=at, replaced_at=health.replaced_at,
+                            drop_since=None if confirmed else first)
+        wait = policy.check_interval_healthy if confirmed else _confirm_wait(first, at, policy)
+        return Transition(health, after, at + wait, write_reach=confirmed)
+
+    if outcome in REFUSAL_STATES:
+        same = health.refusal == outcome.value and health.first_invalid_at is not None
+        count = health.consecutive_invalid + 1 if same else 1
+        first = health.first_invalid_at if same and health.first_invalid_at else at
         confirmed = count >= policy.revoke_confirmations and at - first >= policy.revoke_min_spacing
-        already_revoked = health.state is TokenState.REVOKED
-        state = TokenState.REVOKED if confirmed or already_revoked else TokenState.INVALID
-        after = replace(
-            health, state=state, consecutive_invalid=count, first_invalid_at=first,
-            consecutive_transient=0, first_transient_at=None,
-        )
-        # Confirm as soon as the spacing allows; a revoked token is rechecked at the healthy pace, since it
-        # only comes back if the customer restores it.
-        remaining = first + policy.revoke_min_spacing - at
-        if state is TokenState.REVOKED:
-            wait = policy.check_interval_healthy
+        target = REFUSAL_STATES[outcome]
+        if target is TokenState.REVOKED and (health.never_worked or health.state is TokenState.REJECTED):
+            target = TokenState.REJECTED
+        if confirmed or health.state is target:
+            state = target
+        elif outcome is Outcome.INVALID and health.state not in (TokenState.REVOKED, TokenState.REJECTED):
+            state = TokenState.INVALID  # suspected: links kept, nobody mailed yet
         else:
-            wait = remaining if remaining > timedelta(0) else policy.check_interval_failed
+            state = health.state
+        missing = result.missing_operation if outcome is Outcome.RIGHTS_MISSING else (
+            health.missing_operation if state is TokenState.RIGHTS_MISSING else None)
+        after = replace(
+            health, state=state, consecutive_invalid=count, first_invalid_at=first, refusal=outcome.value,
+            missing_operation=missing, consecutive_transient=0, first_transient_at=None,
+        )
+        if state is target and state in (TokenState.REVOKED, TokenState.REJECTED):
+            wait = policy.check_interval_healthy  # only the customer can bring it back
+        elif state is target:
+            wait = policy.check_interval_failed
+        else:
+            wait = _confirm_wait(first, at, policy)
         return Transition(health, after, at + wait)
 
-    if result.outcome in (Outcome.RIGHTS_MISSING, Outcome.NO_SUBSCRIPTION):
-        state = TokenState.RIGHTS_MISSING if result.outcome is Outcome.RIGHTS_MISSING else TokenState.NO_SUBSCRIPTION
-        after = TokenHealth(
-            state=state,
-            missing_operation=result.missing_operation if state is TokenState.RIGHTS_MISSING else None,
-            last_valid_at=health.last_valid_at,
-        )
-        return Transition(health, after, at + policy.check_interval_failed)
-
     # Transient, data-not-allowed mid-probe, unknown: the token's state stays; only the clock runs.
-    if breaker_open:
-        return Transition(health, health, at + policy.check_interval_failed)
     count = health.consecutive_transient + 1
     first = health.first_transient_at or at
     state = health.state
-    if at - first >= policy.unreachable_after and state not in (TokenState.REVOKED, TokenState.DISABLED):
+    if at - first >= policy.unreachable_after and state not in (
+            TokenState.REVOKED, TokenState.REJECTED, TokenState.DISABLED):
         state = TokenState.UNREACHABLE
     after = replace(health, state=state, consecutive_transient=count, first_transient_at=first)
     return Transition(health, after, at + _transient_backoff(policy, count))
-

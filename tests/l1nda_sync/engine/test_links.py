@@ -108,10 +108,12 @@ def test_cancelled_links_are_left_alone() -> None:
 @pytest.mark.parametrize(
     ("outcomes", "tripped"),
     [
-        ([Outcome.TRANSIENT] * 3 + [Outcome.VALID] * 1, False),  # fewer than 5 checked
+        ([Outcome.TRANSIENT] * 3 + [Outcome.VALID] * 1, False),  # fewer than 5 checked, not all failing
+        ([Outcome.TRANSIENT] * 3, True),  # fewer than 5 checked, all failing: too few to blame customers
         ([Outcome.TRANSIENT] * 3 + [Outcome.VALID] * 3, False),  # exactly half is not more than half
         ([Outcome.TRANSIENT] * 2 + [Outcome.INVALID] * 2 + [Outcome.VALID] * 3, True),
-        ([Outcome.RIGHTS_MISSING] * 6, False),  # customers' own settings, not an incident
+        ([Outcome.RIGHTS_MISSING] * 6, True),  # every token refused the same operation: provider-wide
+        ([Outcome.RIGHTS_MISSING] * 2 + [Outcome.VALID] * 4, False),  # two customers' own settings
     ],
 )
 def test_breaker(outcomes: list[Outcome], tripped: bool) -> None:

@@ -23,3 +23,19 @@ UPDATE tokens SET refusal = 'invalid' WHERE consecutive_invalid > 0;
 
 -- The circuit breaker reads the latest check of each token inside a sliding window.
 CREATE INDEX checks_time ON checks (checked_at);
+
+-- Problem kind 'rejected' (a token that never worked). The kind check is widened, not rewritten: whatever kinds
+-- it already allows stay allowed.
+DO $$
+DECLARE
+    allowed text[];
+BEGIN
+    SELECT coalesce(array_agg(DISTINCT m[1]), ARRAY[]::text[]) INTO allowed
+    FROM pg_constraint c, regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g') AS m
+    WHERE c.conname = 'problems_kind_check' AND c.conrelid = 'problems'::regclass;
+    allowed := allowed || ARRAY['rejected'];
+    ALTER TABLE problems DROP CONSTRAINT IF EXISTS problems_kind_check;
+    EXECUTE format('ALTER TABLE problems ADD CONSTRAINT problems_kind_check CHECK (kind = ANY (%L::text[]))',
+                   (SELECT array_agg(DISTINCT k ORDER BY k) FROM unnest(allowed) AS k));
+END
+$$;
