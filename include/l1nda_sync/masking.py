@@ -38,3 +38,56 @@ class Secret(str):
 
     def __format__(self, spec: str) -> str:
         return format(mask(self.reveal()), spec)
+
+
+# -- finding a secret in text a server sent back ------------------------------------------------------------------
+# A server (or a proxy in front of it) may echo a token verbatim, in another case, HTML- or XML-escaped
+# (`&#x33;`, `&amp;#51;`), URL-encoded (`%33`), or reformatted (a 32-hex token as a GUID: dashes, braces).
+# `secret_pattern` matches all of those: each character of the secret in any of its encodings, in any case,
+# with at most one separator (`-`, white space) between two characters.
+_SEPARATOR = r"[-\s]?"
+_NAMED_ENTITIES = {"&": ("amp",), "<": ("lt",), ">": ("gt",), '"': ("quot",), "'": ("apos", "#39")}
+
+
+def _char_pattern(ch: str) -> str:
+    code = ord(ch)
+    forms = [re.escape(ch)]
+    if code < 0x80:
+        forms.append(f"%{code:02x}")  # URL-encoded (case-insensitive match also takes %2F)
+    if ch == " ":
+        forms.append(r"\+")
+    # HTML/XML character references, possibly escaped once more (`&amp;#x33;`), with optional leading zeros
+    forms.append(rf"&(?:amp;)?#(?:0*{code}|x0*{code:x});")
+    forms.extend(rf"&(?:amp;)?{name};" for name in _NAMED_ENTITIES.get(ch, ()))
+    return "(?:" + "|".join(forms) + ")"
+
+
+def secret_pattern(secret: str) -> re.Pattern[str]:
+    """A case-insensitive pattern for `secret` in any of the encodings a server may echo it in."""
+    body = _SEPARATOR.join(_char_pattern(ch) for ch in secret)
+    return re.compile(r"\{?" + body + r"\}?", re.IGNORECASE)
+
+
+class Scrubber:
+    """Replaces every form of one secret in text by its mask ('…cdef'). Build one per secret and reuse it."""
+
+    __slots__ = ("_masked", "_pattern")
+
+    def __init__(self, secret: str) -> None:
+        self._pattern = secret_pattern(secret) if secret else None
+        self._masked = mask(secret)
+
+    def __call__(self, text: str | None) -> str:
+        if not text:
+            return text or ""
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(self._masked, text)
+
+    def __repr__(self) -> str:
+        return f"Scrubber({self._masked})"
+
+
+def scrub(text: str | None, secret: str | None) -> str:
+    """`text` with every form of `secret` masked (see `secret_pattern`)."""
+    return Scrubber(secret or "")(text)

@@ -5,6 +5,10 @@ One parsed zeep client per service per `NmbrsClient`, built on first use and sha
 in a worker each WSDL is parsed once per process and fetched at most once per TTL (disk cache). Each call goes
 through the process-wide `CallGate` (rate and concurrency), is retried only when transient, and ends by the
 call deadline. The SOAP service is bound to the configured base URL, whatever the WSDL's soap:address says.
+
+Answers are read strictly as XML but tolerantly against the schema (`l1nda_sync.nmbrs.answers`): elements the
+WSDL does not know are ignored, null list entries skipped, an answer without its result element is malformed
+(transient). Every server text that ends in a log line or an exception is scrubbed of the call's token.
 """
 
 from __future__ import annotations
@@ -24,17 +28,20 @@ import zeep.exceptions
 from lxml import etree
 from zeep.helpers import serialize_object
 
-from l1nda_sync.masking import mask
+from l1nda_sync.masking import Scrubber
+from l1nda_sync.nmbrs.answers import AnswerReader
 from l1nda_sync.nmbrs.errors import (
     CredentialInvalid,
+    MalformedAnswer,
     NmbrsError,
     TransientError,
     UnknownNmbrsError,
     error_for_fault,
+    error_for_http,
 )
 from l1nda_sync.nmbrs.limits import CallGate, shared_gate
 from l1nda_sync.nmbrs.records import Company, Credentials, Debtor, DebtorTag, Environment, Probe
-from l1nda_sync.nmbrs.redaction import install_log_redaction
+from l1nda_sync.nmbrs.redaction import guarding, install_log_redaction
 from l1nda_sync.nmbrs.retry import Deadline, RetryPolicy, call_with_retry
 from l1nda_sync.nmbrs.transport import HttpStatusError, NmbrsTransport, pooled_session
 from l1nda_sync.nmbrs.wsdl_cache import WsdlCache
@@ -91,6 +98,7 @@ class NmbrsClient:
         self.wsdl_cache = WsdlCache(s.nmbrs_wsdl_cache_dir, s.nmbrs_wsdl_cache_ttl)
         self.transport = NmbrsTransport(self.session, self.wsdl_cache, connect_timeout=s.nmbrs_connect_timeout,
                                         read_timeout=s.nmbrs_read_timeout)
+        self.answers = AnswerReader()
         self._services: dict[str, Any] = {}
         self._build_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -128,7 +136,10 @@ class NmbrsClient:
         started = time.perf_counter()
         wsdl = f"{self.base_url}{name}.asmx?WSDL"
         try:
-            client = zeep.Client(wsdl, transport=self.transport, settings=zeep.Settings(strict=True))
+            # strict=True keeps lxml's recover mode off (a cut answer must fail, not read as a shorter list);
+            # the AnswerReader makes the schema side tolerant instead.
+            client = zeep.Client(wsdl, transport=self.transport, settings=zeep.Settings(strict=True),
+                                 plugins=[self.answers])
         except NmbrsError as exc:
             exc.service = exc.service or name
             raise
@@ -163,7 +174,7 @@ class NmbrsClient:
                 raise ValueError(f"{service}.{operation} needs the environment's domain; discover it first")
             header = {"AuthHeaderWithDomain": {"Username": credentials.username, "Token": token, "Domain": domain}}
 
-        def attempt(deadline: Deadline) -> Any:
+        def attempt(deadline: Deadline, scrub: Scrubber) -> Any:
             proxy = self.service(service)
             self.transport.set_deadline(deadline.remaining)
             try:
@@ -175,20 +186,21 @@ class NmbrsClient:
                     result = getattr(proxy, operation)(_soapheaders=header, **params)
                 return serialize_object(result, dict)
             except zeep.exceptions.Fault as fault:
-                raise error_for_fault(_scrub(fault.message, token), service=service, operation=operation,
+                raise error_for_fault(scrub(fault.message), service=service, operation=operation,
                                       params=params) from None
             except HttpStatusError as exc:
-                kind = TransientError if exc.status >= 500 else UnknownNmbrsError
-                raise kind(f"{service}.{operation}: {_scrub(str(exc), token)}", service=service,
-                           operation=operation) from None
+                raise error_for_http(exc.status, scrub(str(exc)), service=service, operation=operation,
+                                     retry_after=exc.retry_after) from None
             except NmbrsError as exc:
                 exc.service, exc.operation = exc.service or service, exc.operation or operation
+                if not exc.args[0].startswith(f"{service}.{operation}"):
+                    exc.args = (f"{service}.{operation}: {scrub(str(exc))}",)
                 raise
             except _TRANSIENT_EXCEPTIONS as exc:
-                raise TransientError(f"{service}.{operation}: {_describe(exc, token)}", service=service,
+                raise TransientError(f"{service}.{operation}: {_describe(exc, scrub)}", service=service,
                                      operation=operation) from None
             except zeep.exceptions.Error as exc:
-                raise UnknownNmbrsError(f"{service}.{operation}: {_describe(exc, token)}", service=service,
+                raise UnknownNmbrsError(f"{service}.{operation}: {_describe(exc, scrub)}", service=service,
                                         operation=operation) from None
             finally:
                 self.transport.set_deadline(None)
@@ -199,8 +211,9 @@ class NmbrsClient:
             log.info("%s.%s for %s: %s; retry %d in %.2f s", service, operation, credentials.username,
                      error, retry, wait)
 
-        return call_with_retry(attempt, self.retry, clock=self.clock, sleep=self._sleep, rng=self._rng,
-                               on_retry=on_retry)
+        with guarding(token) as scrub:  # also scrubs the log records of zeep, urllib3, requests while it runs
+            return call_with_retry(lambda deadline: attempt(deadline, scrub), self.retry, clock=self.clock,
+                                   sleep=self._sleep, rng=self._rng, on_retry=on_retry)
 
     def conversation(self, credentials: Credentials, domain: str | None = None, *,
                      remembered: bool | None = None) -> Conversation:
@@ -259,8 +272,8 @@ class Conversation:
         data = data or {}
         sub_domain = data.get("SubDomain")
         if not sub_domain:
-            raise UnknownNmbrsError("DebtorService.Environment_Get answered without a SubDomain",
-                                    service=DEBTOR_SERVICE, operation="Environment_Get")
+            raise MalformedAnswer("DebtorService.Environment_Get answered without a SubDomain",
+                                  service=DEBTOR_SERVICE, operation="Environment_Get")
         self.environment = Environment(str(data.get("Domain") or ""), str(sub_domain))
         if self.domain and self.domain.lower() != self.environment.sub_domain.lower():
             log.info("%s: the environment's domain is now %r (was %r)", self.credentials.username,
@@ -307,7 +320,9 @@ class Conversation:
 
 # -- zeep answers -> records --------------------------------------------------------------------------------------
 def _items(result: Any, item: str) -> list[dict[str, Any]]:
-    """The rows of an ArrayOf<X> answer; an empty `<OpResult/>` (None) is no rows."""
+    """The rows of an ArrayOf<X> answer; an empty `<OpResult/>` (None) is no rows; null entries are skipped.
+
+    (A missing `<OpResult>` never gets here: the AnswerReader raises MalformedAnswer for it.)"""
     if result is None:
         return []
     if isinstance(result, dict) and set(result) == {item}:
@@ -317,8 +332,8 @@ def _items(result: Any, item: str) -> list[dict[str, Any]]:
     if isinstance(result, dict):
         return [result]
     if not isinstance(result, list):
-        raise UnknownNmbrsError(f"expected a list of {item}, got {type(result).__name__}")
-    return result
+        raise MalformedAnswer(f"expected a list of {item}, got {type(result).__name__}")
+    return [row for row in result if row is not None]
 
 
 def _debtor(row: dict[str, Any]) -> Debtor:
@@ -337,7 +352,7 @@ def _company(row: dict[str, Any], debtor_id: int | None) -> Company:
 def _int(row: dict[str, Any], key: str) -> int:
     value = row.get(key)
     if value is None:
-        raise UnknownNmbrsError(f"Nmbrs answered a row without {key}: {sorted(row)}")
+        raise MalformedAnswer(f"Nmbrs answered a row without {key}: {sorted(row)}")
     return int(value)
 
 
@@ -345,14 +360,10 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _scrub(text: str | None, token: str) -> str:
-    text = text or ""
-    return text.replace(token, mask(token)) if token else text
-
-
-def _describe(exc: BaseException, token: str) -> str:
-    detail = str(exc).split("\n", 1)[0][:300]
-    return _scrub(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__, token)
+def _describe(exc: BaseException, scrub: Scrubber) -> str:
+    """The exception's first line, scrubbed before it is cut (a cut never leaves part of a token)."""
+    detail = scrub(str(exc)[:65536]).split("\n", 1)[0][:300]
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 # -- the process's shared client -----------------------------------------------------------------------------------

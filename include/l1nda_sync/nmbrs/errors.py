@@ -1,9 +1,16 @@
 """The one exception hierarchy the engine and the CLI switch on (`outcome`), and how Nmbrs faults map to it.
 
 Nmbrs wraps every error as `Server was unable to process request. ---> NNNN: Text`; the code is read from
-that form (`--->\\s*(\\d{4}):`), never from the wording. Messages carry the server's text, the service, the
-operation and the id concerned, never a token: the client scrubs the token from any server text before it
-builds an error.
+that form (`--->\\s*(\\d{4}):`) or, when a server or proxy leaves the .NET wrapper out, from a leading
+`NNNN:` ("1001: Invalid Authentication"); never from the wording. Messages carry the server's text, the
+service, the operation and the id concerned, never a token: the client scrubs the token (in every form a
+server may echo it in, see `l1nda_sync.masking.secret_pattern`) from any server text before it builds an error.
+
+HTTP answers that are not SOAP faults (`error_for_http`): 5xx, 408, 425 and 429 are transient and retried
+(429/503 honour `Retry-After` within the call deadline); 403 without a SOAP fault is a proxy's or WAF's page,
+transient but not retried within the call (hammering a block makes it worse; the engine checks again soon and
+its circuit breaker judges a provider-wide block); any other status (400, 404, 405, 415, ...) says the request
+or the base URL is wrong: unknown.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import re
 
 FAULT_CODE = re.compile(r"--->\s*(\d{4}):")
+LEADING_CODE = re.compile(r"^\s*(\d{4})\s*:")  # the code without the .NET wrapper: "1001: Invalid ..."
 
 # The number after `--->` of each class.
 INVALID_CREDENTIALS = 1001
@@ -24,16 +32,20 @@ ID_KIND_BY_CODE = {DATA_NOT_ALLOWED: None, 2003: "employee", 2004: "company", 20
 TRANSIENT_CODES = frozenset({LOGIN_SECURITY_FAILURE, UNKNOWN_SERVER_ERROR})
 
 
+def _code_match(text: str) -> re.Match[str] | None:
+    return FAULT_CODE.search(text) or LEADING_CODE.match(text)
+
+
 def fault_code(text: str | None) -> int | None:
-    """The Nmbrs error number in a fault string, or None when it is not in the `---> NNNN:` form."""
-    match = FAULT_CODE.search(text or "")
+    """The Nmbrs error number in a fault string (`---> NNNN:` or a leading `NNNN:`), or None."""
+    match = _code_match(text or "")
     return int(match.group(1)) if match else None
 
 
 def fault_text(text: str | None) -> str:
-    """The part after `---> NNNN:` ('Invalid Authentication'), or the whole string when that form is absent."""
+    """The part after the code ('Invalid Authentication'), or the whole string when there is no code."""
     text = (text or "").strip()
-    match = FAULT_CODE.search(text)
+    match = _code_match(text)
     return text[match.end():].strip() if match else text
 
 
@@ -51,6 +63,7 @@ class NmbrsError(Exception):
         self.operation = operation
         self.text = text
         self.calls: int | None = None  # set by probe(): requests the failed probe sent
+        self.retry_after: float | None = None  # seconds the server asked us to wait (HTTP Retry-After)
 
     @property
     def where(self) -> str:
@@ -107,6 +120,11 @@ class TransientError(NmbrsError):
     retryable = True
 
 
+class MalformedAnswer(TransientError):
+    """A well-formed HTTP 200 answer that is not what the operation returns (e.g. no `<OpResult>` element at
+    all): never read as an empty list; transient, so the previous reach is kept and the call is tried again."""
+
+
 class UnknownNmbrsError(NmbrsError):
     """Anything else; keeps the code (if any) and the server's text."""
 
@@ -137,6 +155,26 @@ def error_for_fault(faultstring: str | None, *, service: str | None, operation: 
         return TransientError(f"{where}: {code} {text}", **common)
     shown = f"{code} {text}" if code is not None else text
     return UnknownNmbrsError(f"{where}: unexpected fault: {shown}"[:1000], **common)
+
+
+TRANSIENT_HTTP = frozenset({408, 425, 429})
+WAF_FORBIDDEN = 403
+
+
+def error_for_http(status: int, detail: str, *, service: str | None, operation: str | None,
+                   retry_after: float | None = None) -> NmbrsError:
+    """The error for an HTTP error status whose body is not a SOAP fault (`detail`: already scrubbed)."""
+    where = ".".join(p for p in (service, operation) if p) or "Nmbrs"
+    common = {"service": service, "operation": operation, "text": detail}
+    if status >= 500 or status in TRANSIENT_HTTP:
+        error: NmbrsError = TransientError(f"{where}: {detail}", **common)
+    elif status == WAF_FORBIDDEN:
+        error = TransientError(f"{where}: {detail} (a proxy or firewall refused the call)", **common)
+        error.retryable = False  # not within this call: the next check tries again
+    else:
+        error = UnknownNmbrsError(f"{where}: unexpected answer: {detail}"[:1000], **common)
+    error.retry_after = retry_after
+    return error
 
 
 def _first_id(params: dict | None) -> int | None:

@@ -2,7 +2,9 @@
 
 Full jitter: the n-th wait is uniform in [0, min(max_delay, base_delay * 2**(n-1))], so threads that failed
 together do not come back together. A wait that would end past the deadline is not taken: the last error is
-raised at once. 1001-1004 and 2003-2009 are never retried (their errors are not `retryable`).
+raised at once. 1001-1004 and 2003-2009 are never retried (their errors are not `retryable`). An error that
+carries the server's `Retry-After` (HTTP 429 or 503) waits at least that long; when that wait would end past
+the deadline, the error is raised at once instead of sleeping into a call that cannot finish in time.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def call_with_retry(
             if retry >= policy.attempts:
                 raise
             wait = policy.backoff(retry, rng)
+            if error.retry_after is not None:
+                wait = max(wait, error.retry_after)
             if wait >= deadline.remaining():
                 raise
             if on_retry is not None:

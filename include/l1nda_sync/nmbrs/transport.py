@@ -1,21 +1,28 @@
 """The zeep transport: pooled requests session, connect/read time-outs capped by the call's deadline, WSDLs from
-the disk cache, HTTP errors without a SOAP fault told apart from faults, and envelopes logged only redacted."""
+the disk cache, HTTP errors without a SOAP fault told apart from faults (with their `Retry-After`), and
+envelopes logged only redacted. Our connections never print `http.client` debug output (which would show the
+request with its token on stdout when someone sets `http.client.HTTPConnection.debuglevel`); the transport
+logs the same exchange itself, scrubbed, at DEBUG."""
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import os
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 import requests
+import urllib3.connection
 from lxml import etree
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from zeep.transports import Transport
 
 from l1nda_sync.nmbrs.errors import TransientError, UnknownNmbrsError
-from l1nda_sync.nmbrs.redaction import redact
+from l1nda_sync.nmbrs.redaction import scrub_active
 from l1nda_sync.nmbrs.wsdl_cache import WsdlCache
 
 log = logging.getLogger(__name__)
@@ -24,14 +31,82 @@ USER_AGENT = "l1nda-nmbrs-sync (zeep)"
 _SOAP_ENVELOPES = ("http://schemas.xmlsoap.org/soap/envelope/", "http://www.w3.org/2003/05/soap-envelope")
 
 
-class HttpStatusError(Exception):
-    """An HTTP error status whose body is not a SOAP fault (an HTML error page, an empty 502, ...)."""
+SCRUB_WINDOW = 65536  # bytes of a body scrubbed before any part of it is shown (cut only after scrubbing)
+LOGGED_BODY = 4000
 
-    def __init__(self, status: int, body: bytes) -> None:
+
+def body_text(body: bytes, limit: int) -> str:
+    """At most `limit` characters of `body`, scrubbed of the tokens in flight *before* it is cut (so a cut
+    never leaves the first characters of a token behind)."""
+    return scrub_active(body[:SCRUB_WINDOW].decode("utf-8", "replace"))[:limit]
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """HTTP `Retry-After` as seconds from now: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
+
+
+class HttpStatusError(Exception):
+    """An HTTP error status whose body is not a SOAP fault (an HTML error page, an empty 502, a 429, ...).
+
+    Keeps no body: only a short, scrubbed snippet, the status, the content type and `Retry-After`."""
+
+    def __init__(self, status: int, body: bytes, *, content_type: str = "", retry_after: float | None = None
+                 ) -> None:
         self.status = status
-        snippet = body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
-        super().__init__(f"HTTP {status} without a SOAP fault: {snippet!r}" if snippet else
-                         f"HTTP {status} without a SOAP fault (empty body)")
+        self.content_type = content_type
+        self.retry_after = retry_after
+        snippet = body_text(body, 200).strip().replace("\n", " ")
+        kind = f", {content_type.split(';', 1)[0].strip()}" if content_type else ""
+        wait = f", Retry-After {retry_after:g} s" if retry_after is not None else ""
+        super().__init__(f"HTTP {status} without a SOAP fault{kind}{wait}: {snippet!r}" if snippet else
+                         f"HTTP {status} without a SOAP fault{kind}{wait} (empty body)")
+
+
+class QuietHTTPConnection(urllib3.connection.HTTPConnection):
+    debuglevel = 0  # shadows http.client.HTTPConnection.debuglevel: never print requests (tokens) to stdout
+
+
+class QuietHTTPSConnection(urllib3.connection.HTTPSConnection):
+    debuglevel = 0
+
+
+class _QuietHTTPPool(HTTPConnectionPool):
+    ConnectionCls = QuietHTTPConnection
+
+
+class _QuietHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = QuietHTTPSConnection
+
+
+_QUIET_POOLS = {"http": _QuietHTTPPool, "https": _QuietHTTPSPool}
+
+
+class QuietAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections (direct or through an HTTP proxy) have `debuglevel` 0."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_QUIET_POOLS)
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if hasattr(manager, "pool_classes_by_scheme") and not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = dict(_QUIET_POOLS)
+        return manager
 
 
 def pooled_session(pool_size: int, base_url: str | None = None) -> requests.Session:
@@ -45,7 +120,7 @@ def pooled_session(pool_size: int, base_url: str | None = None) -> requests.Sess
         session.proxies.update(requests.utils.get_environ_proxies(base_url))
         session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         session.trust_env = False
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10), max_retries=0)
+    adapter = QuietAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10), max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -92,13 +167,15 @@ class NmbrsTransport(Transport):
     def post(self, address, message, headers):
         if log.isEnabledFor(logging.DEBUG):
             text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
-            log.debug("POST %s\n%s", address, redact(text))
+            log.debug("POST %s\n%s", address, scrub_active(text))
         response = self.session.post(address, data=message, headers=headers, timeout=self._timeout())
         if log.isEnabledFor(logging.DEBUG):
             log.debug("HTTP %d from %s\n%s", response.status_code, address,
-                      redact(response.content[:4000].decode("utf-8", "replace")))
+                      body_text(response.content, LOGGED_BODY))
         if response.status_code >= 400 and not has_soap_fault(response.content):
-            raise HttpStatusError(response.status_code, response.content)
+            raise HttpStatusError(response.status_code, response.content,
+                                  content_type=response.headers.get("Content-Type", ""),
+                                  retry_after=retry_after_seconds(response.headers.get("Retry-After")))
         return response
 
     def get(self, address, params, headers):

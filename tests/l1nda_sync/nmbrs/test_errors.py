@@ -1,4 +1,5 @@
-"""Fault strings -> the error hierarchy: the code is read from `---> NNNN:`, never from the wording."""
+"""Fault strings -> the error hierarchy: the code is read from `---> NNNN:` or a leading `NNNN:`, never from the
+wording; HTTP answers without a SOAP fault -> transient or unknown by status."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import pytest
 from l1nda_sync.nmbrs.errors import (
     CredentialInvalid,
     DataNotAllowed,
+    MalformedAnswer,
     NmbrsError,
     NoSubscription,
     OperationNotAllowed,
     TransientError,
     UnknownNmbrsError,
     error_for_fault,
+    error_for_http,
     fault_code,
     fault_text,
 )
@@ -30,13 +33,16 @@ WRAP = "Server was unable to process request. ---> {code}: {text}"
         ("--->   2004: whatever the wording", 2004),
         ("Kan verzoek niet verwerken. ---> 1002: Geen toegang", 1002),  # wording in another language
         ("Server was unable to process request. ---> Object reference not set", None),
-        ("1001: Invalid Authentication", None),  # no arrow: not the Nmbrs form
+        ("1001: Invalid Authentication", 1001),  # the code without the .NET wrapper
+        ("  1002 : Unauthorized Access", 1002),
+        ("Error 1001: Invalid Authentication", None),  # a number inside the text is no code
+        ("10011: five digits", None),
         ("---> 100: short", None),
         ("", None),
         (None, None),
     ],
 )
-def test_fault_code_is_read_from_the_arrow_form(text, code) -> None:
+def test_fault_code_is_read_from_the_arrow_or_a_leading_code(text, code) -> None:
     assert fault_code(text) == code
 
 
@@ -44,6 +50,41 @@ def test_fault_text_is_what_follows_the_code() -> None:
     assert fault_text(WRAP.format(code=1004, text="Disabled, no valid subscription")) == \
         "Disabled, no valid subscription"
     assert fault_text("  plain text  ") == "plain text"
+    assert fault_text("1001: Invalid Authentication") == "Invalid Authentication"
+
+
+@pytest.mark.parametrize(("code", "cls"), [(1001, CredentialInvalid), (1002, OperationNotAllowed),
+                                           (1004, NoSubscription), (9999, TransientError)])
+def test_a_leading_code_without_the_wrapper_maps_like_the_wrapped_one(code, cls) -> None:
+    error = error_for_fault(f"{code}: Some Text", service="DebtorService", operation="List_GetAll")
+    assert type(error) is cls
+    assert error.code == code
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "retryable"),
+    [
+        (500, TransientError, True), (502, TransientError, True), (503, TransientError, True),
+        (504, TransientError, True), (408, TransientError, True), (429, TransientError, True),
+        (403, TransientError, False),  # a proxy's or WAF's page: transient, not hammered within the call
+        (400, UnknownNmbrsError, False), (404, UnknownNmbrsError, False), (415, UnknownNmbrsError, False),
+    ],
+)
+def test_http_statuses_without_a_soap_fault(status, cls, retryable) -> None:
+    error = error_for_http(status, f"HTTP {status} without a SOAP fault", service="CompanyService",
+                           operation="List_GetAll", retry_after=2.0)
+    assert type(error) is cls
+    assert error.retryable is retryable
+    assert (error.service, error.operation, error.retry_after) == ("CompanyService", "List_GetAll", 2.0)
+    assert str(error).startswith("CompanyService.List_GetAll: ")
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    assert (copy.retryable, copy.retry_after) == (retryable, 2.0)
+
+
+def test_a_malformed_answer_is_transient() -> None:
+    error = MalformedAnswer("no result", service="DebtorService", operation="List_GetAll")
+    assert isinstance(error, TransientError)
+    assert (error.outcome, error.retryable) == ("transient", True)
 
 
 @pytest.mark.parametrize(

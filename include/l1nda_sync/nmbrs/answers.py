@@ -1,0 +1,130 @@
+"""Reading answers that are safe to read, even when Nmbrs adds to them: a zeep ingress plugin.
+
+zeep parses a response strictly against the (cached, up to a day old) WSDL: an element the WSDL does not know
+(Nmbrs has added fields before, e.g. `KvkNr` to `Company`) fails the whole call. `Settings(strict=False)` is no
+way out: it also switches lxml's *recover* mode on, which reads a truncated answer as a shorter list (a lost
+company that is not lost). So the XML stays strictly parsed (malformed or cut answers fail, transient), and
+this plugin tidies the parsed answer against the schema before zeep reads it:
+
+- an element the schema does not know is dropped (logged once per type and name at INFO);
+- known elements out of sequence order are put back in order;
+- a null list entry (`<Company xsi:nil="true"/>`) is dropped;
+- an `<OpResponse>` without its `<OpResult>` element is a `MalformedAnswer` (transient), never an empty list
+  (an empty `<OpResult/>` stays a genuine empty list).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from lxml import etree
+from zeep import Plugin
+
+from l1nda_sync.nmbrs.errors import MalformedAnswer
+
+log = logging.getLogger(__name__)
+
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+_BODIES = ("{http://schemas.xmlsoap.org/soap/envelope/}Body", "{http://www.w3.org/2003/05/soap-envelope}Body")
+_OPEN = object()  # a type that takes any element (xsd:any) or is not complex: left as it is
+
+
+class AnswerReader(Plugin):
+    """Shared by every thread of one NmbrsClient; keeps only per-type lookups and counters."""
+
+    def __init__(self) -> None:
+        self._children: dict[int, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+        self._reported: set[tuple[str, str]] = set()
+        self.ignored_elements = 0
+        self.skipped_nulls = 0
+        self.reordered = 0
+
+    def ingress(self, envelope, http_headers, operation):
+        payload = _payload(envelope)
+        expected = getattr(getattr(operation, "output", None), "body", None)
+        if payload is None or expected is None or payload.tag != getattr(expected.qname, "text", None):
+            return envelope, http_headers  # a fault, or not this operation's answer: zeep's own checks apply
+        declared = self._known(expected.type)
+        if declared is not _OPEN:
+            result = next((qname for qname, (index, _) in declared.items() if index == 0), None)
+            if result is not None and payload.find(result) is None:
+                raise MalformedAnswer(f"the answer has no <{etree.QName(result).localname}> element "
+                                      f"(an empty list would be an empty one)",
+                                      operation=getattr(operation, "name", None))
+        self._tidy(payload, expected.type)
+        return envelope, http_headers
+
+    # -- the schema, per type -----------------------------------------------------------------------------
+    def _known(self, xsd_type: Any) -> Any:
+        """{child qname: (position, xsd element)} of a complex type, or _OPEN."""
+        entry = self._children.get(id(xsd_type))
+        if entry is not None:
+            return entry[1]
+        try:
+            elements = list(xsd_type.elements)
+        except AttributeError:
+            elements = None
+        known: Any = _OPEN
+        if elements is not None and all(getattr(el, "qname", None) is not None for _, el in elements):
+            known = {el.qname.text: (i, el) for i, (_, el) in enumerate(elements)}
+        with self._lock:
+            self._children[id(xsd_type)] = (xsd_type, known)  # holds the type, so its id is never reused
+        return known
+
+    def _tidy(self, node: etree._Element, xsd_type: Any) -> None:
+        known = self._known(xsd_type)
+        if known is _OPEN:
+            return
+        kept: list[tuple[int, etree._Element]] = []
+        for child in list(node):
+            if not isinstance(child.tag, str):
+                continue
+            entry = known.get(child.tag)
+            if entry is None:
+                node.remove(child)
+                self._count("ignored_elements")
+                self._report(xsd_type, child.tag)
+                continue
+            index, element = entry
+            if child.get(XSI_NIL) in ("true", "1") and _repeats(element):
+                node.remove(child)
+                self._count("skipped_nulls")
+                continue
+            kept.append((index, child))
+            self._tidy(child, element.type)
+        positions = [index for index, _ in kept]
+        if positions != sorted(positions):
+            for _, child in kept:
+                node.remove(child)
+            for _, child in sorted(kept, key=lambda pair: pair[0]):
+                node.append(child)
+            self._count("reordered")
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def _report(self, xsd_type: Any, tag: str) -> None:
+        key = (str(getattr(xsd_type, "name", None) or xsd_type), tag)
+        with self._lock:
+            if key in self._reported:
+                return
+            self._reported.add(key)
+        log.info("Nmbrs answered <%s> in %s, which the WSDL in use does not declare; ignored",
+                 etree.QName(tag).localname, key[0])
+
+
+def _payload(envelope: etree._Element) -> etree._Element | None:
+    for name in _BODIES:
+        body = envelope.find(name)
+        if body is not None:
+            return next((child for child in body if isinstance(child.tag, str)), None)
+    return None
+
+
+def _repeats(element: Any) -> bool:
+    max_occurs = getattr(element, "max_occurs", 1)
+    return max_occurs == "unbounded" or (isinstance(max_occurs, int) and max_occurs > 1)
