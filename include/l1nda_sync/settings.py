@@ -182,6 +182,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reminder_interval", 86400.0, "seconds between reminders of an open problem; 0 turns them off",
             parse=_non_negative_float),
     Setting("smtp_conn_id", "smtp_default", "Airflow connection used to send mail"),
+    Setting("webhook_failing_after", 3600.0, "seconds webhook delivery may keep failing before operations get "
+            "a webhook_failing problem", parse=_positive_float),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -271,6 +273,7 @@ class Settings:
     reminder_interval: float = 86400.0
     check_retention: float = 30 * 86400.0
     smtp_conn_id: str = "smtp_default"
+    webhook_failing_after: float = 3600.0
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, *, use_airflow: bool = True) -> Settings:

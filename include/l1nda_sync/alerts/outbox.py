@@ -1,17 +1,24 @@
 """Delivering the outbox through the Airflow SMTP connection, one message per row.
 
 Guarantee: AT MOST ONCE per row, and nothing silently lost.
-- Order: claim the row (state 'sending', attempts + 1) and COMMIT, then hand the message to SMTP, then mark it
-  'sent' and commit. Only one drain runs at a time (a PostgreSQL session advisory lock, released when the
-  drainer's connection ends, also by a crash).
-- A row still 'sending' when a drain starts was claimed by a drain that died between handing it over and
-  marking it: it may have been delivered. It is marked 'uncertain', logged and counted, and NOT resent.
+- Order: claim the row (state 'sending', attempts + 1, a claim that expires after CLAIM_LEASE) and COMMIT;
+  open the SMTP session, MAIL FROM, RCPT TO, then the DATA command. Only when the server answers DATA with 354
+  is the hand-over marked (`handover_at`, committed) and the message body sent; then the row is marked 'sent'.
+  Only one drain runs at a time (a PostgreSQL session advisory lock, released when the drainer's connection
+  ends, also by a crash).
+- A row still 'sending' when a drain starts was claimed by a drain that died. If its hand-over had begun it
+  may have been delivered: it becomes 'uncertain', logged, counted, and NOT resent. If not (the sender died
+  while connecting, before the greeting, during MAIL/RCPT/DATA), nothing was handed over: it returns to
+  'pending' once its claim expires, and is sent then.
 - Failures where the server provably did not take the message (no connection, a 4xx/5xx answer to MAIL, RCPT
-  or DATA, or a connection lost before DATA) put the row back to 'pending' with exponential backoff
-  (1 min doubling, at most 1 hour). A message the server refused outright becomes 'failed' after
+  or DATA, or a connection lost before the 354 answer to DATA) put the row back to 'pending' with exponential
+  backoff (1 min doubling, at most 1 hour). A message the server refused outright becomes 'failed' after
   MAX_ATTEMPTS; an unreachable server never fails a row (the message is fine; it waits until SMTP is back).
-- A connection lost while the server was taking the message body cannot be told apart from a delivery:
-  'uncertain', not resent.
+- A connection lost after the 354, while the server was taking the message body or before it confirmed it,
+  cannot be told apart from a delivery: 'uncertain', not resent.
+- 'uncertain' and 'failed' rows are never left to rot: while any exists, operations have an open
+  `outbox_stuck` problem (one mail, then the daily reminder; `track_delivery`, called by the sweep), and
+  `l1nda-sync outbox list|resend|drop` shows and settles them.
 Each row carries its own Message-ID (made when the row was written), so a receiving system can also spot a
 duplicate should an operator resend an 'uncertain' row by hand.
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import smtplib
 from collections import Counter
 from collections.abc import Callable
@@ -46,6 +54,7 @@ MAX_ATTEMPTS = 8
 FIRST_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(hours=1)
 BATCH_LIMIT = 500  # rows per drain; the rest wait for the next one
+CLAIM_LEASE = timedelta(minutes=15)  # a claimed row not handed over goes back to pending after this
 _DRAIN_LOCK = "l1nda-outbox-drain"
 
 
@@ -59,6 +68,18 @@ class NotSent(Exception):
 
 class MaybeSent(Exception):
     """The connection broke while the server was taking the message: it may have been delivered."""
+
+
+class ClaimLost(Exception):
+    """The row is no longer this drain's to send (marking the hand-over found it changed): nothing was sent."""
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The message as the DATA phase carries it (what smtplib.SMTP.data sends after the 354)."""
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
 
 
 Send = Callable[[EmailMessage], "str | None"]  # returns an optional note kept as last_error of a sent row
@@ -151,8 +172,14 @@ class SmtpSender:
         except (smtplib.SMTPException, OSError):
             self._drop()
 
-    def __call__(self, message: EmailMessage) -> str | None:
-        """Hand one message over; returns a note on recipients the server refused (the rest got it)."""
+    marks_handover = True  # calls `handover` right before the message body goes out (see drain)
+
+    def __call__(self, message: EmailMessage, *, handover: Callable[[], None] | None = None) -> str | None:
+        """Hand one message over; returns a note on recipients the server refused (the rest got it).
+
+        `handover` is called after the server accepted DATA (354) and before the first byte of the message is
+        sent; if it raises, the session is dropped without sending the message, and the error propagates.
+        """
         client = self._client()
         sender = parseaddr(str(message["From"]))[1]
         recipients = [addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])]) if addr]
@@ -170,16 +197,24 @@ class SmtpSender:
             if len(refused) == len(recipients):
                 self._reset(client)
                 raise NotSent(f"every recipient refused: {refused}")
+            code, reply = client.docmd("DATA")  # the command alone: until its 354, nothing is handed over
         except NotSent:
             raise
         except (smtplib.SMTPException, OSError) as exc:  # before the hand-over: nothing was delivered
             self._drop()
             raise NotSent(f"SMTP failed before the message was handed over: {_short(exc)}", server_down=True) from None
-        try:
-            code, reply = client.data(message.as_bytes(policy=WIRE_POLICY))
-        except smtplib.SMTPDataError as exc:  # the server answered DATA with an error: it took nothing
+        if code != 354:  # the server answered DATA with an error: it took nothing
             self._reset(client)
-            raise NotSent(f"DATA refused: {exc.smtp_code} {exc.smtp_error!r}") from None
+            raise NotSent(f"DATA refused: {code} {reply.decode(errors='replace')}")
+        if handover is not None:
+            try:
+                handover()
+            except BaseException:
+                self._drop()  # the body never went out; the server drops the unfinished transaction
+                raise
+        try:
+            client.send(_dot_stuffed(message.as_bytes(policy=WIRE_POLICY)))
+            code, reply = client.getreply()
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise MaybeSent(f"connection lost while the server was taking the message: {_short(exc)}") from None
@@ -194,7 +229,7 @@ class SmtpSender:
 # -- the drain ----------------------------------------------------------------------------------------------
 
 _CLAIM = """
-UPDATE outbox o SET state = 'sending', attempts = o.attempts + 1
+UPDATE outbox o SET state = 'sending', attempts = o.attempts + 1, claimed_until = %s, handover_at = NULL
 WHERE o.id = (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= %s
               ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING o.id, o.problem_id, o.event, o.audience, o.recipients, o.subject, o.body_text, o.body_html,
@@ -206,7 +241,7 @@ RETURNING o.id, o.problem_id, o.event, o.audience, o.recipients, o.subject, o.bo
 
 def _claim(conn: Any, now: datetime) -> OutboxRow | None:
     with conn, conn.cursor() as cur:
-        cur.execute(_CLAIM, (now,))
+        cur.execute(_CLAIM, (now + CLAIM_LEASE, now))
         row = cur.fetchone()
     return OutboxRow(*row) if row else None
 
@@ -216,24 +251,47 @@ def _finish(conn: Any, row_id: int, state: str, *, now: datetime, error: str | N
     with conn, conn.cursor() as cur:
         cur.execute(
             """UPDATE outbox SET state = %s, last_error = %s, sent_at = CASE WHEN %s = 'sent' THEN %s END,
-                   next_attempt_at = COALESCE(%s, next_attempt_at)
+                   next_attempt_at = COALESCE(%s, next_attempt_at), claimed_until = NULL
                WHERE id = %s AND state = 'sending'""",
             (state, error, state, now, next_attempt_at, row_id),
         )
 
 
-def mark_interrupted(conn: Any) -> list[int]:
-    """Rows a dead drain left in 'sending' become 'uncertain' (call only while holding the drain lock)."""
+def _mark_handover(conn: Any, row_id: int, now: datetime) -> None:
+    """Record (and commit) that the hand-over of this row begins; raises ClaimLost if it is not ours to send."""
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE outbox SET handover_at = %s WHERE id = %s AND state = 'sending' AND handover_at IS NULL",
+                    (now, row_id))
+        if cur.rowcount != 1:
+            raise ClaimLost(f"outbox {row_id} is no longer claimed by this drain")
+
+
+def mark_interrupted(conn: Any, now: datetime | None = None) -> list[int]:
+    """Rows a dead drain left in 'sending' (call only while holding the drain lock): those whose hand-over began
+    (or claimed before hand-overs were recorded) become 'uncertain'; the others go back to 'pending' once their
+    claim expired (at `now`). Returns the ids made uncertain."""
     with conn, conn.cursor() as cur:
         cur.execute(
-            """UPDATE outbox SET state = 'uncertain',
+            """UPDATE outbox SET state = 'uncertain', claimed_until = NULL,
                    last_error = 'the sender stopped after handing this mail to SMTP and before marking it sent: '
                                 || 'it may have been delivered, so it is not sent again'
-               WHERE state = 'sending' RETURNING id, subject"""
+               WHERE state = 'sending' AND (handover_at IS NOT NULL OR claimed_until IS NULL)
+               RETURNING id, subject"""
         )
         rows = cur.fetchall()
+        returned = []
+        if now is not None:
+            cur.execute(
+                """UPDATE outbox SET state = 'pending', claimed_until = NULL, next_attempt_at = %s,
+                       last_error = 'the sender stopped before handing this mail over; it is sent again'
+                   WHERE state = 'sending' AND handover_at IS NULL AND claimed_until <= %s RETURNING id""",
+                (now, now),
+            )
+            returned = [r[0] for r in cur.fetchall()]
     for row_id, subject in rows:
         log.warning("outbox %s (%s): delivery uncertain after an interrupted drain; not resent", row_id, subject)
+    for row_id in returned:
+        log.info("outbox %s: its sender stopped before the hand-over; pending again", row_id)
     return [r[0] for r in rows]
 
 
@@ -260,7 +318,7 @@ def drain(
         return dict(counts)
     sender: Any = send if send is not None else SmtpSender(settings.smtp_conn_id)
     try:
-        counts["uncertain"] += len(mark_interrupted(conn))
+        counts["uncertain"] += len(mark_interrupted(conn, now))
         for _ in range(limit):
             row = _claim(conn, now)
             if row is None:
@@ -272,7 +330,14 @@ def drain(
                 counts["failed"] += 1
                 continue
             try:
-                note = sender(message)
+                if getattr(sender, "marks_handover", False):
+                    note = sender(message, handover=lambda row_id=row.id: _mark_handover(conn, row_id, now))
+                else:  # a sender that does not say when the hand-over begins: it begins now
+                    _mark_handover(conn, row.id, now)
+                    note = sender(message)
+            except ClaimLost as exc:
+                log.warning("outbox %s: not sent: %s", row.id, exc)
+                break
             except NotSent as exc:
                 gives_up = not exc.server_down and row.attempts >= MAX_ATTEMPTS
                 _finish(conn, row.id, "failed" if gives_up else "pending", now=now, error=str(exc),
@@ -300,3 +365,42 @@ def drain(
             close()
         _unlock(conn)
     return dict(counts)
+
+
+# -- rows that need a person --------------------------------------------------------------------------------
+
+STUCK_STATES = ("uncertain", "failed")
+
+
+def stuck_cause(cur: Any) -> Any:
+    """outbox_stuck is there while any mail is 'uncertain' or 'failed' (until resent or dropped)."""
+    from l1nda_sync.alerts.problems import Cause
+    from l1nda_sync.alerts.store import CAP
+
+    cur.execute(
+        """SELECT id, state, subject, recipients, attempts, last_error, count(*) OVER (),
+                  count(*) FILTER (WHERE state = 'uncertain') OVER (), count(*) FILTER (WHERE state = 'failed') OVER ()
+           FROM outbox WHERE state = ANY(%s) ORDER BY id LIMIT %s""",
+        (list(STUCK_STATES), CAP),
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return Cause.absent()
+    entries = [{"id": r[0], "state": r[1], "subject": r[2], "recipients": list(r[3]), "attempts": r[4],
+                "last_error": (r[5] or "")[:300]} for r in rows]
+    return Cause(True, detail={"rows": rows[0][6], "uncertain": rows[0][7], "failed": rows[0][8],
+                               "entries": entries, "more": max(0, rows[0][6] - len(entries))})
+
+
+def track_delivery(conn: Any, now: datetime, settings: Any) -> Counter[str]:
+    """Open, keep or clear the operations problems about delivery (`outbox_stuck`, `webhook_failing`) from what
+    the outboxes hold now; reminders and the resolution after the quiet period are the sweep's usual steps.
+    Returns counts per step taken."""
+    from l1nda_sync.alerts.problems import Kind, Verb
+    from l1nda_sync.alerts.tracker import track
+    from l1nda_sync.webhook.delivery import failing_cause
+
+    with conn, conn.cursor() as cur:
+        causes = {Kind.OUTBOX_STUCK: stuck_cause(cur), Kind.WEBHOOK_FAILING: failing_cause(cur, now, settings)}
+        done = track(cur, None, causes, now=now, settings=settings)
+    return Counter(action.verb.value for _kind, action in done if action.verb not in (Verb.NOTHING, Verb.SEEN))

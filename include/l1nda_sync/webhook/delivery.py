@@ -1,27 +1,35 @@
 """Posting queued webhook events through the Airflow HTTP connection `l1nda_api` (providers-http).
 
-Order: one deliverer at a time (a session advisory lock); the oldest pending row goes first, and while it
-waits for its retry nothing after it is sent, so the receiver sees events in the order they happened. Each
-row: POST, mark it sent, commit. A crash after the POST
-and before the commit sends that event again on the next drain: at least once, and the receiver drops the
-repeat by its Idempotency-Key. A failed POST goes back to pending with exponential backoff (1 minute doubling,
-at most 1 hour); after MAX_ATTEMPTS it is marked failed and logged.
+Guarantee: AT LEAST ONCE, in order, and nothing dropped silently.
+- One deliverer at a time (a session advisory lock). The oldest pending row goes first; each row: POST, mark
+  it, commit. A crash after the POST and before the commit sends that event again on the next drain; the
+  receiver drops the repeat by its Idempotency-Key.
+- A 2xx answer: sent.
+- A 4xx answer other than 408 and 429: the receiver refuses this event for good (retrying cannot help). It is
+  parked ('failed', with the answer in last_error) and later events go on. Operations get a `webhook_failing`
+  problem while any event is parked; `l1nda-sync outbox requeue|drop` settles it.
+- 5xx, 408, 429, a redirect that was not followed, a time-out or a network error: the event stays pending and
+  is retried with backoff (1 minute doubling, at most 1 hour; a 429's Retry-After is honoured up to an hour),
+  for as long as it takes. Nothing after it is sent meanwhile, so the receiver sees events in order. After
+  `webhook_failing_after` (default 1 hour) of failing, operations get the same `webhook_failing` problem; it
+  clears when delivery resumes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 CONN_ID = "l1nda_api"
-MAX_ATTEMPTS = 20
 BATCH = 200
 TIMEOUT = (5, 30)  # connect, read (seconds)
 LOCK_KEY = 0x4C314E4457  # one deliverer at a time
+MAX_BACKOFF = timedelta(hours=1)
+RETRIED_4XX = frozenset({408, 429})  # request time-out, too many requests: the event itself is fine
 
 
 def webhook_enabled(conn_id: str = CONN_ID) -> bool:
@@ -36,11 +44,38 @@ def webhook_enabled(conn_id: str = CONN_ID) -> bool:
 
 
 def _backoff(attempts: int) -> timedelta:
-    return timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
+    return min(timedelta(minutes=2 ** max(0, min(attempts - 1, 20))), MAX_BACKOFF)
+
+
+def _retry_after(response: Any) -> timedelta | None:
+    value = (response.headers or {}).get("Retry-After", "") if response is not None else ""
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        return None
+    return min(timedelta(seconds=max(0.0, seconds)), MAX_BACKOFF)
+
+
+def _post(hook: Any, key: str, event: str, payload: Any) -> tuple[str, str | None, timedelta | None]:
+    """One POST: ('sent' | 'park' | 'retry', error text, wait the receiver asked for)."""
+    try:
+        response = hook.run(endpoint=None, json={"event": event, "id": key, "data": payload},
+                            headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+                            extra_options={"timeout": TIMEOUT, "check_response": False})
+    except Exception as exc:  # connection refused, reset, time-out, DNS: the receiver never answered
+        return "retry", f"{type(exc).__name__}: {str(exc)[:300]}", None
+    status = int(response.status_code)
+    if 200 <= status < 300:
+        return "sent", None, None
+    body = (response.text or "").strip().replace("\n", " ")[:200]
+    error = f"HTTP {status} {response.reason or ''}".rstrip() + (f": {body}" if body else "")
+    if 400 <= status < 500 and status not in RETRIED_4XX:
+        return "park", error, None
+    return "retry", error, _retry_after(response) if status == 429 else None
 
 
 def deliver(conn: Any, now: datetime, *, conn_id: str = CONN_ID, limit: int = BATCH) -> dict[str, int]:
-    """Post the due events in id order; returns counts: sent, retry, failed."""
+    """Post the due events in id order; returns counts: sent, retry, failed (parked for good)."""
     counts: Counter[str] = Counter(dict.fromkeys(("sent", "retry", "failed"), 0))
     if not webhook_enabled(conn_id):
         return dict(counts)
@@ -71,25 +106,68 @@ def _deliver_locked(conn: Any, hook: Any, now: datetime, limit: int, counts: Cou
                 break  # nothing pending, or the oldest is backing off: later events wait behind it
             row_id, key, event, payload, attempts, _due = row
             attempts += 1
-            try:
-                hook.run(endpoint=None, json={"event": event, "id": str(key), "data": payload},
-                         headers={"Idempotency-Key": str(key), "Content-Type": "application/json"},
-                         extra_options={"timeout": TIMEOUT})
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                failed = attempts >= MAX_ATTEMPTS
+            outcome, error, wait = _post(hook, str(key), event, payload)
+            if outcome == "sent":
                 cur.execute(
-                    """UPDATE webhook_outbox SET attempts = %s, last_error = %s, state = %s,
-                           next_attempt_at = %s WHERE id = %s""",
-                    (attempts, error, "failed" if failed else "pending", now + _backoff(attempts), row_id),
+                    """UPDATE webhook_outbox SET attempts = %s, state = 'sent', sent_at = %s, last_error = NULL,
+                           first_failed_at = NULL WHERE id = %s""",
+                    (attempts, now, row_id),
                 )
-                counts["failed" if failed else "retry"] += 1
-                log.warning("webhook event %s (%s) not delivered, attempt %d: %s", row_id, event, attempts, error)
-                # Later rows would go out of order; stop and retry from here next time.
-                break
+                counts["sent"] += 1
+                continue
+            if outcome == "park":
+                cur.execute(
+                    """UPDATE webhook_outbox SET attempts = %s, last_error = %s, state = 'failed',
+                           first_failed_at = coalesce(first_failed_at, %s) WHERE id = %s""",
+                    (attempts, error, now, row_id),
+                )
+                counts["failed"] += 1
+                log.error("webhook event %s (%s) refused for good, parked (later events go on): %s",
+                          row_id, event, error)
+                continue
             cur.execute(
-                """UPDATE webhook_outbox SET attempts = %s, state = 'sent', sent_at = %s, last_error = NULL
-                   WHERE id = %s""",
-                (attempts, now, row_id),
+                """UPDATE webhook_outbox SET attempts = %s, last_error = %s, next_attempt_at = %s,
+                       first_failed_at = coalesce(first_failed_at, %s) WHERE id = %s""",
+                (attempts, error, now + max(_backoff(attempts), wait or timedelta(0)), now, row_id),
             )
-            counts["sent"] += 1
+            counts["retry"] += 1
+            log.warning("webhook event %s (%s) not delivered, attempt %d, retried later: %s", row_id, event,
+                        attempts, error)
+            break  # later rows would go out of order; retry from here next time
+
+
+def failing_cause(cur: Any, now: datetime, settings: Any) -> Any:
+    """webhook_failing is there while any event is parked, or while the oldest pending event has been failing
+    for `webhook_failing_after` seconds or more."""
+    from l1nda_sync.alerts.problems import Cause
+    from l1nda_sync.alerts.store import CAP
+
+    cur.execute(
+        """SELECT id, event, attempts, last_error, count(*) OVER () FROM webhook_outbox WHERE state = 'failed'
+           ORDER BY id LIMIT %s""",
+        (CAP,),
+    )
+    parked = cur.fetchall()
+    cur.execute(
+        """SELECT id, event, attempts, last_error, first_failed_at FROM webhook_outbox WHERE state = 'pending'
+           ORDER BY id LIMIT 1""",
+    )
+    head = cur.fetchone()
+    span = timedelta(seconds=float(getattr(settings, "webhook_failing_after", 3600.0)))
+    stalled = head is not None and head[4] is not None and now - head[4] >= span
+    if not parked and not stalled:
+        return Cause.absent()
+    detail: dict[str, Any] = {
+        "parked": parked[0][4] if parked else 0,
+        "entries": [{"id": r[0], "event": r[1], "attempts": r[2], "last_error": (r[3] or "")[:300]} for r in parked],
+        "stalled": None,
+    }
+    detail["more"] = max(0, detail["parked"] - len(detail["entries"]))
+    if stalled:
+        assert head is not None
+        cur.execute("SELECT count(*) FROM webhook_outbox WHERE state = 'pending'")
+        detail["stalled"] = {"id": head[0], "event": head[1], "attempts": head[2],
+                             "last_error": (head[3] or "")[:300],
+                             "since": head[4].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                             "waiting": cur.fetchone()[0]}
+    return Cause(True, detail=detail)
