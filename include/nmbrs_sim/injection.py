@@ -1,5 +1,6 @@
 """Fault injection: rules that pick SOAP calls (by login, service, operation; by probability or count) and
-delay them or make them fail the way networks, proxies and Nmbrs do."""
+delay them, make them fail the way networks, proxies and Nmbrs do, or answer in ways nobody foresaw (an
+element the WSDL does not declare, a null list entry, a response without its result, a token echoed back)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,41 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nmbrs_sim.catalog import SERVICES
+from nmbrs_sim.errors import FAULT_TEXTS
 
 DELAYS = ("latency", "fair_use")
-FAILURES = ("http_500", "http_502", "http_503", "reset", "hang", "malformed", "truncated", "fault_1006", "fault_9999")
+FAILURES = ("http_500", "http_502", "http_503", "reset", "hang", "malformed", "truncated", "fault_1006", "fault_9999",
+            "extra_element", "code_no_wrapper", "null_entry", "http_429", "missing_result", "empty_list",
+            "http_403_html", "unknown_code", "echo_token")
 FAULT_KINDS = DELAYS + FAILURES
 PARAMS: dict[str, dict[str, float]] = {  # kind -> allowed parameters and their defaults
     "latency": {"ms": 0.0, "jitter_ms": 0.0},
     "fair_use": {"calls_per_second": 150.0, "delay_ms": 500.0},
+    "code_no_wrapper": {"code": 1001.0},
+    "unknown_code": {"code": 1234.0},
+    "http_429": {"retry_after": 1.0},
+    "echo_token": {"status": 500.0, "code": 1001.0},
 }
 FAIR_USE_DELAY_S = 0.5  # "past that a delay of half a second occurs" (Nmbrs' fair-use statement)
+
+ALL_OPERATIONS = frozenset((svc, op) for svc, ops in SERVICES.items() for op in ops)
+LIST_OPERATIONS = frozenset({("DebtorService", "List_GetAll"), ("DebtorService", "Tags_Get"),
+                             ("CompanyService", "List_GetAll"), ("CompanyService", "List_GetByDebtor")})
+RECORD_OPERATIONS = ALL_OPERATIONS - {("DebtorService", "Debtor_IsOwner")}  # answers made of records
+# Kinds that change an answer's content fire only on the operations whose answer they can change; a rule for
+# any operation skips the others (and keeps its count for them).
+APPLIES_TO: dict[str, frozenset[tuple[str, str]]] = {
+    "extra_element": RECORD_OPERATIONS,
+    "null_entry": LIST_OPERATIONS,
+    "empty_list": LIST_OPERATIONS,
+}
+# Kinds whose call still answers HTTP 200 with the operation's data (the call log does not count a fault).
+ANSWERING_KINDS = frozenset({"extra_element", "null_entry", "empty_list"})
+
+
+def param(kind: str, params: dict[str, float], name: str) -> float:
+    """A rule's parameter or its default."""
+    return params.get(name, PARAMS[kind][name])
 
 
 @dataclass
@@ -36,6 +63,9 @@ class FaultRule:
     _windows: dict[str, deque[float]] = field(default_factory=dict, repr=False)
 
     def matches(self, service: str, operation: str, username: str) -> bool:
+        applies = APPLIES_TO.get(self.kind)
+        if applies is not None and (service, operation) not in applies:
+            return False
         return ((self.service is None or self.service == service)
                 and (self.operation is None or self.operation == operation)
                 and (self.username is None or self.username.lower() == username.lower()))
@@ -86,18 +116,47 @@ def rule_from_dict(data: dict[str, Any], *, rule_id: str) -> FaultRule:
         raise ValueError("ms is required for a latency fault (milliseconds to wait)")
     if kind == "fair_use" and params.get("calls_per_second", 1.0) <= 0:
         raise ValueError("calls_per_second must be > 0")
+    _check_kind_params(kind, params)
+    applies = APPLIES_TO.get(kind)
+    if applies is not None:
+        reachable = {(svc, op) for svc, op in ALL_OPERATIONS
+                     if (service is None or svc == service) and (operation is None or op == operation)}
+        if not reachable & applies:
+            names = ", ".join(sorted(f"{svc}.{op}" for svc, op in applies))
+            raise ValueError(f"operation {operation!r} has no answer a {kind} fault can change (it applies to "
+                             f"{names})")
     username = data.get("username")
     return FaultRule(rule_id, kind, str(username) if username is not None else None, service, operation,
                      float(probability) if probability is not None else None, count, params)
 
 
+def _check_kind_params(kind: str, params: dict[str, float]) -> None:
+    code = params.get("code")
+    if code is not None:
+        if code != int(code) or not 1000 <= code <= 9999:
+            raise ValueError(f"code must be a 4-digit Nmbrs error number, got {code:g}")
+        if kind in ("code_no_wrapper", "echo_token") and int(code) not in FAULT_TEXTS:
+            raise ValueError(f"code {int(code)} is not a known Nmbrs code ({', '.join(map(str, FAULT_TEXTS))}); "
+                             "use unknown_code for others")
+        if kind == "unknown_code" and int(code) in FAULT_TEXTS:
+            raise ValueError(f"code {int(code)} is a known Nmbrs code; unknown_code needs another one")
+    status = params.get("status")
+    if status is not None and (status != int(status) or not 200 <= status <= 599):
+        raise ValueError(f"status must be an HTTP status from 200 to 599, got {status:g}")
+    retry_after = params.get("retry_after")
+    if retry_after is not None and retry_after != int(retry_after):
+        raise ValueError(f"retry_after must be whole seconds, got {retry_after:g}")
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What to do to one call: wait `delay_s`, then fail as `failure` (None: answer normally)."""
+    """What to do to one call: wait `delay_s`, then fail as `failure` (None: answer normally) with the
+    failing rule's `params`."""
 
     delay_s: float = 0.0
     failure: str | None = None
     rule_ids: tuple[str, ...] = ()
+    params: dict[str, float] = field(default_factory=dict)
 
 
 NO_PLAN = Plan()
@@ -147,7 +206,7 @@ class FaultBook:
         if not self._rules:
             return NO_PLAN
         now = time.monotonic() if now is None else now
-        delay, failure, fired = 0.0, None, []
+        delay, failure, fired, params = 0.0, None, [], {}
         with self._lock:
             for rule in list(self._rules):
                 if not rule.matches(service, operation, username):
@@ -169,8 +228,8 @@ class FaultBook:
                 elif rule.kind == "fair_use":
                     delay += self._fair_use_delay(rule, username, now)
                 else:
-                    failure = rule.kind
-        return Plan(delay, failure, tuple(fired)) if fired else NO_PLAN
+                    failure, params = rule.kind, dict(rule.params)
+        return Plan(delay, failure, tuple(fired), params) if fired else NO_PLAN
 
     @staticmethod
     def _fair_use_delay(rule: FaultRule, username: str, now: float) -> float:

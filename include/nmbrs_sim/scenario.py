@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from nmbrs_sim.catalog import PERIODS, SERVICES
-from nmbrs_sim.injection import FAULT_KINDS, FaultRule, rule_from_dict
+from nmbrs_sim.injection import FAULT_KINDS, PARAMS, FaultRule, rule_from_dict
 from nmbrs_sim.world import ACCOUNTANT, ALL, CLIENT, LEVELS, World, WorldError
 
 SUB_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -265,8 +265,9 @@ class _Builder:
             raise self.fail(f"{path}.{_field_of(str(exc))}", str(exc)) from None
 
     def fault(self, world: World, rule: Any, path: str, index: int) -> FaultRule:
-        rule = self.mapping(rule, path, {"kind", "username", "service", "operation", "probability", "count", "ms",
-                                         "jitter_ms", "calls_per_second"}, ("kind",))
+        params = {name for kind_params in PARAMS.values() for name in kind_params}
+        rule = self.mapping(rule, path, {"kind", "username", "service", "operation", "probability", "count",
+                                         *params}, ("kind",))
         if rule["kind"] not in FAULT_KINDS:
             raise self.fail(f"{path}.kind", f"{rule['kind']!r} is not one of {', '.join(FAULT_KINDS)}")
         if rule.get("service") is not None and rule["service"] not in SERVICES:

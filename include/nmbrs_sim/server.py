@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
 import socket
 import struct
 import time
 
 from aiohttp import web
+from lxml import etree
 
 from nmbrs_sim.admin_api import ADMIN_PREFIX, add_admin_routes
 from nmbrs_sim.catalog import PATH_PREFIX, SERVICES, service_for_path
-from nmbrs_sim.errors import ClientFault, NmbrsFault
+from nmbrs_sim.errors import FAULT_TEXTS, SERVER_PREFIX, ClientFault, NmbrsFault
+from nmbrs_sim.injection import ANSWERING_KINDS, param
 from nmbrs_sim.operations import execute
 from nmbrs_sim.simulator import Simulator
 from nmbrs_sim.soap import (
@@ -38,6 +41,12 @@ MALFORMED_BODY = b"<html><body><h1>Runtime Error</h1><p>This answer is not a SOA
 _HTML = "text/html"
 _ERROR_PAGES = {"http_500": (500, "500 - Internal server error."), "http_502": (502, "502 - Bad Gateway"),
                 "http_503": (503, "503 - Service Unavailable")}
+WAF_PAGE = ("<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head><body><h1>Access Denied</h1>"
+            "<p>The request was blocked by the web application firewall.</p>"
+            "<p>Reference #18.4f2a3b17.1717228800.2c9e1a</p></body></html>")
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+_STATUS_TITLES = {429: "Too Many Requests", 403: "Forbidden", 500: "Internal Server Error", 502: "Bad Gateway",
+                  503: "Service Unavailable"}
 
 
 def create_app(sim: Simulator) -> web.Application:
@@ -131,10 +140,10 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
         delay += sim.faults.jitter(sim.latency_ms, sim.latency_jitter_ms)
     if delay > 0:
         await asyncio.sleep(delay)
-    failed = True
+    failed = plan.failure not in ANSWERING_KINDS
     try:
         if plan.failure is not None:
-            return await _failure(request, plan.failure, version, sim, soap_request)
+            return await _failure(request, plan.failure, plan.params, version, sim, soap_request)
         try:
             payload, status = envelope(version, execute(sim.world, soap_request, sim.cache)), 200
             failed = False
@@ -149,8 +158,125 @@ def _soap(version: str, payload: bytes, status: int) -> web.Response:
     return web.Response(body=payload, status=status, headers={"Content-Type": CONTENT_TYPES[version]})
 
 
-async def _failure(request: web.Request, kind: str, version: str, sim: Simulator, soap_request: SoapRequest
-                   ) -> web.StreamResponse:
+def _answer(version: str, sim: Simulator, soap_request: SoapRequest, change) -> web.Response:
+    """The real answer with `change(response_element)` applied; a fault (1001, ...) is answered unchanged."""
+    try:
+        response = etree.fromstring(execute(sim.world, soap_request, sim.cache))
+    except NmbrsFault as exc:
+        return _soap(version, fault(version, exc.faultstring), 500)
+    change(response)
+    return _soap(version, envelope(version, etree.tostring(response, encoding="unicode")), 200)
+
+
+def _result(response: etree._Element) -> etree._Element:
+    result = response[0] if len(response) else None
+    if result is None:  # execute() always writes the result element
+        raise AssertionError(f"{response.tag} has no result element")
+    return result
+
+
+def _add_extra_elements(response: etree._Element) -> None:
+    """Fields the WSDL does not declare, the way Nmbrs has added them before (KvkNr to Company): at the end of
+    every record, and (for Company) a nested one in the middle of the sequence."""
+    ns = etree.QName(response).namespace
+    result = _result(response)
+    records = [child for child in result if len(child)] or [result]
+    for record in records:
+        if etree.QName(record).localname == "Company":
+            address = etree.Element(f"{{{ns}}}Vestigingsadres")
+            etree.SubElement(address, f"{{{ns}}}Straat").text = "Dorpsstraat 1"
+            etree.SubElement(address, f"{{{ns}}}Plaats").text = "Utrecht"
+            record.insert(3, address)
+            etree.SubElement(record, f"{{{ns}}}Vestigingsnummer").text = "000012345678"
+        else:
+            etree.SubElement(record, f"{{{ns}}}KvkNr").text = "12345678"
+            etree.SubElement(record, f"{{{ns}}}LaatstGewijzigd").text = "2026-06-01T08:00:00"
+
+
+LIST_ITEMS = {("DebtorService", "List_GetAll"): "Debtor", ("DebtorService", "Tags_Get"): "DebtorTag",
+              ("CompanyService", "List_GetAll"): "Company", ("CompanyService", "List_GetByDebtor"): "Company"}
+
+
+def _add_null_entries(item: str, response: etree._Element) -> None:
+    """An xsi:nil entry first and one after the first real entry (what .NET writes for a null in an array)."""
+    result = _result(response)
+    ns = etree.QName(response).namespace
+    for position in (min(1, len(result)), 0):
+        nil = etree.Element(f"{{{ns}}}{item}")
+        nil.set(XSI_NIL, "true")
+        result.insert(position, nil)
+
+
+def _drop_result(response: etree._Element) -> None:
+    response.remove(_result(response))
+
+
+def _empty_result(response: etree._Element) -> None:
+    result = _result(response)
+    for child in list(result):
+        result.remove(child)
+    result.text = None
+
+
+def token_echoes(token: str) -> list[str]:
+    """The token as servers have echoed credentials back: verbatim, upper case, HTML-escaped (character
+    references), URL-encoded (every character), and, when it is 32 hex characters, as a GUID."""
+    echoes = [token, token.upper(), "".join(f"&#x{ord(ch):x};" for ch in token),
+              "".join(f"%{ord(ch):02X}" for ch in token)]
+    if len(token) == 32 and all(ch in "0123456789abcdefABCDEF" for ch in token):
+        echoes.append("{" + "-".join((token[:8], token[8:12], token[12:16], token[16:20], token[20:])).upper() + "}")
+        echoes.append("-".join((token[:8], token[8:12], token[12:16], token[16:20], token[20:])))
+    return echoes
+
+
+def _echo_token(version: str, sim: Simulator, soap_request: SoapRequest, params: dict[str, float]
+                ) -> web.Response:
+    echoes = token_echoes(soap_request.token or "")
+    listed = " | ".join(echoes)
+    status = int(param("echo_token", params, "status"))
+    code = int(param("echo_token", params, "code"))
+    if status == 200:  # the real answer, with an element (undeclared) that echoes the token
+        def change(response: etree._Element) -> None:
+            ns = etree.QName(response).namespace
+            etree.SubElement(response, f"{{{ns}}}Diagnostics").text = f"caller token: {listed}"
+        return _answer(version, sim, soap_request, change)
+    if status == 500:  # a SOAP fault whose string (and detail) echo the token
+        text = f"{SERVER_PREFIX}{code}: {FAULT_TEXTS[code]} (token {listed})"
+        payload = fault(version, text).replace(b"<detail />", f"<detail><token>{listed}</token></detail>".encode())
+        return _soap(version, payload, 500)
+    title = _STATUS_TITLES.get(status, f"HTTP {status}")  # an error page (proxy, WAF) that echoes the request
+    page = (f"<!DOCTYPE html>\n<html><head><title>{status} {title}</title></head><body><h1>{title}</h1>"
+            f"<p>Request header Token={echoes[0]}</p><pre>{listed}</pre>"
+            f"<!-- {echoes[3]} --></body></html>")
+    return web.Response(status=status, text=page, content_type=_HTML)
+
+
+async def _failure(request: web.Request, kind: str, params: dict[str, float], version: str, sim: Simulator,
+                   soap_request: SoapRequest) -> web.StreamResponse:
+    if kind == "extra_element":
+        return _answer(version, sim, soap_request, _add_extra_elements)
+    if kind == "null_entry":
+        op = soap_request.operation
+        return _answer(version, sim, soap_request, functools.partial(_add_null_entries,
+                                                                     LIST_ITEMS[(op.service, op.name)]))
+    if kind == "missing_result":
+        return _answer(version, sim, soap_request, _drop_result)
+    if kind == "empty_list":
+        return _answer(version, sim, soap_request, _empty_result)
+    if kind == "code_no_wrapper":  # the code without ASMX's "Server was unable to process request. --->"
+        code = int(param(kind, params, "code"))
+        return _soap(version, fault(version, f"{code}: {FAULT_TEXTS[code]}"), 500)
+    if kind == "unknown_code":
+        code = int(param(kind, params, "code"))
+        return _soap(version, fault(version, f"{SERVER_PREFIX}{code}: Unexpected error"), 500)
+    if kind == "http_429":  # a proxy's or gateway's rate limit: no SOAP, a Retry-After in seconds
+        seconds = int(param(kind, params, "retry_after"))
+        return web.Response(status=429, text="Too Many Requests: rate limit exceeded, retry later.",
+                            content_type="text/plain", headers={"Retry-After": str(seconds)})
+    if kind == "http_403_html":
+        return web.Response(status=403, text=WAF_PAGE, content_type=_HTML)
+    if kind == "echo_token":
+        return _echo_token(version, sim, soap_request, params)
     if kind in _ERROR_PAGES:
         status, title = _ERROR_PAGES[kind]
         # An HTML page as IIS or a proxy sends it: not a SOAP envelope, and (like most) not well-formed XML.

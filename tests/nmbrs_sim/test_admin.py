@@ -197,6 +197,16 @@ def test_call_log(sim, soap) -> None:
     (lambda a: a.inject_fault("http_500", count=0), 400, "count"),
     (lambda a: a.inject_fault("latency"), 400, "ms is required"),
     (lambda a: a.inject_fault("http_500", ms=3), 400, "not a parameter"),
+    (lambda a: a.inject_fault("code_no_wrapper", code=1234), 400, "not a known Nmbrs code"),
+    (lambda a: a.inject_fault("code_no_wrapper", code=10011), 400, "4-digit"),
+    (lambda a: a.inject_fault("unknown_code", code=1001), 400, "is a known Nmbrs code"),
+    (lambda a: a.inject_fault("echo_token", status=99), 400, "status must be"),
+    (lambda a: a.inject_fault("echo_token", code=4444), 400, "not a known Nmbrs code"),
+    (lambda a: a.inject_fault("http_429", retry_after=1.5), 400, "whole seconds"),
+    (lambda a: a.inject_fault("http_429", code=1001), 400, "not a parameter"),
+    (lambda a: a.inject_fault("null_entry", operation="Environment_Get"), 400, "applies to"),
+    (lambda a: a.inject_fault("empty_list", service="DebtorService", operation="Debtor_IsOwner"), 400, "applies to"),
+    (lambda a: a.inject_fault("extra_element", operation="Debtor_IsOwner"), 400, "applies to"),
     (lambda a: a.set_latency(-1), 400, "ms must be"),
 ])
 def test_bad_changes_get_a_clear_error_and_change_nothing(sim, soap, change, status: int, words: str) -> None:

@@ -219,3 +219,153 @@ def test_faults_and_latency_from_the_scenario() -> None:
         scripted.admin.set_latency(0)
         scripted.admin.reset_world()  # back to the scenario: its faults and latency return
         assert raw_fault(_ok(scripted)).nmbrs_code == 1006
+
+
+# -- answers nobody foresaw --------------------------------------------------------------------------------------
+NS_C = "{https://api.nmbrs.nl/soap/v3/CompanyService}"
+NS_D = "{https://api.nmbrs.nl/soap/v3/DebtorService}"
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+
+def _body(response: requests.Response):
+    root = etree.fromstring(response.content)
+    return root.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")[0]
+
+
+def _companies(sim, who=MASTER_ALL) -> requests.Response:
+    return _ok(sim, who, "CompanyService", "List_GetAll")
+
+
+def test_extra_element_adds_fields_the_wsdl_does_not_declare(sim) -> None:
+    clean = _body(_companies(sim))
+    sim.admin.inject_fault("extra_element", service="CompanyService", count=1)
+    changed = _body(_companies(sim))
+    [result] = changed
+    companies = list(result)
+    assert len(companies) == len(clean[0]) > 0
+    for company in companies:
+        names = [etree.QName(child).localname for child in company]
+        assert names[3] == "Vestigingsadres"  # in the middle of the sequence, and nested
+        assert names[-1] == "Vestigingsnummer"
+        assert company.findtext(f"{NS_C}ID") is not None
+    sim.admin.inject_fault("extra_element", operation="Debtor_Get", count=1)
+    debtor = _body(_ok(sim, operation="Debtor_Get", body_inner="<DebtorId>2001</DebtorId>"))[0]
+    assert debtor.findtext(f"{NS_D}KvkNr") == "12345678"
+    assert debtor.findtext(f"{NS_D}Id") == "2001"
+    assert _body(_companies(sim))[0][0].find(f"{NS_C}Vestigingsnummer") is None  # count=1: spent
+
+
+def test_null_entry_puts_nil_entries_in_a_list_and_skips_other_operations(sim) -> None:
+    sim.admin.inject_fault("null_entry", count=1)
+    owner = _ok(sim, operation="Debtor_IsOwner")  # no list: the rule does not fire and keeps its count
+    assert _body(owner)[0].text == "true"
+    assert sim.admin.faults()[0]["count"] == 1
+    result = _body(_ok(sim))[0]
+    nils = [child for child in result if child.get(XSI_NIL) == "true"]
+    assert len(nils) == 2
+    assert all(etree.QName(child).localname == "Debtor" and len(child) == 0 for child in nils)
+    assert len(result) == 9 + 2
+    assert sim.admin.faults() == []
+
+
+def test_missing_result_and_empty_list(sim) -> None:
+    sim.admin.inject_fault("missing_result", count=1)
+    response = _body(_ok(sim))
+    assert etree.QName(response).localname == "List_GetAllResponse"
+    assert len(response) == 0
+    sim.admin.inject_fault("empty_list", count=1)
+    response = _companies(sim)
+    assert response.status_code == 200
+    [result] = _body(response)
+    assert (etree.QName(result).localname, len(result)) == ("List_GetAllResult", 0)
+
+
+@pytest.mark.parametrize(("params", "expected"), [({}, "1001: Invalid Authentication"),
+                                                  ({"code": 1004}, "1004: Disabled, no valid subscription")])
+def test_code_no_wrapper(sim, params, expected) -> None:
+    sim.admin.inject_fault("code_no_wrapper", count=1, **params)
+    fault = raw_fault(_ok(sim))
+    assert (fault.status, fault.code, fault.text) == (500, "soap:Server", expected)
+
+
+def test_unknown_code(sim) -> None:
+    sim.admin.inject_fault("unknown_code", count=2)
+    assert raw_fault(_ok(sim)).nmbrs_code == 1234
+    sim.admin.inject_fault("unknown_code", count=1, code=3210)  # the first rule still has one call left
+    assert raw_fault(_ok(sim)).nmbrs_code == 1234
+    assert raw_fault(_ok(sim)).nmbrs_code == 3210
+
+
+def test_http_429_with_retry_after(sim) -> None:
+    sim.admin.inject_fault("http_429", count=1, retry_after=7)
+    response = _ok(sim)
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "7")
+    assert b"Envelope" not in response.content
+    assert _ok(sim).status_code == 200
+
+
+def test_http_403_html_is_a_waf_page(sim) -> None:
+    sim.admin.inject_fault("http_403_html", count=1)
+    response = _ok(sim)
+    assert response.status_code == 403
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert b"firewall" in response.content
+    assert b"Envelope" not in response.content
+
+
+def _variants(token: str) -> list[str]:
+    guid = "-".join((token[:8], token[8:12], token[12:16], token[16:20], token[20:]))
+    return [token, token.upper(), "".join(f"&#x{ord(c):x};" for c in token),
+            "".join(f"%{ord(c):02X}" for c in token), "{" + guid.upper() + "}", guid]
+
+
+def test_echo_token_in_a_fault_an_answer_and_an_error_page(sim) -> None:
+    sim.admin.inject_fault("echo_token", count=1)
+    fault = raw_fault(_ok(sim))
+    assert fault.nmbrs_code == 1001
+    for variant in _variants(MASTER_ALL.token):
+        assert variant in fault.text
+    sim.admin.inject_fault("echo_token", count=1, status=200)
+    response = _ok(sim)
+    assert response.status_code == 200
+    assert len(_body(response)[0]) == 9  # the real answer, plus an undeclared element with the echoes
+    assert MASTER_ALL.token.upper().encode() in response.content
+    sim.admin.inject_fault("echo_token", count=1, status=403)
+    response = _ok(sim)
+    assert response.status_code == 403
+    for variant in _variants(MASTER_ALL.token):
+        assert variant in response.text
+
+
+UNFORESEEN = [("extra_element", {}), ("code_no_wrapper", {}), ("null_entry", {}), ("http_429", {"retry_after": 2}),
+              ("missing_result", {}), ("empty_list", {}), ("http_403_html", {}), ("unknown_code", {}),
+              ("echo_token", {"status": 502})]
+
+
+@pytest.mark.parametrize(("kind", "params"), UNFORESEEN)
+def test_each_new_kind_targets_login_service_operation_and_count(sim, kind, params) -> None:
+    calls = {
+        "target": lambda: _companies(sim, MASTER_HORECA),
+        "other login": lambda: _companies(sim, MASTER_ALL),
+        "other service": lambda: _ok(sim, MASTER_HORECA, "DebtorService", "List_GetAll"),
+        "other operation": lambda: _ok(sim, MASTER_HORECA, "CompanyService", "List_GetByDebtor",
+                                       body_inner="<DebtorId>2001</DebtorId>"),
+    }
+    plain = {name: call() for name, call in calls.items()}
+    assert all(r.status_code == 200 for r in plain.values())
+
+    def changed(name: str) -> bool:
+        response = calls[name]()
+        return (response.status_code, response.content) != (200, plain[name].content)
+
+    sim.admin.inject_fault(kind, username=MASTER_HORECA.username, service="CompanyService", operation="List_GetAll",
+                           count=2, **params)
+    assert not changed("other login")
+    assert not changed("other service")
+    assert not changed("other operation")
+    assert [changed("target") for _ in range(3)] == [True, True, False]
+    assert sim.admin.faults() == []
+    fault_id = sim.admin.inject_fault(kind, username=MASTER_HORECA.username, **params)  # no count: until cleared
+    assert [changed("target") for _ in range(3)] == [True] * 3
+    [rule] = sim.admin.faults()
+    assert (rule["id"], rule["fired"]) == (fault_id, 3)
