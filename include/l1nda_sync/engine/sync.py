@@ -271,6 +271,7 @@ class SyncEngine:
                     report.calls = int(cur.fetchone()[0])
                 report.seconds = time.monotonic() - started
                 if run_id is not None and not dry_run:
+                    release_claims(cur, run_id)  # a check that could not be applied must not block its token
                     cur.execute(
                         """UPDATE runs SET finished_at = %s, state = 'success',
                                summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE id = %s""",

@@ -195,12 +195,15 @@ def decide(health: TokenHealth, result: CheckResult, policy: StatePolicy, *, bre
         count = health.consecutive_invalid + 1 if same else 1
         first = health.first_invalid_at if same and health.first_invalid_at else at
         confirmed = count >= policy.revoke_confirmations and at - first >= policy.revoke_min_spacing
+        settled_states = _CONFIRMED[outcome.value]  # already there: this answer is no news
         target = REFUSAL_STATES[outcome]
-        if target is TokenState.REVOKED and (health.never_worked or health.state is TokenState.REJECTED):
+        if target is TokenState.REVOKED and health.never_worked:
             target = TokenState.REJECTED
-        if confirmed or health.state is target:
+        if health.state in settled_states:
+            state = health.state
+        elif confirmed:
             state = target
-        elif outcome is Outcome.INVALID and health.state not in (TokenState.REVOKED, TokenState.REJECTED):
+        elif outcome is Outcome.INVALID:
             state = TokenState.INVALID  # suspected: links kept, nobody mailed yet
         else:
             state = health.state
@@ -210,9 +213,9 @@ def decide(health: TokenHealth, result: CheckResult, policy: StatePolicy, *, bre
             health, state=state, consecutive_invalid=count, first_invalid_at=first, refusal=outcome.value,
             missing_operation=missing, consecutive_transient=0, first_transient_at=None,
         )
-        if state is target and state in (TokenState.REVOKED, TokenState.REJECTED):
+        if state in (TokenState.REVOKED, TokenState.REJECTED):
             wait = policy.check_interval_healthy  # only the customer can bring it back
-        elif state is target:
+        elif state in settled_states:
             wait = policy.check_interval_failed
         else:
             wait = _confirm_wait(first, at, policy)

@@ -20,6 +20,7 @@ from l1nda_sync.engine.token_state import (
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = StatePolicy()
 MIN = timedelta(minutes=1)
+ACTIVE = TokenHealth(TokenState.ACTIVE, last_valid_at=T0 - 60 * MIN)  # a token that worked before
 
 
 def check(outcome: Outcome, minutes: float = 0, op: str | None = None) -> CheckResult:
@@ -30,10 +31,12 @@ def check(outcome: Outcome, minutes: float = 0, op: str | None = None) -> CheckR
     ("before", "result", "state", "next_in"),
     [
         (TokenHealth(TokenState.NEW), check(Outcome.VALID), TokenState.ACTIVE, 60 * MIN),
-        (TokenHealth(TokenState.ACTIVE), check(Outcome.INVALID), TokenState.INVALID, 10 * MIN),
-        (TokenHealth(TokenState.ACTIVE), check(Outcome.RIGHTS_MISSING, op="DebtorService.List_GetAll"),
-         TokenState.RIGHTS_MISSING, 10 * MIN),
-        (TokenHealth(TokenState.ACTIVE), check(Outcome.NO_SUBSCRIPTION), TokenState.NO_SUBSCRIPTION, 10 * MIN),
+        (ACTIVE, check(Outcome.INVALID), TokenState.INVALID, 10 * MIN),
+        # one 1002 or 1004 moves nothing: it is confirmed like a 1001 first
+        (ACTIVE, check(Outcome.RIGHTS_MISSING, op="DebtorService.List_GetAll"), TokenState.ACTIVE, 10 * MIN),
+        (ACTIVE, check(Outcome.NO_SUBSCRIPTION), TokenState.ACTIVE, 10 * MIN),
+        (TokenHealth(TokenState.RIGHTS_MISSING, 2, T0 - 60 * MIN, refusal="rights_missing", missing_operation="x"),
+         check(Outcome.RIGHTS_MISSING, op="x"), TokenState.RIGHTS_MISSING, 10 * MIN),
         (TokenHealth(TokenState.ACTIVE), check(Outcome.TRANSIENT), TokenState.ACTIVE, 10 * MIN),
         (TokenHealth(TokenState.NEW), check(Outcome.TRANSIENT), TokenState.NEW, 10 * MIN),
         (TokenHealth(TokenState.REVOKED, 3, T0 - 60 * MIN), check(Outcome.VALID), TokenState.ACTIVE, 60 * MIN),
@@ -51,7 +54,7 @@ def test_single_check(before: TokenHealth, result: CheckResult, state: TokenStat
 
 
 def test_revoked_only_after_two_1001_at_least_ten_minutes_apart() -> None:
-    first = decide(TokenHealth(TokenState.ACTIVE), check(Outcome.INVALID, 0), POLICY)
+    first = decide(ACTIVE, check(Outcome.INVALID, 0), POLICY)
     assert first.after.state is TokenState.INVALID
     assert first.next_check_at == T0 + 10 * MIN
     too_soon = decide(first.after, check(Outcome.INVALID, 4), POLICY)
@@ -63,7 +66,7 @@ def test_revoked_only_after_two_1001_at_least_ten_minutes_apart() -> None:
 
 
 def test_1001_that_recovers_before_confirmation_is_active_again_with_clean_counters() -> None:
-    invalid = decide(TokenHealth(TokenState.ACTIVE), check(Outcome.INVALID, 0), POLICY).after
+    invalid = decide(ACTIVE, check(Outcome.INVALID, 0), POLICY).after
     back = decide(invalid, check(Outcome.VALID, 10), POLICY).after
     assert back.state is TokenState.ACTIVE
     assert back.consecutive_invalid == 0
@@ -128,3 +131,46 @@ def test_revocation_needs_confirmation_property(outcomes: list[Outcome], gaps: l
         if health.state is TokenState.REVOKED:
             assert len(run) >= 2
             assert run[-1] - run[0] >= 10 - 1e-6  # minutes as floats; the engine sees microseconds
+
+
+@pytest.mark.parametrize(("outcome", "state"), [
+    (Outcome.RIGHTS_MISSING, TokenState.RIGHTS_MISSING), (Outcome.NO_SUBSCRIPTION, TokenState.NO_SUBSCRIPTION)])
+def test_1002_and_1004_move_the_token_only_once_confirmed(outcome: Outcome, state: TokenState) -> None:
+    first = decide(ACTIVE, check(outcome, 0, "CompanyService.List_GetAll"), POLICY)
+    assert first.after.state is TokenState.ACTIVE and first.after.suspected == outcome.value
+    too_soon = decide(first.after, check(outcome, 4, "CompanyService.List_GetAll"), POLICY)
+    assert too_soon.after.state is TokenState.ACTIVE, "two answers 4 minutes apart do not confirm"
+    confirmed = decide(too_soon.after, check(outcome, 10, "CompanyService.List_GetAll"), POLICY)
+    assert confirmed.after.state is state and confirmed.after.suspected is None
+
+
+def test_a_different_refusal_starts_a_new_streak() -> None:
+    one = decide(ACTIVE, check(Outcome.RIGHTS_MISSING, 0, "x"), POLICY).after
+    other = decide(one, check(Outcome.NO_SUBSCRIPTION, 10), POLICY).after
+    assert other.state is TokenState.ACTIVE and other.consecutive_invalid == 1
+
+
+def test_a_token_that_never_worked_is_rejected_not_revoked() -> None:
+    new = TokenHealth(TokenState.NEW)
+    first = decide(new, check(Outcome.INVALID, 0), POLICY).after
+    assert first.state is TokenState.INVALID
+    assert decide(first, check(Outcome.INVALID, 10), POLICY).after.state is TokenState.REJECTED
+    replaced = TokenHealth(TokenState.NEW, last_valid_at=T0 - 600 * MIN, replaced_at=T0 - 60 * MIN)
+    again = decide(decide(replaced, check(Outcome.INVALID, 0), POLICY).after, check(Outcome.INVALID, 10), POLICY)
+    assert again.after.state is TokenState.REJECTED, "valid before the replacement does not count"
+
+
+def test_a_sharp_reach_drop_writes_reach_only_once_confirmed() -> None:
+    first = decide(ACTIVE, check(Outcome.REACH_DROP, 0), POLICY)
+    assert not first.write_reach and first.after.drop_since == T0 and first.next_check_at == T0 + 10 * MIN
+    recovered = decide(first.after, check(Outcome.VALID, 10), POLICY)
+    assert recovered.after.drop_since is None
+    again = decide(first.after, check(Outcome.REACH_DROP, 10), POLICY)
+    assert again.write_reach and again.after.drop_since is None
+
+
+def test_an_open_breaker_freezes_every_failure() -> None:
+    streak = decide(ACTIVE, check(Outcome.INVALID, 0), POLICY).after
+    for outcome in (Outcome.INVALID, Outcome.RIGHTS_MISSING, Outcome.REACH_DROP, Outcome.TRANSIENT):
+        t = decide(streak, check(outcome, 30), POLICY, breaker_open=True)
+        assert t.after == streak and not t.write_reach
