@@ -115,6 +115,21 @@ def remove_stale_roots(temp_dir: str | None = None, *, now: float | None = None)
     return removed
 
 
+# What the server (initdb, postgres) inherits from us: nothing but what it needs to run. No L1NDA_* secrets
+# (the Fernet keys, the registry URL), no PG* variables (PGPASSWORD, PGSERVICEFILE...), no AIRFLOW_CONN_*.
+_PASSED_ON = ("PATH", "LD_LIBRARY_PATH", "TMPDIR")
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def server_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The minimal environment the embedded server is started with."""
+    environ = os.environ if environ is None else environ
+    env = {name: environ[name] for name in _PASSED_ON if environ.get(name)}
+    env.setdefault("PATH", _DEFAULT_PATH)
+    env.update({"LC_ALL": "C", "LANG": "C", "TZ": "UTC"})
+    return env
+
+
 @dataclass
 class EmbeddedPostgres:
     """One PostgreSQL server in a temporary directory. Use as a context manager or call start()/stop()."""
@@ -153,7 +168,7 @@ class EmbeddedPostgres:
             os.chown(self.root, user.pw_uid, user.pw_gid)
             os.chown(data, user.pw_uid, user.pw_gid)
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-        env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
+        env = server_environment()
         init = subprocess.run(
             [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
              "--no-sync", "--no-instructions"],

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import psutil
 import psycopg2
@@ -89,3 +90,33 @@ def test_stale_directories_of_killed_owners_are_removed(tmp_path) -> None:
     assert not dead.exists()
     assert running.exists()
     assert other.exists()
+
+
+def test_the_server_starts_with_a_minimal_environment(monkeypatch) -> None:
+    """No L1NDA_* secret, no PG* password, no Airflow connection reaches the postmaster (read from /proc)."""
+    secrets = {
+        "L1NDA_FERNET_KEYS": "c2VjcmV0LWZlcm5ldC1rZXktbm90LWZvci10aGUtc2VydmVy",
+        "L1NDA_DATABASE_URL": "postgresql://l1nda:db-password-xyz@db/l1nda",
+        "PGPASSWORD": "pg-password-xyz",
+        "PGSERVICEFILE": "/nonexistent/pg_service.conf",
+        "AIRFLOW_CONN_NMBRS_SOAP": "http://user:conn-password-xyz@api.nmbrs.nl",
+        "AIRFLOW__CORE__FERNET_KEY": "airflow-fernet-xyz",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    server = EmbeddedPostgres().start()
+    try:
+        assert server.pid is not None
+        environ = Path(f"/proc/{server.pid}/environ").read_bytes()
+        names = {entry.split(b"=", 1)[0].decode() for entry in environ.split(b"\0") if entry}
+        assert names, "the postmaster's environment could not be read"
+        assert names <= {"PATH", "LD_LIBRARY_PATH", "TMPDIR", "LC_ALL", "LANG", "TZ", "PGDATA", "PG_GRANDPARENT_PID",
+                         "PGLOCALEDIR", "PGSYSCONFDIR"}, names
+        assert {"LC_ALL", "TZ"} <= names
+        for value in secrets.values():
+            assert value.encode() not in environ
+        with psycopg2.connect(server.url) as conn, conn.cursor() as cur:  # and it serves
+            cur.execute("select 1")
+            assert cur.fetchone() == (1,)
+    finally:
+        server.stop()
