@@ -94,3 +94,36 @@ def test_on_retry_hears_each_retry() -> None:
 def test_a_policy_refuses_nonsense(kwargs) -> None:
     with pytest.raises(ValueError, match="RetryPolicy"):
         RetryPolicy(**kwargs)
+
+
+def test_retry_after_sets_the_least_wait_and_a_wait_past_the_deadline_is_not_taken() -> None:
+    waits: list[float] = []
+    answers = iter([30.0, 2.0])
+
+    def attempt(_deadline):
+        error = TransientError("HTTP 429")
+        error.retry_after = next(answers, None)
+        raise error
+
+    policy = RetryPolicy(attempts=5, deadline=10.0, base_delay=0.01, max_delay=0.01)
+    clock = [0.0]
+    with pytest.raises(TransientError) as caught:
+        call_with_retry(attempt, policy, clock=lambda: clock[0], sleep=waits.append)
+    assert caught.value.retry_after == 30.0  # 30 s > the 10 s deadline: raised at once
+    assert waits == []
+    answers = iter([2.0, 3.0])
+    with pytest.raises(TransientError):
+        call_with_retry(attempt, RetryPolicy(attempts=3, deadline=10.0, base_delay=0.01, max_delay=0.01),
+                        clock=lambda: clock[0], sleep=waits.append)
+    assert waits == [2.0, 3.0]
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("7", 7.0), (" 0 ", 0.0), ("-3", 0.0), ("soon", None), ("", None),
+                                                 (None, None), ("Mon, 01 Jun 2026 08:00:30 GMT", 30.0),
+                                                 ("Mon, 01 Jun 2026 07:59:00 GMT", 0.0)])
+def test_retry_after_header(header, seconds) -> None:
+    from datetime import UTC, datetime
+
+    from l1nda_sync.nmbrs.transport import retry_after_seconds
+
+    assert retry_after_seconds(header, now=datetime(2026, 6, 1, 8, 0, tzinfo=UTC)) == seconds
