@@ -102,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except psycopg2.Error as exc:
         first = redact_url((str(exc).strip().splitlines() or [type(exc).__name__])[0])
         return _fail(ctx, RuntimeError(f"database error: {first}; nothing was written"), EXIT_FAILURE)
-    except KeyboardInterrupt:
-        return _fail(ctx, RuntimeError("interrupted; nothing was written"), 130)
+    except KeyboardInterrupt as exc:  # a command that wrote something says so in the interrupt's message
+        return _fail(ctx, RuntimeError(f"interrupted: {exc}" if str(exc) else "interrupted; nothing was written"), 130)
     finally:
         ctx.close()
 

@@ -1,9 +1,18 @@
-"""`--check`: probe a token at Nmbrs before it is stored, and say what it reaches (or why Nmbrs refused it)."""
+"""The check `tokens add` and `tokens replace` make by default: probe the token at Nmbrs before it is stored.
+
+Nmbrs refusing the token for a reason that is the token's (1001, a right switched off, no subscription) is bad
+input: exit 2, nothing written. Nmbrs not answering (network, time-out, server fault) is nobody's verdict: the
+token is registered 'new' with a warning and the next sync run checks it. A token Nmbrs accepted is stored as
+a sync run would store that check (`record_check`): a row in `checks`, applied at once by the engine's own
+apply step, so the token is `active`, its reach is known and it is next due after `check_interval_healthy`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from l1nda_sync.masking import Secret, mask
@@ -13,8 +22,9 @@ from l1nda_sync.settings import Settings
 
 # What to do when Nmbrs refuses a token for a reason that is the token's (exit 2, nothing written).
 _REFUSALS = {
-    "invalid": "Nmbrs answered {code} Invalid Authentication: the login e-mail, the token or the domain is wrong, "
-               "or the token was reset; check --username and --domain and copy the token again",
+    "invalid": "Nmbrs does not accept this token ({code}): check the login e-mail and token (--username must be the "
+               "login the token was made for, and the token copied whole; a reset makes the old token invalid) and "
+               "--domain if given; or leave the check out with --no-check",
     "rights_missing": "Nmbrs answered {code} Unauthorized Access: the login's API user template has {operation} "
                       "switched off; switch it on in Nmbrs, then try again",
     "no_subscription": "Nmbrs answered {code}: the environment has no valid subscription; the customer must "
@@ -63,10 +73,47 @@ def summarise(probe: Any) -> ProbeSummary:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What the registration check found: Nmbrs accepted the token (`summary`, `probe`), or could not be asked
+    (`warning`, `summary` None)."""
+
+    summary: ProbeSummary | None
+    probe: dict[str, Any] | None = field(default=None, repr=False)
+    calls: int = 0
+    duration_ms: int = 0
+    warning: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.summary is not None
+
+    def event_detail(self) -> dict[str, Any]:
+        if self.summary is not None:
+            return self.summary.event_detail()
+        return {"checked": {"outcome": "transient", "detail": self.warning}}
+
+
+def check_token(settings: Settings, username: str, token: Secret, domain: str | None) -> Checked:
+    """Probe once. A refusal that is the token's fault raises InvalidInput; an outage gives a warning."""
+    started = time.monotonic()
+    try:
+        probe = _probe(settings, username, token, domain)
+    except NmbrsUnavailable as exc:
+        return Checked(None, warning=str(exc), duration_ms=int((time.monotonic() - started) * 1000))
+    duration_ms = int((time.monotonic() - started) * 1000)
+    return Checked(summarise(probe), probe.to_dict() if hasattr(probe, "to_dict") else None,
+                   calls=int(getattr(probe, "calls", 0) or 0), duration_ms=duration_ms)
+
+
 def probe_token(settings: Settings, username: str, token: Secret, domain: str | None) -> ProbeSummary:
     """Probe once. A refusal that is the token's fault raises InvalidInput; an outage NmbrsUnavailable."""
+    return summarise(_probe(settings, username, token, domain))
+
+
+def _probe(settings: Settings, username: str, token: Secret, domain: str | None) -> Any:
     try:
-        probe = get_client(settings).probe(Credentials(username, token, domain))
+        return get_client(settings).probe(Credentials(username, token, domain))
     except NmbrsError as exc:
         text = str(exc).replace(token.reveal(), mask(token.reveal()))  # belt and braces: never echo a token
         text = text if len(text) <= 300 else text[:300] + "…"
@@ -76,6 +123,36 @@ def probe_token(settings: Settings, username: str, token: Secret, domain: str | 
             message = _REFUSALS[outcome].format(code=getattr(exc, "code", None) or "", operation=operation or
                                                 "an operation")
             raise InvalidInput("token", f"{message}; nothing was written ({text})") from None
-        raise NmbrsUnavailable(f"Nmbrs could not be asked ({text}); nothing was written: try again later, or leave "
-                               "--check out and let the next sync run check the token") from None
-    return summarise(probe)
+        raise NmbrsUnavailable(f"Nmbrs could not be asked ({text})") from None
+
+
+def record_check(cur: Any, token_id: int, checked: Checked, settings: Settings) -> Any:
+    """Store the registration check of an accepted token as a sync run would, and apply it at once.
+
+    Inside the caller's transaction (the one that added or replaced the token): a pending `checks` row, then the
+    engine's `apply_check` (state new -> active, last_valid_at, next check after check_interval_healthy, reach
+    and reach events) and the same alert and webhook hooks a run calls. Its time is the transaction's, so it is
+    never older than the replacement it follows. Returns the engine's AppliedCheck (None if nothing applied).
+    """
+    from l1nda_sync.engine.applying import apply_check
+    from l1nda_sync.engine.checking import CheckRecord, store_checks
+    from l1nda_sync.engine.token_state import Outcome, StatePolicy
+    from l1nda_sync.webhook.hooks import sync_hooks
+
+    assert checked.summary is not None
+    assert checked.probe is not None
+    cur.execute("SELECT now()")
+    at: datetime = cur.fetchone()[0]
+    record = CheckRecord(
+        token_id=token_id, checked_at=at, outcome=Outcome.VALID, fault_code=None, detail="registration check",
+        missing_operation=None, duration_ms=checked.duration_ms, calls=checked.calls, probe=checked.probe,
+        debtors=len(checked.summary.debtors), companies=len(checked.summary.companies),
+    )
+    store_checks(cur, None, [record])
+    cur.execute("SELECT max(id) FROM checks WHERE token_id = %s AND applied_at IS NULL", (token_id,))
+    check_id = cur.fetchone()[0]
+    applied = apply_check(cur, check_id, policy=StatePolicy.from_settings(settings), breaker_open=False, now=at,
+                          run_id=None)
+    if applied is not None:
+        sync_hooks(settings).token_applied(cur, applied, run_id=None, now=at)
+    return applied

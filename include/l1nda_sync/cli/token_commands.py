@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from l1nda_sync.cli import output
-from l1nda_sync.cli.checking import ProbeSummary, probe_token
+from l1nda_sync.cli.checking import Checked, ProbeSummary, check_token, record_check
 from l1nda_sync.cli.context import Context
 from l1nda_sync.masking import Secret
 from l1nda_sync.registry import db, details, tokens
@@ -29,6 +29,13 @@ def id_arg(value: str) -> int:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+def _check_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-check", dest="check", action="store_false", default=True,
+                        help="do not ask Nmbrs now; the token is stored as 'new' and the next sync run checks it")
+    parser.add_argument("--check", dest="check", action="store_true",
+                        help="check the token at Nmbrs first (the default; kept for older scripts)")
+
+
 def _refuse_argv_token(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", dest="token_on_argv", nargs="?", const="", default=None,
                         help=argparse.SUPPRESS)
@@ -43,16 +50,18 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
     add = sub.add_parser("add", parents=[common], help="register a token (read from stdin or a hidden prompt)",
                          description="Register a token. It is read from stdin when that is a pipe or file, else "
-                                     "from a hidden prompt.")
+                                     "from a hidden prompt. It is checked at Nmbrs first: a token Nmbrs accepts is "
+                                     "active at once, one it refuses is not stored (exit 2); when Nmbrs cannot be "
+                                     "asked it is stored as 'new' and the next sync run checks it.")
     add.add_argument("--label", required=True, help="a short name people recognise, unique")
     add.add_argument("--level", required=True, choices=v.LEVELS, help="accountant (master) or debtor level")
     add.add_argument("--username", required=True, metavar="EMAIL", help="the Nmbrs login e-mail of the token")
     add.add_argument("--contact", required=True, action="append", metavar="EMAIL",
                      help="customer contact for alerts (repeat for more)")
     add.add_argument("--language", choices=v.LANGUAGES, default="en", help="language of the contact's mails")
-    add.add_argument("--domain", metavar="SUB", help="Nmbrs sub-domain, e.g. 'apitesting' (found by --check)")
+    add.add_argument("--domain", metavar="SUB", help="Nmbrs sub-domain, e.g. 'apitesting' (found by the check)")
     add.add_argument("--notes", help="free text for operators")
-    add.add_argument("--check", action="store_true", help="probe Nmbrs now and show what the token reaches")
+    _check_options(add)
     _refuse_argv_token(add)
     add.set_defaults(handler=run_add)
 
@@ -66,11 +75,12 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     show.set_defaults(handler=run_show)
 
     replace = sub.add_parser("replace", parents=[common], help="store a new token for the same login (after a reset)",
-                             description="Store a new token for the same login, keeping history and links; the "
-                                         "token goes back to 'new' and is checked at the next run.")
+                             description="Store a new token for the same login, keeping history and links. It "
+                                         "is checked at Nmbrs first, as with `tokens add`; with --no-check (or when "
+                                         "Nmbrs cannot be asked) it goes back to 'new' and the next run checks it.")
     replace.add_argument("id", metavar="ID", type=id_arg)
     replace.add_argument("--domain", metavar="SUB", help="change the Nmbrs sub-domain too")
-    replace.add_argument("--check", action="store_true", help="probe Nmbrs now and show what the token reaches")
+    _check_options(replace)
     _refuse_argv_token(replace)
     replace.set_defaults(handler=run_replace)
 
@@ -81,7 +91,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     ):
         cmd = sub.add_parser(name, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
         cmd.add_argument("id", metavar="ID", type=id_arg)
-        cmd.add_argument("--reason", help="why, for the audit trail")
+        cmd.add_argument("--reason", help="why, for the audit trail (one line, at most 500 characters)")
         cmd.set_defaults(handler=handler)
 
 
@@ -103,20 +113,43 @@ def _reach_text(summary: ProbeSummary) -> str:
     return "\n".join(lines + ([more] if more else []))
 
 
+def _checked_text(checked: Checked | None, token: Token) -> str:
+    if checked is None:
+        return "not checked (--no-check); the next sync run checks it"
+    if not checked.accepted:
+        return "Nmbrs could not be asked; the next sync run checks it"
+    return f"Nmbrs accepted it; next check {output.cell(token.next_check_at)}"
+
+
+def _checked_json(checked: Checked | None) -> str:
+    return "skipped" if checked is None else ("accepted" if checked.accepted else "nmbrs_unavailable")
+
+
+def _warn_unchecked(ctx: Context, checked: Checked | None) -> None:
+    if checked is not None and not checked.accepted:
+        ctx.note(f"warning: {checked.warning}; the token was stored as 'new' and the next sync run checks it")
+
+
 def run_add(ctx: Context) -> int:
     args = ctx.args
     if args.token_on_argv is not None:
         raise InvalidInput("--token", ARGV_REFUSAL)
     store = ctx.token_store()  # no keys: fail before asking for the token
     conn = ctx.connect()
+    store.refuse_foreign_keys(conn, action="added")  # keys that are not this registry's: before the token
     new = NewToken.validate(label=args.label, level=args.level, username=args.username, contacts=args.contact,
                             language=args.language, domain=args.domain, notes=args.notes, token=ctx.read_token)
     store.refuse_clashes(conn, new)  # before asking Nmbrs anything
-    summary = probe_token(ctx.settings, new.username, new.token, new.domain) if args.check else None
+    checked = check_token(ctx.settings, new.username, new.token, new.domain) if args.check else None
+    summary = checked.summary if checked else None
     if summary is not None and summary.domain and not new.domain:
         new = dataclasses.replace(new, domain=summary.domain)
-    with db.transaction(conn):
-        token = store.add(conn, new, actor=ctx.actor, detail=summary.event_detail() if summary else None)
+    with db.transaction(conn) as cur:
+        token = store.add(conn, new, actor=ctx.actor, detail=checked.event_detail() if checked else None)
+        if checked is not None and checked.accepted:
+            record_check(cur, token.id, checked, ctx.settings)
+            token = tokens.fetch_token(cur, token.id)
+    _warn_unchecked(ctx, checked)
     others = tokens.tokens_with_login(conn, token.username, exclude_id=token.id)
     if others and not ctx.json:
         ctx.note(f"note: login {token.username} also has token(s) {', '.join(str(o.id) for o in others)}; "
@@ -124,12 +157,12 @@ def run_add(ctx: Context) -> int:
                  f"and `l1nda-sync tokens remove {token.id}`")
 
     def text() -> str:
-        lines = [f"added {_token_text(token)}; state {token.state}: the next sync run checks it"]
+        lines = [f"added {_token_text(token)}; state {token.state}: {_checked_text(checked, token)}"]
         if summary is not None:
             lines.append(_reach_text(summary))
         return "\n".join(lines)
 
-    ctx.emit({"token": token, "reach": summary}, text)
+    ctx.emit({"token": token, "reach": summary, "checked": _checked_json(checked)}, text)
     return 0
 
 
@@ -144,23 +177,31 @@ def run_replace(ctx: Context) -> int:
     if current.removed_at is not None:
         raise Conflict("ID", f"token {current.id} ({current.label}) was removed and cannot be replaced; register "
                              "the token again with `l1nda-sync tokens add`")
+    store.refuse_foreign_keys(conn, action="replaced", except_id=current.id)
     secret: Secret = v.token(ctx.read_token())
     store.refuse_replacement_clash(conn, current, secret)  # before asking Nmbrs anything
-    summary = probe_token(ctx.settings, current.username, secret, domain or current.domain) if args.check else None
+    checked = check_token(ctx.settings, current.username, secret, domain or current.domain) if args.check else None
+    summary = checked.summary if checked else None
     if summary is not None and summary.domain and not domain:
         domain = summary.domain
-    with db.transaction(conn):
+    with db.transaction(conn) as cur:
         change = store.replace(conn, args.id, secret, actor=ctx.actor, domain=domain,
-                               detail=summary.event_detail() if summary else None)
+                               detail=checked.event_detail() if checked else None)
+        if checked is not None and checked.accepted:
+            record_check(cur, args.id, checked, ctx.settings)
+            change = dataclasses.replace(change, token=tokens.fetch_token(cur, args.id))
+    _warn_unchecked(ctx, checked)
 
     def text() -> str:
-        lines = [f"replaced the secret of {_token_text(change.token)} (was {current.token_hint}); state "
-                 f"{change.before} -> {change.token.state}: the next sync run checks it; history and links kept"]
+        lines = [f"replaced the secret of {_token_text(change.token)} (was {current.token_hint}); "
+                 f"state {change.before} -> {change.token.state}: {_checked_text(checked, change.token)}; history and "
+                 "links kept"]
         if summary is not None:
             lines.append(_reach_text(summary))
         return "\n".join(lines)
 
-    ctx.emit({"token": change.token, "before": change.before, "reach": summary}, text)
+    ctx.emit({"token": change.token, "before": change.before, "reach": summary, "checked": _checked_json(checked)},
+             text)
     return 0
 
 
@@ -232,9 +273,10 @@ def _show_text(d: details.TokenDetail) -> str:
 
 
 def _state_command(ctx: Context, change_fn: Any, verb: str, unchanged: str) -> int:
+    reason = v.reason(ctx.args.reason)
     conn = ctx.connect()
     with db.transaction(conn):
-        change = change_fn(conn, ctx.args.id, actor=ctx.actor, reason=ctx.args.reason)
+        change = change_fn(conn, ctx.args.id, actor=ctx.actor, reason=reason)
     t = change.token
     if change.changed:
         text = f"{verb} {_token_text(t)}: {change.before} -> {t.state}"

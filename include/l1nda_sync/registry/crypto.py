@@ -1,10 +1,16 @@
 """Tokens at rest: Fernet encryption with a key list for rotation, and a keyed fingerprint for duplicates.
 
 Keys come newest first (L1NDA_FERNET_KEYS or the Airflow Variable l1nda_fernet_keys). Encryption always uses
-the newest key; decryption tries each. The fingerprint is an HMAC-SHA256 of the normalised login and the token
-under a key derived (HKDF) from a Fernet key, so the database holds nothing that reveals a token, yet the same
-login + token is found without decrypting anything. After a new key is added and before `keys rotate` ran,
-stored fingerprints may still be under an older key: `fingerprint_candidates` gives one per configured key.
+the newest key; decryption tries each.
+
+The fingerprint is an HMAC-SHA256 of the normalised login and the token, so the same login + token is found
+without decrypting anything. Its key does not depend on which Fernet keys are configured: it is 32 random
+bytes made once per registry (`new_fingerprint_key`), stored in `registry_keys` *encrypted* under the Fernet
+keys (a database dump alone confirms no guessed token), and re-encrypted, never changed, by `keys rotate`. So
+dropping an old Fernet key can never hide a duplicate. Registries from before it (version < 6) had
+fingerprints under a key derived (HKDF) from the newest Fernet key: `legacy_fingerprint_candidates` still
+finds those until the registry's first add, replace or rotate re-fingerprints every token under the stable key
+(see `registry.tokens`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import unicodedata
 from collections.abc import Sequence
 
@@ -117,10 +124,47 @@ class TokenCipher:
         message = f"{normalise_login(username)}\n{plain}".encode()
         return hmac.new(key, message, hashlib.sha256).hexdigest()
 
-    def fingerprint(self, username: str, token: str) -> str:
-        """The fingerprint stored with a token: under the newest key."""
-        return self._fingerprint_with(self._fingerprint_keys[0], username, token)
+    def fingerprint(self, username: str, token: str, key: bytes | None = None) -> str:
+        """The fingerprint under the registry's stable `key`; without one, the legacy key of the newest Fernet key."""
+        return self._fingerprint_with(key if key is not None else self._fingerprint_keys[0], username, token)
 
     def fingerprint_candidates(self, username: str, token: str) -> list[str]:
-        """The fingerprint under every configured key, newest first (for finding duplicates mid-rotation)."""
+        """Legacy fingerprints under every configured key, newest first (registries without a stable key)."""
         return [self._fingerprint_with(k, username, token) for k in self._fingerprint_keys]
+
+    legacy_fingerprint_candidates = fingerprint_candidates
+
+    # -- the registry's stable fingerprint key, kept encrypted ----------------------------------------------
+    def seal_key(self, key: bytes) -> str:
+        """A fingerprint key encrypted under the newest Fernet key, for `registry_keys`."""
+        return self._fernets[0].encrypt(base64.urlsafe_b64encode(key)).decode("ascii")
+
+    def open_key(self, sealed: str) -> bytes | None:
+        """The fingerprint key from its stored form; None when no configured key opens it."""
+        try:
+            return base64.urlsafe_b64decode(self._multi.decrypt(sealed.encode("ascii")))
+        except (InvalidToken, ValueError):
+            return None
+
+    def reseal_key(self, sealed: str) -> str:
+        """The stored fingerprint key re-encrypted under the newest Fernet key (the key itself unchanged)."""
+        try:
+            return self._multi.rotate(sealed.encode("ascii")).decode("ascii")
+        except InvalidToken:
+            raise EncryptionKeyError(f"the registry's fingerprint key {UNDECRYPTABLE_MESSAGE}") from None
+
+    def readers(self, ciphertext: str) -> list[int]:
+        """Positions (0 = newest) of every configured key that decrypts `ciphertext`."""
+        found = []
+        for index, fernet in enumerate(self._fernets):
+            try:
+                fernet.decrypt(ciphertext.encode("ascii"))
+            except InvalidToken:
+                continue
+            found.append(index)
+        return found
+
+
+def new_fingerprint_key() -> bytes:
+    """A registry's stable fingerprint key: 32 random bytes, made once."""
+    return secrets.token_bytes(32)

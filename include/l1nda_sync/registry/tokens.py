@@ -2,7 +2,13 @@
 
 Functions take a psycopg2 connection and leave the transaction to the caller (`with conn:` commits or rolls
 back the whole command). Writes that decide on duplicates take one advisory lock, so two operators adding the
-same token at once cannot both succeed, also while the fingerprints are under different keys.
+same token at once cannot both succeed.
+
+Fingerprints are under the registry's stable fingerprint key (`registry_keys`, see `registry.crypto`). A
+registry upgraded from before it still has fingerprints under a Fernet-derived key; the first add, replace or
+`keys rotate` makes the stable key and re-fingerprints every live token under it, in its own transaction and
+under the write lock (refused, with nothing written, while any token cannot be decrypted). Until then duplicate
+checks look for the legacy fingerprints under every configured key.
 """
 
 from __future__ import annotations
@@ -15,13 +21,39 @@ from typing import Any
 
 from l1nda_sync.masking import Secret, mask
 from l1nda_sync.registry import validation as v
-from l1nda_sync.registry.crypto import UNDECRYPTABLE_MESSAGE, TokenCipher
+from l1nda_sync.registry.crypto import KEYS_VARIABLE, UNDECRYPTABLE_MESSAGE, TokenCipher, new_fingerprint_key
 from l1nda_sync.registry.db import advisory_xact_lock, reading
 from l1nda_sync.registry.errors import Conflict, EncryptionKeyError, NotFound
 from l1nda_sync.settings import Settings
 
 # Advisory lock key for writes that check or change fingerprints (add, replace, keys rotate).
 TOKEN_WRITE_LOCK_KEY = 0x4C314E444102
+FINGERPRINT_KEY_NAME = "fingerprint_key"
+
+
+def id_ranges(ids: Sequence[int], limit: int = 20) -> str:
+    """'1-5, 8, 10, 11' (runs of 3 or more as a range; at most `limit` groups, then '…')."""
+    groups: list[str] = []
+    ordered = sorted(set(ids))
+    start = prev = None
+    for n in [*ordered, None]:
+        if n is not None and prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None and prev is not None:
+            if prev - start >= 2:
+                groups.append(f"{start}-{prev}")
+            else:
+                groups += [str(n) for n in range(start, prev + 1)]
+        start = prev = n
+    return ", ".join(groups[:limit]) + (" …" if len(groups) > limit else "")
+
+
+def keys_cannot_read(what: str) -> str:
+    """The message when the configured keys are not the ones the registry's secrets were encrypted with."""
+    return (f"these keys cannot read {what}: is {KEYS_VARIABLE} this deployment's? Give it the key they were "
+            f"encrypted with (an older key goes at the end of {KEYS_VARIABLE}); `l1nda-sync keys check` shows "
+            "which key reads which token")
 
 COLUMNS = (
     "id, label, level, username, token_hint, domain, contact_emails, contact_language, state, state_since, "
@@ -99,6 +131,21 @@ class StateChange:
     token: Token
     before: str
     changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReport:
+    """What each configured key reads (`keys check`); positions count from 1 = newest, keys never shown."""
+
+    keys: int
+    reads: tuple[tuple[int, ...], ...]  # per key, the live token ids it decrypts
+    unreadable: tuple[int, ...]  # live tokens no configured key decrypts
+    fingerprint_key: int | None  # which key (1 = newest) opens the stable fingerprint key; None: see below
+    fingerprint_key_state: str  # 'readable', 'unreadable' or 'not made yet'
+
+    @property
+    def ok(self) -> bool:
+        return not self.unreadable and self.fingerprint_key_state != "unreadable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,16 +241,98 @@ class TokenStore:
     def from_settings(cls, settings: Settings | None = None) -> TokenStore:
         return cls(TokenCipher.from_settings(settings))
 
+    # -- the stable fingerprint key -------------------------------------------------------------------------
+    def _stable_key(self, cur: Any, *, create: bool) -> bytes | None:
+        """The registry's fingerprint key; made (and every live token re-fingerprinted) when `create` and missing.
+
+        Creating needs the caller to hold TOKEN_WRITE_LOCK_KEY. Raises EncryptionKeyError when the configured
+        keys cannot open it, or (creating) cannot decrypt a live token: nothing is written then.
+        """
+        cur.execute("SELECT ciphertext FROM registry_keys WHERE name = %s", (FINGERPRINT_KEY_NAME,))
+        row = cur.fetchone()
+        if row is not None:
+            key = self.cipher.open_key(row[0])
+            if key is None:
+                raise EncryptionKeyError(keys_cannot_read("the registry's fingerprint key"))
+            return key
+        if not create:
+            return None
+        from psycopg2.extras import execute_values
+
+        key = new_fingerprint_key()
+        cur.execute("SELECT id, username, token_ciphertext FROM tokens WHERE token_ciphertext IS NOT NULL "
+                    "ORDER BY id FOR UPDATE")
+        updates: list[tuple[int, str]] = []
+        unreadable: list[int] = []
+        for token_id, username, ciphertext in cur.fetchall():
+            try:
+                plain = self.cipher.decrypt(ciphertext)
+            except EncryptionKeyError:
+                unreadable.append(token_id)
+                continue
+            updates.append((token_id, self.cipher.fingerprint(username, plain, key)))
+        if unreadable:
+            raise EncryptionKeyError(keys_cannot_read(f"token {id_ranges(unreadable)}") + "; nothing was written")
+        if updates:
+            execute_values(
+                cur, "UPDATE tokens AS t SET fingerprint = u.fp FROM (VALUES %s) AS u(id, fp) WHERE t.id = u.id",
+                updates, template="(%s::bigint, %s)", page_size=1000,
+            )
+        cur.execute("INSERT INTO registry_keys (name, ciphertext) VALUES (%s, %s)",
+                    (FINGERPRINT_KEY_NAME, self.cipher.seal_key(key)))
+        return key
+
+    def _fingerprints(self, cur: Any, username: str, token: str, *, create: bool) -> list[str]:
+        key = self._stable_key(cur, create=create)
+        if key is None:
+            return self.cipher.legacy_fingerprint_candidates(username, token)
+        return [self.cipher.fingerprint(username, token, key)]
+
+    # -- can these keys read this registry? ------------------------------------------------------------------
+    def key_report(self, conn: Any) -> KeyReport:
+        """Which configured key decrypts which live token, and the fingerprint key (for `keys check`)."""
+        reads: list[list[int]] = [[] for _ in range(self.cipher.key_count)]
+        unreadable: list[int] = []
+        with reading(conn) as cur:
+            cur.execute("SELECT id, token_ciphertext FROM tokens WHERE token_ciphertext IS NOT NULL ORDER BY id")
+            for token_id, ciphertext in cur.fetchall():
+                found = self.cipher.readers(ciphertext)
+                for index in found:
+                    reads[index].append(token_id)
+                if not found:
+                    unreadable.append(token_id)
+            cur.execute("SELECT ciphertext FROM registry_keys WHERE name = %s", (FINGERPRINT_KEY_NAME,))
+            row = cur.fetchone()
+        fp_key: int | None = None
+        if row is None:
+            fp_state = "not made yet"
+        else:
+            opened = self.cipher.readers(row[0])
+            fp_key = opened[0] + 1 if opened else None
+            fp_state = "readable" if opened else "unreadable"
+        return KeyReport(self.cipher.key_count, tuple(tuple(r) for r in reads), tuple(unreadable), fp_key, fp_state)
+
+    def refuse_foreign_keys(self, conn: Any, *, action: str, except_id: int | None = None) -> None:
+        """EncryptionKeyError when the configured keys cannot read the registry's tokens (or its fingerprint key):
+        adding under keys that are not this deployment's would split the registry in two. `except_id`: a token
+        about to be replaced (a new secret is how a token under a lost key is saved)."""
+        report = self.key_report(conn)
+        unreadable = [t for t in report.unreadable if t != except_id]
+        if unreadable:
+            raise EncryptionKeyError(keys_cannot_read(f"token {id_ranges(unreadable)}") + f"; nothing was {action}")
+        if report.fingerprint_key_state == "unreadable":
+            raise EncryptionKeyError(keys_cannot_read("the registry's fingerprint key") + f"; nothing was {action}")
+
     def find_duplicate(self, conn: Any, username: str, token: str) -> Token | None:
-        """A live token with the same login and token, under any configured key, without decrypting."""
+        """A live token with the same login and token, without decrypting anything."""
         with reading(conn) as cur:
             return self._find_duplicate(cur, username, token)
 
-    def _find_duplicate(self, cur: Any, username: str, token: str) -> Token | None:
+    def _find_duplicate(self, cur: Any, username: str, token: str, *, create: bool = False) -> Token | None:
         cur.execute(
             f"""SELECT {COLUMNS} FROM tokens WHERE fingerprint = ANY(%s) AND removed_at IS NULL
                 ORDER BY id LIMIT 1""",
-            (self.cipher.fingerprint_candidates(username, token),),
+            (self._fingerprints(cur, username, token, create=create),),
         )
         row = cur.fetchone()
         return None if row is None else Token.from_row(row)
@@ -213,12 +342,12 @@ class TokenStore:
         with reading(conn) as cur:
             self._refuse_clashes(cur, new)
 
-    def _refuse_clashes(self, cur: Any, new: NewToken) -> None:
+    def _refuse_clashes(self, cur: Any, new: NewToken, *, create: bool = False) -> None:
         taken = _label_taken(cur, new.label)
         if taken is not None:
             raise Conflict("--label", f"{new.label!r} is already the label of token {taken}; choose another "
                                       "label (see `l1nda-sync tokens list`)")
-        duplicate = self._find_duplicate(cur, new.username, new.token)
+        duplicate = self._find_duplicate(cur, new.username, new.token, create=create)
         if duplicate is not None:
             raise Conflict("token", f"this login and token are already registered as token {duplicate.id} "
                                     f"({duplicate.label}, state {duplicate.state}); nothing was added")
@@ -227,13 +356,14 @@ class TokenStore:
         """Register a token (state 'new', due now). Refuses a taken label and a duplicate login + token."""
         with conn.cursor() as cur:
             advisory_xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
-            self._refuse_clashes(cur, new)
+            self._refuse_clashes(cur, new, create=True)
+            key = self._stable_key(cur, create=False)
             cur.execute(
                 f"""INSERT INTO tokens (label, level, username, token_ciphertext, token_hint, fingerprint, domain,
                                         contact_emails, contact_language, notes)
                     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {COLUMNS}""",
                 (new.label, new.level, new.username, self.cipher.encrypt(new.token), mask(new.token.reveal()),
-                 self.cipher.fingerprint(new.username, new.token), new.domain, list(new.contacts), new.language,
+                 self.cipher.fingerprint(new.username, new.token, key), new.domain, list(new.contacts), new.language,
                  new.notes),
             )
             token = Token.from_row(cur.fetchone())
@@ -248,8 +378,8 @@ class TokenStore:
         with reading(conn) as cur:
             self._refuse_replacement_clash(cur, current, token)
 
-    def _refuse_replacement_clash(self, cur: Any, current: Token, token: Secret) -> None:
-        duplicate = self._find_duplicate(cur, current.username, token)
+    def _refuse_replacement_clash(self, cur: Any, current: Token, token: Secret, *, create: bool = False) -> None:
+        duplicate = self._find_duplicate(cur, current.username, token, create=create)
         if duplicate is not None and duplicate.id == current.id:
             raise Conflict("token", f"is the token already stored for token {current.id}; paste the new token "
                                     "Nmbrs showed after the reset")
@@ -264,15 +394,16 @@ class TokenStore:
             advisory_xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
             current = fetch_token(cur, token_id, for_update=True)
             _live(current, "replaced")
-            self._refuse_replacement_clash(cur, current, token)
+            self._refuse_replacement_clash(cur, current, token, create=True)
+            key = self._stable_key(cur, create=False)
             cur.execute(
                 f"""UPDATE tokens SET token_ciphertext = %s, token_hint = %s, fingerprint = %s,
                         domain = coalesce(%s, domain), state = 'new', state_since = now(), missing_operation = NULL,
                         consecutive_invalid = 0, first_invalid_at = NULL, consecutive_transient = 0,
                         first_transient_at = NULL, next_check_at = now(), replaced_at = now(), updated_at = now()
                     WHERE id = %s RETURNING {COLUMNS}""",
-                (self.cipher.encrypt(token), mask(token.reveal()), self.cipher.fingerprint(current.username, token),
-                 domain, token_id),
+                (self.cipher.encrypt(token), mask(token.reveal()),
+                 self.cipher.fingerprint(current.username, token, key), domain, token_id),
             )
             updated = Token.from_row(cur.fetchone())
             _void_pending_checks(cur, token_id, "the token was replaced after this check")
@@ -293,7 +424,11 @@ class TokenStore:
             raise EncryptionKeyError(f"token {token_id} {UNDECRYPTABLE_MESSAGE}") from None
 
     def rotate(self, conn: Any, *, actor: str) -> RotationReport:
-        """Re-encrypt and re-fingerprint every live token under the newest key, all or nothing."""
+        """Re-encrypt every live token, and the stable fingerprint key, under the newest key, all or nothing.
+
+        Fingerprints do not change (their key is the registry's own); a registry without a stable key gets one
+        here, and every token's fingerprint under it.
+        """
         from psycopg2.extras import execute_values
 
         with conn.cursor() as cur:
@@ -303,7 +438,7 @@ class TokenStore:
                    ORDER BY id FOR UPDATE"""
             )
             rows = cur.fetchall()
-            updates: list[tuple[int, str, str]] = []
+            plains: list[tuple[int, str, Secret]] = []
             older: list[int] = []
             unreadable: list[int] = []
             for token_id, username, ciphertext in rows:
@@ -313,11 +448,24 @@ class TokenStore:
                     continue
                 if index > 0:
                     older.append(token_id)
-                plain = self.cipher.decrypt(ciphertext)
-                updates.append((token_id, self.cipher.encrypt(plain), self.cipher.fingerprint(username, plain)))
+                plains.append((token_id, username, self.cipher.decrypt(ciphertext)))
             if unreadable:
-                shown = ", ".join(map(str, unreadable[:20])) + (" …" if len(unreadable) > 20 else "")
-                raise EncryptionKeyError(f"token {shown} {UNDECRYPTABLE_MESSAGE}; nothing was rotated")
+                raise EncryptionKeyError(f"token {id_ranges(unreadable)} {UNDECRYPTABLE_MESSAGE}; nothing was rotated")
+            cur.execute("SELECT ciphertext FROM registry_keys WHERE name = %s FOR UPDATE", (FINGERPRINT_KEY_NAME,))
+            sealed = cur.fetchone()
+            if sealed is not None:
+                key = self.cipher.open_key(sealed[0])
+                if key is None:
+                    raise EncryptionKeyError(f"the registry's fingerprint key {UNDECRYPTABLE_MESSAGE}; nothing was "
+                                             "rotated")
+                cur.execute("UPDATE registry_keys SET ciphertext = %s, updated_at = now() WHERE name = %s",
+                            (self.cipher.reseal_key(sealed[0]), FINGERPRINT_KEY_NAME))
+            else:  # a registry from before the stable key: make it, and fingerprint every token under it below
+                key = new_fingerprint_key()
+                cur.execute("INSERT INTO registry_keys (name, ciphertext) VALUES (%s, %s)",
+                            (FINGERPRINT_KEY_NAME, self.cipher.seal_key(key)))
+            updates = [(token_id, self.cipher.encrypt(plain), self.cipher.fingerprint(username, plain, key))
+                       for token_id, username, plain in plains]
             if updates:
                 execute_values(
                     cur,

@@ -1,4 +1,4 @@
-"""`tokens add --check` and `tokens replace --check`: probe at once, against the Nmbrs simulator."""
+"""`tokens add` and `tokens replace` check the token at Nmbrs by default, against the Nmbrs simulator over HTTP."""
 
 from __future__ import annotations
 
@@ -26,59 +26,98 @@ def sim(cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[object
         yield running
 
 
-def test_check_prints_the_reach_and_stores_the_domain(sim, cli, registry_url) -> None:
-    result = cli(*ADD, "--username", HORECA[0], "--check", stdin=HORECA[1])
-    assert result.code == 0, result.err
-    assert "Nmbrs accepted it: environment demo-accountants, 3 debtors, 4 companies" in result.out
-    for company in ("50101", "50102", "50201", "50401"):
-        assert company in result.out
-    assert HORECA[1] not in result.out + result.err
+def _row(registry_url: str, sql: str) -> tuple:
     conn = db.connect(registry_url)
     try:
         with db.reading(conn) as cur:
-            cur.execute("SELECT domain, state FROM tokens")
-            assert cur.fetchone() == ("demo-accountants", "new")
-            cur.execute("SELECT detail->'checked' FROM token_events WHERE action = 'added'")
-            assert cur.fetchone()[0] == {"domain": "demo-accountants", "debtors": 3, "companies": 4}
+            cur.execute(sql)
+            return cur.fetchone()
     finally:
         conn.close()
 
 
-def test_check_refuses_a_token_nmbrs_rejects_and_writes_nothing(sim, cli, counts) -> None:
+@pytest.mark.parametrize("flag", [(), ("--check",)], ids=["default", "--check kept as a no-op"])
+def test_a_token_nmbrs_accepts_is_active_at_once_with_its_reach(sim, cli, registry_url, flag) -> None:
+    result = cli(*ADD, "--username", HORECA[0], *flag, stdin=HORECA[1])
+    assert result.code == 0, result.err
+    assert "state active: Nmbrs accepted it" in result.out
+    assert "Nmbrs accepted it: environment demo-accountants, 3 debtors, 4 companies" in result.out
+    for company in ("50101", "50102", "50201", "50401"):
+        assert company in result.out
+    assert HORECA[1] not in result.out + result.err
+    # As a sync run would have left it: active, valid now, next check after check_interval_healthy (1 h).
+    state, domain, valid_now, next_in = _row(registry_url, """
+        SELECT state, domain, last_valid_at > now() - interval '1 minute',
+               extract(epoch FROM next_check_at - last_valid_at) FROM tokens""")
+    assert (state, domain, valid_now, float(next_in)) == ("active", "demo-accountants", True, 3600.0)
+    assert _row(registry_url, "SELECT count(*) FROM reach_companies WHERE token_id = 1 AND lost_at IS NULL") == (4,)
+    assert _row(registry_url, "SELECT count(*) FROM reach_debtors WHERE token_id = 1") == (3,)
+    assert _row(registry_url, "SELECT outcome, applied_at IS NOT NULL FROM checks") == ("valid", True)
+    assert _row(registry_url, "SELECT detail->'checked' FROM token_events WHERE action = 'added'") == (
+        {"domain": "demo-accountants", "debtors": 3, "companies": 4},)
+    assert _row(registry_url, "SELECT from_state, to_state FROM token_events WHERE action = 'state_changed'") == (
+        "new", "active")
+    # A sync run right after has nothing due: the registration check counts as this hour's check.
+    run = cli("sync", "run", "--json")
+    assert run.code == 0, run.err
+    assert run.json["checked"] == 0
+
+
+def test_a_token_nmbrs_rejects_is_refused_with_what_to_check_and_nothing_written(sim, cli, counts) -> None:
     before = counts()
-    wrong = cli(*ADD, "--username", HORECA[0], "--check", stdin="0" * 32)
+    wrong = cli(*ADD, "--username", HORECA[0], stdin="0" * 32)
     assert wrong.code == 2
-    assert "1001" in wrong.err
+    assert "Nmbrs does not accept this token (1001): check the login e-mail and token" in wrong.err
     assert "--username" in wrong.err
     assert "0" * 32 not in wrong.err
     assert counts() == before
 
 
+def test_no_check_stores_it_new_without_asking_nmbrs(sim, cli, registry_url) -> None:
+    sim.admin.inject_fault("http_503")  # any call would fail; --no-check makes none
+    result = cli(*ADD, "--username", HORECA[0], "--no-check", stdin=HORECA[1])
+    assert result.code == 0, result.err
+    assert "state new: not checked (--no-check)" in result.out
+    assert "warning" not in result.err
+    assert _row(registry_url, "SELECT state, next_check_at <= now() FROM tokens") == ("new", True)
+    assert _row(registry_url, "SELECT count(*) FROM checks") == (0,)
+
+
 def test_check_names_the_operation_switched_off(sim, cli, counts) -> None:
     sim.admin.set_operation_allowed(HORECA[0], "DebtorService", "List_GetAll", False)
     before = counts()
-    result = cli(*ADD, "--username", HORECA[0], "--check", stdin=HORECA[1])
+    result = cli(*ADD, "--username", HORECA[0], stdin=HORECA[1])
     assert result.code == 2
     assert "List_GetAll" in result.err
     assert "switch it on" in result.err
     assert counts() == before
 
 
-def test_check_during_an_outage_is_a_failure_not_bad_input(sim, cli, counts) -> None:
+def test_during_an_outage_the_token_is_stored_new_with_a_warning(sim, cli, registry_url, counts) -> None:
     sim.admin.inject_fault("http_503")
     before = counts()
-    result = cli(*ADD, "--username", HORECA[0], "--check", stdin=HORECA[1])
-    assert result.code == 1
-    assert "Nmbrs could not be asked" in result.err
-    assert counts() == before
-
-
-def test_replace_with_check_probes_the_new_token(sim, cli) -> None:
-    assert cli(*ADD, "--username", HORECA[0], "--domain", "demo-accountants", stdin=HORECA[1]).code == 0
-    new_token = sim.admin.reset_token(HORECA[0])
-    stale = cli("tokens", "replace", "1", "--check", stdin="f" * 32)
-    assert stale.code == 2
-    assert "1001" in stale.err
-    result = cli("tokens", "replace", "1", "--check", stdin=new_token)
+    result = cli(*ADD, "--username", HORECA[0], stdin=HORECA[1])
     assert result.code == 0, result.err
+    assert "warning: Nmbrs could not be asked" in result.err
+    assert "the next sync run checks it" in result.err
+    assert "state new: Nmbrs could not be asked" in result.out
+    assert HORECA[1] not in result.out + result.err
+    assert counts() == {**before, "tokens": 1, "token_events": 1}  # no check row: nothing was learnt
+    assert _row(registry_url, "SELECT state, next_check_at <= now() FROM tokens") == ("new", True)
+
+
+def test_replace_checks_the_new_token_and_a_valid_one_is_active_at_once(sim, cli, registry_url, counts) -> None:
+    assert cli(*ADD, "--username", HORECA[0], "--domain", "demo-accountants", "--no-check", stdin=HORECA[1]).code == 0
+    new_token = sim.admin.reset_token(HORECA[0])
+    before = counts()
+    stale = cli("tokens", "replace", "1", stdin="f" * 32)
+    assert stale.code == 2
+    assert "Nmbrs does not accept this token (1001)" in stale.err
+    assert counts() == before
+    result = cli("tokens", "replace", "1", stdin=new_token)
+    assert result.code == 0, result.err
+    assert "state new -> active: Nmbrs accepted it" in result.out
     assert "4 companies" in result.out
+    assert new_token not in result.out + result.err
+    assert _row(registry_url, "SELECT state, last_valid_at IS NOT NULL, next_check_at > now() + interval '59 min' "
+                              "FROM tokens") == ("active", True, True)

@@ -64,7 +64,7 @@ def test_keys_generate_prints_a_usable_key(run) -> None:
 
 def test_keys_rotate_lets_the_old_key_go(cli, registry_url, fernet_keys, monkeypatch) -> None:
     for n, token in enumerate((TOKEN, "60303ae22b998861bce3b28f33eec1be")):
-        assert cli("tokens", "add", "--label", f"T{n}", "--level", "debtor", "--username", f"u{n}@x.nl",
+        assert cli("tokens", "add", "--no-check", "--label", f"T{n}", "--level", "debtor", "--username", f"u{n}@x.nl",
                    "--contact", "c@x.nl", stdin=token).code == 0
     newest = Fernet.generate_key().decode()
     monkeypatch.setenv("L1NDA_FERNET_KEYS", f"{newest},{fernet_keys[0]}")
@@ -104,7 +104,8 @@ def test_help_and_unknown_commands(run) -> None:
 def test_the_console_script_end_to_end(registry_url) -> None:
     env = {**os.environ, "L1NDA_DATABASE_URL": registry_url, "L1NDA_FERNET_KEYS": Fernet.generate_key().decode()}
     exe = console_script()
-    add = subprocess.run([exe, "tokens", "add", "--label", "Sub", "--level", "debtor", "--username", "s@x.nl",
+    add = subprocess.run([exe, "tokens", "add", "--no-check",
+                          "--label", "Sub", "--level", "debtor", "--username", "s@x.nl",
                           "--contact", "c@x.nl"], input=TOKEN + "\n", env=env, capture_output=True, text=True,
                          timeout=60, check=False)
     assert add.returncode == 0, add.stderr
@@ -151,7 +152,8 @@ def test_on_a_terminal_the_token_is_read_from_a_hidden_prompt(registry_url) -> N
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     proc = subprocess.Popen(
-        [console_script(), "tokens", "add", "--label", "Typed", "--level", "debtor", "--username", "t@x.nl",
+        [console_script(), "tokens", "add", "--no-check",
+         "--label", "Typed", "--level", "debtor", "--username", "t@x.nl",
          "--contact", "c@x.nl"],
         stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
         preexec_fn=take_terminal,
