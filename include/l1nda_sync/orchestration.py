@@ -19,16 +19,34 @@ class ParamError(ValueError):
     """A trigger parameter is wrong; the message names it and says what to do."""
 
 
+KNOWN_PARAMS = ("token_ids", "force", "dry_run", "notify")
+TOKEN_ID_MAX = 2**31 - 1
+
+
 def parse_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the trigger form (the UI validates types too; runs triggered from the API or CLI may not)."""
+    """Validate the trigger form (the UI validates types too; runs triggered from the API or CLI may not).
+
+    Every problem is a ParamError naming the field: an unknown key (a misspelt `tokenids` would otherwise be
+    ignored and the run would check every due token), a token id that is not a whole number in ASCII digits
+    ('²' passes str.isdigit but is no id) or out of range, a flag that is not true or false.
+    """
+    unknown = sorted(str(k) for k in params if k not in KNOWN_PARAMS)
+    if unknown:
+        raise ParamError(f"{', '.join(unknown)}: not a parameter of this DAG; the known ones are "
+                         f"{', '.join(KNOWN_PARAMS)} (check the spelling in the run's conf)")
     raw_ids = params.get("token_ids") or []
     if not isinstance(raw_ids, list | tuple):
         raise ParamError(f"token_ids: expected a list of token ids, got {type(raw_ids).__name__}")
     ids: list[int] = []
     for value in raw_ids:
-        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
-            raise ParamError(f"token_ids: {value!r} is not a token id (a positive whole number)")
-        ids.append(int(value))
+        text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else None
+        if text is None or not text.isascii() or not text.isdigit():
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+            raise ParamError(f"token_ids: {shown} is not a token id (a positive whole number, e.g. 42)")
+        number = int(text)
+        if not 1 <= number <= TOKEN_ID_MAX:
+            raise ParamError(f"token_ids: {text[:20]} is out of range; a token id is from 1 to {TOKEN_ID_MAX}")
+        ids.append(number)
     flags = {}
     for name, default in (("force", False), ("dry_run", False), ("notify", True)):
         value = params.get(name, default)

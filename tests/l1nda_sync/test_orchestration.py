@@ -36,3 +36,38 @@ def test_one_mapped_check_per_batch_and_none_for_a_dry_run() -> None:
     planned = {"run_id": 7, "batches": [[1, 2], [3]], "dry_run": False}
     assert batch_kwargs(planned) == [{"sync_run": 7, "batch": [1, 2]}, {"sync_run": 7, "batch": [3]}]
     assert batch_kwargs({"run_id": None, "batches": [], "dry_run": True}) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"tokenids": [1]},
+         "tokenids: not a parameter of this DAG; the known ones are token_ids, force, dry_run, notify"),
+        ({"token_ids": [1], "dryrun": True}, "dryrun: not a parameter"),
+        ({"token_ids": ["²"]}, "token_ids: '²' is not a token id"),
+        ({"token_ids": ["٣"]}, "token_ids: '٣' is not a token id"),
+        ({"token_ids": [2**31]}, "token_ids: 2147483648 is out of range"),
+        ({"token_ids": ["99999999999999999999999"]}, "out of range"),
+        ({"token_ids": [0]}, "token_ids: 0 is out of range"),
+    ],
+)
+def test_unknown_keys_and_odd_ids_are_param_errors_naming_the_field(params: dict, fragment: str) -> None:
+    with pytest.raises(ParamError) as err:
+        parse_params(params)
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("params", [{"tokenids": [1]}, {"token_ids": ["²"]}])
+def test_plan_fails_a_bad_conf_without_retries_before_touching_the_registry(params: dict, monkeypatch) -> None:
+    """In the DAG's first task a bad conf is AirflowFailException (no retries), never a bare ValueError; it is
+    raised before any setting or database is read (no L1NDA_DATABASE_URL here)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from l1nda_sync import orchestration
+
+    monkeypatch.delenv("L1NDA_DATABASE_URL", raising=False)
+    monkeypatch.setattr(orchestration, "build_engine", lambda: pytest.fail("the registry was touched"))
+    with pytest.raises(AirflowFailException) as err:
+        orchestration.plan(params, "manual__1")
+    assert str(err.value).startswith(next(iter(params)) + ": ") or str(err.value).startswith("token_ids: ")
+    assert not isinstance(err.value, ValueError)
