@@ -8,6 +8,7 @@ from l1nda_sync.nmbrs.client import NmbrsClient, get_client
 from l1nda_sync.nmbrs.errors import (
     CredentialInvalid,
     DataNotAllowed,
+    MalformedAnswer,
     NmbrsError,
     NoSubscription,
     OperationNotAllowed,
@@ -24,6 +25,7 @@ __all__ = [
     "Debtor",
     "DebtorTag",
     "Environment",
+    "MalformedAnswer",
     "NmbrsClient",
     "NmbrsError",
     "NoSubscription",
