@@ -110,12 +110,42 @@ def _http_url(value: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+# One plain address (as registry.validation checks logins and contacts): one @, a dotted domain.
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+                      r"[A-Za-z]{2,63}")
+
+
+def _no_control(value: str) -> None:
+    """A header value must be one line: a CR or LF would end the header (and break or forge the mail)."""
+    if "\r" in value or "\n" in value:
+        raise ValueError("contains a line break (CR/LF), which breaks every mail header; put it on one line")
+    if not all(ch.isprintable() for ch in value):
+        raise ValueError("contains control characters; use plain text")
+
+
+def _address(value: str) -> str:
+    if len(value) > 254 or ".." in value or not _ADDRESS.fullmatch(value):
+        raise ValueError(f"not an e-mail address: {value} (give one like name@example.com)")
+    return value
+
+
 def _mailboxes(value: str) -> tuple[str, ...]:
-    boxes = _csv(value)
-    bad = [b for b in boxes if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", b)]
-    if bad:
-        raise ValueError(f"not an e-mail address: {', '.join(bad)}")
-    return boxes
+    _no_control(value)
+    return tuple(_address(b) for b in _csv(value))
+
+
+def _mail_from(value: str) -> str:
+    """'Name <address>' or a bare address, on one line."""
+    _no_control(value)
+    text = value.strip()
+    match = re.fullmatch(r"(?:(?P<name>[^<>]*?)\s*<(?P<angle>[^<>]*)>|(?P<bare>[^<>]*))", text)
+    if match is None or not text:
+        raise ValueError("not a sender; use 'Name <address@example.com>' or address@example.com")
+    name = (match.group("name") or "").strip()
+    if any(ch in name for ch in '",;@'):
+        raise ValueError("the display name may not hold '\"', ',', ';' or '@'; use 'Name <address@example.com>'")
+    _address((match.group("angle") if match.group("angle") is not None else match.group("bare")).strip())
+    return text
 
 
 def _cron(value: str) -> str:
@@ -175,7 +205,8 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_positive_int),
     # Alerts
     Setting("ops_recipients", ("support@l1nda.example",), "operations mailbox(es), comma separated", parse=_mailboxes),
-    Setting("mail_from", "L1NDA Nmbrs sync <no-reply@l1nda.example>", "From: of alert mails"),
+    Setting("mail_from", "L1NDA Nmbrs sync <no-reply@l1nda.example>",
+            "From: of alert mails ('Name <address>' or an address, one line)", parse=_mail_from),
     Setting("default_language", "en", "language of mails when a contact has none (en or nl)", parse=_language),
     Setting("problem_quiet_period", 3600.0, "seconds a cause must stay clear before its problem resolves",
             parse=_non_negative_float),
@@ -184,6 +215,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smtp_conn_id", "smtp_default", "Airflow connection used to send mail"),
     Setting("webhook_failing_after", 3600.0, "seconds webhook delivery may keep failing before operations get "
             "a webhook_failing problem", parse=_positive_float),
+    Setting("link_pending_after", 86400.0, "seconds a requested link may stay pending before operations get one "
+            "link_pending problem; 0 turns it off", parse=_non_negative_float),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -274,6 +307,7 @@ class Settings:
     check_retention: float = 30 * 86400.0
     smtp_conn_id: str = "smtp_default"
     webhook_failing_after: float = 3600.0
+    link_pending_after: float = 86400.0
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, *, use_airflow: bool = True) -> Settings:

@@ -30,6 +30,7 @@ class Kind(StrEnum):
     PROVIDER_INCIDENT = "provider_incident"
     OUTBOX_STUCK = "outbox_stuck"  # mails uncertain or failed: a person decides (l1nda_sync.alerts.delivery)
     WEBHOOK_FAILING = "webhook_failing"  # webhook events parked, or failing for a while (same module)
+    LINK_PENDING = "link_pending"  # a requested link no token reaches for longer than link_pending_after
 
 
 class Stage(StrEnum):

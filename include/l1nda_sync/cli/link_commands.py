@@ -72,9 +72,11 @@ def run_list(ctx: Context) -> int:
     if ctx.args.token is not None:
         tokens.get_token(conn, ctx.args.token)  # an unknown id is bad input, not "no links"
     found = links.list_links(conn, state=ctx.args.state, token_id=ctx.args.token)
-    rows = [(lk.id, lk.customer_ref, lk.environment, lk.company_id, lk.debtor_id, lk.state, lk.token_id, lk.reason,
-             lk.updated_at) for lk in found]
-    ctx.emit(found, lambda: output.table(
+    with db.reading(conn) as cur:
+        why = links.pending_reasons(cur, [lk.id for lk in found if lk.state == "pending"])
+    rows = [(lk.id, lk.customer_ref, lk.environment, lk.company_id, lk.debtor_id, lk.state, lk.token_id,
+             why.get(lk.id, lk.reason), lk.updated_at) for lk in found]
+    ctx.emit([{**output.to_jsonable(lk), "why_pending": why.get(lk.id)} for lk in found], lambda: output.table(
         ("id", "customer", "environment", "company", "debtor", "state", "token", "reason", "updated"), rows,
         empty="no links" + (f" in state {ctx.args.state}" if ctx.args.state else "")))
     return 0

@@ -140,3 +140,38 @@ def cancel_link(conn: Any, link_id: int, *, actor: str) -> tuple[Link, bool]:
 
 def _in(environment: str | None) -> str:
     return f" in environment {environment}" if environment else ""
+
+
+def pending_reasons(cur: Any, link_ids: list[int] | None = None) -> dict[int, str]:
+    """Why each wanted pending link (or those of `link_ids`) is still pending, in words for `links list`.
+
+    'no registered token reaches company 123' when no live token's current reach holds it; 'reached only by
+    token 4 (revoked)' when the tokens that reach it are not active; 'reached by active token 2: the next sync
+    run activates it' otherwise.
+    """
+    cur.execute(
+        """SELECT l.id, l.company_id, l.environment,
+                  array_remove(array_agg(t.id ORDER BY t.id), NULL),
+                  array_remove(array_agg(t.state ORDER BY t.id), NULL)
+           FROM links l
+           LEFT JOIN reach_companies r ON r.company_id = l.company_id AND r.lost_at IS NULL
+           LEFT JOIN tokens t ON t.id = r.token_id AND t.removed_at IS NULL
+                              AND (l.environment IS NULL OR t.domain IS NULL OR t.domain = l.environment)
+           WHERE l.state = 'pending' AND l.wanted AND (%s::bigint[] IS NULL OR l.id = ANY(%s::bigint[]))
+           GROUP BY l.id, l.company_id, l.environment""",
+        (link_ids, link_ids),
+    )
+    reasons: dict[int, str] = {}
+    for link_id, company_id, environment, token_ids, states in cur.fetchall():
+        where = f"company {company_id}{_in(environment)}"
+        active = [t for t, s in zip(token_ids, states, strict=True) if s == "active"]
+        if active:
+            reasons[link_id] = (f"reached by active token {', '.join(map(str, active))}: the next sync run "
+                                "activates it")
+        elif token_ids:
+            shown = ", ".join(f"{t} ({s})" for t, s in zip(token_ids, states, strict=True))
+            reasons[link_id] = f"reached only by token {shown}, which is not active"
+        else:
+            reasons[link_id] = (f"no registered token reaches {where}: add the customer's token "
+                                "(`l1nda-sync tokens add`) or check its filter in Nmbrs")
+    return reasons
