@@ -24,6 +24,7 @@ from l1nda_sync.cli import (
     db_commands,
     key_commands,
     link_commands,
+    outbox_commands,
     settings_commands,
     sync_commands,
     token_commands,
@@ -38,7 +39,8 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
 COMMAND_MODULES = (
-    db_commands, key_commands, token_commands, link_commands, sync_commands, problem_commands, settings_commands,
+    db_commands, key_commands, token_commands, link_commands, sync_commands, problem_commands, outbox_commands,
+    settings_commands,
 )
 
 
