@@ -38,7 +38,16 @@ def cell(value: Any) -> str:
         return ", ".join(cell(v) for v in value) or "-"
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={cell(v)}" for k, v in value.items()) or "-"
-    return " ".join(str(value).split())  # one line per row, whatever the text holds
+    return visible(" ".join(str(value).split()))  # one line per row, whatever the text holds
+
+
+def visible(text: str) -> str:
+    """Text safe for a terminal: control and format characters (an ESC starting an escape sequence, say, in a
+    company name Nmbrs returned) are shown as \\xNN / \\uNNNN instead of being sent to the terminal raw."""
+    if all(ch.isprintable() for ch in text):
+        return text
+    return "".join(ch if ch.isprintable() else (f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+                   for ch in text)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str = "(none)") -> str:

@@ -201,3 +201,19 @@ def test_a_sync_run_that_fails_before_checking_leaves_no_run_running(cli, fernet
     assert _rows(registry_url, "SELECT count(*) FROM checks") == [(0,)]
     # Its claim is released: the token is due again at once (the next run checks it).
     assert _rows(registry_url, "SELECT next_check_at <= now() + interval '1 minute' FROM tokens") == [(True,)]
+
+
+def test_stored_text_with_escape_codes_is_shown_escaped_never_raw(cli, registry_url) -> None:
+    """A company name as Nmbrs returned it (not typed here, so not refused) reaches the terminal defused."""
+    assert add(cli, 1, TOKEN).code == 0
+    conn = db.connect(registry_url)
+    try:
+        with db.transaction(conn) as cur:
+            cur.execute("INSERT INTO reach_companies (token_id, company_id, name) VALUES (1, 7, %s)",
+                        ("Evil\x1b[2J B.V.",))
+    finally:
+        conn.close()
+    shown = cli("tokens", "show", "1")
+    assert shown.code == 0, shown.err
+    assert "\x1b" not in shown.out
+    assert "Evil\\x1b[2J B.V." in shown.out
