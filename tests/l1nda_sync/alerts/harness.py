@@ -143,13 +143,31 @@ def probe(debtors: Iterable[tuple[int, str]] = (), companies: Iterable[tuple[int
     }
 
 
+def confirm_streak(cur: Any, token_id: int, outcome: Outcome, since: datetime) -> None:
+    """Record that the token already answered `outcome` once, at `since` (unless its streak is of that refusal
+    already): the next such answer confirms it."""
+    cur.execute(
+        """UPDATE tokens SET refusal = %s, consecutive_invalid = 1, first_invalid_at = %s
+           WHERE id = %s AND refusal IS DISTINCT FROM %s""",
+        (outcome.value, since, token_id, outcome.value),
+    )
+
+
 class World:
     """Tokens, links and runs over a real registry; `run()` is one sync run with alerts, sweep and drain."""
 
-    def __init__(self, conn: Any, settings: Settings, *, policy: StatePolicy | None = None) -> None:
+    def __init__(self, conn: Any, settings: Settings, *, policy: StatePolicy | None = None,
+                 bystanders: int | None = None, confirm_refusals: bool = True) -> None:
+        """`bystanders` healthy tokens (default: breaker_min_tokens) answer validly in every run, so that one
+        token's failure is judged beside a fleet, as in production, and not as a provider incident; with
+        `confirm_refusals` a 1002/1004 given to `run()` arrives confirmed (an earlier answer of the same refusal is
+        recorded a spacing before), so that alert tests speak of confirmed states in one run."""
         self.conn = conn
         self.settings = settings
         self.now = T0
+        self.bystanders = settings.breaker_min_tokens if bystanders is None else bystanders
+        self.bystander_ids: list[int] = []
+        self.confirm_refusals = confirm_refusals
         self.policy = policy or StatePolicy(revoke_confirmations=2, revoke_min_spacing=10 * MIN,
                                             unreachable_after=30 * MIN)
         self.hooks = AlertHooks(settings)
@@ -185,11 +203,17 @@ class World:
         (Outcome.RIGHTS_MISSING, "Service.Operation").
         """
         at = self.now
+        if len(self.bystander_ids) < self.bystanders:
+            self.bystander_ids = [self.add_token(f"bystander {n}", contacts=(f"bystander{n}@klant.example",))
+                                  for n in range(self.bystanders)]
+        results = {**{b: Outcome.VALID for b in self.bystander_ids}, **results}
         with self.conn, self.conn.cursor() as cur:
             cur.execute("INSERT INTO runs (started_at, state) VALUES (%s, 'running') RETURNING id", (at,))
             run_id = cur.fetchone()[0]
             for token_id, result in results.items():
                 outcome, extra = result if isinstance(result, tuple) else (result, None)
+                if self.confirm_refusals and outcome in (Outcome.RIGHTS_MISSING, Outcome.NO_SUBSCRIPTION):
+                    confirm_streak(cur, token_id, outcome, at - self.policy.revoke_min_spacing)
                 cur.execute(
                     """INSERT INTO checks (token_id, run_id, checked_at, outcome, missing_operation, probe)
                        VALUES (%s, %s, %s, %s, %s, %s::jsonb)""",

@@ -9,7 +9,7 @@ from l1nda_sync.engine.applying import apply_check, apply_pending
 from l1nda_sync.engine.token_state import Outcome
 from l1nda_sync.registry.links import cancel_link
 from l1nda_sync.registry.tokens import disable
-from tests.l1nda_sync.alerts.harness import HOUR, OPS, MailServer, World, probe
+from tests.l1nda_sync.alerts.harness import HOUR, OPS, MailServer, World, confirm_streak, probe
 
 REACH = probe(debtors=[(1, "Jansen Holding")], companies=[(11, 1, "Bakkerij Jansen"), (12, 1, "Jansen Logistiek")])
 ONLY_11 = probe(debtors=[(1, "Jansen Holding")], companies=[(11, 1, "Bakkerij Jansen")])
@@ -22,6 +22,7 @@ def test_a_rolled_back_state_change_leaves_no_problem_and_no_mail(world: World, 
     assert len(world.outbox()) == 2
     token2 = world.add_token("Tweede Klant", contacts=["jan@tweede.example"])
     with world.conn, world.conn.cursor() as cur:
+        confirm_streak(cur, token2, Outcome.NO_SUBSCRIPTION, world.now - HOUR)  # its confirming answer
         cur.execute("""INSERT INTO checks (token_id, checked_at, outcome) VALUES (%s, %s, 'no_subscription')
                        RETURNING id""", (token2, world.now))
         check_id = cur.fetchone()[0]

@@ -162,12 +162,15 @@ def test_access_lost_lists_the_lost_companies_and_links(world: World, smtp: Mail
 def test_provider_incident_is_one_mail_not_one_per_token(conn, smtp: MailServer, fernet_keys) -> None:
     from tests.l1nda_sync.alerts.harness import test_settings
 
-    world = World(conn, test_settings(breaker_min_tokens=3))
+    world = World(conn, test_settings(breaker_min_tokens=3), bystanders=0)
     tokens = [world.add_token(f"Klant {i}", contacts=[f"klant{i}@example.com"]) for i in range(4)]
     world.run(dict.fromkeys(tokens, (Outcome.VALID, REACH)))
     world.run(dict.fromkeys(tokens, Outcome.INVALID))
-    assert smtp.tally() == {(OPS, "opened"): 1}, "one provider incident for operations, nothing to customers"
-    assert "provider incident: 4 of 4 token checks failed" in smtp.subjects(OPS)[0]
+    assert smtp.tally() == {}, "one odd answer from everyone: the incident opens silently"
+    world.run(dict.fromkeys(tokens, Outcome.INVALID))
+    # It lasted the confirmation spacing: announced (as the escalation of the silent suspicion).
+    assert smtp.tally() == {(OPS, "escalated"): 1}, "one provider incident for operations, nothing to customers"
+    assert "provider incident: 4 of 4 tokens failing (Invalid Authentication (1001))" in smtp.subjects(OPS)[0]
     world.run(dict.fromkeys(tokens, Outcome.TRANSIENT))
     assert len(smtp.received) == 1
     kinds = {p["kind"] for p in world.problems(state="open")}
@@ -180,7 +183,7 @@ def test_provider_incident_is_one_mail_not_one_per_token(conn, smtp: MailServer,
     assert len(smtp.received) == 1, "quiet period: 50 minutes passed"
     world.run(dict.fromkeys(tokens, (Outcome.VALID, REACH)))
     assert world.problems(state="open") == []
-    assert smtp.tally() == {(OPS, "opened"): 1, (OPS, "resolved"): 1}
+    assert smtp.tally() == {(OPS, "escalated"): 1, (OPS, "resolved"): 1}
     assert_no_secret(smtp, world.secrets)
 
 

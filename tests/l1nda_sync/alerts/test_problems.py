@@ -132,6 +132,7 @@ def test_policy_from_settings() -> None:
         (TokenState.ACTIVE, {}),
         (TokenState.INVALID, {Kind.REVOKED: Stage.SUSPECTED}),
         (TokenState.REVOKED, {Kind.REVOKED: Stage.CONFIRMED}),
+        (TokenState.REJECTED, {Kind.REJECTED: Stage.CONFIRMED}),
         (TokenState.RIGHTS_MISSING, {Kind.RIGHTS_MISSING: Stage.CONFIRMED}),
         (TokenState.NO_SUBSCRIPTION, {Kind.NO_SUBSCRIPTION: Stage.CONFIRMED}),
         (TokenState.UNREACHABLE, {Kind.UNREACHABLE: Stage.CONFIRMED}),
@@ -141,7 +142,7 @@ def test_token_causes(state: TokenState, present: dict[Kind, Stage]) -> None:
     causes = token_causes(state, "DebtorService.List_GetAll")
     assert causes is not None
     assert {k: c.stage for k, c in causes.items() if c.present} == present
-    assert set(causes) == {Kind.REVOKED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION, Kind.UNREACHABLE}
+    assert set(causes) == {Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION, Kind.UNREACHABLE}
 
 
 def test_token_causes_carry_the_missing_operation_and_know_new_and_withdrawn_tokens() -> None:
