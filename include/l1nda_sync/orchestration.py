@@ -6,7 +6,10 @@ check step, in memory, one at a time.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -195,34 +198,147 @@ def failure_notifier(dag_id: str) -> list[Any]:
     settings = dag_settings()
     if not settings.ops_recipients:
         return []
-    return [_run_failure_notifier_class()(
-        to=list(settings.ops_recipients),
-        from_email=settings.mail_from,
-        smtp_conn_id=settings.smtp_conn_id,
-        subject=f"[L1NDA sync] {dag_id} run failed: {{{{ dag_run.run_id }}}}",
-        html_content=(
-            f"<p>The Airflow run <b>{{{{ dag_run.run_id }}}}</b> of <b>{dag_id}</b> failed.</p>"
-            "<p>Open the run in the Airflow UI to see which task failed and its log. Tokens are not checked "
-            "until a run succeeds; the next scheduled run retries on its own.</p>"
-        ),
-    )]
+    return [_run_failure_notifier_class()(dag_id, settings)]
+
+
+ERROR_KEY = "l1nda_error"  # XCom key: a failed task body's masked error, for the failed-run mail
+_TOKENISH = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{16,}(?![A-Za-z0-9])")
+
+
+def mask_text(text: str) -> str:
+    """An error text fit for a mail: URL passwords hidden, anything token-like cut to its last 4 characters."""
+    from l1nda_sync.masking import mask, redact_url
+
+    return _TOKENISH.sub(lambda m: mask(m.group(0)), redact_url(text))
+
+
+def _records_failure(body: Any) -> Any:
+    """Wrap a task body: its error (masked) is kept as XCom `l1nda_error`, so the failed-run mail can name it."""
+
+    @functools.wraps(body)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return body(*args, **kwargs)
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # outside Airflow there is nobody to tell
+                from airflow.sdk import get_current_context
+
+                get_current_context()["ti"].xcom_push(ERROR_KEY, mask_text(f"{type(exc).__name__}: {exc}")[:2000])
+            raise
+
+    return wrapper
+
+
+plan, check, finish, notify, report, drain_outbox = (  # the DAG files call these at run time
+    _records_failure(f) for f in (plan, check, finish, notify, report, drain_outbox))
+
+
+def run_url(dag_id: str, run_id: str, task_id: str | None = None) -> str:
+    """The run (or its task) in the Airflow UI, from `[api] base_url`."""
+    from urllib.parse import quote
+
+    try:
+        from airflow.configuration import conf
+
+        base = (conf.get("api", "base_url", fallback=None) or "").strip()
+    except Exception:  # pragma: no cover - outside Airflow
+        base = ""
+    url = f"{(base or 'http://localhost:8080').rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+    return url + (f"/tasks/{quote(task_id, safe='')}" if task_id else "")
+
+
+def _recorded_error(ti: Any, dag_id: str, run_id: str) -> str | None:
+    """The masked error the failed task body kept as XCom: through the task SDK where the callback runs in the
+    DAG processor, else (`dag.test()`, the scheduler's own process) from the metadata database."""
+    with contextlib.suppress(Exception):
+        return ti.xcom_pull(task_ids=ti.task_id, key=ERROR_KEY, map_indexes=ti.map_index)
+    with contextlib.suppress(Exception):
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            found = session.scalars(XComModel.get_many(run_id=run_id, key=ERROR_KEY, task_ids=ti.task_id,
+                                                       dag_ids=dag_id, map_indexes=ti.map_index)).first()
+            return XComModel.deserialize_value(found) if found is not None else None
+    return None
+
+
+def failed_run_message(dag_id: str, context: Mapping[str, Any], settings: Any) -> Any:
+    """The failed-run mail: text and HTML, the failed task and its error (masked), the link to the run."""
+    import html
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
+    dag_run = context.get("dag_run")
+    run_id = str(context.get("run_id") or getattr(dag_run, "run_id", "") or "?")
+    run_type = str(getattr(getattr(dag_run, "run_type", None), "value", getattr(dag_run, "run_type", "")) or "")
+    ti = context.get("ti") or context.get("task_instance")
+    task_id = getattr(ti, "task_id", None)
+    map_index = getattr(ti, "map_index", -1)
+    task = f"{task_id}[{map_index}]" if task_id and map_index is not None and map_index >= 0 else task_id
+    error = _recorded_error(ti, dag_id, run_id) if ti is not None else None
+    error = mask_text(str(error)) if error else "not recorded (the task may have been killed or timed out); see its log"
+    url = run_url(dag_id, run_id, task_id)
+    manual = run_type == "manual"
+    if manual:
+        impact = "This manual run failed; scheduled runs are unaffected."
+    elif dag_id == "nmbrs_alert_outbox":
+        impact = "Alert mails and webhook events wait in their outboxes until a run succeeds; none is lost."
+    else:
+        impact = ("Tokens that were due are not checked until a run succeeds; the next scheduled run retries on "
+                  "its own.")
+    lines = [
+        "Hello support team,", "",
+        f"The Airflow run {run_id} of {dag_id} failed{f' ({run_type})' if run_type else ''}.", "",
+        f"Failed task: {task or 'unknown'}",
+        f"Error: {error}", "",
+        impact, "",
+        f"Open the run: {url}",
+    ]
+    message = EmailMessage()
+    message["Subject"] = f"[L1NDA sync] {dag_id} run failed: {run_id}" + (f" (task {task})" if task else "")
+    message["From"] = settings.mail_from
+    message["To"] = ", ".join(settings.ops_recipients)
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="l1nda-sync")
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content("\n".join(lines) + "\n", cte="quoted-printable")
+    e = html.escape
+    message.add_alternative(
+        "<!DOCTYPE html><html><body style=\"font-family:Arial,Helvetica,sans-serif;font-size:14px;\">"
+        f"<p>Hello support team,</p><p>The Airflow run <b>{e(run_id)}</b> of <b>{e(dag_id)}</b> failed"
+        f"{f' ({e(run_type)})' if run_type else ''}.</p>"
+        f"<p>Failed task: <b>{e(task or 'unknown')}</b><br>Error: <code>{e(error)}</code></p>"
+        f"<p>{e(impact)}</p><p><a href=\"{e(url)}\">Open the run in Airflow</a></p></body></html>",
+        subtype="html", cte="quoted-printable")
+    return message
 
 
 def _run_failure_notifier_class() -> type:
-    import jinja2.sandbox
-    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    from airflow.sdk import BaseNotifier
 
-    class RunFailureNotifier(SmtpNotifier):
-        """SmtpNotifier that also renders where the callback's context holds a serialized DAG.
+    class RunFailureNotifier(BaseNotifier):
+        """Mails operations about a failed run: text and HTML, sent once over the SMTP connection (no retries
+        that could send it twice). Nothing is templated, so nothing depends on the callback's DAG object
+        (`airflow dags test` hands callbacks a SerializedDAG without `get_template_env`, apache/airflow#64649)."""
 
-        `airflow dags test` and `dag.test()` hand DAG callbacks a SerializedDAG without `get_template_env`
-        (apache/airflow#64649); the stock notifier then fails before sending. A sandboxed environment is what
-        Airflow itself falls back to.
-        """
+        template_fields = ()
+
+        def __init__(self, dag_id: str, settings: Any) -> None:
+            super().__init__()
+            self.dag_id = dag_id
+            self.settings = settings
 
         def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-            if jinja_env is None and not hasattr(context.get("dag"), "get_template_env"):
-                jinja_env = jinja2.sandbox.SandboxedEnvironment(autoescape=True)
-            super().render_template_fields(context, jinja_env)
+            return None
+
+        def notify(self, context: Any) -> None:
+            from l1nda_sync.alerts.outbox import SmtpSender
+
+            sender = SmtpSender(self.settings.smtp_conn_id)
+            try:
+                sender(failed_run_message(self.dag_id, context, self.settings))
+            finally:
+                sender.close()
 
     return RunFailureNotifier
