@@ -193,16 +193,23 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_positive_float),
     Setting("check_interval_unreachable_max", 21600.0, "longest backoff between checks of an unreachable token",
             parse=_positive_float),
-    Setting("revoke_confirmations", 2, "consecutive 1001 answers before a token counts as revoked",
-            parse=_positive_int),
-    Setting("revoke_min_spacing", 600.0, "seconds between the first and the confirming 1001",
-            parse=_non_negative_float),
+    Setting("revoke_confirmations", 2, "consecutive answers of one refusal (1001, 1002, 1004) or sharp reach drop "
+            "before it counts (revoked, rights missing, no subscription, reach lost)", parse=_positive_int),
+    Setting("revoke_min_spacing", 600.0, "seconds between the first and the confirming answer of a refusal or "
+            "a sharp reach drop", parse=_non_negative_float),
+    Setting("drop_share", 0.5, "a valid answer that loses more than this share of a token's companies (or all "
+            "of them) is a suspected drop, confirmed before links move", parse=_share),
+    Setting("drop_min_companies", 4, "companies a token must reach before a partial drop (drop_share) is "
+            "suspect; a drop to zero always is", parse=_positive_int),
     Setting("unreachable_after", 21600.0, "seconds of nothing but transient faults before a token is unreachable",
             parse=_positive_float),
-    Setting("breaker_share", 0.5, "share of failing tokens in one run that means a provider incident",
-            parse=_share),
-    Setting("breaker_min_tokens", 5, "tokens a run must check before the circuit breaker can trip",
-            parse=_positive_int),
+    Setting("breaker_window", 900.0, "seconds of checks (across runs, latest per token) the circuit breaker "
+            "judges; keep it longer than the schedule's interval", parse=_positive_float),
+    Setting("breaker_share", 0.5, "share of the tokens checked in the window failing the same way that means "
+            "a provider incident", parse=_share),
+    Setting("breaker_min_tokens", 5, "tokens checked in the window for the share to apply; with fewer, all of "
+            "them failing the same way is an incident. Also how many healthy tokens a run rechecks as witnesses "
+            "when it confirms a failure", parse=_positive_int),
     # Alerts
     Setting("ops_recipients", ("support@l1nda.example",), "operations mailbox(es), comma separated", parse=_mailboxes),
     Setting("mail_from", "L1NDA Nmbrs sync <no-reply@l1nda.example>",
@@ -296,7 +303,10 @@ class Settings:
     check_interval_unreachable_max: float = 21600.0
     revoke_confirmations: int = 2
     revoke_min_spacing: float = 600.0
+    drop_share: float = 0.5
+    drop_min_companies: int = 4
     unreachable_after: float = 21600.0
+    breaker_window: float = 900.0
     breaker_share: float = 0.5
     breaker_min_tokens: int = 5
     ops_recipients: tuple[str, ...] = ("support@l1nda.example",)
@@ -306,8 +316,8 @@ class Settings:
     reminder_interval: float = 86400.0
     check_retention: float = 30 * 86400.0
     smtp_conn_id: str = "smtp_default"
-    webhook_failing_after: float = 3600.0
     link_pending_after: float = 86400.0
+    webhook_failing_after: float = 3600.0
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, *, use_airflow: bool = True) -> Settings:
