@@ -125,8 +125,14 @@ def batch_kwargs(planned: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def check(run_id: int | None, batch: Sequence[int]) -> dict[str, int]:
+    from l1nda_sync.engine.checking import KeysCannotDecrypt
+
     engine = build_engine()
-    counts = engine.check_batch(run_id, list(batch))
+    try:
+        counts = engine.check_batch(run_id, list(batch))
+    except KeysCannotDecrypt as exc:
+        # A deployment fault: retrying does not bring the key back. The other tokens' checks are stored.
+        raise _fail_without_retry(exc) from None
     log.info("batch of %d token(s): %s", len(batch), counts)
     return counts
 

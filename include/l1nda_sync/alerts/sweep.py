@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from l1nda_sync.alerts import store
+from l1nda_sync.alerts import pending_links, store
 from l1nda_sync.alerts.hooks import access_cause
 from l1nda_sync.alerts.outbox import track_delivery
 from l1nda_sync.alerts.problems import TOKEN_KINDS, Cause, Kind, Policy, Verb, plan_problem, token_causes
@@ -54,7 +54,7 @@ def sweep(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
     policy = Policy.from_settings(settings)
     counts: Counter[str] = Counter()
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT id FROM problems WHERE state = 'open' ORDER BY id")
+        cur.execute("SELECT id FROM problems WHERE state = 'open' AND kind <> 'link_pending' ORDER BY id")
         ids = [r[0] for r in cur.fetchall()]
         latest = window_verdict(cur, now, settings)
     for problem_id in ids:
@@ -75,4 +75,5 @@ def sweep(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
                 counts["open"] += action.verb is not Verb.RESOLVE
     counts.pop(Verb.NOTHING.value, None)
     counts.update(track_delivery(conn, now, settings))  # Counter.update adds
+    counts.update(pending_links.evaluate(conn, now, settings))
     return dict(counts)

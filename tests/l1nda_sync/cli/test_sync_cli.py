@@ -48,6 +48,7 @@ def test_sync_run_checks_due_tokens_and_reports(cli: Cli, sim: RunningSim) -> No
 def test_sync_run_reports_problems_and_waiting_mails(cli: Cli, sim: RunningSim, monkeypatch) -> None:
     monkeypatch.setenv("L1NDA_REVOKE_MIN_SPACING", "0")
     token_id = _add(cli, "horeca")
+    _add(cli, "linde")  # a healthy bystander: one token alone cannot tell a revocation from an outage
     assert cli("sync", "run", "--no-notify").code == 0
     sim.admin.reset_token(LOGINS["horeca"][1])
     for _ in range(2):
