@@ -12,6 +12,7 @@ its module in COMMAND_MODULES.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -94,9 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = getattr(args, "group_parser", None) or parser
         chosen.print_help()
         return EXIT_OK
-    ctx = Context(args)
+    ctx = Context(args)  # binds the real stdout: the command's output (one JSON document with --json)
     try:
-        return int(handler(ctx) or EXIT_OK)
+        # Anything else that writes to stdout while the command runs (a library's log line, Airflow's structlog
+        # set up on import) goes to stderr, so `--json` output stays parseable.
+        with contextlib.redirect_stdout(sys.stderr):
+            return int(handler(ctx) or EXIT_OK)
     except InvalidInput as exc:
         return _fail(ctx, exc, EXIT_BAD_INPUT, field=exc.field)
     except (RegistryError, SettingsError) as exc:
