@@ -155,7 +155,11 @@ def test_two_upgraders_at_once_apply_each_migration_once(database_url: str) -> N
         for t in threads:
             t.join(30)
         heads = list(range(1, schema.head_version() + 1))
-        assert sorted(map(str, results.values())) == sorted([str(heads), "[]"])
+        assert all(isinstance(r, list) for r in results.values()), results
+        # Each migration is its own transaction under the lock, so the two may share the work between them
+        # (which one takes which is a race); what matters is that every migration is applied exactly once.
+        applied = [v for r in results.values() for v in r]  # type: ignore[attr-defined]
+        assert sorted(applied) == heads
         assert schema.current_version(holder) == schema.head_version()
     finally:
         holder.close()

@@ -15,19 +15,17 @@ CREATE TABLE IF NOT EXISTS registry_keys (
 -- Added to whatever list the constraint holds now, so kinds added by other migrations stay allowed.
 DO $$
 DECLARE
-    definition text;
+    allowed text[];
 BEGIN
-    SELECT pg_get_constraintdef(oid) INTO definition
-    FROM pg_constraint WHERE conname = 'problems_kind_check' AND conrelid = 'problems'::regclass;
-    IF definition IS NOT NULL AND position('''link_pending''' IN definition) = 0 THEN
-        IF position('ARRAY[' IN definition) = 0 THEN
-            RAISE EXCEPTION 'problems_kind_check has an unexpected form: %', definition;
-        END IF;
-        ALTER TABLE problems DROP CONSTRAINT problems_kind_check;
-        EXECUTE 'ALTER TABLE problems ADD CONSTRAINT problems_kind_check '
-                || replace(definition, 'ARRAY[', 'ARRAY[''link_pending''::text, ');
-    END IF;
-END $$;
+    SELECT coalesce(array_agg(DISTINCT m[1]), ARRAY[]::text[]) INTO allowed
+    FROM pg_constraint c, regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g') AS m
+    WHERE c.conname = 'problems_kind_check' AND c.conrelid = 'problems'::regclass;
+    allowed := allowed || ARRAY['link_pending'];
+    ALTER TABLE problems DROP CONSTRAINT IF EXISTS problems_kind_check;
+    EXECUTE format('ALTER TABLE problems ADD CONSTRAINT problems_kind_check CHECK (kind = ANY (%L::text[]))',
+                   (SELECT array_agg(DISTINCT k ORDER BY k) FROM unnest(allowed) AS k));
+END
+$$;
 
 -- links.customer_ref in its canonical form (trimmed, upper case), as `links request` now stores it, so an
 -- older 'cust-anker' and a new 'CUST-ANKER' are one customer. References that are not one word stay as they are.
