@@ -137,17 +137,20 @@ def test_revocation_needs_confirmation_property(outcomes: list[Outcome], gaps: l
     (Outcome.RIGHTS_MISSING, TokenState.RIGHTS_MISSING), (Outcome.NO_SUBSCRIPTION, TokenState.NO_SUBSCRIPTION)])
 def test_1002_and_1004_move_the_token_only_once_confirmed(outcome: Outcome, state: TokenState) -> None:
     first = decide(ACTIVE, check(outcome, 0, "CompanyService.List_GetAll"), POLICY)
-    assert first.after.state is TokenState.ACTIVE and first.after.suspected == outcome.value
+    assert first.after.state is TokenState.ACTIVE
+    assert first.after.suspected == outcome.value
     too_soon = decide(first.after, check(outcome, 4, "CompanyService.List_GetAll"), POLICY)
     assert too_soon.after.state is TokenState.ACTIVE, "two answers 4 minutes apart do not confirm"
     confirmed = decide(too_soon.after, check(outcome, 10, "CompanyService.List_GetAll"), POLICY)
-    assert confirmed.after.state is state and confirmed.after.suspected is None
+    assert confirmed.after.state is state
+    assert confirmed.after.suspected is None
 
 
 def test_a_different_refusal_starts_a_new_streak() -> None:
     one = decide(ACTIVE, check(Outcome.RIGHTS_MISSING, 0, "x"), POLICY).after
     other = decide(one, check(Outcome.NO_SUBSCRIPTION, 10), POLICY).after
-    assert other.state is TokenState.ACTIVE and other.consecutive_invalid == 1
+    assert other.state is TokenState.ACTIVE
+    assert other.consecutive_invalid == 1
 
 
 def test_a_token_that_never_worked_is_rejected_not_revoked() -> None:
@@ -162,15 +165,19 @@ def test_a_token_that_never_worked_is_rejected_not_revoked() -> None:
 
 def test_a_sharp_reach_drop_writes_reach_only_once_confirmed() -> None:
     first = decide(ACTIVE, check(Outcome.REACH_DROP, 0), POLICY)
-    assert not first.write_reach and first.after.drop_since == T0 and first.next_check_at == T0 + 10 * MIN
+    assert not first.write_reach
+    assert first.after.drop_since == T0
+    assert first.next_check_at == T0 + 10 * MIN
     recovered = decide(first.after, check(Outcome.VALID, 10), POLICY)
     assert recovered.after.drop_since is None
     again = decide(first.after, check(Outcome.REACH_DROP, 10), POLICY)
-    assert again.write_reach and again.after.drop_since is None
+    assert again.write_reach
+    assert again.after.drop_since is None
 
 
 def test_an_open_breaker_freezes_every_failure() -> None:
     streak = decide(ACTIVE, check(Outcome.INVALID, 0), POLICY).after
     for outcome in (Outcome.INVALID, Outcome.RIGHTS_MISSING, Outcome.REACH_DROP, Outcome.TRANSIENT):
         t = decide(streak, check(outcome, 30), POLICY, breaker_open=True)
-        assert t.after == streak and not t.write_reach
+        assert t.after == streak
+        assert not t.write_reach
