@@ -210,6 +210,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("breaker_min_tokens", 5, "tokens checked in the window for the share to apply; with fewer, all of "
             "them failing the same way is an incident. Also how many healthy tokens a run rechecks as witnesses "
             "when it confirms a failure", parse=_positive_int),
+    Setting("unknown_share", 0.1, "share of the tokens checked in the breaker window whose answer L1NDA cannot "
+            "read (outcome unknown) that opens one problem for operations", parse=_share),
     # Alerts
     Setting("ops_recipients", ("support@l1nda.example",), "operations mailbox(es), comma separated", parse=_mailboxes),
     Setting("mail_from", "L1NDA Nmbrs sync <no-reply@l1nda.example>",
@@ -309,6 +311,7 @@ class Settings:
     breaker_window: float = 900.0
     breaker_share: float = 0.5
     breaker_min_tokens: int = 5
+    unknown_share: float = 0.1
     ops_recipients: tuple[str, ...] = ("support@l1nda.example",)
     mail_from: str = "L1NDA Nmbrs sync <no-reply@l1nda.example>"
     default_language: str = "en"

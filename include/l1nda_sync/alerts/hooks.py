@@ -28,17 +28,34 @@ def access_cause(cur: Any, token_id: int) -> Cause:
     return Cause(True, detail={"links": links["count"], "entries": entries})
 
 
-def incident_cause(cur: Any, verdict: BreakerVerdict, run_id: int | None, *, now: datetime, settings: Any) -> Cause:
-    """A tripped breaker opens the incident silently ('suspected'); it is announced once the breaker stayed
-    tripped for the confirmation spacing, so one odd minute of Nmbrs mails nobody."""
-    stage = Stage.SUSPECTED
-    open_row = store.open_problems(cur, None, [Kind.PROVIDER_INCIDENT]).get(Kind.PROVIDER_INCIDENT)
+def lasting_stage(cur: Any, kind: Kind, *, now: datetime, settings: Any) -> Stage:
+    """A provider-wide problem opens silently ('suspected') and is announced once its cause lasted the
+    confirmation spacing, so one odd minute of Nmbrs mails nobody."""
+    open_row = store.open_problems(cur, None, [kind]).get(kind)
     spacing = timedelta(seconds=float(settings.revoke_min_spacing))
     if open_row is not None and (open_row.stage is Stage.CONFIRMED or now - open_row.opened_at >= spacing):
-        stage = Stage.CONFIRMED
-    return Cause(verdict.tripped, stage, detail={
+        return Stage.CONFIRMED
+    return Stage.SUSPECTED
+
+
+def incident_cause(cur: Any, verdict: BreakerVerdict, run_id: int | None, *, now: datetime, settings: Any) -> Cause:
+    return Cause(verdict.tripped, lasting_stage(cur, Kind.PROVIDER_INCIDENT, now=now, settings=settings), detail={
         "run_id": run_id, "checked": verdict.checked, "failing": verdict.failing,
         "share_pct": round(100 * verdict.share), "failure": verdict.failure,
+    })
+
+
+def unknown_present(verdict: BreakerVerdict, settings: Any) -> bool:
+    """More than `unknown_share` of the tokens checked in the window ended in an answer L1NDA cannot read."""
+    return verdict.unknown > 0 and verdict.unknown > float(settings.unknown_share) * verdict.checked
+
+
+def unknown_cause(cur: Any, verdict: BreakerVerdict, *, now: datetime, settings: Any) -> Cause:
+    present = unknown_present(verdict, settings)
+    stage = lasting_stage(cur, Kind.UNKNOWN_ANSWERS, now=now, settings=settings) if present else Stage.CONFIRMED
+    return Cause(present, stage, detail={
+        "checked": verdict.checked, "unknown": verdict.unknown,
+        "share_pct": round(100 * verdict.unknown / verdict.checked) if verdict.checked else 0,
     })
 
 
@@ -59,6 +76,9 @@ class AlertHooks:
         if verdict.tripped:
             track(cur, None, {Kind.PROVIDER_INCIDENT: incident_cause(cur, verdict, run_id, now=now,
                                                                      settings=self.settings)},
+                  now=now, settings=self.settings)
+        if verdict.checked:  # unreadable answers: visible as one problem for operations, never per token
+            track(cur, None, {Kind.UNKNOWN_ANSWERS: unknown_cause(cur, verdict, now=now, settings=self.settings)},
                   now=now, settings=self.settings)
 
     def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:

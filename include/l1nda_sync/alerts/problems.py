@@ -28,6 +28,7 @@ class Kind(StrEnum):
     UNREACHABLE = "unreachable"
     ACCESS_LOST = "access_lost"
     PROVIDER_INCIDENT = "provider_incident"
+    UNKNOWN_ANSWERS = "unknown_answers"  # a share of checks ends in answers L1NDA cannot read: ops only
     OUTBOX_STUCK = "outbox_stuck"  # mails uncertain or failed: a person decides (alerts.outbox.track_delivery)
     WEBHOOK_FAILING = "webhook_failing"  # webhook events parked, or failing for a while (webhook.delivery)
     LINK_PENDING = "link_pending"  # a requested link no token reaches for longer than link_pending_after

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from l1nda_sync.alerts import pending_links, store
-from l1nda_sync.alerts.hooks import access_cause
+from l1nda_sync.alerts.hooks import access_cause, unknown_present
 from l1nda_sync.alerts.outbox import track_delivery
 from l1nda_sync.alerts.problems import TOKEN_KINDS, Cause, Kind, Policy, Verb, plan_problem, token_causes
 from l1nda_sync.alerts.store import ProblemRow
@@ -31,11 +31,15 @@ def window_verdict(cur: Any, now: datetime, settings: Any) -> BreakerVerdict | N
     return verdict if verdict.checked else None
 
 
-def current_cause(cur: Any, row: ProblemRow, latest: BreakerVerdict | None) -> Cause | None:
+def current_cause(cur: Any, row: ProblemRow, latest: BreakerVerdict | None, settings: Any) -> Cause | None:
     """The cause as the registry shows it now; None when it tells nothing new."""
     if row.kind is Kind.PROVIDER_INCIDENT:
         if latest is None or latest.tripped:
             return None  # no evidence, or still tripped (the apply step's hook keeps it up to date)
+        return Cause.absent()
+    if row.kind is Kind.UNKNOWN_ANSWERS:
+        if latest is None or unknown_present(latest, settings):
+            return None
         return Cause.absent()
     if row.token_id is None:
         return None  # outbox_stuck, webhook_failing: judged by outbox.track_delivery at the end of sweep()
@@ -62,7 +66,7 @@ def sweep(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
             row = store.get_problem(cur, problem_id, lock=True)
             if row is None or row.state != "open":
                 continue  # resolved meanwhile by a run
-            cause = current_cause(cur, row, latest)
+            cause = current_cause(cur, row, latest, settings)
             if cause is not None:
                 action = plan_problem(row.decision(), cause, now, policy)
                 if not (action.verb is Verb.SEEN and row.cause_cleared_at is None):  # SEEN: nothing new

@@ -67,6 +67,7 @@ class BreakerVerdict:
     failing: int  # of those, failing the worst way
     tripped: bool
     failure: str | None = None  # the class that tripped (or the most common failing one)
+    unknown: int = 0  # tokens whose latest answer in the window L1NDA could not read (news or not)
 
     @property
     def share(self) -> float:
@@ -90,17 +91,19 @@ def judge_window(
 ) -> BreakerVerdict:
     """The verdict over the checks made in (now - window, now]."""
     start = now - window
-    latest = [e for e in latest_per_token(e for e in evidence if start < e.at <= now).values() if e.news]
+    everyone = latest_per_token(e for e in evidence if start < e.at <= now).values()
+    unknown = sum(1 for e in everyone if e.outcome is Outcome.UNKNOWN)
+    latest = [e for e in everyone if e.news]
     if not latest:
-        return CLEAR
+        return BreakerVerdict(len(everyone), 0, False, unknown=unknown) if everyone else CLEAR
     classes = Counter(c for e in latest if (c := failure_class(e.outcome)) is not None)
     if not classes:
-        return BreakerVerdict(len(latest), 0, False)
+        return BreakerVerdict(len(latest), 0, False, unknown=unknown)
     top, top_count = classes.most_common(1)[0]
     failing = sum(classes.values())
     checked = len(latest)
     tripped = failing > share * checked if checked >= min_tokens else failing == checked
-    return BreakerVerdict(checked, failing, tripped, top if 2 * top_count > failing else "mixed")
+    return BreakerVerdict(checked, failing, tripped, top if 2 * top_count > failing else "mixed", unknown)
 
 
 def judge(outcomes: Iterable[Outcome], *, share: float = 0.5, min_tokens: int = 5) -> BreakerVerdict:

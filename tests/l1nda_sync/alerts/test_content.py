@@ -27,7 +27,7 @@ def context(*, level: str = "debtor", name: str = "Bakkerij Jansen", companies: 
                   "domain": "jansen", "state": "revoked", "contact_emails": ["piet@jansen.example"],
                   "contact_language": "nl", "first_invalid_at": AT, "first_transient_at": AT, "last_valid_at": AT},
         "detail": {"missing_operation": "CompanyService.List_GetByDebtor", "run_id": 4, "checked": 10,
-                   "failing": 8, "share_pct": 80},
+                   "failing": 8, "share_pct": 80, "failure": "invalid", "unknown": 3},
         "affected": {
             "debtors": _group([{"id": 1, "number": "D1", "name": name}]),
             "companies": _group([{"id": 5, "number": 55, "name": name, "debtor_name": "Holding"}], companies),
@@ -40,7 +40,11 @@ def context(*, level: str = "debtor", name: str = "Bakkerij Jansen", companies: 
     }
 
 
-CASES = [(k, e, a, lang) for k in Kind for e in Event for a in audiences(k) for lang in ("en", "nl")]
+# link_pending has its own subject and context (alerts/pending_links.py; tests/l1nda_sync/cli/test_pending_links.py).
+CASES = [(k, e, a, lang) for k in Kind if k is not Kind.LINK_PENDING
+         for e in Event for a in audiences(k) for lang in ("en", "nl")]
+# Kinds about the provider or the delivery, not about one token.
+NOT_A_TOKEN = {Kind.PROVIDER_INCIDENT, Kind.UNKNOWN_ANSWERS, Kind.OUTBOX_STUCK, Kind.WEBHOOK_FAILING}
 
 
 @pytest.mark.parametrize(("kind", "event", "audience", "lang"), CASES)
@@ -51,13 +55,13 @@ def test_every_mail_renders_with_its_essentials(kind: Kind, event: Event, audien
     assert mail.html.lstrip().startswith("<!DOCTYPE html>")
     assert mail.text.endswith("\n")
     assert "\n\n\n" not in mail.text
-    if kind is not Kind.PROVIDER_INCIDENT:
+    if kind not in NOT_A_TOKEN:
         assert "Bakkerij Jansen (…a7c3)" in mail.subject, "the subject names the token, masked"
         assert "…a7c3" in mail.text
         assert "payroll@jansen.example" in mail.text, "the login e-mail"
     month = "May" if lang == "en" else "mei"
     assert f"3 {month} 2026 14:05 CEST" in mail.text, "since when, in Amsterdam time"
-    if event is not Event.RESOLVED and kind is not Kind.PROVIDER_INCIDENT:
+    if event is not Event.RESOLVED and kind not in NOT_A_TOKEN:
         assert "C-1" in mail.text, "affected links are listed"
     if audience == "ops":
         assert "l1nda-sync problems" in mail.text or event is Event.RESOLVED
@@ -117,3 +121,13 @@ def test_a_missing_value_fails_loudly_instead_of_sending_half_a_mail() -> None:
         render("revoked", "escalated", "ops", "en", ctx)
     with pytest.raises(ValueError, match="language 'de'"):
         render("revoked", "escalated", "ops", "de", context())
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_unknown_answers_and_the_incident_say_what_failed(lang: str) -> None:
+    unknown = render("unknown_answers", "opened", "ops", lang, context())
+    assert "3" in unknown.subject
+    assert "3 of 10" in unknown.subject or "3 van 10" in unknown.subject
+    assert "(80%)" in unknown.text
+    incident = render("provider_incident", "opened", "ops", lang, context())
+    assert "Invalid Authentication (1001)" in incident.subject

@@ -216,3 +216,21 @@ def test_html_in_names_arrives_escaped(world: World, smtp: MailServer) -> None:
         assert "Klant &lt;script&gt;" in html
         assert evil in text, "plain text shows the name as it is"
     assert_no_secret(smtp, world.secrets)
+
+
+def test_unreadable_answers_are_one_ops_problem_once_they_last(world: World, smtp: MailServer) -> None:
+    tokens = [world.add_token(f"Klant {i}", contacts=[f"klant{i}@example.com"]) for i in range(2)]
+    world.run(dict.fromkeys(tokens, (Outcome.VALID, REACH)))
+    world.run(dict.fromkeys(tokens, Outcome.UNKNOWN))  # 2 of 7 tokens (the 5 bystanders answer validly)
+    assert smtp.tally() == {}, "one run of unreadable answers mails nobody"
+    assert [p["stage"] for p in world.problems(state="open")] == ["suspected"]
+    world.run(dict.fromkeys(tokens, Outcome.UNKNOWN))
+    assert smtp.tally() == {(OPS, "escalated"): 1}, "one problem for operations, nothing to customers"
+    assert "Nmbrs answers L1NDA cannot read: 2 of 7 tokens" in smtp.subjects(OPS)[0]
+    assert {p["kind"] for p in world.problems(state="open")} == {"unknown_answers"}, "no token problem"
+    world.run(dict.fromkeys(tokens, Outcome.UNKNOWN))  # (this world's tokens are unreachable after 30 min)
+    assert len(smtp.received) == 1, "still one problem, announced once"
+    for _ in range(9):  # readable again: the cause clears, and the problem resolves after the quiet period
+        world.run(dict.fromkeys(tokens, (Outcome.VALID, REACH)))
+    assert world.problems(state="open") == []
+    assert smtp.tally() == {(OPS, "escalated"): 1, (OPS, "resolved"): 1}
