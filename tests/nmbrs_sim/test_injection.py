@@ -134,7 +134,7 @@ def test_latency_holds_no_thread_per_waiting_call(sim) -> None:
         statuses = list(pool.map(lambda _: _ok(sim).status_code, range(40)))
     elapsed = time.monotonic() - started
     assert statuses == [200] * 40
-    assert elapsed < 2.5, elapsed
+    assert elapsed < 6.0, elapsed  # one after another would take 20 s; the bound leaves room for a loaded machine
 
 
 def test_fair_use_slowdown(sim) -> None:
