@@ -77,7 +77,9 @@ class AlertHooks:
             track(cur, None, {Kind.PROVIDER_INCIDENT: incident_cause(cur, verdict, run_id, now=now,
                                                                      settings=self.settings)},
                   now=now, settings=self.settings)
-        if verdict.checked:  # unreadable answers: visible as one problem for operations, never per token
+        # Unreadable answers: one problem for operations, never one per token; while the breaker is tripped the
+        # incident (which names the failure) says it already, so that says nothing new either way.
+        if verdict.checked and not verdict.tripped:
             track(cur, None, {Kind.UNKNOWN_ANSWERS: unknown_cause(cur, verdict, now=now, settings=self.settings)},
                   now=now, settings=self.settings)
 

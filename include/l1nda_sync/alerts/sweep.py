@@ -38,7 +38,7 @@ def current_cause(cur: Any, row: ProblemRow, latest: BreakerVerdict | None, sett
             return None  # no evidence, or still tripped (the apply step's hook keeps it up to date)
         return Cause.absent()
     if row.kind is Kind.UNKNOWN_ANSWERS:
-        if latest is None or unknown_present(latest, settings):
+        if latest is None or latest.tripped or unknown_present(latest, settings):
             return None
         return Cause.absent()
     if row.token_id is None:

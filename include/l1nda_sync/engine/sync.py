@@ -164,16 +164,17 @@ class SyncEngine:
                 if dry_run:
                     ids = due_tokens(cur, now, token_ids=token_ids, force=force)
                     return Plan(None, tuple(ids), batched(ids, self.settings.batch_size), skipped)
-                cur.execute(
-                    """INSERT INTO runs (dag_run_id, started_at, dry_run, forced, state, summary)
-                       VALUES (%s, %s, false, %s, 'running', '{}'::jsonb) RETURNING id""",
-                    (dag_run_id, now, force),
-                )
+                # The run's id first (no row yet), so that the claims can name it; the run row is written once.
+                cur.execute("SELECT nextval(pg_get_serial_sequence('runs', 'id'))")
                 run_id = cur.fetchone()[0]
                 ids = claim_tokens(cur, now, token_ids=token_ids, force=force, run_id=run_id,
                                    witnesses=self.settings.breaker_min_tokens)
-                cur.execute("UPDATE runs SET summary = %s::jsonb WHERE id = %s",
-                            (json.dumps({"planned": len(ids), "skipped": [t for t, _ in skipped]}), run_id))
+                cur.execute(
+                    """INSERT INTO runs (id, dag_run_id, started_at, dry_run, forced, state, summary)
+                       VALUES (%s, %s, %s, false, %s, 'running', %s::jsonb)""",
+                    (run_id, dag_run_id, now, force,
+                     json.dumps({"planned": len(ids), "skipped": [t for t, _ in skipped]})),
+                )
             if skipped:
                 log.info("%s", Plan(run_id, (), (), skipped).skipped_message())
             return Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size), skipped)
