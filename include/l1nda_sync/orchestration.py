@@ -211,11 +211,23 @@ ERROR_KEY = "l1nda_error"  # XCom key: a failed task body's masked error, for th
 _TOKENISH = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{16,}(?![A-Za-z0-9])")
 
 
+_IDENTIFIER = re.compile(r"(?:[A-Z0-9]{1,12}|[a-z0-9]{1,12})(?:_(?:[A-Z0-9]{1,12}|[a-z0-9]{1,12}))+")
+
+
+def _mask_tokenish(match: re.Match[str]) -> str:
+    """A setting's name (L1NDA_FERNET_KEYS, l1nda_fernet_keys: short words of one case joined by '_') is not a
+    secret and must stay readable: it is what the mail tells operations to fix. Anything else token-like is cut."""
+    from l1nda_sync.masking import mask
+
+    text = match.group(0)
+    return text if _IDENTIFIER.fullmatch(text) else mask(text)
+
+
 def mask_text(text: str) -> str:
     """An error text fit for a mail: URL passwords hidden, anything token-like cut to its last 4 characters."""
-    from l1nda_sync.masking import mask, redact_url
+    from l1nda_sync.masking import redact_url
 
-    return _TOKENISH.sub(lambda m: mask(m.group(0)), redact_url(text))
+    return _TOKENISH.sub(_mask_tokenish, redact_url(text))
 
 
 def _records_failure(body: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,28 @@ def test_unknown_token_id_fails_the_first_task_naming_the_field(dag_world: DagWo
     # The run's failure callback mailed operations, once.
     assert [rcpts for rcpts, _msg in dag_world.mail.received] == [[OPS]]
     assert b"nmbrs_token_sync run failed" in dag_world.mail.received[0][1]
+
+
+def test_a_worker_without_the_registry_key_fails_the_check_once_and_mails_the_setting(
+        dag_world: DagWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.fernet import Fernet
+
+    dag_world.add_token("horeca")
+    dag_world.add_token("vandijk")
+    monkeypatch.setenv("L1NDA_FERNET_KEYS", Fernet.generate_key().decode("ascii"))  # not this registry's key
+    run = load_dag("nmbrs_token_sync").test()
+    assert run.state == "failed"
+    check = [ti for ti in run.get_task_instances() if ti.task_id == "check"]
+    assert [ti.state for ti in check] == ["failed"]
+    assert check[0].try_number == 1, "a missing key does not come back by retrying"
+    assert {dag_world.state(label) for label in ("horeca", "vandijk")} == {"new"}, "no token moved"
+    assert dag_world.query("SELECT count(*) FROM checks") == [(0,)], "nothing stored, no 'unknown' outcome"
+    [(rcpts, message)] = dag_world.mail.received  # one mail, to operations, naming the setting and the tokens
+    assert rcpts == [OPS]
+    mail = email.message_from_bytes(message, policy=email.policy.default)
+    text = mail.get_body(("plain",)).get_content()
+    assert "L1NDA_FERNET_KEYS" in text, text
+    assert f"{dag_world.ids['horeca']}, {dag_world.ids['vandijk']}" in text
 
 
 def test_dry_run_writes_nothing(dag_world: DagWorld) -> None:

@@ -71,3 +71,15 @@ def test_plan_fails_a_bad_conf_without_retries_before_touching_the_registry(para
         orchestration.plan(params, "manual__1")
     assert str(err.value).startswith(next(iter(params)) + ": ") or str(err.value).startswith("token_ids: ")
     assert not isinstance(err.value, ValueError)
+
+
+def test_mail_masking_cuts_tokens_but_keeps_setting_names() -> None:
+    from l1nda_sync.orchestration import mask_text
+
+    text = mask_text("set L1NDA_FERNET_KEYS or l1nda_fernet_keys; token 0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a, "
+                     "key Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=")
+    assert "L1NDA_FERNET_KEYS" in text
+    assert "l1nda_fernet_keys" in text
+    assert "0d1e2f3a" not in text
+    assert "…4f5a" in text
+    assert "Zm9vYmFy" not in text
