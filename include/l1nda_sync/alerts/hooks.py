@@ -28,18 +28,24 @@ def access_cause(cur: Any, token_id: int) -> Cause:
     return Cause(True, detail={"links": links["count"], "entries": entries})
 
 
-def lasting_stage(cur: Any, kind: Kind, *, now: datetime, settings: Any) -> Stage:
-    """A provider-wide problem opens silently ('suspected') and is announced once its cause lasted the
-    confirmation spacing, so one odd minute of Nmbrs mails nobody."""
+def lasting_stage(cur: Any, kind: Kind, evidence_at: datetime | None, *, settings: Any) -> Stage:
+    """A provider-wide problem opens silently ('suspected') and is announced only when a fresh failing answer,
+    checked at least the confirmation spacing after it opened, shows it lasts: one odd minute of Nmbrs mails
+    nobody, however often the same old answer is judged again inside the window."""
     open_row = store.open_problems(cur, None, [kind]).get(kind)
+    if open_row is None:
+        return Stage.SUSPECTED
+    if open_row.stage is Stage.CONFIRMED:
+        return Stage.CONFIRMED
     spacing = timedelta(seconds=float(settings.revoke_min_spacing))
-    if open_row is not None and (open_row.stage is Stage.CONFIRMED or now - open_row.opened_at >= spacing):
+    if evidence_at is not None and evidence_at - open_row.opened_at >= spacing:
         return Stage.CONFIRMED
     return Stage.SUSPECTED
 
 
 def incident_cause(cur: Any, verdict: BreakerVerdict, run_id: int | None, *, now: datetime, settings: Any) -> Cause:
-    return Cause(verdict.tripped, lasting_stage(cur, Kind.PROVIDER_INCIDENT, now=now, settings=settings), detail={
+    stage = lasting_stage(cur, Kind.PROVIDER_INCIDENT, verdict.last_failure_at, settings=settings)
+    return Cause(verdict.tripped, stage, detail={
         "run_id": run_id, "checked": verdict.checked, "failing": verdict.failing,
         "share_pct": round(100 * verdict.share), "failure": verdict.failure,
     })
@@ -52,7 +58,8 @@ def unknown_present(verdict: BreakerVerdict, settings: Any) -> bool:
 
 def unknown_cause(cur: Any, verdict: BreakerVerdict, *, now: datetime, settings: Any) -> Cause:
     present = unknown_present(verdict, settings)
-    stage = lasting_stage(cur, Kind.UNKNOWN_ANSWERS, now=now, settings=settings) if present else Stage.CONFIRMED
+    stage = (lasting_stage(cur, Kind.UNKNOWN_ANSWERS, verdict.last_unknown_at, settings=settings) if present
+             else Stage.CONFIRMED)
     return Cause(present, stage, detail={
         "checked": verdict.checked, "unknown": verdict.unknown,
         "share_pct": round(100 * verdict.unknown / verdict.checked) if verdict.checked else 0,

@@ -37,6 +37,7 @@ from l1nda_sync.engine.token_state import (
 )
 
 FINAL_STATES = (TokenState.DISABLED.value, TokenState.REMOVED.value)
+MAX_LATE = timedelta(hours=1)  # how far the breaker's window reaches back for checks applied late
 BULK_CHUNK = 500  # checks per transaction on the bulk path (no reach to write, one check per token)
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,13 @@ def unit_of_work(conn: Any, *, dry_run: bool) -> Iterator[Any]:
 def judge_recent(
     cur: Any, *, now: datetime, window: timedelta, share: float, min_tokens: int
 ) -> BreakerVerdict:
-    """The breaker's verdict over every check (applied or pending, of any run) made inside the window."""
+    """The breaker's verdict over every check (applied or pending, of any run) made inside the window. The window
+    reaches back from the oldest pending check, so checks applied late (a long check phase, a crashed run's
+    leftovers) are judged with the evidence of their own time."""
+    cur.execute("SELECT min(checked_at) FROM checks WHERE applied_at IS NULL AND checked_at <= %s", (now,))
+    oldest = cur.fetchone()[0]
+    if oldest is not None and oldest < now:
+        window += min(now - oldest, MAX_LATE)
     cur.execute(
         """SELECT DISTINCT ON (c.token_id) c.token_id, c.checked_at, c.outcome, t.state
            FROM checks c JOIN tokens t ON t.id = c.token_id

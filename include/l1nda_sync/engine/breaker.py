@@ -1,15 +1,15 @@
-"""The circuit breaker: when many tokens fail the same way at the same time, the fault is Nmbrs' (an outage, a
-broken auth backend, a WAF answering 403 pages, empty lists for everyone), not the customers'. Then no token
-moves, no link is suspended, and one provider incident is raised instead of hundreds of alarms.
+"""The circuit breaker: when many tokens fail at the same time, the fault is Nmbrs' (an outage, a broken auth
+backend, a WAF answering 403 pages, empty lists for everyone), not the customers'. Then no token moves, no link
+is suspended, and one provider incident is raised instead of hundreds of alarms.
 
 It is judged over a sliding time window of checks across runs, never over the pieces of one run: each token
 counts once, by its latest check inside the window, so neither run boundaries (a manual run that applies part
 of a scheduled run's checks) nor the size of a batch defeat it. It trips when strictly more than `share` of the
-tokens checked in the window fail (with at least `min_tokens` of them), or, with fewer tokens than that, when
-every one of them fails: too few tokens cannot tell an outage from a customer's change, and a late alarm is
-better than a false one. Every failure counts, of any class (1001, 1002, 1004, a sharp reach drop, outages,
-unknown answers); a check that only repeats what its token's state already says (a revoked token's 1001) is
-no news and does not count either way, so confirmed problems cannot hold the breaker open.
+tokens checked in the window fail, at any fleet size (so with one token, its failure; with four, three of
+them): too few tokens cannot tell an outage from a customer's change, and a late alarm is better than a false
+one. Every failure counts, of any class (1001, 1002, 1004, a sharp reach drop, outages, unknown answers); a
+check that only repeats what its token's state already says (a revoked token's 1001) is no news and does not
+count either way, so confirmed problems cannot hold the breaker open.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ class BreakerVerdict:
     failing: int  # of those, failing the worst way
     tripped: bool
     failure: str | None = None  # the class that tripped (or the most common failing one)
-    unknown: int = 0  # tokens whose latest answer in the window L1NDA could not read (news or not)
+    unknown: int = 0  # tokens whose latest answer in the window L1NDA could not read
+    last_failure_at: datetime | None = None  # the newest failing check in the window (fresh evidence?)
+    last_unknown_at: datetime | None = None
 
     @property
     def share(self) -> float:
@@ -89,21 +91,23 @@ def latest_per_token(evidence: Iterable[Evidence]) -> dict[int, Evidence]:
 def judge_window(
     evidence: Iterable[Evidence], *, now: datetime, window: timedelta, share: float = 0.5, min_tokens: int = 5,
 ) -> BreakerVerdict:
-    """The verdict over the checks made in (now - window, now]."""
+    """The verdict over the checks made in (now - window, now]. (`min_tokens` no longer changes the verdict: the
+    share rule holds at every size; it stays a parameter for the callers that pass the setting.)"""
     start = now - window
-    everyone = latest_per_token(e for e in evidence if start < e.at <= now).values()
-    unknown = sum(1 for e in everyone if e.outcome is Outcome.UNKNOWN)
-    latest = [e for e in everyone if e.news]
+    latest = [e for e in latest_per_token(e for e in evidence if start < e.at <= now).values() if e.news]
     if not latest:
-        return BreakerVerdict(len(everyone), 0, False, unknown=unknown) if everyone else CLEAR
-    classes = Counter(c for e in latest if (c := failure_class(e.outcome)) is not None)
-    if not classes:
-        return BreakerVerdict(len(latest), 0, False, unknown=unknown)
+        return CLEAR
+    unknowns = [e.at for e in latest if e.outcome is Outcome.UNKNOWN]
+    failures = [e for e in latest if failure_class(e.outcome) is not None]
+    classes = Counter(failure_class(e.outcome) for e in failures)
+    checked, failing = len(latest), len(failures)
+    if not failing:
+        return BreakerVerdict(checked, 0, False)
     top, top_count = classes.most_common(1)[0]
-    failing = sum(classes.values())
-    checked = len(latest)
-    tripped = failing > share * checked if checked >= min_tokens else failing == checked
-    return BreakerVerdict(checked, failing, tripped, top if 2 * top_count > failing else "mixed", unknown)
+    return BreakerVerdict(
+        checked, failing, failing > share * checked, top if 2 * top_count > failing else "mixed",
+        len(unknowns), max(e.at for e in failures), max(unknowns, default=None),
+    )
 
 
 def judge(outcomes: Iterable[Outcome], *, share: float = 0.5, min_tokens: int = 5) -> BreakerVerdict:

@@ -54,6 +54,9 @@ class TokenView:
     state: TokenState
     environment: str | None = None  # the Nmbrs sub-domain the token belongs to, once known
     last_valid_at: datetime | None = None
+    # Its last answer showed a sharp reach drop, not yet confirmed: its stored reach may be stale, so it keeps
+    # the links it serves but takes on (or brings back) none.
+    drop_suspected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,7 @@ def reconcile_links(
         keeps = (
             serving is not None
             and serving.state in good_enough
+            and (link.state is LinkState.ACTIVE or not serving.drop_suspected)
             and any(t.id == serving.id for t in candidates)
         )
         if keeps:
@@ -136,7 +140,7 @@ def reconcile_links(
                 changes.append(LinkChange(link.id, link.state, LinkState.ACTIVE, link.token_id, link.token_id,
                                           Reason.REACHED))
             continue
-        takers = sorted((t for t in candidates if t.state in TAKES_LINKS), key=_preference)
+        takers = sorted((t for t in candidates if t.state in TAKES_LINKS and not t.drop_suspected), key=_preference)
         if takers:
             best = takers[0]
             reason = Reason.FAILOVER if link.state is LinkState.ACTIVE else Reason.REACHED

@@ -20,7 +20,10 @@ from typing import Any
 
 from l1nda_sync.engine.token_state import CHECKABLE_STATES
 
-CLAIM_LEASE = timedelta(minutes=30)
+CLAIM_LEASE = timedelta(minutes=60)  # longer than the DAG run's time-out (50 min): a slow run keeps its claims
+# A token due a moment after the run's tick (its next check was set from a check made seconds after a tick) is
+# checked now, not one whole interval later: a confirmation takes one interval, as the README says.
+DUE_GRACE = timedelta(minutes=2)
 
 
 class PlanError(ValueError):
@@ -73,7 +76,7 @@ def _due_condition(token_ids: Sequence[int], force: bool) -> str:
     if token_ids:
         conditions.append("id = ANY(%(ids)s)")
     if not force:
-        conditions.append("next_check_at <= %(now)s")
+        conditions.append("next_check_at <= %(due)s")
     return " AND ".join(conditions)
 
 
@@ -81,7 +84,7 @@ def due_tokens(cur: Any, now: datetime, *, token_ids: Sequence[int] = (), force:
     """The ids `claim_tokens` would claim, without claiming them (a dry run writes nothing)."""
     cur.execute(
         f"SELECT id FROM tokens WHERE {_due_condition(token_ids, force)} ORDER BY id",
-        {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now},
+        {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "due": now + DUE_GRACE},
     )
     return [row[0] for row in cur.fetchall()]
 
@@ -114,8 +117,8 @@ def claim_tokens(
     planner are skipped (SKIP LOCKED). With `witnesses`, a run that rechecks a token whose last check failed
     also claims up to that many healthy active tokens, least recently checked first.
     """
-    params = {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "until": now + lease,
-              "limit": limit, "run": run_id}
+    params = {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "due": now + DUE_GRACE,
+              "until": now + lease, "limit": limit, "run": run_id}
     cur.execute(
         f"""
         WITH due AS (

@@ -24,8 +24,9 @@ def load_link_world(cur: Any) -> tuple[list[LinkView], dict[int, TokenView], dic
            WHERE state <> 'cancelled' AND wanted ORDER BY id FOR UPDATE"""
     )
     links = [LinkView(i, c, LinkState(s), t, e, r) for i, c, s, t, e, r in cur.fetchall()]
-    cur.execute("SELECT id, level, state, domain, last_valid_at FROM tokens WHERE state <> 'removed'")
-    tokens = {i: TokenView(i, lvl, TokenState(s), d, v) for i, lvl, s, d, v in cur.fetchall()}
+    cur.execute("""SELECT id, level, state, domain, last_valid_at, drop_since IS NOT NULL FROM tokens
+                   WHERE state <> 'removed'""")
+    tokens = {i: TokenView(i, lvl, TokenState(s), d, v, dropped) for i, lvl, s, d, v, dropped in cur.fetchall()}
     cur.execute(
         """SELECT company_id, token_id, debtor_id FROM reach_companies
            WHERE lost_at IS NULL AND company_id = ANY(%s)""",

@@ -206,9 +206,12 @@ class SyncEngine:
         own = conn is None
         conn = conn or self.connect()
         try:
+            # Every check is dated when its secret was read, not when its probe began: a `tokens replace` after the
+            # read (while earlier probes of the batch run) then always supersedes the old secret's answer.
+            loaded_at = self.clock()
             with unit_of_work(conn, dry_run=not own) as cur:
                 tokens = load_tokens(cur, token_ids)
-            records = probe_all(tokens, reveal=self.reveal, client=self.client, now=self.clock,
+            records = probe_all(tokens, reveal=self.reveal, client=self.client, now=lambda: loaded_at,
                                 threads=self.settings.nmbrs_max_concurrency, policy=self.policy)
             unreadable = [r.token_id for r in records if r.undecryptable]
             records = [r for r in records if not r.undecryptable]

@@ -8,7 +8,7 @@ answered validly (since it was registered or replaced) is `rejected`, not revoke
 never worked. A valid answer whose reach dropped sharply (`reach_drop`) is confirmed the same way before the
 stored reach changes. Transient faults leave the state alone; only after `unreachable_after` of nothing but
 transient faults is a token `unreachable`. While the circuit breaker is open (a provider incident) nothing moves
-and the streaks stand still, so an outage cannot push a token over a threshold afterwards.
+and the streaks start over, so an outage cannot push a token over a threshold afterwards.
 """
 
 from __future__ import annotations
@@ -174,8 +174,12 @@ def decide(health: TokenHealth, result: CheckResult, policy: StatePolicy, *, bre
     at = result.at
     outcome = result.outcome
     if breaker_open and outcome is not Outcome.VALID:
-        # A provider incident: nothing moves and every streak stands still.
-        return Transition(health, health, at + policy.check_interval_failed, write_reach=False)
+        # A provider incident: nothing moves, and every streak starts over. Answers before and during an outage say
+        # nothing about the token, so a strike at its onset and one odd answer at its tail never add up to a
+        # verdict, and the transient clock does not count the hours the breaker held.
+        after = replace(health, consecutive_invalid=0, first_invalid_at=None, refusal=None, drop_since=None,
+                        consecutive_transient=0, first_transient_at=None)
+        return Transition(health, after, at + policy.check_interval_failed, write_reach=False)
 
     if outcome is Outcome.VALID:
         after = TokenHealth(state=TokenState.ACTIVE, last_valid_at=at, replaced_at=health.replaced_at)

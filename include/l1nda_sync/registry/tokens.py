@@ -400,7 +400,8 @@ class TokenStore:
                 f"""UPDATE tokens SET token_ciphertext = %s, token_hint = %s, fingerprint = %s,
                         domain = coalesce(%s, domain), state = 'new', state_since = now(), missing_operation = NULL,
                         consecutive_invalid = 0, first_invalid_at = NULL, consecutive_transient = 0,
-                        first_transient_at = NULL, next_check_at = now(), replaced_at = now(), updated_at = now()
+                        first_transient_at = NULL, refusal = NULL, drop_since = NULL, last_outcome = NULL,
+                        next_check_at = now(), replaced_at = now(), updated_at = now()
                     WHERE id = %s RETURNING {COLUMNS}""",
                 (self.cipher.encrypt(token), mask(token.reveal()),
                  self.cipher.fingerprint(current.username, token, key), domain, token_id),
@@ -516,7 +517,8 @@ def enable(conn: Any, token_id: int, *, actor: str, reason: str | None = None) -
     return _set_state(
         conn, token_id, actor=actor, action="enabled", to_state="new", from_states=("disabled",), reason=reason,
         extra_sql=""", next_check_at = now(), consecutive_invalid = 0, first_invalid_at = NULL,
-                       consecutive_transient = 0, first_transient_at = NULL, missing_operation = NULL""",
+                       consecutive_transient = 0, first_transient_at = NULL, missing_operation = NULL,
+                       refusal = NULL, drop_since = NULL, last_outcome = NULL""",
     )
 
 

@@ -108,7 +108,8 @@ def test_cancelled_links_are_left_alone() -> None:
 @pytest.mark.parametrize(
     ("outcomes", "tripped"),
     [
-        ([Outcome.TRANSIENT] * 3 + [Outcome.VALID] * 1, False),  # fewer than 5 checked, not all failing
+        ([Outcome.TRANSIENT] * 3 + [Outcome.VALID] * 1, True),  # three of four: more than half, at any size
+        ([Outcome.TRANSIENT] * 2 + [Outcome.VALID] * 2, False),  # exactly half is not more than half
         ([Outcome.TRANSIENT] * 3, True),  # fewer than 5 checked, all failing: too few to blame customers
         ([Outcome.TRANSIENT] * 3 + [Outcome.VALID] * 3, False),  # exactly half is not more than half
         ([Outcome.TRANSIENT] * 2 + [Outcome.INVALID] * 2 + [Outcome.VALID] * 3, True),
@@ -156,3 +157,13 @@ def test_no_link_active_without_a_good_token_that_reaches_it(token_list, links, 
             assert token.state is TokenState.ACTIVE
     # Reconciling the reconciled world changes nothing more (convergence).
     assert reconcile_links(after, toks, reach, breaker_open=breaker_open) == []
+
+
+def test_a_token_with_a_suspected_reach_drop_keeps_its_links_but_takes_none() -> None:
+    suspect = TokenView(1, "debtor", TokenState.ACTIVE, drop_suspected=True)
+    links = [LinkView(7, 100, LinkState.ACTIVE, 1), LinkView(8, 200, LinkState.SUSPENDED, 1),
+             LinkView(9, 300, LinkState.PENDING)]
+    changes = reconcile_links(links, {1: suspect}, {100: [1], 200: [1], 300: [1]})
+    assert changes == [], "its stored reach may be stale until the drop is confirmed or cleared"
+    healthy = TokenView(1, "debtor", TokenState.ACTIVE)
+    assert {c.link_id for c in reconcile_links(links, {1: healthy}, {100: [1], 200: [1], 300: [1]})} == {8, 9}

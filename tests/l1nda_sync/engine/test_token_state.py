@@ -95,10 +95,12 @@ def test_transient_faults_make_a_token_unreachable_only_after_six_hours() -> Non
 def test_breaker_open_freezes_failing_tokens() -> None:
     invalid = TokenHealth(TokenState.INVALID, 1, T0 - 30 * MIN)
     t = decide(invalid, check(Outcome.INVALID), POLICY, breaker_open=True)
-    assert t.after == invalid, "no step toward revoked during a provider incident"
+    assert t.after.state is TokenState.INVALID, "no step toward revoked during a provider incident"
+    assert t.after.consecutive_invalid == 0, "the streak starts over"
     nearly = TokenHealth(TokenState.ACTIVE, consecutive_transient=9, first_transient_at=T0 - 7 * 60 * MIN)
     t = decide(nearly, check(Outcome.TRANSIENT), POLICY, breaker_open=True)
-    assert t.after == nearly, "no step toward unreachable either"
+    assert t.after.state is TokenState.ACTIVE, "no step toward unreachable either"
+    assert t.after.first_transient_at is None, "and the outage's hours do not count afterwards"
     t = decide(invalid, check(Outcome.VALID), POLICY, breaker_open=True)
     assert t.after.state is TokenState.ACTIVE, "good news still counts"
 
@@ -121,14 +123,17 @@ def test_revocation_needs_confirmation_property(outcomes: list[Outcome], gaps: l
     run: list[float] = []
     for outcome, gap in zip(outcomes, gaps, strict=False):
         minute += gap
+        before = health
         health = decide(health, check(outcome, minute), POLICY).after
         if outcome is Outcome.INVALID:
             run.append(minute)
-        elif outcome is Outcome.VALID or outcome in (Outcome.RIGHTS_MISSING, Outcome.NO_SUBSCRIPTION):
+        elif outcome in (Outcome.VALID, Outcome.REACH_DROP, Outcome.RIGHTS_MISSING, Outcome.NO_SUBSCRIPTION):
             run = []
-        if outcome is Outcome.VALID:
+        if outcome in (Outcome.VALID, Outcome.REACH_DROP):
             assert health.state is TokenState.ACTIVE
-        if health.state is TokenState.REVOKED:
+        # Becoming revoked (or rejected: never valid) needs the confirmed streak; staying revoked on a later odd
+        # answer of another kind is one answer moving nothing.
+        if health.state in (TokenState.REVOKED, TokenState.REJECTED) and before.state is not health.state:
             assert len(run) >= 2
             assert run[-1] - run[0] >= 10 - 1e-6  # minutes as floats; the engine sees microseconds
 
@@ -175,9 +180,22 @@ def test_a_sharp_reach_drop_writes_reach_only_once_confirmed() -> None:
     assert again.after.drop_since is None
 
 
-def test_an_open_breaker_freezes_every_failure() -> None:
+def test_an_open_breaker_moves_nothing_and_restarts_every_streak() -> None:
     streak = decide(ACTIVE, check(Outcome.INVALID, 0), POLICY).after
     for outcome in (Outcome.INVALID, Outcome.RIGHTS_MISSING, Outcome.REACH_DROP, Outcome.TRANSIENT):
         t = decide(streak, check(outcome, 30), POLICY, breaker_open=True)
-        assert t.after == streak
+        assert t.after.state is streak.state
         assert not t.write_reach
+        assert t.after.consecutive_invalid == t.after.consecutive_transient == 0
+        assert t.after.first_invalid_at is None
+        assert t.after.drop_since is None
+    # A strike at an outage's onset and one odd answer at its tail never add up to a revocation.
+    held = decide(streak, check(Outcome.INVALID, 30), POLICY, breaker_open=True).after
+    assert decide(held, check(Outcome.INVALID, 400), POLICY).after.state is TokenState.INVALID
+
+
+def test_a_held_transient_clock_does_not_count_the_outage() -> None:
+    first = decide(ACTIVE, check(Outcome.TRANSIENT, 0), POLICY).after
+    held = decide(first, check(Outcome.TRANSIENT, 300), POLICY, breaker_open=True).after
+    after = decide(held, check(Outcome.TRANSIENT, 7 * 60), POLICY).after  # 7 h after the first, one time-out
+    assert after.state is TokenState.ACTIVE
