@@ -43,7 +43,7 @@ def lasting_stage(cur: Any, kind: Kind, evidence_at: datetime | None, *, setting
     return Stage.SUSPECTED
 
 
-def incident_cause(cur: Any, verdict: BreakerVerdict, run_id: int | None, *, now: datetime, settings: Any) -> Cause:
+def incident_cause(cur: Any, verdict: BreakerVerdict, run_id: int | None, *, settings: Any) -> Cause:
     stage = lasting_stage(cur, Kind.PROVIDER_INCIDENT, verdict.last_failure_at, settings=settings)
     return Cause(verdict.tripped, stage, detail={
         "run_id": run_id, "checked": verdict.checked, "failing": verdict.failing,
@@ -56,7 +56,7 @@ def unknown_present(verdict: BreakerVerdict, settings: Any) -> bool:
     return verdict.unknown > 0 and verdict.unknown > float(settings.unknown_share) * verdict.checked
 
 
-def unknown_cause(cur: Any, verdict: BreakerVerdict, *, now: datetime, settings: Any) -> Cause:
+def unknown_cause(cur: Any, verdict: BreakerVerdict, *, settings: Any) -> Cause:
     present = unknown_present(verdict, settings)
     stage = (lasting_stage(cur, Kind.UNKNOWN_ANSWERS, verdict.last_unknown_at, settings=settings) if present
              else Stage.CONFIRMED)
@@ -81,13 +81,12 @@ class AlertHooks:
     def breaker_judged(self, cur: Any, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
         # Only a tripped verdict is evidence here; the sweep clears the incident once the window passes.
         if verdict.tripped:
-            track(cur, None, {Kind.PROVIDER_INCIDENT: incident_cause(cur, verdict, run_id, now=now,
-                                                                     settings=self.settings)},
+            track(cur, None, {Kind.PROVIDER_INCIDENT: incident_cause(cur, verdict, run_id, settings=self.settings)},
                   now=now, settings=self.settings)
         # Unreadable answers: one problem for operations, never one per token; while the breaker is tripped the
         # incident (which names the failure) says it already, so that says nothing new either way.
         if verdict.checked and not verdict.tripped:
-            track(cur, None, {Kind.UNKNOWN_ANSWERS: unknown_cause(cur, verdict, now=now, settings=self.settings)},
+            track(cur, None, {Kind.UNKNOWN_ANSWERS: unknown_cause(cur, verdict, settings=self.settings)},
                   now=now, settings=self.settings)
 
     def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:

@@ -27,7 +27,7 @@ def window_verdict(cur: Any, now: datetime, settings: Any) -> BreakerVerdict | N
     """The circuit breaker's verdict over the checks of the last window; None when the window holds none (no
     evidence either way: the schedule may be paused)."""
     verdict = judge_recent(cur, now=now, window=timedelta(seconds=float(settings.breaker_window)),
-                           share=float(settings.breaker_share), min_tokens=int(settings.breaker_min_tokens))
+                           share=float(settings.breaker_share))
     return verdict if verdict.checked else None
 
 

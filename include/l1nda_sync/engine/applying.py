@@ -103,7 +103,7 @@ def unit_of_work(conn: Any, *, dry_run: bool) -> Iterator[Any]:
 
 
 def judge_recent(
-    cur: Any, *, now: datetime, window: timedelta, share: float, min_tokens: int
+    cur: Any, *, now: datetime, window: timedelta, share: float
 ) -> BreakerVerdict:
     """The breaker's verdict over every check (applied or pending, of any run) made inside the window. The window
     reaches back from the oldest pending check, so checks applied late (a long check phase, a crashed run's
@@ -124,7 +124,7 @@ def judge_recent(
     for token_id, at, text, state in cur.fetchall():
         outcome = Outcome(text) if text in known else Outcome.UNKNOWN
         evidence.append(Evidence(token_id, at, outcome, is_news(state, outcome)))
-    return judge_window(evidence, now=now, window=window, share=share, min_tokens=min_tokens)
+    return judge_window(evidence, now=now, window=window, share=share)
 
 
 def apply_pending(
@@ -134,7 +134,6 @@ def apply_pending(
     now: Callable[[], datetime],
     run_id: int | None = None,
     breaker_share: float = 0.5,
-    breaker_min_tokens: int = 5,
     breaker_window: timedelta = timedelta(minutes=15),
     hooks: ApplyHooks | None = None,
     dry_run: bool = False,
@@ -142,8 +141,7 @@ def apply_pending(
     """Apply every pending check (of `run_id`, or of any run: checks a crashed run left behind)."""
     hooks = hooks or NoHooks()
     with unit_of_work(conn, dry_run=dry_run) as cur:
-        verdict = judge_recent(cur, now=now(), window=breaker_window, share=breaker_share,
-                               min_tokens=breaker_min_tokens)
+        verdict = judge_recent(cur, now=now(), window=breaker_window, share=breaker_share)
     summary = ApplySummary(verdict=verdict)
     with unit_of_work(conn, dry_run=dry_run) as cur:
         hooks.breaker_judged(cur, verdict, run_id=run_id, now=now())

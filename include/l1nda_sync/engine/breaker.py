@@ -89,10 +89,9 @@ def latest_per_token(evidence: Iterable[Evidence]) -> dict[int, Evidence]:
 
 
 def judge_window(
-    evidence: Iterable[Evidence], *, now: datetime, window: timedelta, share: float = 0.5, min_tokens: int = 5,
+    evidence: Iterable[Evidence], *, now: datetime, window: timedelta, share: float = 0.5,
 ) -> BreakerVerdict:
-    """The verdict over the checks made in (now - window, now]. (`min_tokens` no longer changes the verdict: the
-    share rule holds at every size; it stays a parameter for the callers that pass the setting.)"""
+    """The verdict over the checks made in (now - window, now]."""
     start = now - window
     latest = [e for e in latest_per_token(e for e in evidence if start < e.at <= now).values() if e.news]
     if not latest:
@@ -110,8 +109,8 @@ def judge_window(
     )
 
 
-def judge(outcomes: Iterable[Outcome], *, share: float = 0.5, min_tokens: int = 5) -> BreakerVerdict:
+def judge(outcomes: Iterable[Outcome], *, share: float = 0.5) -> BreakerVerdict:
     """The verdict over one set of simultaneous checks (one per token): `judge_window` without time."""
     at = datetime(2000, 1, 1)
     evidence = [Evidence(n, at, o) for n, o in enumerate(outcomes)]
-    return judge_window(evidence, now=at, window=timedelta(days=1), share=share, min_tokens=min_tokens)
+    return judge_window(evidence, now=at, window=timedelta(days=1), share=share)

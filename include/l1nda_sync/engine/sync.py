@@ -175,9 +175,10 @@ class SyncEngine:
                     (run_id, dag_run_id, now, force,
                      json.dumps({"planned": len(ids), "skipped": [t for t, _ in skipped]})),
                 )
-            if skipped:
-                log.info("%s", Plan(run_id, (), (), skipped).skipped_message())
-            return Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size), skipped)
+            plan = Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size), skipped)
+            if plan.skipped:
+                log.info("%s", plan.skipped_message())
+            return plan
         finally:
             conn.close()
 
@@ -234,7 +235,7 @@ class SyncEngine:
         try:
             summary = apply_pending(
                 conn, policy=self.policy, now=self.clock, run_id=None,
-                breaker_share=self.settings.breaker_share, breaker_min_tokens=self.settings.breaker_min_tokens,
+                breaker_share=self.settings.breaker_share,
                 breaker_window=timedelta(seconds=self.settings.breaker_window), hooks=self.hooks, dry_run=dry_run,
             )
             with unit_of_work(conn, dry_run=dry_run) as cur:

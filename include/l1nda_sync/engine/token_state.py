@@ -146,10 +146,10 @@ def _transient_backoff(policy: StatePolicy, failures: int) -> timedelta:
     return min(policy.check_interval_failed * factor, policy.check_interval_unreachable_max)
 
 
+# Where each refusal's streak ends, keyed by the refusal as stored: its state, and for 1001 also `rejected`.
 _CONFIRMED = {
-    Outcome.INVALID.value: (TokenState.REVOKED, TokenState.REJECTED),
-    Outcome.RIGHTS_MISSING.value: (TokenState.RIGHTS_MISSING,),
-    Outcome.NO_SUBSCRIPTION.value: (TokenState.NO_SUBSCRIPTION,),
+    o.value: (state, TokenState.REJECTED) if state is TokenState.REVOKED else (state,)
+    for o, state in REFUSAL_STATES.items()
 }
 
 

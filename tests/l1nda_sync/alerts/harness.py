@@ -222,8 +222,7 @@ class World:
                      json.dumps(extra) if isinstance(extra, dict) else None),
                 )
         summary = apply_pending(self.conn, policy=self.policy, now=lambda: at, run_id=run_id,
-                                breaker_share=self.settings.breaker_share,
-                                breaker_min_tokens=self.settings.breaker_min_tokens, hooks=self.hooks)
+                                breaker_share=self.settings.breaker_share, hooks=self.hooks)
         with self.conn, self.conn.cursor() as cur:
             reconcile_all(cur, now=lambda: at, run_id=run_id, breaker_open=summary.breaker_open, hooks=self.hooks)
         swept = self.notify() if notify else {}

@@ -88,7 +88,7 @@ class Sim:
         # The news flag is the token's state when the window is judged (as judge_recent joins tokens now).
         evidence = [replace(e, news=is_news(self.health[e.token_id].state.value, e.outcome)) for e in self.evidence
                     if e.at > self.now - WINDOW]
-        verdict = judge_window(evidence, now=self.now, window=WINDOW, share=SHARE, min_tokens=MIN_TOKENS)
+        verdict = judge_window(evidence, now=self.now, window=WINDOW, share=SHARE)
         self.tripped_steps += verdict.tripped
         moved = []
         for t, outcome in answers.items():

@@ -24,19 +24,14 @@ UPDATE tokens SET refusal = 'invalid' WHERE consecutive_invalid > 0;
 -- The circuit breaker reads the latest check of each token inside a sliding window.
 CREATE INDEX checks_time ON checks (checked_at);
 
--- Problem kinds 'rejected' (a token that never worked) and 'unknown_answers' (a share of checks ended in answers
--- L1NDA cannot read). The kind check is widened, not rewritten: whatever kinds
--- it already allows stay allowed.
-DO $$
-DECLARE
-    allowed text[];
-BEGIN
-    SELECT coalesce(array_agg(DISTINCT m[1]), ARRAY[]::text[]) INTO allowed
-    FROM pg_constraint c, regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g') AS m
-    WHERE c.conname = 'problems_kind_check' AND c.conrelid = 'problems'::regclass;
-    allowed := allowed || ARRAY['rejected', 'unknown_answers'];
-    ALTER TABLE problems DROP CONSTRAINT IF EXISTS problems_kind_check;
-    EXECUTE format('ALTER TABLE problems ADD CONSTRAINT problems_kind_check CHECK (kind = ANY (%L::text[]))',
-                   (SELECT array_agg(DISTINCT k ORDER BY k) FROM unnest(allowed) AS k));
-END
-$$;
+-- Problem kinds: the allowed kinds become rows of `problem_kinds` that problems.kind references, so a migration
+-- that adds a kind inserts a row instead of rewriting (and parsing) a CHECK constraint. Then the kinds of this
+-- change: 'rejected' (a token that never worked) and 'unknown_answers' (a share of checks ended in answers L1NDA
+-- cannot read).
+CREATE TABLE problem_kinds (kind text PRIMARY KEY);
+INSERT INTO problem_kinds (kind) VALUES
+    ('revoked'), ('rights_missing'), ('no_subscription'), ('unreachable'), ('access_lost'), ('provider_incident'),
+    ('rejected'), ('unknown_answers');
+INSERT INTO problem_kinds (kind) SELECT DISTINCT kind FROM problems ON CONFLICT DO NOTHING;
+ALTER TABLE problems DROP CONSTRAINT IF EXISTS problems_kind_check;
+ALTER TABLE problems ADD CONSTRAINT problems_kind_fkey FOREIGN KEY (kind) REFERENCES problem_kinds (kind);

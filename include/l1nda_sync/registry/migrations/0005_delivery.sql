@@ -26,25 +26,5 @@ ALTER TABLE webhook_outbox ADD CONSTRAINT webhook_outbox_state_check
     CHECK (state IN ('pending', 'sent', 'failed', 'dropped'));
 CREATE INDEX IF NOT EXISTS webhook_outbox_parked ON webhook_outbox (id) WHERE state = 'failed';
 
--- Two problem kinds for operations: 'outbox_stuck' (mails uncertain or failed) and 'webhook_failing'. The kind
--- check is widened, not rewritten: whatever kinds it already allows (other migrations add theirs) stay allowed.
--- It reads both forms PostgreSQL may show (ARRAY['a'::text, ...] and '{a,...}'::text[]) and writes the first.
-DO $$
-DECLARE
-    definition text;
-    allowed text[] := ARRAY[]::text[];
-BEGIN
-    SELECT pg_get_constraintdef(c.oid) INTO definition
-    FROM pg_constraint c WHERE c.conname = 'problems_kind_check' AND c.conrelid = 'problems'::regclass;
-    IF definition ~ '''\{' THEN
-        allowed := string_to_array((regexp_match(definition, '''\{([^}]*)\}'''))[1], ',');
-    ELSIF definition IS NOT NULL THEN
-        SELECT coalesce(array_agg(m[1]), ARRAY[]::text[]) INTO allowed
-        FROM regexp_matches(definition, '''([a-z_]+)''', 'g') AS m;
-    END IF;
-    allowed := allowed || ARRAY['outbox_stuck', 'webhook_failing'];
-    ALTER TABLE problems DROP CONSTRAINT IF EXISTS problems_kind_check;
-    EXECUTE 'ALTER TABLE problems ADD CONSTRAINT problems_kind_check CHECK (kind IN ('
-            || (SELECT string_agg(DISTINCT quote_literal(k), ', ') FROM unnest(allowed) AS k) || '))';
-END
-$$;
+-- Two problem kinds for operations: 'outbox_stuck' (mails uncertain or failed) and 'webhook_failing'.
+INSERT INTO problem_kinds (kind) VALUES ('outbox_stuck'), ('webhook_failing') ON CONFLICT DO NOTHING;

@@ -12,20 +12,7 @@ CREATE TABLE IF NOT EXISTS registry_keys (
 );
 
 -- problems.kind 'link_pending': a requested link that no token reaches for longer than link_pending_after.
--- Added to whatever list the constraint holds now, so kinds added by other migrations stay allowed.
-DO $$
-DECLARE
-    allowed text[];
-BEGIN
-    SELECT coalesce(array_agg(DISTINCT m[1]), ARRAY[]::text[]) INTO allowed
-    FROM pg_constraint c, regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g') AS m
-    WHERE c.conname = 'problems_kind_check' AND c.conrelid = 'problems'::regclass;
-    allowed := allowed || ARRAY['link_pending'];
-    ALTER TABLE problems DROP CONSTRAINT IF EXISTS problems_kind_check;
-    EXECUTE format('ALTER TABLE problems ADD CONSTRAINT problems_kind_check CHECK (kind = ANY (%L::text[]))',
-                   (SELECT array_agg(DISTINCT k ORDER BY k) FROM unnest(allowed) AS k));
-END
-$$;
+INSERT INTO problem_kinds (kind) VALUES ('link_pending') ON CONFLICT DO NOTHING;
 
 -- links.customer_ref in its canonical form (trimmed, upper case), as `links request` now stores it, so an
 -- older 'cust-anker' and a new 'CUST-ANKER' are one customer. References that are not one word stay as they are.
