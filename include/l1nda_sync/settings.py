@@ -205,11 +205,10 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_positive_float),
     Setting("breaker_window", 900.0, "seconds of checks (across runs, latest per token) the circuit breaker "
             "judges; keep it longer than the schedule's interval", parse=_positive_float),
-    Setting("breaker_share", 0.5, "share of the tokens checked in the window failing the same way that means "
-            "a provider incident", parse=_share),
-    Setting("breaker_min_tokens", 5, "tokens checked in the window for the share to apply; with fewer, all of "
-            "them failing the same way is an incident. Also how many healthy tokens a run rechecks as witnesses "
-            "when it confirms a failure", parse=_positive_int),
+    Setting("breaker_share", 0.5, "share of the tokens checked in the window that must fail (any way) for a "
+            "provider incident; holds at every fleet size", parse=_share),
+    Setting("breaker_min_tokens", 5, "healthy tokens a run rechecks early (witnesses) beside tokens whose last "
+            "check failed, so the breaker judges a failure beside fresh answers of others", parse=_positive_int),
     Setting("unknown_share", 0.1, "share of the tokens checked in the breaker window whose answer L1NDA cannot "
             "read (outcome unknown) that opens one problem for operations", parse=_share),
     # Alerts
