@@ -38,13 +38,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m l1nda_sync.demo
+	$(BIN)/python -m l1nda_dev.demo
 
 bench: $(STAMP)
-	$(BIN)/python -m l1nda_sync.bench
+	$(BIN)/python -m l1nda_dev.bench
 
 airflow: $(STAMP)
-	$(BIN)/python -m l1nda_sync.demo --airflow
+	$(BIN)/python -m l1nda_dev.demo --airflow
 
 # `make pins` (needs the package index): the constraints the image's install step is tested with, then the
 # .venv's runtime pins under them. Airflow's own constraints file for the version (constraints-X.Y.Z branch of

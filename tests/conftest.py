@@ -69,7 +69,7 @@ def pg_server_url() -> Iterator[str]:
     if given:
         yield given
         return
-    from l1nda_sync.localdev.postgres import EmbeddedPostgres
+    from l1nda_dev.postgres import EmbeddedPostgres
 
     server = EmbeddedPostgres().start()
     try:

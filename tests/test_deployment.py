@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
+DEV_PACKAGE = "include/l1nda_dev"
 ENV_EXAMPLE = REPO / ".env.example"
 
 AIRFLOW_SERVICES = {
@@ -629,9 +630,20 @@ def test_dockerignore_keeps_secrets_and_local_state_out_and_the_sources_in() -> 
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
         for file in files:
             rel = file.relative_to(REPO).as_posix()
-            if "__pycache__" in rel or ".egg-info" in rel:
+            if "__pycache__" in rel or ".egg-info" in rel or rel.startswith(f"{DEV_PACKAGE}/"):
                 continue
             assert not _ignored(rel, patterns), f"{rel} is copied by the Dockerfile but excluded by .dockerignore"
+
+
+def test_the_dev_tools_stay_out_of_the_image() -> None:
+    """include/l1nda_dev (demo, bench, embedded PostgreSQL) is left out of the build context, so the image's
+    package has none of it; it exists and holds code, so the rule guards something."""
+    patterns = [p.strip() for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")]
+    dev_files = [p for p in (REPO / DEV_PACKAGE).rglob("*.py")]
+    assert len(dev_files) > 10
+    for file in dev_files:
+        rel = file.relative_to(REPO).as_posix()
+        assert _ignored(rel, patterns), f"{rel} would ship in the image"
 
 
 # -- the pins: constraints, the image's needs, the dev venv ------------------------------------------------------

@@ -131,7 +131,7 @@ def test_the_dockerfile_extends_the_official_image_and_pip_check_passes(tmp_path
             into = target / local.name if destination.endswith("/") and local.is_file() else target
             if local.is_dir():
                 shutil.copytree(local, into, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+                                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "l1nda_dev"))
             else:
                 into.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(local, into)
@@ -166,3 +166,7 @@ def test_the_dockerfile_extends_the_official_image_and_pip_check_passes(tmp_path
     assert problems in ([], ["No broken requirements found."]), final.stdout
     smoke = run([str(venv / "bin" / "l1nda-sync"), "--help"], env={**env, "AIRFLOW_HOME": str(tmp_path / "home")})
     assert "tokens" in smoke.stdout
+    dev = subprocess.run([str(python), "-c", "import l1nda_dev"], capture_output=True, text=True, check=False,
+                         cwd=tmp_path)
+    assert dev.returncode != 0, "the dev tools shipped (.dockerignore leaves include/l1nda_dev out)"
+    assert "No module named 'l1nda_dev'" in dev.stderr

@@ -245,6 +245,8 @@ def _from_airflow_variable(setting: Setting) -> str | None:
 def _from_airflow_connection(setting: Setting) -> str | None:
     if setting.conn_id is None:
         return None
+    if setting.name == "nmbrs_base_url":
+        return _nmbrs_base_url_from_airflow(setting.conn_id)
     try:
         from airflow.sdk import BaseHook
     except ImportError:  # pragma: no cover - outside Airflow
@@ -253,21 +255,20 @@ def _from_airflow_connection(setting: Setting) -> str | None:
         conn = BaseHook.get_connection(setting.conn_id)
     except Exception:
         return None
-    if setting.name == "database_url":
-        return conn.get_uri().replace("postgres://", "postgresql://", 1)
-    host = conn.host or ""
-    if host.startswith(("http://", "https://")):
-        return host if host.endswith("/") else host + "/"
-    # The `http` connection type keeps the scheme in `schema`; a URI (AIRFLOW_CONN_NMBRS_SOAP=https://h/soap/v3/)
-    # puts its scheme in conn_type and its path in `schema`.
-    if conn.schema in ("http", "https"):
-        scheme, path = conn.schema, "soap/v3"
-    elif conn.schema:
-        scheme, path = (conn.conn_type if conn.conn_type in ("http", "https") else "https"), conn.schema.strip("/")
-    else:
-        scheme, path = "https", "soap/v3"
-    port = f":{conn.port}" if conn.port else ""
-    return f"{scheme}://{host}{port}/{path}/"
+    return conn.get_uri().replace("postgres://", "postgresql://", 1)
+
+
+def _nmbrs_base_url_from_airflow(conn_id: str) -> str | None:
+    """The SOAP base URL of the Airflow connection `conn_id`, as the `nmbrs_soap` connection type reads it
+    (`NmbrsSoapHook.soap_base_url`: a full URL in host, or the `http` type's host/port/schema, or a URI)."""
+    try:
+        from l1nda_sync.nmbrs.airflow_connection import NmbrsSoapHook
+    except ImportError:  # pragma: no cover - outside Airflow (no providers-http)
+        return None
+    try:
+        return NmbrsSoapHook(conn_id).get_connection_values().base_url
+    except Exception:
+        return None
 
 
 def _raw(setting: Setting, env: Mapping[str, str], use_airflow: bool) -> str | None:

@@ -1,6 +1,7 @@
-"""Fault injection: rules that pick SOAP calls (by login, service, operation; by probability or count) and
-delay them, make them fail the way networks, proxies and Nmbrs do, or answer in ways nobody foresaw (an
-element the WSDL does not declare, a null list entry, a response without its result, a token echoed back)."""
+"""Fault injection: rules that pick SOAP, REST and identity calls (by login, service, operation, path; by
+probability or count) and delay them, make them fail the way networks, proxies and Nmbrs do, or answer in
+ways nobody foresaw (an element the WSDL does not declare, a null list entry, a response without its result,
+a token echoed back)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from typing import Any
 
 from nmbrs_sim.catalog import SERVICES
 from nmbrs_sim.errors import FAULT_TEXTS
+from nmbrs_sim.rest_catalog import HTTP_SERVICES
 
 DELAYS = ("latency", "fair_use")
 FAILURES = ("http_500", "http_502", "http_503", "reset", "hang", "malformed", "truncated", "fault_1006", "fault_9999",
             "extra_element", "code_no_wrapper", "null_entry", "http_429", "missing_result", "empty_list",
-            "http_403_html", "unknown_code", "echo_token")
+            "http_403_html", "unknown_code", "echo_token", "too_many_calls", "quota_exceeded")
 FAULT_KINDS = DELAYS + FAILURES
 PARAMS: dict[str, dict[str, float]] = {  # kind -> allowed parameters and their defaults
     "latency": {"ms": 0.0, "jitter_ms": 0.0},
@@ -26,10 +28,17 @@ PARAMS: dict[str, dict[str, float]] = {  # kind -> allowed parameters and their 
     "unknown_code": {"code": 1234.0},
     "http_429": {"retry_after": 1.0},
     "echo_token": {"status": 500.0, "code": 1001.0},
+    "too_many_calls": {"retry_after": 0.0},  # Retry-After only when the rule gives retry_after
 }
 FAIR_USE_DELAY_S = 0.5  # "past that a delay of half a second occurs" (Nmbrs' fair-use statement)
 
 ALL_OPERATIONS = frozenset((svc, op) for svc, ops in SERVICES.items() for op in ops)
+HTTP_OPERATIONS = frozenset((svc, op) for svc, ops in HTTP_SERVICES.items() for op in ops)
+KNOWN_SERVICES: dict[str, tuple[str, ...]] = {**{svc: tuple(ops) for svc, ops in SERVICES.items()}, **HTTP_SERVICES}
+# Kinds that only make sense for one protocol: SOAP answers changed or faults written, or REST's JSON 429s.
+SOAP_ONLY = frozenset({"malformed", "truncated", "fault_1006", "fault_9999", "extra_element", "code_no_wrapper",
+                       "null_entry", "missing_result", "empty_list", "unknown_code", "echo_token"})
+REST_ONLY = frozenset({"too_many_calls", "quota_exceeded"})
 LIST_OPERATIONS = frozenset({("DebtorService", "List_GetAll"), ("DebtorService", "Tags_Get"),
                              ("CompanyService", "List_GetAll"), ("CompanyService", "List_GetByDebtor")})
 RECORD_OPERATIONS = ALL_OPERATIONS - {("DebtorService", "Debtor_IsOwner")}  # answers made of records
@@ -39,6 +48,8 @@ APPLIES_TO: dict[str, frozenset[tuple[str, str]]] = {
     "extra_element": RECORD_OPERATIONS,
     "null_entry": LIST_OPERATIONS,
     "empty_list": LIST_OPERATIONS,
+    **{kind: ALL_OPERATIONS for kind in SOAP_ONLY - {"extra_element", "null_entry", "empty_list"}},
+    **{kind: HTTP_OPERATIONS for kind in REST_ONLY},
 }
 # Kinds whose call still answers HTTP 200 with the operation's data (the call log does not count a fault).
 ANSWERING_KINDS = frozenset({"extra_element", "null_entry", "empty_list"})
@@ -59,20 +70,22 @@ class FaultRule:
     probability: float | None = None
     count: int | None = None  # calls left to hit; None = unlimited
     params: dict[str, float] = field(default_factory=dict)
+    path: str | None = None  # a prefix of the request path (/api/debtors, /connect/token, /soap/v3/...)
     fired: int = 0
     _windows: dict[str, deque[float]] = field(default_factory=dict, repr=False)
 
-    def matches(self, service: str, operation: str, username: str) -> bool:
+    def matches(self, service: str, operation: str, username: str, path: str = "") -> bool:
         applies = APPLIES_TO.get(self.kind)
         if applies is not None and (service, operation) not in applies:
             return False
         return ((self.service is None or self.service == service)
+                and (self.path is None or path.startswith(self.path))
                 and (self.operation is None or self.operation == operation)
                 and (self.username is None or self.username.lower() == username.lower()))
 
     def to_dict(self, *, include_id: bool = True) -> dict[str, Any]:
         row: dict[str, Any] = {"id": self.id, "kind": self.kind} if include_id else {"kind": self.kind}
-        for key in ("username", "service", "operation", "probability", "count"):
+        for key in ("username", "service", "operation", "path", "probability", "count"):
             if getattr(self, key) is not None:
                 row[key] = getattr(self, key)
         row.update(self.params)
@@ -87,10 +100,13 @@ def rule_from_dict(data: dict[str, Any], *, rule_id: str) -> FaultRule:
     if kind not in FAULT_KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(FAULT_KINDS)}")
     service, operation = data.get("service"), data.get("operation")
-    if service is not None and service not in SERVICES:
-        raise ValueError(f"service {service!r} is not one of {', '.join(SERVICES)}")
+    if service is not None and service not in KNOWN_SERVICES:
+        raise ValueError(f"service {service!r} is not one of {', '.join(KNOWN_SERVICES)}")
+    path = data.get("path")
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+        raise ValueError(f"path must be a path prefix starting with '/', got {path!r}")
     if operation is not None:
-        known = SERVICES[service] if service else {op for ops in SERVICES.values() for op in ops}
+        known = set(KNOWN_SERVICES[service]) if service else {op for ops in KNOWN_SERVICES.values() for op in ops}
         if operation not in known:
             raise ValueError(f"operation {operation!r} is not one of {', '.join(sorted(known))}")
     probability = data.get("probability")
@@ -100,7 +116,7 @@ def rule_from_dict(data: dict[str, Any], *, rule_id: str) -> FaultRule:
     count = data.get("count")
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
         raise ValueError(f"count must be a whole number >= 1, got {count!r}")
-    base = {"kind", "username", "service", "operation", "probability", "count", "id", "fired"}
+    base = {"kind", "username", "service", "operation", "path", "probability", "count", "id", "fired"}
     allowed = PARAMS.get(kind, {})
     params: dict[str, float] = {}
     for key, value in data.items():
@@ -119,7 +135,7 @@ def rule_from_dict(data: dict[str, Any], *, rule_id: str) -> FaultRule:
     _check_kind_params(kind, params)
     applies = APPLIES_TO.get(kind)
     if applies is not None:
-        reachable = {(svc, op) for svc, op in ALL_OPERATIONS
+        reachable = {(svc, op) for svc, op in ALL_OPERATIONS | HTTP_OPERATIONS
                      if (service is None or svc == service) and (operation is None or op == operation)}
         if not reachable & applies:
             names = ", ".join(sorted(f"{svc}.{op}" for svc, op in applies))
@@ -127,7 +143,7 @@ def rule_from_dict(data: dict[str, Any], *, rule_id: str) -> FaultRule:
                              f"{names})")
     username = data.get("username")
     return FaultRule(rule_id, kind, str(username) if username is not None else None, service, operation,
-                     float(probability) if probability is not None else None, count, params)
+                     float(probability) if probability is not None else None, count, params, path=path)
 
 
 def _check_kind_params(kind: str, params: dict[str, float]) -> None:
@@ -202,14 +218,14 @@ class FaultBook:
             spread = self._rng.uniform(-jitter_ms, jitter_ms) if jitter_ms else 0.0
         return max(0.0, ms + spread) / 1000.0
 
-    def plan(self, service: str, operation: str, username: str, now: float | None = None) -> Plan:
+    def plan(self, service: str, operation: str, username: str, now: float | None = None, path: str = "") -> Plan:
         if not self._rules:
             return NO_PLAN
         now = time.monotonic() if now is None else now
         delay, failure, fired, params = 0.0, None, [], {}
         with self._lock:
             for rule in list(self._rules):
-                if not rule.matches(service, operation, username):
+                if not rule.matches(service, operation, username, path):
                     continue
                 if rule.kind in FAILURES and failure is not None:
                     continue  # one failure per call; later rules keep their count

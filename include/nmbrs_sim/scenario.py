@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nmbrs_sim.catalog import PERIODS, SERVICES
-from nmbrs_sim.injection import FAULT_KINDS, PARAMS, FaultRule, rule_from_dict
-from nmbrs_sim.world import ACCOUNTANT, ALL, CLIENT, LEVELS, World, WorldError
+from nmbrs_sim.catalog import PERIODS
+from nmbrs_sim.injection import FAULT_KINDS, KNOWN_SERVICES, PARAMS, FaultRule, rule_from_dict
+from nmbrs_sim.rest_clients import RestConfig, parse_rest
+from nmbrs_sim.world import ACCOUNTANT, ALL, CLIENT, LEVELS, World, WorldError, derived_uuid
 
 SUB_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
@@ -44,6 +46,7 @@ class Scenario:
     seed: int = 0
     max_body_bytes: int = 1_000_000
     source: str = "<dict>"
+    rest: RestConfig = field(default_factory=RestConfig)
 
 
 def read_scenario_file(path: str | Path) -> dict[str, Any]:
@@ -138,7 +141,7 @@ class _Builder:
 
     # ---------------------------------------------------------------- the document
     def build(self, data: dict[str, Any]) -> Scenario:
-        top = self.mapping(data, "", {"settings", "environments", "faults", "latency"}, ("environments",))
+        top = self.mapping(data, "", {"settings", "environments", "faults", "latency", "rest"}, ("environments",))
         settings = self.mapping(top.get("settings") or {}, "settings",
                                 {"accept_missing_domain", "seed", "max_body_bytes"})
         world = World(accept_missing_domain=self.boolean(settings.get("accept_missing_domain"),
@@ -162,7 +165,19 @@ class _Builder:
             scenario.latency_jitter_ms = self.number(latency.get("jitter_ms", 0), "latency.jitter_ms")
         for i, rule in enumerate(self.items(top.get("faults"), "faults")):
             scenario.faults.append(self.fault(world, rule, f"faults[{i}]", i))
+        if top.get("rest") is not None:
+            scenario.rest = parse_rest(self, top["rest"])
         return scenario
+
+    def rest_id(self, value: Any, path: str) -> str | None:
+        """An optional REST UUID (debtorId, companyId, userId)."""
+        text = self.text(value, path)
+        if text is None:
+            return None
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            raise self.fail(path, f"{text!r} is not a UUID like 45d8ad44-ffb8-4691-87d8-7a7a5f4376e9") from None
 
     def environment(self, world: World, env: Any, path: str) -> None:
         env = self.mapping(env, path, {"sub_domain", "subscription_valid", "product", "tags", "debtors", "logins"},
@@ -195,20 +210,24 @@ class _Builder:
             self.debtor(world, sub, debtor, f"{path}.debtors[{i}]")
 
     def debtor(self, world: World, sub: str, debtor: Any, path: str) -> None:
-        debtor = self.mapping(debtor, path, {"id", "number", "name", "tags", "companies"}, ("id",))
+        debtor = self.mapping(debtor, path, {"id", "uuid", "number", "name", "tags", "companies"}, ("id",))
         debtor_id = self.integer(debtor["id"], f"{path}.id", minimum=1)
         if debtor_id in world.debtors:
             raise self.fail(f"{path}.id", f"debtor id {debtor_id} is used twice")
         tags = [self.text(t, f"{path}.tags[{k}]", optional=False)
                 for k, t in enumerate(self.items(debtor.get("tags"), f"{path}.tags"))]
+        rest_id = self.rest_id(debtor.get("uuid"), f"{path}.uuid")
+        if rest_id is not None and rest_id in world.debtor_uuids:
+            raise self.fail(f"{path}.uuid", f"uuid {rest_id} is used twice")
         world.add_debtor(sub, id=debtor_id, number=self.text(debtor.get("number"), f"{path}.number"),
-                         name=self.text(debtor.get("name"), f"{path}.name"), tags=tags)  # type: ignore[arg-type]
+                         name=self.text(debtor.get("name"), f"{path}.name"), tags=tags,  # type: ignore[arg-type]
+                         uuid=rest_id)
         for i, company in enumerate(self.items(debtor.get("companies"), f"{path}.companies")):
             self.company(world, debtor_id, company, f"{path}.companies[{i}]")
 
     def company(self, world: World, debtor_id: int, company: Any, path: str) -> None:
         contact = ("phone", "fax", "email", "website")
-        company = self.mapping(company, path, {"id", "number", "name", "period", "kvk", "ended", *contact},
+        company = self.mapping(company, path, {"id", "uuid", "number", "name", "period", "kvk", "ended", *contact},
                                ("id", "number"))
         company_id = self.integer(company["id"], f"{path}.id", minimum=1)
         if company_id in world.companies:
@@ -216,8 +235,11 @@ class _Builder:
         period = company.get("period", "Month")
         if period not in PERIODS:
             raise self.fail(f"{path}.period", f"{period!r} is not one of {', '.join(PERIODS)}")
+        rest_id = self.rest_id(company.get("uuid"), f"{path}.uuid")
+        if rest_id is not None and rest_id in world.company_uuids:
+            raise self.fail(f"{path}.uuid", f"uuid {rest_id} is used twice")
         created = world.add_company(
-            debtor_id, id=company_id, number=self.integer(company["number"], f"{path}.number"),
+            debtor_id, id=company_id, number=self.integer(company["number"], f"{path}.number"), uuid=rest_id,
             name=self.text(company.get("name"), f"{path}.name"), period=period,
             kvk=self.text(company.get("kvk"), f"{path}.kvk"),
             **{key: self.text(company.get(key), f"{path}.{key}") for key in contact})
@@ -225,7 +247,8 @@ class _Builder:
 
     def login(self, world: World, sub: str, login: Any, path: str) -> None:
         login = self.mapping(login, path, {"username", "level", "token", "tag_filter", "company_filter", "debtor",
-                                           "template", "deleted"}, ("username", "level"))
+                                           "template", "deleted", "password", "name", "uuid"},
+                             ("username", "level"))
         username = self.text(login["username"], f"{path}.username", optional=False) or ""
         if "@" not in username:
             raise self.fail(f"{path}.username", f"{username!r} is not an e-mail address")
@@ -256,22 +279,28 @@ class _Builder:
         if debtor is not None and (debtor not in world.debtors or world.debtors[debtor].environment != sub):
             raise self.fail(f"{path}.debtor", f"no debtor {debtor} in environment {sub!r}")
         template = login.get("template")
+        password = self.text(login.get("password"), f"{path}.password")
+        if password is not None and len(password) < 4:
+            raise self.fail(f"{path}.password", "must be at least 4 characters (leave it out: no consent)")
         try:
             world.add_login(sub, username=username, level=level, token=token, tag_filter=tag_filter,
                             company_filter=company_filter if level == CLIENT else None, debtor=debtor,
                             template=template,
-                            deleted=self.boolean(login.get("deleted"), f"{path}.deleted", False))
+                            deleted=self.boolean(login.get("deleted"), f"{path}.deleted", False),
+                            password=password, name=self.text(login.get("name"), f"{path}.name"),
+                            uuid=self.rest_id(login.get("uuid"), f"{path}.uuid"))
         except WorldError as exc:
             raise self.fail(f"{path}.{_field_of(str(exc))}", str(exc)) from None
 
     def fault(self, world: World, rule: Any, path: str, index: int) -> FaultRule:
         params = {name for kind_params in PARAMS.values() for name in kind_params}
-        rule = self.mapping(rule, path, {"kind", "username", "service", "operation", "probability", "count",
+        rule = self.mapping(rule, path, {"kind", "username", "service", "operation", "path", "probability", "count",
                                          *params}, ("kind",))
         if rule["kind"] not in FAULT_KINDS:
             raise self.fail(f"{path}.kind", f"{rule['kind']!r} is not one of {', '.join(FAULT_KINDS)}")
-        if rule.get("service") is not None and rule["service"] not in SERVICES:
-            raise self.fail(f"{path}.service", f"unknown service {rule['service']!r} (known: {', '.join(SERVICES)})")
+        if rule.get("service") is not None and rule["service"] not in KNOWN_SERVICES:
+            raise self.fail(f"{path}.service",
+                            f"unknown service {rule['service']!r} (known: {', '.join(KNOWN_SERVICES)})")
         if rule.get("username") is not None and str(rule["username"]).lower() not in world.logins:
             raise self.fail(f"{path}.username", f"no login {rule['username']!r} in this scenario")
         try:
@@ -288,7 +317,7 @@ def _field_of(message: str) -> str:
 
 
 def world_to_scenario(world: World, *, faults: list[FaultRule] | None = None, latency_ms: float = 0.0,
-                      latency_jitter_ms: float = 0.0) -> dict[str, Any]:
+                      latency_jitter_ms: float = 0.0, rest: RestConfig | None = None) -> dict[str, Any]:
     """The world as a scenario dict (tokens included: this is the simulator's own admin view)."""
     with world.lock:
         environments = []
@@ -299,14 +328,15 @@ def world_to_scenario(world: World, *, faults: list[FaultRule] | None = None, la
                 companies = []
                 for cid in debtor.company_ids:
                     c = world.companies[cid]
-                    row: dict[str, Any] = {"id": c.id, "number": c.number, "name": c.name, "period": c.period}
+                    row: dict[str, Any] = {"id": c.id, "uuid": c.uuid, "number": c.number, "name": c.name,
+                                           "period": c.period}
                     for key in ("kvk", "phone", "fax", "email", "website"):
                         if getattr(c, key) is not None:
                             row[key] = getattr(c, key)
                     if c.ended:
                         row["ended"] = True
                     companies.append(row)
-                debtors.append({"id": debtor.id, "number": debtor.number, "name": debtor.name,
+                debtors.append({"id": debtor.id, "uuid": debtor.uuid, "number": debtor.number, "name": debtor.name,
                                 "tags": list(debtor.tags), "companies": companies})
             logins = [login_to_dict(login) for login in world.logins.values() if login.environment == env.sub_domain]
             environments.append({
@@ -323,6 +353,8 @@ def world_to_scenario(world: World, *, faults: list[FaultRule] | None = None, la
         data["latency"] = {"ms": latency_ms, "jitter_ms": latency_jitter_ms}
     if faults:
         data["faults"] = [rule.to_dict(include_id=False) for rule in faults]
+    if rest is not None and rest.clients:
+        data["rest"] = rest.to_dict()
     return data
 
 
@@ -338,4 +370,9 @@ def login_to_dict(login: Any, *, include_environment: bool = False) -> dict[str,
             row["debtor"] = login.debtor
     row["template"] = {svc: sorted(ops) for svc, ops in sorted(login.template.items())} or ALL
     row["deleted"] = login.deleted
+    for key in ("password", "name"):  # only when set: logins without them are SOAP-only as before
+        if getattr(login, key, None) is not None:
+            row[key] = getattr(login, key)
+    if getattr(login, "uuid", "") and login.uuid != derived_uuid("login", login.username.lower()):
+        row["uuid"] = login.uuid
     return row

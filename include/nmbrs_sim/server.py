@@ -6,11 +6,8 @@ Injected latency is an `asyncio.sleep`, so a waiting call holds no thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import html
-import socket
-import struct
 import time
 
 from aiohttp import web
@@ -19,6 +16,15 @@ from lxml import etree
 from nmbrs_sim.admin_api import ADMIN_PREFIX, add_admin_routes
 from nmbrs_sim.catalog import PATH_PREFIX, SERVICES, service_for_path
 from nmbrs_sim.errors import FAULT_TEXTS, SERVER_PREFIX, ClientFault, NmbrsFault
+from nmbrs_sim.http_faults import (
+    ERROR_PAGES,
+    HTML,
+    STOPPING_KEY,
+    drop_connection,
+    error_page,
+    plain_429,
+    waf_page,
+)
 from nmbrs_sim.injection import ANSWERING_KINDS, param
 from nmbrs_sim.operations import execute
 from nmbrs_sim.simulator import Simulator
@@ -36,14 +42,8 @@ from nmbrs_sim.soap import (
 from nmbrs_sim.wsdl import render_wsdl
 
 SIM_KEY = web.AppKey("simulator", Simulator)
-STOPPING_KEY = web.AppKey("stopping", asyncio.Event)
 MALFORMED_BODY = b"<html><body><h1>Runtime Error</h1><p>This answer is not a SOAP envelope & not XML</b></html>"
-_HTML = "text/html"
-_ERROR_PAGES = {"http_500": (500, "500 - Internal server error."), "http_502": (502, "502 - Bad Gateway"),
-                "http_503": (503, "503 - Service Unavailable")}
-WAF_PAGE = ("<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head><body><h1>Access Denied</h1>"
-            "<p>The request was blocked by the web application firewall.</p>"
-            "<p>Reference #18.4f2a3b17.1717228800.2c9e1a</p></body></html>")
+_HTML = HTML
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 _STATUS_TITLES = {429: "Too Many Requests", 403: "Forbidden", 500: "Internal Server Error", 502: "Bad Gateway",
                   503: "Service Unavailable"}
@@ -134,7 +134,7 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     username = soap_request.username or ""
     started = time.perf_counter()
     log_key = sim.calls.start(service, op.name, username)
-    plan = sim.faults.plan(service, op.name, username)
+    plan = sim.faults.plan(service, op.name, username, path=request.path)
     delay = plan.delay_s
     if sim.latency_ms or sim.latency_jitter_ms:
         delay += sim.faults.jitter(sim.latency_ms, sim.latency_jitter_ms)
@@ -270,19 +270,13 @@ async def _failure(request: web.Request, kind: str, params: dict[str, float], ve
         code = int(param(kind, params, "code"))
         return _soap(version, fault(version, f"{SERVER_PREFIX}{code}: Unexpected error"), 500)
     if kind == "http_429":  # a proxy's or gateway's rate limit: no SOAP, a Retry-After in seconds
-        seconds = int(param(kind, params, "retry_after"))
-        return web.Response(status=429, text="Too Many Requests: rate limit exceeded, retry later.",
-                            content_type="text/plain", headers={"Retry-After": str(seconds)})
+        return plain_429(int(param(kind, params, "retry_after")))
     if kind == "http_403_html":
-        return web.Response(status=403, text=WAF_PAGE, content_type=_HTML)
+        return waf_page()
     if kind == "echo_token":
         return _echo_token(version, sim, soap_request, params)
-    if kind in _ERROR_PAGES:
-        status, title = _ERROR_PAGES[kind]
-        # An HTML page as IIS or a proxy sends it: not a SOAP envelope, and (like most) not well-formed XML.
-        page = (f"<!DOCTYPE html>\n<html><head><title>{title}</title></head><body><h1>{title}</h1>"
-                "<p>The page cannot be displayed.<br></body></html>")
-        return web.Response(status=status, text=page, content_type=_HTML)
+    if kind in ERROR_PAGES:
+        return error_page(kind)
     if kind == "fault_1006":
         return _soap(version, fault(version, NmbrsFault(1006).faultstring), 500)
     if kind == "fault_9999":
@@ -295,30 +289,4 @@ async def _failure(request: web.Request, kind: str, params: dict[str, float], ve
         except NmbrsFault as exc:
             payload, status = fault(version, exc.faultstring), 500
         return _soap(version, payload[: max(1, len(payload) // 2)], status)
-    if kind == "hang":
-        await _wait_until_gone(request)
-    _reset_connection(request)
-    raise asyncio.CancelledError  # nothing to send: the connection is gone (aiohttp treats it as a disconnect)
-
-
-async def _wait_until_gone(request: web.Request) -> None:
-    """Hold the call until the client gives up (closes the connection) or the server stops."""
-    stopping = request.app[STOPPING_KEY]
-    while not stopping.is_set():
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), 0.2)
-
-
-def _reset_connection(request: web.Request) -> None:
-    """Close with an RST (SO_LINGER 0), which clients see as 'connection reset by peer'."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
+    await drop_connection(request, hang=kind == "hang")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import threading
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,14 @@ CLIENT = "client"
 LEVELS = (ACCOUNTANT, CLIENT)
 ALL = "all"
 DEFAULT_TAG_COLOR = "#808080"
+# REST ids (debtorId, companyId, userId) not given in a scenario are derived from the SOAP ids with uuid5 in
+# this namespace, so the same scenario always gives the same UUIDs.
+UUID_NAMESPACE = uuid.UUID("6f1d6c36-5d0a-4c43-9a57-3c1d2f6e8b10")
+
+
+def derived_uuid(kind: str, key: object) -> str:
+    """The stable REST UUID of a debtor, company or login that the scenario gives none for."""
+    return str(uuid.uuid5(UUID_NAMESPACE, f"{kind}:{key}"))
 
 
 class WorldError(Exception):
@@ -51,6 +60,7 @@ class Company:
     email: str | None = None
     website: str | None = None
     ended: bool = False
+    uuid: str = ""
 
 
 @dataclass(slots=True)
@@ -61,6 +71,7 @@ class Debtor:
     name: str | None = None
     tags: list[str] = field(default_factory=list)
     company_ids: list[int] = field(default_factory=list)
+    uuid: str = ""
 
 
 @dataclass(slots=True)
@@ -88,6 +99,9 @@ class Login:
     # service -> allowed operation names; a service that is absent allows all its operations.
     template: dict[str, set[str]] = field(default_factory=dict)
     deleted: bool = False
+    password: str | None = None  # set: the login can sign in on the identity server's consent page
+    name: str | None = None  # the user's display name (REST /api/user/info)
+    uuid: str = ""  # REST userId
 
     def allows(self, service: str, operation: str) -> bool:
         allowed = self.template.get(service)
@@ -103,6 +117,8 @@ def new_token() -> str:
 
 
 class World:
+    """Environments, debtors, companies and logins, and the access rules both protocols apply to them."""
+
     def __init__(self, *, accept_missing_domain: bool = False) -> None:
         self.lock = threading.RLock()
         self.version = 0
@@ -111,6 +127,8 @@ class World:
         self.debtors: dict[int, Debtor] = {}
         self.companies: dict[int, Company] = {}
         self.logins: dict[str, Login] = {}
+        self.debtor_uuids: dict[str, int] = {}  # REST debtorId -> SOAP Debtor.Id
+        self.company_uuids: dict[str, int] = {}  # REST companyId -> SOAP Company.ID
 
     # ------------------------------------------------------------------ lookups (raise WorldError 404)
     def _changed(self) -> None:
@@ -141,6 +159,20 @@ class World:
             raise WorldError(f"unknown login {username!r}", 404)
         return login
 
+    def debtor_by_uuid(self, rest_id: str) -> Debtor | None:
+        debtor_id = self.debtor_uuids.get(rest_id.lower())
+        return None if debtor_id is None else self.debtors[debtor_id]
+
+    def company_by_uuid(self, rest_id: str) -> Company | None:
+        company_id = self.company_uuids.get(rest_id.lower())
+        return None if company_id is None else self.companies[company_id]
+
+    def _new_uuid(self, taken: dict[str, int], given: str | None, kind: str, soap_id: int) -> str:
+        rest_id = _checked_uuid(given, "uuid") if given else derived_uuid(kind, soap_id)
+        if rest_id in taken:
+            raise WorldError(f"uuid {rest_id} is used by {kind} {taken[rest_id]} already", 409)
+        return rest_id
+
     # ------------------------------------------------------------------ building
     def add_environment(self, sub_domain: str, *, subscription_valid: bool = True, product: str = "accountant"
                         ) -> Environment:
@@ -164,39 +196,44 @@ class World:
         return tag
 
     def add_debtor(self, environment: str, *, id: int, number: str | None = None, name: str | None = None,
-                   tags: Iterable[str] = ()) -> Debtor:
+                   tags: Iterable[str] = (), uuid: str | None = None) -> Debtor:
         with self.lock:
             env = self.environment(environment)
             if id in self.debtors:
                 raise WorldError(f"debtor id {id} exists already", 409)
-            debtor = Debtor(id, env.sub_domain, number, name)
+            rest_id = self._new_uuid(self.debtor_uuids, uuid, "debtor", id)
+            debtor = Debtor(id, env.sub_domain, number, name, uuid=rest_id)
             for tag in tags:
                 self.ensure_tag(env, tag)
                 if tag not in debtor.tags:
                     debtor.tags.append(tag)
             self.debtors[id] = debtor
+            self.debtor_uuids[rest_id] = id
             env.debtor_ids.append(id)
             self._changed()
             return debtor
 
     def add_company(self, debtor_id: int, *, id: int, number: int, name: str | None = None, period: str = "Month",
-                    kvk: str | None = None, **contact: str | None) -> Company:
+                    kvk: str | None = None, uuid: str | None = None, **contact: str | None) -> Company:
         with self.lock:
             debtor = self.debtor(debtor_id)
             if id in self.companies:
                 raise WorldError(f"company id {id} exists already", 409)
             if period not in PERIODS:
                 raise WorldError(f"period {period!r} is not one of {', '.join(PERIODS)}")
-            company = Company(id, number, name, debtor_id, period, kvk, **contact)
+            rest_id = self._new_uuid(self.company_uuids, uuid, "company", id)
+            company = Company(id, number, name, debtor_id, period, kvk, **contact)  # type: ignore[arg-type]
+            company.uuid = rest_id
             self.companies[id] = company
+            self.company_uuids[rest_id] = id
             debtor.company_ids.append(id)
             self._changed()
             return company
 
     def add_login(self, environment: str, *, username: str, level: str, token: str | None = None,
                   tag_filter: str | list[str] | None = None, company_filter: Iterable[int] | None = None,
-                  debtor: int | None = None, template: dict[str, Any] | str | None = None, deleted: bool = False
-                  ) -> Login:
+                  debtor: int | None = None, template: dict[str, Any] | str | None = None, deleted: bool = False,
+                  password: str | None = None, name: str | None = None, uuid: str | None = None) -> Login:
         """A new login; an accountant's tag filter defaults to 'all', a client's company filter to none."""
         with self.lock:
             env = self.environment(environment)
@@ -210,7 +247,11 @@ class World:
                 raise WorldError("token must be a non-empty string (leave it out to get a random one)")
             if level == ACCOUNTANT and tag_filter is None:
                 tag_filter = ALL
-            login = Login(username, env.sub_domain, level, token or new_token(), deleted=bool(deleted))
+            if password is not None and (not isinstance(password, str) or not password):
+                raise WorldError("password must be a non-empty string (leave it out: the login cannot consent)")
+            login = Login(username, env.sub_domain, level, token or new_token(), deleted=bool(deleted),
+                          password=password, name=name, uuid=_checked_uuid(uuid, "uuid") if uuid else
+                          derived_uuid("login", username.lower()))
             self.logins[username.lower()] = login
             try:
                 self._apply_login_changes(login, tag_filter=tag_filter, company_filter=company_filter,
@@ -422,6 +463,14 @@ class World:
         debtor = self.reachable_debtor(login, debtor_id)
         env = self.environments[debtor.environment]
         return [env.tags[name] for name in debtor.tags]
+
+
+def _checked_uuid(value: object, name: str) -> str:
+    """A UUID in its canonical lowercase form; WorldError naming `name` otherwise."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise WorldError(f"{name} must be a UUID like 45d8ad44-ffb8-4691-87d8-7a7a5f4376e9, got {value!r}") from None
 
 
 def parse_template(template: dict[str, Any] | str) -> dict[str, set[str]]:

@@ -117,7 +117,7 @@ class Problem:
 @dataclass(frozen=True, slots=True)
 class Action:
     verb: Verb
-    notify: Event | None = None
+    mail: Event | None = None  # the mail this step writes to the outbox, if any
     stage: Stage | None = None
 
 
@@ -125,8 +125,8 @@ NOTHING = Action(Verb.NOTHING)
 
 
 def _resolve(problem: Problem) -> Action:
-    notify = Event.RESOLVED if problem.announced and not problem.muted else None
-    return Action(Verb.RESOLVE, notify)
+    mail = Event.RESOLVED if problem.announced and not problem.muted else None
+    return Action(Verb.RESOLVE, mail)
 
 
 def plan_problem(existing: Problem | None, cause: Cause, now: datetime, policy: Policy) -> Action:

@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from l1nda_sync.alerts import pending_links, store
+from l1nda_sync.alerts import link_pending, store
 from l1nda_sync.alerts.hooks import access_cause, unknown_present
 from l1nda_sync.alerts.outbox import track_delivery
 from l1nda_sync.alerts.problems import TOKEN_KINDS, Cause, Kind, Policy, Verb, plan_problem, token_causes
@@ -79,5 +79,5 @@ def sweep(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
                 counts["open"] += action.verb is not Verb.RESOLVE
     counts.pop(Verb.NOTHING.value, None)
     counts.update(track_delivery(conn, now, settings))  # Counter.update adds
-    counts.update(pending_links.evaluate(conn, now, settings))
+    counts.update(link_pending.evaluate(conn, now, settings))
     return dict(counts)

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from l1nda_sync.alerts import store
-from l1nda_sync.alerts.content import render
 from l1nda_sync.alerts.problems import (
     Action,
     Cause,
@@ -25,6 +24,7 @@ from l1nda_sync.alerts.problems import (
     plan_problem,
     plan_quiet,
 )
+from l1nda_sync.alerts.rendering import render
 from l1nda_sync.alerts.store import ProblemRow
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,12 @@ def carry_out(
                                        cause_cleared_at=row.cause_cleared_at or now)
         case Verb.REMIND:
             assert row is not None
-    if action.notify is not None and row is not None:
-        row = notify(cur, row, action.notify, now=now, settings=settings)
+    if action.mail is not None and row is not None:
+        row = queue_mail(cur, row, action.mail, now=now, settings=settings)
     return row
 
 
-def notify(cur: Any, row: ProblemRow, event: Event, *, now: datetime, settings: Any) -> ProblemRow:
+def queue_mail(cur: Any, row: ProblemRow, event: Event, *, now: datetime, settings: Any) -> ProblemRow:
     """Render the mails about `event` for every audience of the problem's kind and queue them in the outbox."""
     token = store.load_token(cur, row.token_id) if row.token_id is not None else None
     contacts = list(token["contact_emails"]) if token else []

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 import psycopg2
 
 from l1nda_sync import __version__
-from l1nda_sync.alerts import cli as problem_commands
 from l1nda_sync.cli import (
     db_commands,
     key_commands,
     link_commands,
     outbox_commands,
+    problem_commands,
     settings_commands,
     sync_commands,
     token_commands,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from l1nda_sync.engine.links import LinkChange, LinkState, LinkView, TokenView, reconcile_links
+from l1nda_sync.engine.link_rules import LinkChange, LinkState, LinkView, TokenView, reconcile_links
 from l1nda_sync.engine.token_state import TokenState
 
 

@@ -19,7 +19,7 @@ import psycopg2
 
 from l1nda_sync.engine.applying import ApplyHooks, apply_pending, unit_of_work
 from l1nda_sync.engine.checking import KeysCannotDecrypt, load_tokens, probe_all, store_checks
-from l1nda_sync.engine.links import LinkState
+from l1nda_sync.engine.link_rules import LinkState
 from l1nda_sync.engine.planning import (
     Plan,
     batched,

@@ -196,7 +196,7 @@ class World:
         self.now += delta
 
     def run(self, results: Mapping[int, Outcome | tuple[Outcome, Any]], *, step: timedelta = 10 * MIN,
-            notify: bool = True) -> dict[str, Any]:
+            send: bool = True) -> dict[str, Any]:
         """One sync run at the current time, then the clock moves on by `step`.
 
         `results` maps token id -> outcome, or (outcome, probe dict) for a valid check, or
@@ -225,12 +225,12 @@ class World:
                                 breaker_share=self.settings.breaker_share, hooks=self.hooks)
         with self.conn, self.conn.cursor() as cur:
             reconcile_all(cur, now=lambda: at, run_id=run_id, breaker_open=summary.breaker_open, hooks=self.hooks)
-        swept = self.notify() if notify else {}
+        swept = self.sweep_and_send() if send else {}
         self.advance(step)
         return {"run_id": run_id, "summary": summary, "swept": swept, "drained": self.last_drain}
 
-    def notify(self) -> dict[str, int]:
-        """The DAG's notify step at the current time: sweep, then drain."""
+    def sweep_and_send(self) -> dict[str, int]:
+        """The run pipeline's delivery step at the current time: sweep, then drain."""
         swept = sweep(self.conn, self.now, self.settings)
         self.last_drain = drain(self.conn, self.now, self.settings)
         return swept

@@ -18,7 +18,7 @@ ONLY_11 = probe(debtors=[(1, "Jansen Holding")], companies=[(11, 1, "Bakkerij Ja
 def test_a_rolled_back_state_change_leaves_no_problem_and_no_mail(world: World, smtp: MailServer) -> None:
     token = world.add_token("Bakkerij Jansen")
     world.run({token: (Outcome.VALID, REACH)})
-    world.run({token: Outcome.NO_SUBSCRIPTION}, notify=False)  # stored and applied: one problem, two rows
+    world.run({token: Outcome.NO_SUBSCRIPTION}, send=False)  # stored and applied: one problem, two rows
     assert len(world.outbox()) == 2
     token2 = world.add_token("Tweede Klant", contacts=["jan@tweede.example"])
     with world.conn, world.conn.cursor() as cur:
@@ -40,7 +40,7 @@ def test_a_rolled_back_state_change_leaves_no_problem_and_no_mail(world: World, 
     assert [p["token_id"] for p in world.problems()] == [token]
     # The next run applies the left-over check again (as SyncEngine.finish does): now both commit together.
     apply_pending(world.conn, policy=world.policy, now=lambda: world.now, hooks=world.hooks)
-    world.notify()
+    world.sweep_and_send()
     assert [p["token_id"] for p in world.problems()] == [token, token2]
     assert smtp.tally()[("jan@tweede.example", "opened")] == 1
 
@@ -54,11 +54,11 @@ def test_cancelling_the_lost_links_clears_access_lost(world: World, smtp: MailSe
     assert smtp.tally() == {(OPS, "opened"): 1}
     with world.conn:
         cancel_link(world.conn, lost, actor="test")  # the operator confirms the company left
-    world.notify()
+    world.sweep_and_send()
     [problem] = world.problems()
     assert problem["cause_cleared_at"] is not None, "the sweep saw the link go"
     world.advance(HOUR)
-    world.notify()
+    world.sweep_and_send()
     assert world.problems(state="open") == []
     assert smtp.tally() == {(OPS, "opened"): 1, (OPS, "resolved"): 1}
 
@@ -70,7 +70,7 @@ def test_disabling_a_token_closes_its_problems_without_mail(world: World, smtp: 
     assert len(smtp.received) == 2
     with world.conn:
         disable(world.conn, token, actor="test", reason="customer left")
-    world.notify()
+    world.sweep_and_send()
     [problem] = world.problems()
     assert problem["state"] == "resolved"
     assert len(smtp.received) == 2, "the operator took the token out of service: nothing to announce"

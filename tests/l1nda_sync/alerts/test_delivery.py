@@ -20,8 +20,8 @@ NOTHING = {"sent": 0, "retry": 0, "failed": 0, "uncertain": 0, "busy": 0}
 def _queue_two_mails(world: World) -> int:
     """Open a no-subscription problem without draining: one ops and one customer row in the outbox."""
     token = world.add_token("Bakkerij Jansen")
-    world.run({token: (Outcome.VALID, REACH)}, notify=False, step=0 * MIN)
-    world.run({token: Outcome.NO_SUBSCRIPTION}, notify=False, step=0 * MIN)
+    world.run({token: (Outcome.VALID, REACH)}, send=False, step=0 * MIN)
+    world.run({token: Outcome.NO_SUBSCRIPTION}, send=False, step=0 * MIN)
     assert [r["state"] for r in world.outbox()] == ["pending", "pending"]
     return token
 
@@ -150,10 +150,10 @@ def _wait_until_no_advisory_lock(conn, timeout: float = 10.0) -> None:
 
 def test_message_shape_ids_and_threading(world: World, smtp: MailServer) -> None:
     token = _queue_two_mails(world)
-    world.notify()
+    world.sweep_and_send()
     world.run({token: (Outcome.VALID, REACH)})
     world.advance(HOUR)
-    world.notify()
+    world.sweep_and_send()
     rows = world.outbox()
     assert [(r["event"], r["audience"]) for r in rows] == [
         ("opened", "ops"), ("opened", "customer"), ("resolved", "ops"), ("resolved", "customer")]

@@ -73,7 +73,7 @@ def test_a_suspicion_that_clears_closes_without_any_mail(world: World, smtp: Mai
     [problem] = world.problems()
     assert problem["state"] == "resolved"
     world.advance(2 * HOUR)
-    world.notify()
+    world.sweep_and_send()
     assert smtp.received == []
     assert world.outbox() == []
 

@@ -72,17 +72,17 @@ def problem(kind: Kind = Kind.NO_SUBSCRIPTION, *, stage: Stage = Stage.CONFIRMED
 )
 def test_plan_problem(existing: Problem | None, cause: Cause, verb: Verb, notify: Event | None) -> None:
     action = plan_problem(existing, cause, T0, POLICY)
-    assert (action.verb, action.notify) == (verb, notify)
+    assert (action.verb, action.mail) == (verb, notify)
 
 
 def test_a_new_missing_operation_is_news_the_same_one_is_not() -> None:
     open_for_a = Problem(Kind.RIGHTS_MISSING, T0 - HOUR, last_notified_at=T0 - HOUR, topic="A.One")
     again = plan_problem(open_for_a, Cause(True, topic="A.One"), T0, POLICY)
-    assert (again.verb, again.notify) == (Verb.SEEN, None)
+    assert (again.verb, again.mail) == (Verb.SEEN, None)
     other = plan_problem(open_for_a, Cause(True, topic="B.Two"), T0, POLICY)
-    assert (other.verb, other.notify) == (Verb.SEEN, Event.OPENED)
+    assert (other.verb, other.mail) == (Verb.SEEN, Event.OPENED)
     muted = Problem(Kind.RIGHTS_MISSING, T0 - HOUR, muted=True, topic="A.One")
-    assert plan_problem(muted, Cause(True, topic="B.Two"), T0, POLICY).notify is None
+    assert plan_problem(muted, Cause(True, topic="B.Two"), T0, POLICY).mail is None
 
 
 def test_open_carries_the_stage() -> None:
@@ -92,7 +92,7 @@ def test_open_carries_the_stage() -> None:
 
 def test_without_a_quiet_period_a_cleared_cause_resolves_at_once() -> None:
     action = plan_problem(problem(), ABSENT, T0, Policy(quiet_period=timedelta(0)))
-    assert (action.verb, action.notify) == (Verb.RESOLVE, Event.RESOLVED)
+    assert (action.verb, action.mail) == (Verb.RESOLVE, Event.RESOLVED)
 
 
 @pytest.mark.parametrize(

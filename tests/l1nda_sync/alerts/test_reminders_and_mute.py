@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from l1nda_sync.alerts.cli import set_muted
+from l1nda_sync.cli.problem_commands import set_muted
 from l1nda_sync.engine.token_state import Outcome
 from tests.l1nda_sync.alerts.harness import HOUR, MIN, OPS, MailServer, World, probe, test_settings
 
@@ -27,18 +27,18 @@ def test_reminders_arrive_every_interval_and_not_before(world: World, smtp: Mail
     _open_no_subscription(world)
     assert _reminders(smtp) == 0
     world.advance(DAY - MIN)
-    world.notify()
+    world.sweep_and_send()
     assert _reminders(smtp) == 0, "not a minute early"
     world.advance(MIN)
-    world.notify()
+    world.sweep_and_send()
     assert _reminders(smtp) == 1
     assert _reminders(smtp, "piet@klant.example") == 1, "the customer is reminded too: they must act"
-    world.notify()
+    world.sweep_and_send()
     world.advance(10 * MIN)
-    world.notify()
+    world.sweep_and_send()
     assert _reminders(smtp) == 1, "one reminder per interval, however often the sweep runs"
     world.advance(DAY - 10 * MIN)
-    world.notify()
+    world.sweep_and_send()
     assert _reminders(smtp) == 2
     subject = [s for r, e, s in smtp.events() if e == "reminder" and r == OPS][-1]
     assert subject.startswith("[L1NDA] Reminder \u2013 Nmbrs subscription not valid for token Bakkerij Jansen")
@@ -49,7 +49,7 @@ def test_reminders_can_be_turned_off(conn: Any, smtp: MailServer, fernet_keys: l
     _open_no_subscription(world)
     for _ in range(4):
         world.advance(DAY)
-        world.notify()
+        world.sweep_and_send()
     assert smtp.tally() == {(OPS, "opened"): 1, ("piet@klant.example", "opened"): 1}
 
 
@@ -59,24 +59,24 @@ def test_a_muted_problem_sends_nothing_and_unmute_sends_no_backlog(world: World,
     set_muted(world.conn, problem["id"], True, world.now)
     for _ in range(3):
         world.advance(DAY)
-        world.notify()
+        world.sweep_and_send()
     assert _reminders(smtp) == 0, "muted: no reminders"
     [still] = world.problems(state="open")
     assert still["muted"] is True
 
     set_muted(world.conn, problem["id"], False, world.now)
-    world.notify()
+    world.sweep_and_send()
     assert _reminders(smtp) == 0, "unmuting sends no backlog"
     world.advance(DAY - MIN)
-    world.notify()
+    world.sweep_and_send()
     assert _reminders(smtp) == 0
     world.advance(MIN)
-    world.notify()
+    world.sweep_and_send()
     assert _reminders(smtp) == 1, "reminders resume one interval after the unmute"
 
     set_muted(world.conn, problem["id"], True, world.now)
     world.run({token: (Outcome.VALID, REACH)})
     world.advance(2 * HOUR)
-    world.notify()
+    world.sweep_and_send()
     assert world.problems(state="open") == []
     assert smtp.tally().get((OPS, "resolved"), 0) == 0, "a muted problem resolves without a mail"

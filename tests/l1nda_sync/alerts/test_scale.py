@@ -36,18 +36,18 @@ def test_two_hundred_tokens_losing_a_right_at_once(conn: Any, smtp: MailServer, 
         world.add_link(1000 + i, f"CUST-{i}")
     reach = {t: (Outcome.VALID, probe([(i, f"Debiteur {i}")], [(1000 + i, i, f"Bedrijf {i}")]))
              for i, t in enumerate(ids)}
-    world.run(reach, notify=False)
+    world.run(reach, send=False)
 
     broken = {t: (Outcome.RIGHTS_MISSING, "DebtorService.List_GetAll") for t in ids}
     started = time.perf_counter()
-    world.run(broken, notify=False)  # opens 200 problems, renders and queues 400 mails
+    world.run(broken, send=False)  # opens 200 problems, renders and queues 400 mails
     opening = time.perf_counter() - started
     with conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM outbox")
         assert cur.fetchone()[0] == 2 * TOKENS
 
     started = time.perf_counter()
-    world.run(broken, notify=False)  # the same again: every hook call finds its problem open
+    world.run(broken, send=False)  # the same again: every hook call finds its problem open
     again = time.perf_counter() - started
     t0 = time.perf_counter()
     swept = sweep(conn, world.now, world.settings)

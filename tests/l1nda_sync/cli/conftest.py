@@ -13,6 +13,9 @@ import pytest
 
 from l1nda_sync.cli import main
 from l1nda_sync.registry import db
+from tests.l1nda_sync.alerts.conftest import conn as conn  # problem commands use the alerts harness
+from tests.l1nda_sync.alerts.conftest import smtp as smtp
+from tests.l1nda_sync.alerts.conftest import world as world
 
 TABLES = ("tokens", "token_events", "links", "link_events", "checks", "problems", "outbox", "runs")
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l1nda_sync.engine.breaker import Evidence, is_news, judge_window
-from l1nda_sync.engine.links import LinkState, LinkView, TokenView, apply_link_changes, reconcile_links
+from l1nda_sync.engine.link_rules import LinkState, LinkView, TokenView, apply_link_changes, reconcile_links
 from l1nda_sync.engine.token_state import (
     CheckResult,
     Outcome,

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from l1nda_sync.alerts import store
-from l1nda_sync.alerts.content import environment, one_line, tidy_text
 from l1nda_sync.alerts.problems import Action, Cause, Event, Kind, Policy, Verb, plan_problem, plan_quiet
+from l1nda_sync.alerts.rendering import environment, one_line, tidy_text
 from l1nda_sync.alerts.tracker import carry_out, new_message_id
 from l1nda_sync.registry.links import pending_reasons
 
@@ -62,9 +62,9 @@ def evaluate(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
             return {}
         row = carry_out(cur, row, Action(action.verb, None, action.stage), token_id=None, kind=KIND, cause=cause,
                         now=now, settings=settings)
-        if action.notify is not None and row is not None:
-            notify(cur, row, action.notify, now=now, settings=settings)
-        return {action.verb.value: 1, **({"mailed": 1} if action.notify else {})}
+        if action.mail is not None and row is not None:
+            queue_mail(cur, row, action.mail, now=now, settings=settings)
+        return {action.verb.value: 1, **({"mailed": 1} if action.mail else {})}
 
 
 def _context(row: store.ProblemRow, event: Event, lang: str, settings: Any) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def render(row: store.ProblemRow, event: Event, lang: str, settings: Any) -> tup
     return one_line(subject), tidy_text(text), html
 
 
-def notify(cur: Any, row: store.ProblemRow, event: Event, *, now: datetime, settings: Any) -> store.ProblemRow:
+def queue_mail(cur: Any, row: store.ProblemRow, event: Event, *, now: datetime, settings: Any) -> store.ProblemRow:
     """Queue the operations mail (nobody else hears about pending links) and note when it was written."""
     if not settings.ops_recipients:
         return row

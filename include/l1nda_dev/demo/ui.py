@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from l1nda_sync.demo.stack import SHORTENED, TOKENS, UI_PASSWORD, UI_USER, DemoError, DemoStack
+from l1nda_dev.demo.stack import SHORTENED, TOKENS, UI_PASSWORD, UI_USER, DemoError, DemoStack
 
 COMPONENTS = ("scheduler", "dag-processor", "api-server")
 START_TIMEOUT_S = 180.0

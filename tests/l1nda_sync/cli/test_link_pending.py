@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from l1nda_sync.alerts import pending_links
+from l1nda_sync.alerts import link_pending
 from l1nda_sync.registry import db
 from l1nda_sync.settings import Settings
 
@@ -51,10 +51,10 @@ def test_a_link_pending_too_long_opens_one_problem_mails_ops_once_and_resolves(c
     conn = db.connect(registry_url)
     try:
         now = _now(conn)
-        assert pending_links.evaluate(conn, now + timedelta(hours=23), settings) == {}  # not yet a day
+        assert link_pending.evaluate(conn, now + timedelta(hours=23), settings) == {}  # not yet a day
         later = now + timedelta(days=1, minutes=1)
-        assert pending_links.evaluate(conn, later, settings) == {"open": 1, "mailed": 1}
-        assert pending_links.evaluate(conn, later + timedelta(minutes=10), settings) == {"seen": 1}  # no 2nd mail
+        assert link_pending.evaluate(conn, later, settings) == {"open": 1, "mailed": 1}
+        assert link_pending.evaluate(conn, later + timedelta(minutes=10), settings) == {"seen": 1}  # no 2nd mail
         with db.reading(conn) as cur:
             cur.execute("SELECT id, kind, token_id, detail->'links' FROM problems WHERE state = 'open'")
             (problem_id, kind, token_id, count), = cur.fetchall()
@@ -68,14 +68,14 @@ def test_a_link_pending_too_long_opens_one_problem_mails_ops_once_and_resolves(c
         assert f"l1nda-sync problems mute {problem_id}" in text
         assert "company 50701" in html
         # A day later the problem is still there: one reminder, not a new problem.
-        assert pending_links.evaluate(conn, later + timedelta(days=1, minutes=1), settings) == {
+        assert link_pending.evaluate(conn, later + timedelta(days=1, minutes=1), settings) == {
             "seen": 1, "mailed": 1}
         # Both links cancelled: the cause clears, and after the quiet period it resolves with one mail.
         assert cli("links", "cancel", "1").code == 0
         assert cli("links", "cancel", "2").code == 0
         gone = later + timedelta(days=1, hours=1)
-        assert pending_links.evaluate(conn, gone, settings) == {"clear": 1}
-        assert pending_links.evaluate(conn, gone + timedelta(hours=1, minutes=1), settings) == {
+        assert link_pending.evaluate(conn, gone, settings) == {"clear": 1}
+        assert link_pending.evaluate(conn, gone + timedelta(hours=1, minutes=1), settings) == {
             "resolve": 1, "mailed": 1}
         with db.reading(conn) as cur:
             cur.execute("SELECT state FROM problems")
@@ -94,14 +94,14 @@ def test_zero_turns_it_off_and_dutch_mails_render(cli, registry_url) -> None:
     try:
         later = _now(conn) + timedelta(days=2)
         nl = dataclasses.replace(_settings(), default_language="nl")
-        assert pending_links.evaluate(conn, later, nl) == {"open": 1, "mailed": 1}
+        assert link_pending.evaluate(conn, later, nl) == {"open": 1, "mailed": 1}
         with db.reading(conn) as cur:
             cur.execute("SELECT subject, body_text FROM outbox")
             subject, text = cur.fetchone()
         assert subject == "[L1NDA] 1 aangevraagde koppeling wacht al meer dan 24 uur"
         assert "klant CUST-KOK, bedrijf 50701" in text
         off = dataclasses.replace(nl, link_pending_after=0.0)
-        assert pending_links.evaluate(conn, later, off) == {"resolve": 1}  # closed without a mail
+        assert link_pending.evaluate(conn, later, off) == {"resolve": 1}  # closed without a mail
         with db.reading(conn) as cur:
             cur.execute("SELECT count(*) FROM outbox")
             assert cur.fetchone()[0] == 1

@@ -1,4 +1,4 @@
-"""Micro-benchmark of the Nmbrs client against the local simulator: `python -m l1nda_sync.nmbrs.bench`.
+"""Micro-benchmark of the Nmbrs client against the local simulator: `python -m l1nda_dev.bench.nmbrs_client`.
 
 Prints the WSDL parse time (cold: fetched over HTTP; warm: from the disk cache), the client build time, and,
 for master tokens reaching 1, 50 and 500 debtors (2 companies each), the time and Nmbrs calls of a first probe,
@@ -100,7 +100,7 @@ def run(sizes: Sequence[int], latency_ms: float, repeat: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m l1nda_sync.nmbrs.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m l1nda_dev.bench.nmbrs_client", description=__doc__.splitlines()[0])
     parser.add_argument("--debtors", type=int, nargs="+", default=[1, 50, 500],
                         help="world sizes: debtors reached by the probed master token (default: 1 50 500)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="simulated network latency per call")

@@ -8,8 +8,8 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 
-from l1nda_sync.demo.console import TaskFollower
-from l1nda_sync.demo.mailsink import MailSink
+from l1nda_dev.demo.console import TaskFollower
+from l1nda_dev.demo.mailsink import MailSink
 
 
 def _message(subject: str) -> EmailMessage:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from l1nda_sync.engine.breaker import judge
-from l1nda_sync.engine.links import (
+from l1nda_sync.engine.link_rules import (
     KEEPS_LINKS,
     LinkState,
     LinkView,

@@ -12,8 +12,7 @@ from pathlib import Path
 import psutil
 import psycopg2
 import pytest
-
-from l1nda_sync.localdev.postgres import EmbeddedPostgres
+from l1nda_dev.postgres import EmbeddedPostgres
 
 
 def _postgres_children_of(pid: int) -> list[psutil.Process]:
@@ -48,7 +47,7 @@ def test_server_dies_with_its_owner(how: signal.Signals) -> None:
     script = textwrap.dedent(
         """
         import sys, time
-        from l1nda_sync.localdev.postgres import embedded_postgres
+        from l1nda_dev.postgres import embedded_postgres
         with embedded_postgres() as pg:
             print(pg.port, flush=True)
             time.sleep(120)
@@ -71,7 +70,7 @@ def test_server_dies_with_its_owner(how: signal.Signals) -> None:
 
 
 def test_stale_directories_of_killed_owners_are_removed(tmp_path) -> None:
-    from l1nda_sync.localdev.postgres import ROOT_PREFIX, STALE_AFTER, remove_stale_roots
+    from l1nda_dev.postgres import ROOT_PREFIX, STALE_AFTER, remove_stale_roots
 
     dead = tmp_path / f"{ROOT_PREFIX}dead"
     (dead / "data").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""`python -m l1nda_sync.demo` end to end in a subprocess: the story, the mails, and no process left behind.
+"""`python -m l1nda_dev.demo` end to end in a subprocess: the story, the mails, and no process left behind.
 
 Every process the demo starts inherits a marker in its environment; afterwards no process may carry it
 (PostgreSQL, the CLI, Airflow's components: whatever the demo forgot would still be running).
@@ -51,7 +51,7 @@ def _start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "L1NDA_"))}
     env[MARKER] = marker
     proc = subprocess.Popen(
-        [sys.executable, "-m", "l1nda_sync.demo", "--var-dir", str(tmp_path / "var"), *args],
+        [sys.executable, "-m", "l1nda_dev.demo", "--var-dir", str(tmp_path / "var"), *args],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
     )
     return proc, marker

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from l1nda_sync.demo.console import Console
+from l1nda_dev.demo.console import Console
 from l1nda_sync.masking import mask
 
 DEMO_SCENARIO = Path(__import__("nmbrs_sim").__file__).resolve().parent / "scenarios" / "demo.yaml"
@@ -147,8 +147,8 @@ class DemoStack:
         self._stack.close()
 
     def start(self) -> None:
-        from l1nda_sync.demo.mailsink import MailSink
-        from l1nda_sync.localdev.postgres import create_database, embedded_postgres
+        from l1nda_dev.demo.mailsink import MailSink
+        from l1nda_dev.postgres import create_database, embedded_postgres
         from nmbrs_sim.testing import running_simulator
 
         say = self.console.say

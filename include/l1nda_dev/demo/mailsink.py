@@ -5,7 +5,7 @@ Each message is written exactly as received, with two headers in front that an M
 too. A file opens in any mail client. Files are written to a temporary name and renamed, so a reader never
 sees half a message.
 
-Run on its own: `python -m l1nda_sync.demo.mailsink --dir var/mail --port 1025`.
+Run on its own: `python -m l1nda_dev.demo.mailsink --dir var/mail --port 1025`.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class MailSink:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m l1nda_sync.demo.mailsink",
+    parser = argparse.ArgumentParser(prog="python -m l1nda_dev.demo.mailsink",
                                      description="Accept every SMTP message and store it as an .eml file.")
     parser.add_argument("--dir", default="var/mail", type=Path, help="where .eml files go (default var/mail)")
     parser.add_argument("--host", default="127.0.0.1")

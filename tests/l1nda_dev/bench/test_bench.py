@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from l1nda_sync.bench.figures import percentile, task_instances
-from l1nda_sync.bench.run import main
+from l1nda_dev.bench.figures import percentile, task_instances
+from l1nda_dev.bench.run import main
 
 SWEEP_FIGURES = {
     "tokens", "batches", "seconds", "plan_seconds", "check_seconds", "finish_seconds", "tokens_per_second",
@@ -81,7 +80,7 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_diagnosis_compares_cpu_per_call_with_the_rate_the_bound_assumes() -> None:
-    from l1nda_sync.bench.figures import diagnosis
+    from l1nda_dev.bench.figures import diagnosis
 
     unchanged = {"cpu_ms_per_call": 2.0, "bound_seconds": 6.25, "check_cpu_seconds": 8.0, "plan_seconds": 0.05,
                  "finish_seconds": 0.45, "calls_per_token": {"total": 4000}}

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from l1nda_sync.bench.figures import FIXED_TASKS
-from l1nda_sync.bench.world import index_world, register_tokens, simulator_process, write_scenario
-from l1nda_sync.localdev.postgres import create_database
+from l1nda_dev.bench.figures import FIXED_TASKS
+from l1nda_dev.bench.world import index_world, register_tokens, simulator_process, write_scenario
+from l1nda_dev.postgres import create_database
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DAG_ID = "nmbrs_token_sync"

@@ -8,8 +8,8 @@ from typing import Any
 import jinja2
 import pytest
 
-from l1nda_sync.alerts.content import one_line, render, when
 from l1nda_sync.alerts.problems import Event, Kind, audiences
+from l1nda_sync.alerts.rendering import one_line, render, when
 
 AT = datetime(2026, 5, 3, 12, 5, tzinfo=UTC)
 
@@ -40,7 +40,7 @@ def context(*, level: str = "debtor", name: str = "Bakkerij Jansen", companies: 
     }
 
 
-# link_pending has its own subject and context (alerts/pending_links.py; tests/l1nda_sync/cli/test_pending_links.py).
+# link_pending has its own subject and context (alerts/link_pending.py; tests/l1nda_sync/cli/test_link_pending.py).
 CASES = [(k, e, a, lang) for k in Kind if k is not Kind.LINK_PENDING
          for e in Event for a in audiences(k) for lang in ("en", "nl")]
 # Kinds about the provider or the delivery, not about one token.

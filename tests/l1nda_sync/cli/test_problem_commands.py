@@ -7,7 +7,7 @@ import json
 import pytest
 
 from l1nda_sync import cli
-from l1nda_sync.alerts import cli as problems_cli
+from l1nda_sync.cli import problem_commands as problems_cli
 from l1nda_sync.engine.token_state import Outcome
 from tests.l1nda_sync.alerts.harness import HOUR, MailServer, World, probe
 
@@ -77,7 +77,7 @@ def test_bad_ids_exit_2_naming_the_argument_and_change_nothing(world: World, smt
     assert code == 2
     world.run({token: (Outcome.VALID, REACH)})
     world.advance(HOUR)
-    world.notify()
+    world.sweep_and_send()
     [problem] = world.problems()
     assert problem["state"] == "resolved"
     code, _, err = _cli(registry_url, capsys, "mute", str(problem["id"]))

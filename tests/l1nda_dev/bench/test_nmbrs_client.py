@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from l1nda_sync.nmbrs import bench
+from l1nda_dev.bench import nmbrs_client as bench
 
 
 def test_the_benchmark_reports_every_size(capsys: pytest.CaptureFixture[str]) -> None:

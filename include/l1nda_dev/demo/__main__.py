@@ -1,4 +1,4 @@
-"""`python -m l1nda_sync.demo [--airflow]`: see the package docstring."""
+"""`python -m l1nda_dev.demo [--airflow]`: see the package docstring."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from l1nda_sync.demo.console import Console, output_to
-from l1nda_sync.demo.stack import DemoError, DemoStack, Paths, repo_root
+from l1nda_dev.demo.console import Console, output_to
+from l1nda_dev.demo.stack import DemoError, DemoStack, Paths, repo_root
 
 
 def _interrupt_on_sigterm() -> None:
@@ -25,7 +25,7 @@ def _interrupt_on_sigterm() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     root = repo_root()
-    parser = argparse.ArgumentParser(prog="python -m l1nda_sync.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m l1nda_dev.demo", description=__doc__)
     parser.add_argument("--airflow", action="store_true",
                         help="set up the same world, then run the Airflow UI until Ctrl-C")
     parser.add_argument("--port", type=int, default=8080, help="the Airflow UI's port (with --airflow)")
@@ -47,11 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with DemoStack(paths, console, args.dags_folder.resolve(),
                                ui_port=args.port if args.airflow else None) as stack:
                     if args.airflow:
-                        from l1nda_sync.demo import ui
+                        from l1nda_dev.demo import ui
 
                         code = ui.run(stack)
                     else:
-                        from l1nda_sync.demo import story
+                        from l1nda_dev.demo import story
 
                         code = story.run(stack)
             except (DemoError, Exception) as exc:

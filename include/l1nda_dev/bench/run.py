@@ -23,9 +23,9 @@ from typing import Any
 
 import psycopg2
 
-from l1nda_sync.bench import figures as fig
-from l1nda_sync.bench.sweep import SweepJob, run_sweep
-from l1nda_sync.bench.world import (
+from l1nda_dev.bench import figures as fig
+from l1nda_dev.bench.sweep import SweepJob, run_sweep
+from l1nda_dev.bench.world import (
     apply_churn,
     index_world,
     register_tokens,
@@ -33,7 +33,7 @@ from l1nda_sync.bench.world import (
     simulator_process,
     write_scenario,
 )
-from l1nda_sync.localdev.postgres import create_database
+from l1nda_dev.postgres import create_database
 
 QUICK_TOKENS = 200
 DB_NAME = "l1nda_bench"
@@ -57,7 +57,7 @@ class Options:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m l1nda_sync.bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m l1nda_dev.bench", description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=2000, help="tokens in the generated world (default 2000)")
     p.add_argument("--quick", action="store_true", help=f"a quick try-out: {QUICK_TOKENS} tokens, no Airflow run")
     p.add_argument("--latency-ms", type=float, default=50.0, help="per-call latency in the simulator (default 50)")
@@ -150,7 +150,7 @@ def run(opts: Options) -> dict[str, Any]:
     """Every phase; returns the figures (also written to opts.out)."""
     from cryptography.fernet import Fernet
 
-    from l1nda_sync.localdev.postgres import embedded_postgres
+    from l1nda_dev.postgres import embedded_postgres
     from l1nda_sync.registry import db, schema
     from l1nda_sync.settings import Settings
     from nmbrs_sim.generate import generate_world, summarize
@@ -238,7 +238,7 @@ def run(opts: Options) -> dict[str, Any]:
                 result["profiles"] = replay_missed(bench, admin, world, targets, opts, rng,
                                                    linked={c.id for c in linked})
             if opts.airflow_tokens:
-                from l1nda_sync.bench.airflow_run import airflow_figures
+                from l1nda_dev.bench.airflow_run import airflow_figures
 
                 def in_process(database_url: str, base_url: str, *, force: bool) -> dict[str, Any]:
                     other = Bench(replace(opts, batch_size=opts.airflow_batch_size), database_url=database_url,

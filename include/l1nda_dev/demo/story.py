@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from l1nda_sync.demo.console import Console, TaskFollower
-from l1nda_sync.demo.stack import DEMO_SCENARIO, LINKS, SHORTENED, TOKENS, DemoError, DemoStack
+from l1nda_dev.demo.console import Console, TaskFollower
+from l1nda_dev.demo.stack import DEMO_SCENARIO, LINKS, SHORTENED, TOKENS, DemoError, DemoStack
 
 DAG_ID = "nmbrs_token_sync"
 NEW_COMPANY = (2002, 50202, 202, "Café De Zwaan Terras B.V.")  # debtor, company id, number, name

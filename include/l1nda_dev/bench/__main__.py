@@ -1,0 +1,5 @@
+import sys
+
+from l1nda_dev.bench.run import main
+
+sys.exit(main())
