@@ -78,9 +78,12 @@ class SimAdmin:
 
     def add_login(self, environment: str, *, username: str, level: str, token: str | None = None,
                   tag_filter: str | list[str] | None = None, company_filter: Iterable[int] | None = None,
-                  debtor: int | None = None, template: dict[str, Any] | str | None = None) -> dict[str, Any]:
+                  debtor: int | None = None, template: dict[str, Any] | str | None = None,
+                  password: str | None = None, name: str | None = None) -> dict[str, Any]:
+        """A new login; with a `password` it can consent on the identity server's page (client logins)."""
         payload: dict[str, Any] = {"environment": environment, "username": username, "level": level}
-        for key, value in (("token", token), ("tag_filter", tag_filter), ("debtor", debtor), ("template", template)):
+        for key, value in (("token", token), ("tag_filter", tag_filter), ("debtor", debtor), ("template", template),
+                           ("password", password), ("name", name)):
             if value is not None:
                 payload[key] = value
         if company_filter is not None:
@@ -158,10 +161,11 @@ class SimAdmin:
     # -------------------------------------------------------------- faults and latency
     def inject_fault(self, kind: str, *, username: str | None = None, service: str | None = None,
                      operation: str | None = None, probability: float | None = None, count: int | None = None,
-                     **params: float) -> str:
+                     path: str | None = None, **params: float) -> str:
+        """A fault rule (see the README's kinds); `path` targets REST and identity calls by path prefix."""
         payload: dict[str, Any] = {"kind": kind, **params}
         for key, value in (("username", username), ("service", service), ("operation", operation),
-                           ("probability", probability), ("count", count)):
+                           ("path", path), ("probability", probability), ("count", count)):
             if value is not None:
                 payload[key] = value
         return self._call("POST", "faults", payload)["id"]
@@ -177,3 +181,50 @@ class SimAdmin:
 
     def set_latency(self, ms: float, jitter_ms: float = 0) -> None:
         self._call("PUT", "latency", {"ms": ms, "jitter_ms": jitter_ms})
+
+    # -------------------------------------------------------------- REST: clients, consents, clock
+    def set_password(self, username: str, password: str | None) -> dict[str, Any]:
+        """Let a login consent on the identity server's page (or, with None, no longer)."""
+        return self._call("PATCH", f"logins/{_q(username)}", {"password": password})
+
+    def rest_clients(self) -> list[dict[str, Any]]:
+        """The registered REST clients with their secrets, redirect URIs, subscription keys and scopes."""
+        return self._call("GET", "rest/clients")
+
+    def authorize(self, username: str, client_id: str, redirect_uri: str, scope: str, state: str = "", *,
+                  code_challenge: str | None = None, code_challenge_method: str | None = None) -> str:
+        """Consent as `username` would on the page (no password asked) and answer the callback location
+        (`<redirect_uri>?code=...&scope=...&state=...`, or `?error=...` for a request the page sends back)."""
+        payload: dict[str, Any] = {"username": username, "client_id": client_id, "redirect_uri": redirect_uri,
+                                   "scope": scope, "state": state}
+        if code_challenge is not None:
+            payload["code_challenge"] = code_challenge
+        if code_challenge_method is not None:
+            payload["code_challenge_method"] = code_challenge_method
+        return self._call("POST", "rest/authorize", payload)["location"]
+
+    def consents(self) -> list[dict[str, Any]]:
+        return self._call("GET", "rest/consents")
+
+    def withdraw_consent(self, consent_id: str) -> None:
+        """What the customer does in Nmbrs' App Manager: the connection's tokens stop working."""
+        self._call("POST", f"rest/consents/{_q(consent_id)}/withdraw")
+
+    def expire_refresh_tokens(self, consent_id: str | None = None) -> int:
+        """Let the live refresh tokens of one consent (or all) expire now; answers how many did."""
+        payload = {"consent_id": consent_id} if consent_id is not None else {}
+        return self._call("POST", "rest/refresh-tokens/expire", payload)["expired"]
+
+    def clock(self) -> dict[str, Any]:
+        """{"now": ISO 8601, "epoch": seconds, "offset_seconds": ...} of the simulated clock."""
+        return self._call("GET", "clock")
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        return self._call("PUT", "clock", {"advance_seconds": seconds})
+
+    def set_clock(self, now: str | float) -> dict[str, Any]:
+        """Set the simulated time (ISO 8601 with a zone, or epoch seconds); it runs on from there."""
+        return self._call("PUT", "clock", {"now": now})
+
+    def reset_clock(self) -> dict[str, Any]:
+        return self._call("PUT", "clock", {"reset": True})

@@ -116,7 +116,7 @@ def add_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> No
     async def add_login(request: web.Request) -> web.Response:
         data = await _body(request)
         allowed = {"environment", "username", "level", "token", "tag_filter", "company_filter", "debtor",
-                   "template", "deleted"}
+                   "template", "deleted", "password", "name"}
         unknown = set(data) - allowed
         if unknown or not data.get("environment") or not data.get("username") or not data.get("level"):
             raise _BadInput(f"give environment, username and level (and optionally {sorted(allowed)}); "
@@ -127,10 +127,12 @@ def add_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> No
 
     async def patch_login(request: web.Request) -> web.Response:
         data = await _body(request)
-        unknown = set(data) - {"tag_filter", "company_filter", "template", "debtor"}
+        unknown = set(data) - {"tag_filter", "company_filter", "template", "debtor", "password"}
         if unknown:
             raise _BadInput(f"unknown field(s) {sorted(unknown)}: a login has tag_filter, company_filter, template, "
-                            "debtor")
+                            "debtor, password")
+        if "password" in data:
+            sim(request).world.set_password(request.match_info["username"], data.pop("password"))
         company_filter = data.get("company_filter")
         if company_filter is not None:
             if not isinstance(company_filter, list):

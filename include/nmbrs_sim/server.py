@@ -1,4 +1,5 @@
-"""The aiohttp application: SOAP endpoints at /soap/v3/<Service>.asmx (WSDL on GET ?WSDL), admin API at /_sim/.
+"""The aiohttp application: SOAP endpoints at /soap/v3/<Service>.asmx (WSDL on GET ?WSDL), the REST API at
+/api/, the identity server at /connect/ and /.well-known/openid-configuration, the admin API at /_sim/.
 
 Injected latency is an `asyncio.sleep`, so a waiting call holds no thread.
 """
@@ -25,8 +26,11 @@ from nmbrs_sim.http_faults import (
     plain_429,
     waf_page,
 )
+from nmbrs_sim.identity import add_identity_routes
 from nmbrs_sim.injection import ANSWERING_KINDS, param
 from nmbrs_sim.operations import execute
+from nmbrs_sim.rest_admin_api import add_rest_admin_routes
+from nmbrs_sim.rest_api import add_rest_routes
 from nmbrs_sim.simulator import Simulator
 from nmbrs_sim.soap import (
     CONTENT_TYPES,
@@ -55,6 +59,9 @@ def create_app(sim: Simulator) -> web.Application:
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     add_admin_routes(app, SIM_KEY)
+    add_rest_admin_routes(app, SIM_KEY)
+    add_identity_routes(app, SIM_KEY)
+    add_rest_routes(app, SIM_KEY)
     app.router.add_route("*", "/{tail:.*}", handle_soap)
     return app
 

@@ -270,6 +270,14 @@ class World:
             self._changed()
             return login.token
 
+    def set_password(self, username: str, password: str | None) -> None:
+        """A password lets the login consent on the identity server's page; None takes that away."""
+        if password is not None and (not isinstance(password, str) or len(password) < 4):
+            raise WorldError("password must be a string of at least 4 characters, or null")
+        with self.lock:
+            self.login(username).password = password
+            self._changed()
+
     def set_deleted(self, username: str, deleted: bool) -> None:
         with self.lock:
             self.login(username).deleted = deleted

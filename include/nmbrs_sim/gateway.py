@@ -1,0 +1,54 @@
+"""What every REST and identity call goes through before its handler: the call log, injected latency and
+failures (by service, operation, path and login), like the API gateway in front of Nmbrs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from nmbrs_sim.http_faults import ERROR_PAGES, drop_connection, error_page, plain_429, waf_page
+from nmbrs_sim.injection import param
+from nmbrs_sim.rest_errors import ApiError
+from nmbrs_sim.simulator import Simulator
+
+Answer = Callable[[], Awaitable[web.StreamResponse]]
+
+
+async def gated(request: web.Request, sim: Simulator, service: str, operation: str, username: str,
+                answer: Answer) -> web.StreamResponse:
+    """Count the call, apply the fault plan, else answer; 4xx/5xx answers count as faults in the call log."""
+    started = time.perf_counter()
+    key = sim.calls.start(service, operation, username)
+    plan = sim.faults.plan(service, operation, username, path=request.path)
+    delay = plan.delay_s
+    if sim.latency_ms or sim.latency_jitter_ms:
+        delay += sim.faults.jitter(sim.latency_ms, sim.latency_jitter_ms)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    failed = True
+    try:
+        if plan.failure is not None:
+            return await _failure(request, plan.failure, plan.params)
+        response = await answer()
+        failed = response.status >= 400
+        return response
+    finally:
+        sim.calls.finish(key, time.perf_counter() - started, fault=failed)
+
+
+async def _failure(request: web.Request, kind: str, params: dict[str, float]) -> web.StreamResponse:
+    if kind == "too_many_calls":  # Retry-After only when the rule asks for one: Nmbrs does not promise it
+        headers = {"Retry-After": str(int(params["retry_after"]))} if "retry_after" in params else None
+        return ApiError(42908).response(headers)
+    if kind == "quota_exceeded":
+        return ApiError(42909).response()
+    if kind == "http_429":
+        return plain_429(int(param(kind, params, "retry_after")))
+    if kind == "http_403_html":
+        return waf_page()
+    if kind in ERROR_PAGES:
+        return error_page(kind)
+    await drop_connection(request, hang=kind == "hang")  # reset, hang
