@@ -7,11 +7,11 @@ STAMP  := $(VENV)/.installed
 .PHONY: help venv test lint fmt demo bench airflow pins clean
 
 help:
-	@echo "make test    ruff + the whole pytest suite (embedded PostgreSQL unless L1NDA_TEST_DATABASE_URL is set)"
+	@echo "make test    ruff, mypy, then the whole pytest suite (embedded PostgreSQL unless L1NDA_TEST_DATABASE_URL is set)"
 	@echo "make demo    the end-to-end story against the simulator, on embedded defaults"
 	@echo "make bench   benchmarks that print numbers"
 	@echo "make airflow the demo's world with the Airflow UI on localhost:8080 (login admin / l1nda-demo)"
-	@echo "make lint    ruff only;  make fmt: ruff --fix"
+	@echo "make lint    ruff and mypy (no tests);  make fmt: ruff --fix"
 	@echo "make pins    refresh requirements*.txt after changing a top-level dependency"
 	@echo "make clean   remove .venv and var/"
 	@echo "make venv    create .venv and install the exact pins (done by the others when needed)"
@@ -29,12 +29,14 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
