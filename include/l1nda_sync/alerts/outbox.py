@@ -44,6 +44,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
 from typing import Any
 
+from l1nda_sync.registry import locks
+
 log = logging.getLogger(__name__)
 
 # Subjects are at most 200 characters: no folding, because folding next to an encoded word (the masked token's
@@ -55,7 +57,6 @@ FIRST_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(hours=1)
 BATCH_LIMIT = 500  # rows per drain; the rest wait for the next one
 CLAIM_LEASE = timedelta(minutes=15)  # a claimed row not handed over goes back to pending after this
-_DRAIN_LOCK = "l1nda-outbox-drain"
 
 
 class NotSent(Exception):
@@ -297,13 +298,12 @@ def mark_interrupted(conn: Any, now: datetime | None = None) -> list[int]:
 
 def _try_lock(conn: Any) -> bool:
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (_DRAIN_LOCK,))
-        return bool(cur.fetchone()[0])
+        return locks.try_lock_outbox_drain(cur)
 
 
 def _unlock(conn: Any) -> None:
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_DRAIN_LOCK,))
+        locks.unlock_outbox_drain(cur)
 
 
 def drain(

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from l1nda_sync.alerts.problems import REACH_REASONS, Kind, Problem, Stage
+from l1nda_sync.registry import locks
 
 CAP = 20  # entries listed per group in a mail or a problem's detail; the rest are counted
 
@@ -60,7 +61,7 @@ class ProblemRow:
 
 def lock_key(cur: Any, token_id: int | None, kind: Kind) -> None:
     """Serialise everyone who may open the problem (token, kind) until this transaction ends."""
-    cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"l1nda-problem:{token_id or 0}:{kind}",))
+    locks.lock_problem(cur, token_id, kind)
 
 
 def open_problems(cur: Any, token_id: int | None, kinds: Iterable[Kind]) -> dict[Kind, ProblemRow]:

@@ -53,11 +53,6 @@ def reading(conn: Any) -> Iterator[Any]:
             conn.rollback()
 
 
-def advisory_xact_lock(cur: Any, key: int) -> None:
-    """Serialise with every other transaction that takes the same key; released at commit or rollback."""
-    cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-
-
 def fetch_all(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     """Run one statement on a short-lived connection and return its rows (for reports, the demo and tests)."""
     conn = connect(url)

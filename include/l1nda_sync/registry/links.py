@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from l1nda_sync.registry import locks
 from l1nda_sync.registry.db import reading
 from l1nda_sync.registry.errors import Conflict, NotFound
 
@@ -99,8 +100,7 @@ def reachers(conn: Any, company_id: int, environment: str | None = None) -> list
 def request_link(conn: Any, *, customer_ref: str, company_id: int, environment: str | None, actor: str) -> Link:
     """A wanted link, pending until a sync finds an active token that reaches the company."""
     with conn.cursor() as cur:
-        # Serialise requests for the same company, so the check below and the insert cannot interleave.
-        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (0x4C31, company_id))
+        locks.lock_link_requests(cur, company_id)
         cur.execute(
             f"""SELECT {LINK_COLUMNS} FROM links
                 WHERE wanted AND company_id = %s AND coalesce(environment, '') = coalesce(%s, '')""",

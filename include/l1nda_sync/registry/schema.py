@@ -15,11 +15,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from l1nda_sync.registry.db import advisory_xact_lock, reading
+from l1nda_sync.registry import locks
+from l1nda_sync.registry.db import reading
 from l1nda_sync.registry.errors import RegistryError
 
-# pg_advisory_xact_lock key reserved for schema upgrades (an arbitrary constant: "L1NDA" + 1).
-SCHEMA_LOCK_KEY = 0x4C314E444101
 UPGRADE_HINT = "run `l1nda-sync db upgrade`"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -146,7 +145,7 @@ def upgrade(conn: Any, *, target: int | None = None) -> list[Migration]:
         if migration.version > target:
             break
         with conn, conn.cursor() as cur:
-            advisory_xact_lock(cur, SCHEMA_LOCK_KEY)
+            locks.lock_schema_upgrade(cur)
             cur.execute(_CREATE_VERSION_TABLE)
             current = _current(cur)
             if current > head:

@@ -20,14 +20,13 @@ from datetime import datetime
 from typing import Any
 
 from l1nda_sync.masking import Secret, mask
+from l1nda_sync.registry import locks
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.crypto import KEYS_VARIABLE, UNDECRYPTABLE_MESSAGE, TokenCipher, new_fingerprint_key
-from l1nda_sync.registry.db import advisory_xact_lock, reading
+from l1nda_sync.registry.db import reading
 from l1nda_sync.registry.errors import Conflict, EncryptionKeyError, NotFound
 from l1nda_sync.settings import Settings
 
-# Advisory lock key for writes that check or change fingerprints (add, replace, keys rotate).
-TOKEN_WRITE_LOCK_KEY = 0x4C314E444102
 FINGERPRINT_KEY_NAME = "fingerprint_key"
 
 
@@ -245,7 +244,7 @@ class TokenStore:
     def _stable_key(self, cur: Any, *, create: bool) -> bytes | None:
         """The registry's fingerprint key; made (and every live token re-fingerprinted) when `create` and missing.
 
-        Creating needs the caller to hold TOKEN_WRITE_LOCK_KEY. Raises EncryptionKeyError when the configured
+        Creating needs the caller to hold locks.lock_token_writes. Raises EncryptionKeyError when the configured
         keys cannot open it, or (creating) cannot decrypt a live token: nothing is written then.
         """
         cur.execute("SELECT ciphertext FROM registry_keys WHERE name = %s", (FINGERPRINT_KEY_NAME,))
@@ -355,7 +354,7 @@ class TokenStore:
     def add(self, conn: Any, new: NewToken, *, actor: str, detail: dict[str, Any] | None = None) -> Token:
         """Register a token (state 'new', due now). Refuses a taken label and a duplicate login + token."""
         with conn.cursor() as cur:
-            advisory_xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
+            locks.lock_token_writes(cur)
             self._refuse_clashes(cur, new, create=True)
             key = self._stable_key(cur, create=False)
             cur.execute(
@@ -391,7 +390,7 @@ class TokenStore:
                 detail: dict[str, Any] | None = None) -> StateChange:
         """A new token for the same login (after a reset): history, reach and links stay; checked again now."""
         with conn.cursor() as cur:
-            advisory_xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
+            locks.lock_token_writes(cur)
             current = fetch_token(cur, token_id, for_update=True)
             _live(current, "replaced")
             self._refuse_replacement_clash(cur, current, token, create=True)
@@ -433,7 +432,7 @@ class TokenStore:
         from psycopg2.extras import execute_values
 
         with conn.cursor() as cur:
-            advisory_xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
+            locks.lock_token_writes(cur)
             cur.execute(
                 """SELECT id, username, token_ciphertext FROM tokens WHERE token_ciphertext IS NOT NULL
                    ORDER BY id FOR UPDATE"""

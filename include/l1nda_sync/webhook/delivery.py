@@ -22,12 +22,13 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from l1nda_sync.registry import locks
+
 log = logging.getLogger(__name__)
 
 CONN_ID = "l1nda_api"
 BATCH = 200
 TIMEOUT = (5, 30)  # connect, read (seconds)
-LOCK_KEY = 0x4C314E4457  # one deliverer at a time
 MAX_BACKOFF = timedelta(hours=1)
 RETRIED_4XX = frozenset({408, 429})  # request time-out, too many requests: the event itself is fine
 
@@ -83,14 +84,13 @@ def deliver(conn: Any, now: datetime, *, conn_id: str = CONN_ID, limit: int = BA
 
     hook = HttpHook(method="POST", http_conn_id=conn_id)
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
-        if not cur.fetchone()[0]:
+        if not locks.try_lock_webhook_delivery(cur):
             return {**counts, "busy": 1}
     try:
         _deliver_locked(conn, hook, now, limit, counts)
     finally:
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            locks.unlock_webhook_delivery(cur)
     return dict(counts)
 
 

@@ -6,7 +6,7 @@ import time
 import psycopg2
 import pytest
 
-from l1nda_sync.registry import db, schema
+from l1nda_sync.registry import db, locks, schema
 from l1nda_sync.registry.schema import Migration, SchemaError
 
 TABLES = {
@@ -121,7 +121,7 @@ def test_a_failing_migration_leaves_nothing_behind(database_url: str, monkeypatc
 def _waiting_for_schema_lock(conn) -> int:
     with db.reading(conn) as cur:
         cur.execute("""SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-                       AND ((classid::bigint << 32) | objid::bigint) = %s""", (schema.SCHEMA_LOCK_KEY,))
+                       AND ((classid::bigint << 32) | objid::bigint) = %s""", (locks.SCHEMA_LOCK_KEY,))
         return int(cur.fetchone()[0])
 
 
@@ -140,7 +140,7 @@ def test_two_upgraders_at_once_apply_each_migration_once(database_url: str) -> N
 
     try:
         with holder.cursor() as cur:  # hold the upgrade lock until both upgraders queue behind it
-            cur.execute("SELECT pg_advisory_lock(%s)", (schema.SCHEMA_LOCK_KEY,))
+            cur.execute("SELECT pg_advisory_lock(%s)", (locks.SCHEMA_LOCK_KEY,))
         holder.commit()
         threads = [threading.Thread(target=upgrader, args=(n,)) for n in (1, 2)]
         for t in threads:
@@ -150,7 +150,7 @@ def test_two_upgraders_at_once_apply_each_migration_once(database_url: str) -> N
             assert time.monotonic() < deadline, "upgraders never queued on the schema lock"
             time.sleep(0.01)
         with holder.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s)", (schema.SCHEMA_LOCK_KEY,))
+            cur.execute("SELECT pg_advisory_unlock(%s)", (locks.SCHEMA_LOCK_KEY,))
         holder.commit()
         for t in threads:
             t.join(30)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from l1nda_sync.masking import Secret
-from l1nda_sync.registry import db, tokens
+from l1nda_sync.registry import db, locks, tokens
 from l1nda_sync.registry.crypto import TokenCipher, generate_key
 from l1nda_sync.registry.errors import Conflict, EncryptionKeyError, NotFound
 from l1nda_sync.registry.tokens import NewToken, TokenStore
@@ -271,7 +271,7 @@ def test_two_operators_adding_the_same_token_at_once_store_it_once(registry_url:
         thread = threading.Thread(target=late_add)
         thread.start()
         deadline = time.monotonic() + 20
-        while _waiting_on(watcher, tokens.TOKEN_WRITE_LOCK_KEY) < 1:
+        while _waiting_on(watcher, locks.TOKEN_WRITE_LOCK_KEY) < 1:
             assert time.monotonic() < deadline, "the second add never waited for the first"
             time.sleep(0.01)
         first.commit()
