@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Mapping
 
 from lxml import etree
 from zeep import Plugin
+from zeep.xsd import Element, Type
 
 from l1nda_sync.nmbrs.errors import MalformedAnswer
 
@@ -28,27 +29,30 @@ log = logging.getLogger(__name__)
 
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 _BODIES = ("{http://schemas.xmlsoap.org/soap/envelope/}Body", "{http://www.w3.org/2003/05/soap-envelope}Body")
-_OPEN = object()  # a type that takes any element (xsd:any) or is not complex: left as it is
+# {child qname: (position in the sequence, xsd element)} of a complex type; None for a type that takes any
+# element (xsd:any) or is not complex: such a node is left as it is.
+Children = Mapping[str, tuple[int, Element]] | None
 
 
 class AnswerReader(Plugin):
     """Shared by every thread of one NmbrsClient; keeps only per-type lookups and counters."""
 
     def __init__(self) -> None:
-        self._children: dict[int, tuple[Any, Any]] = {}
+        self._children: dict[int, tuple[Type, Children]] = {}
         self._lock = threading.Lock()
         self._reported: set[tuple[str, str]] = set()
         self.ignored_elements = 0
         self.skipped_nulls = 0
         self.reordered = 0
 
-    def ingress(self, envelope, http_headers, operation):
+    def ingress(self, envelope: etree._Element, http_headers: Mapping[str, str],
+                operation: object) -> tuple[etree._Element, Mapping[str, str]]:
         payload = _payload(envelope)
-        expected = getattr(getattr(operation, "output", None), "body", None)
+        expected: Element | None = getattr(getattr(operation, "output", None), "body", None)
         if payload is None or expected is None or payload.tag != getattr(expected.qname, "text", None):
             return envelope, http_headers  # a fault, or not this operation's answer: zeep's own checks apply
         declared = self._known(expected.type)
-        if declared is not _OPEN:
+        if declared is not None:
             result = next((qname for qname, (index, _) in declared.items() if index == 0), None)
             if result is not None and payload.find(result) is None:
                 raise MalformedAnswer(f"the answer has no <{etree.QName(result).localname}> element "
@@ -58,25 +62,23 @@ class AnswerReader(Plugin):
         return envelope, http_headers
 
     # -- the schema, per type -----------------------------------------------------------------------------
-    def _known(self, xsd_type: Any) -> Any:
-        """{child qname: (position, xsd element)} of a complex type, or _OPEN."""
+    def _known(self, xsd_type: Type) -> Children:
+        """{child qname: (position, xsd element)} of a complex type, or None (see `Children`)."""
         entry = self._children.get(id(xsd_type))
         if entry is not None:
             return entry[1]
-        try:
-            elements = list(xsd_type.elements)
-        except AttributeError:
-            elements = None
-        known: Any = _OPEN
+        declared = getattr(xsd_type, "elements", None)  # only a complex type has a sequence of child elements
+        elements: list[tuple[str, Element]] | None = None if declared is None else list(declared)
+        known: Children = None
         if elements is not None and all(getattr(el, "qname", None) is not None for _, el in elements):
             known = {el.qname.text: (i, el) for i, (_, el) in enumerate(elements)}
         with self._lock:
             self._children[id(xsd_type)] = (xsd_type, known)  # holds the type, so its id is never reused
         return known
 
-    def _tidy(self, node: etree._Element, xsd_type: Any) -> None:
+    def _tidy(self, node: etree._Element, xsd_type: Type) -> None:
         known = self._known(xsd_type)
-        if known is _OPEN:
+        if known is None:
             return
         kept: list[tuple[int, etree._Element]] = []
         for child in list(node):
@@ -107,7 +109,7 @@ class AnswerReader(Plugin):
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
 
-    def _report(self, xsd_type: Any, tag: str) -> None:
+    def _report(self, xsd_type: Type, tag: str) -> None:
         key = (str(getattr(xsd_type, "name", None) or xsd_type), tag)
         with self._lock:
             if key in self._reported:
@@ -121,10 +123,15 @@ def _payload(envelope: etree._Element) -> etree._Element | None:
     for name in _BODIES:
         body = envelope.find(name)
         if body is not None:
-            return next((child for child in body if isinstance(child.tag, str)), None)
+            return next((child for child in body if _is_element(child)), None)
     return None
 
 
-def _repeats(element: Any) -> bool:
+def _is_element(node: etree._Element) -> bool:
+    """False for comments and processing instructions (their `tag` is a function, whatever the stubs say)."""
+    return isinstance(node.tag, str)
+
+
+def _repeats(element: Element) -> bool:
     max_occurs = getattr(element, "max_occurs", 1)
     return max_occurs == "unbounded" or (isinstance(max_occurs, int) and max_occurs > 1)

@@ -27,6 +27,7 @@ import zeep
 import zeep.exceptions
 from lxml import etree
 from zeep.helpers import serialize_object
+from zeep.proxy import ServiceProxy
 
 from l1nda_sync.masking import Scrubber
 from l1nda_sync.nmbrs.answers import AnswerReader
@@ -76,6 +77,8 @@ def normalize_base_url(url: str) -> str:
 
 
 class NmbrsClient:
+    """The SOAP operations of one base URL; shared by every thread and token (see the module docstring)."""
+
     def __init__(
         self,
         base_url: str | None = None,
@@ -99,7 +102,7 @@ class NmbrsClient:
         self.transport = NmbrsTransport(self.session, self.wsdl_cache, connect_timeout=s.nmbrs_connect_timeout,
                                         read_timeout=s.nmbrs_read_timeout)
         self.answers = AnswerReader()
-        self._services: dict[str, Any] = {}
+        self._services: dict[str, ServiceProxy] = {}
         self._build_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._calls = 0
@@ -121,7 +124,7 @@ class NmbrsClient:
         self.session.close()
 
     # -- zeep clients ----------------------------------------------------------------------------------------
-    def service(self, name: str) -> Any:
+    def service(self, name: str) -> ServiceProxy:
         """The zeep ServiceProxy of `name`, bound to the base URL; parsed once, then shared."""
         proxy = self._services.get(name)
         if proxy is not None:
@@ -132,7 +135,7 @@ class NmbrsClient:
                 proxy = self._services[name] = self._build(name)
         return proxy
 
-    def _build(self, name: str) -> Any:
+    def _build(self, name: str) -> ServiceProxy:
         started = time.perf_counter()
         wsdl = f"{self.base_url}{name}.asmx?WSDL"
         try:
@@ -151,7 +154,7 @@ class NmbrsClient:
         binding = next((qname for qname in client.wsdl.bindings if qname.endswith(f"}}{name}Soap")), None)
         if binding is None:
             raise UnknownNmbrsError(f"{name}: the WSDL has no {name}Soap binding", service=name, operation="WSDL")
-        proxy = client.create_service(binding, f"{self.base_url}{name}.asmx")
+        proxy: ServiceProxy = client.create_service(binding, f"{self.base_url}{name}.asmx")
         self.build_seconds[name] = time.perf_counter() - started
         log.debug("built the %s client in %.3f s", name, self.build_seconds[name])
         return proxy
@@ -367,7 +370,7 @@ def _describe(exc: BaseException, scrub: Scrubber) -> str:
 
 
 # -- the process's shared client -----------------------------------------------------------------------------------
-_SHARED: dict[tuple, NmbrsClient] = {}
+_SHARED: dict[tuple[object, ...], NmbrsClient] = {}
 _SHARED_LOCK = threading.Lock()
 
 

@@ -16,6 +16,8 @@ or the base URL is wrong: unknown.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any, TypedDict, Unpack
 
 FAULT_CODE = re.compile(r"--->\s*(\d{4}):")
 LEADING_CODE = re.compile(r"^\s*(\d{4})\s*:")  # the code without the .NET wrapper: "1001: Invalid ..."
@@ -49,6 +51,15 @@ def fault_text(text: str | None) -> str:
     return text[match.end():].strip() if match else text
 
 
+class ErrorContext(TypedDict, total=False):
+    """Where an error happened and what the server said: the keyword arguments every `NmbrsError` takes."""
+
+    code: int | None
+    service: str | None
+    operation: str | None
+    text: str | None
+
+
 class NmbrsError(Exception):
     """Base of every error the client raises. `outcome` is what the engine records for the token."""
 
@@ -72,11 +83,11 @@ class NmbrsError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, where={self.where!r}, message={str(self)!r})"
 
-    def __reduce__(self):  # keeps subclasses picklable (Airflow may ship exceptions between processes)
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable subclasses (Airflow may ship exceptions between processes)
         return _rebuild, (type(self), str(self), self.__dict__.copy())
 
 
-def _rebuild(cls: type[NmbrsError], message: str, state: dict) -> NmbrsError:
+def _rebuild(cls: type[NmbrsError], message: str, state: dict[str, Any]) -> NmbrsError:
     error = cls.__new__(cls)
     Exception.__init__(error, message)
     error.__dict__.update(state)
@@ -101,7 +112,7 @@ class DataNotAllowed(NmbrsError):
     outcome = "data_not_allowed"
 
     def __init__(self, message: str, *, data_id: int | None = None, data_kind: str | None = None,
-                 **kwargs) -> None:
+                 **kwargs: Unpack[ErrorContext]) -> None:
         super().__init__(message, **kwargs)
         self.data_id = data_id
         self.data_kind = data_kind
@@ -132,12 +143,12 @@ class UnknownNmbrsError(NmbrsError):
 
 
 def error_for_fault(faultstring: str | None, *, service: str | None, operation: str | None,
-                    params: dict | None = None) -> NmbrsError:
+                    params: Mapping[str, object] | None = None) -> NmbrsError:
     """The error for a SOAP fault answered by `service.operation` called with `params` (to name the id)."""
     code = fault_code(faultstring)
     text = fault_text(faultstring)
     where = ".".join(p for p in (service, operation) if p) or "Nmbrs"
-    common = {"code": code, "service": service, "operation": operation, "text": text}
+    common: ErrorContext = {"code": code, "service": service, "operation": operation, "text": text}
     if code == INVALID_CREDENTIALS:
         return CredentialInvalid(f"{where}: {code} {text} (the login e-mail, token or domain is not accepted)",
                                  **common)
@@ -165,7 +176,7 @@ def error_for_http(status: int, detail: str, *, service: str | None, operation: 
                    retry_after: float | None = None) -> NmbrsError:
     """The error for an HTTP error status whose body is not a SOAP fault (`detail`: already scrubbed)."""
     where = ".".join(p for p in (service, operation) if p) or "Nmbrs"
-    common = {"service": service, "operation": operation, "text": detail}
+    common: ErrorContext = {"service": service, "operation": operation, "text": detail}
     if status >= 500 or status in TRANSIENT_HTTP:
         error: NmbrsError = TransientError(f"{where}: {detail}", **common)
     elif status == WAF_FORBIDDEN:
@@ -177,14 +188,14 @@ def error_for_http(status: int, detail: str, *, service: str | None, operation: 
     return error
 
 
-def _first_id(params: dict | None) -> int | None:
+def _first_id(params: Mapping[str, object] | None) -> int | None:
     for key, value in (params or {}).items():
         if key.endswith("Id") and isinstance(value, int):
             return value
     return None
 
 
-def _id_kind(params: dict | None) -> str | None:
+def _id_kind(params: Mapping[str, object] | None) -> str | None:
     for key in params or {}:
         if key.endswith("Id"):
             return key[: -len("Id")].lower() or None

@@ -17,6 +17,8 @@ from l1nda_sync.nmbrs.errors import TransientError
 
 
 class TokenBucket:
+    """A rate limit: `rate` calls per second on average, at most `burst` at once."""
+
     def __init__(self, rate: float, burst: float | None = None, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if rate <= 0:

@@ -42,15 +42,19 @@ leaves the tags empty (they only explain changes); a 1002 on `List_GetByDebtor` 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from l1nda_sync.nmbrs.errors import NmbrsError, OperationNotAllowed
 from l1nda_sync.nmbrs.records import Company, Credentials, Debtor, DebtorTag, Probe
 
+if TYPE_CHECKING:  # client.py imports this module when a probe runs
+    from l1nda_sync.nmbrs.client import Conversation, NmbrsClient
+
 log = logging.getLogger(__name__)
 
 
-def run_probe(client, credentials: Credentials, previous: Probe | None = None) -> Probe:
+def run_probe(client: NmbrsClient, credentials: Credentials, previous: Probe | None = None) -> Probe:
     """Probe one token. A failure raises the NmbrsError with `.calls` set to the requests this probe sent."""
     remembered = credentials.domain or (previous.domain if previous is not None and previous.domain else None)
     talk = client.conversation(credentials, remembered)
@@ -61,7 +65,8 @@ def run_probe(client, credentials: Credentials, previous: Probe | None = None) -
         raise
 
 
-def _probe(client, talk, credentials: Credentials, previous: Probe | None, remembered: str | None) -> Probe:
+def _probe(client: NmbrsClient, talk: Conversation, credentials: Credentials, previous: Probe | None,
+           remembered: str | None) -> Probe:
     now = client.wall_clock()
     if (previous is not None and previous.environment is not None and remembered
             and previous.environment.sub_domain.lower() == remembered.lower()):
@@ -73,34 +78,34 @@ def _probe(client, talk, credentials: Credentials, previous: Probe | None, remem
     companies = talk.companies()
     environment = talk.environment
     assert environment is not None  # discovered above or reused; a rediscovery replaces it
+    domain = talk.domain or environment.sub_domain  # set with the environment, found or remembered
 
     if debtors is None:  # a customer login without DebtorService.List_GetAll: no mapping can be made
         same = previous is not None and not previous.debtors and previous.company_ids == {c.id for c in companies}
-        return Probe(environment, talk.domain, (), companies, talk.calls,
-                     previous.mapping_refreshed_at if same else now, same, is_owner)
+        return Probe(environment, domain, (), companies, talk.calls,
+                     previous.mapping_refreshed_at if previous is not None and same else now, same, is_owner)
 
-    refresh_due = (
-        previous is None
-        or previous.domain.lower() != (talk.domain or "").lower()
-        or now - previous.mapping_refreshed_at >= timedelta(seconds=client.settings.mapping_full_refresh)
-    )
+    # The previous probe whose mapping may be reused, or None when a full refresh is due.
+    kept = previous if previous is not None and not _refresh_due(client, domain, previous, now) else None
     debtor_ids = {d.id for d in debtors}
     company_ids = {c.id for c in companies}
-    if not refresh_due and previous.debtor_ids == debtor_ids and previous.company_ids == company_ids:
-        old_tags = {d.id: d.tags for d in previous.debtors}
-        old_owner = {c.id: c.debtor_id for c in previous.companies}
-        return Probe(environment, talk.domain,
+    if kept is not None and kept.debtor_ids == debtor_ids and kept.company_ids == company_ids:
+        old_tags = {d.id: d.tags for d in kept.debtors}
+        same_owner = {c.id: c.debtor_id for c in kept.companies}
+        return Probe(environment, domain,
                      tuple(_with_tags(d, old_tags.get(d.id, ())) for d in debtors),
-                     tuple(_with_debtor(c, old_owner.get(c.id)) for c in companies),
-                     talk.calls, previous.mapping_refreshed_at, True, is_owner)
+                     tuple(_with_debtor(c, same_owner.get(c.id)) for c in companies),
+                     talk.calls, kept.mapping_refreshed_at, True, is_owner)
 
-    if refresh_due:
+    old_owner: dict[int, int] = {}
+    if kept is None:
         ask = [d.id for d in debtors]
-        old_tags, old_owner = {}, {}
+        old_tags = {}
     else:
-        ask = sorted(debtor_ids - previous.debtor_ids)
-        old_tags = {d.id: d.tags for d in previous.debtors if d.id in debtor_ids}
-        old_owner = {c.id: c.debtor_id for c in previous.companies if c.debtor_id in debtor_ids}
+        ask = sorted(debtor_ids - kept.debtor_ids)
+        old_tags = {d.id: d.tags for d in kept.debtors if d.id in debtor_ids}
+        old_owner = {c.id: c.debtor_id for c in kept.companies
+                     if c.debtor_id is not None and c.debtor_id in debtor_ids}
 
     tags = dict(old_tags)
     tags.update(_tags_of(talk, ask))
@@ -108,18 +113,24 @@ def _probe(client, talk, credentials: Credentials, previous: Probe | None, remem
     for company_id, debtor_id in old_owner.items():
         owner.setdefault(company_id, debtor_id)
     unplaced = company_ids - owner.keys()
-    if unplaced and not refresh_due:
-        kept = sorted(debtor_ids - set(ask))
+    if unplaced and kept is not None:
+        others = sorted(debtor_ids - set(ask))
         log.debug("%s: %d companies without a debtor; asking the %d kept debtors too", credentials.username,
-                  len(unplaced), len(kept))
-        owner.update(_owners_of(talk, kept, company_ids))
-    return Probe(environment, talk.domain,
+                  len(unplaced), len(others))
+        owner.update(_owners_of(talk, others, company_ids))
+    return Probe(environment, domain,
                  tuple(_with_tags(d, tags.get(d.id, ())) for d in debtors),
                  tuple(_with_debtor(c, owner.get(c.id)) for c in companies),
-                 talk.calls, now if refresh_due else previous.mapping_refreshed_at, False, is_owner)
+                 talk.calls, now if kept is None else kept.mapping_refreshed_at, False, is_owner)
 
 
-def _debtors_or_none(talk, previous: Probe | None) -> tuple[tuple[Debtor, ...] | None, bool | None]:
+def _refresh_due(client: NmbrsClient, domain: str, previous: Probe, now: datetime) -> bool:
+    """Whether the mapping and the tags are asked again in full: another domain, or the interval passed."""
+    return (previous.domain.lower() != domain.lower()
+            or now - previous.mapping_refreshed_at >= timedelta(seconds=client.settings.mapping_full_refresh))
+
+
+def _debtors_or_none(talk: Conversation, previous: Probe | None) -> tuple[tuple[Debtor, ...] | None, bool | None]:
     """The debtors, or None for a customer login that may not list them (see the module docstring)."""
     try:
         return talk.debtors(), None
@@ -135,7 +146,7 @@ def _debtors_or_none(talk, previous: Probe | None) -> tuple[tuple[Debtor, ...] |
         return None, False
 
 
-def _tags_of(talk, debtor_ids: list[int]) -> dict[int, tuple[DebtorTag, ...]]:
+def _tags_of(talk: Conversation, debtor_ids: list[int]) -> dict[int, tuple[DebtorTag, ...]]:
     tags: dict[int, tuple[DebtorTag, ...]] = {}
     for debtor_id in debtor_ids:
         try:
@@ -146,7 +157,7 @@ def _tags_of(talk, debtor_ids: list[int]) -> dict[int, tuple[DebtorTag, ...]]:
     return tags
 
 
-def _owners_of(talk, debtor_ids: list[int], listed: set[int]) -> dict[int, int]:
+def _owners_of(talk: Conversation, debtor_ids: list[int], listed: set[int]) -> dict[int, int]:
     """company id -> debtor id for the companies `List_GetAll` listed, from each debtor's `List_GetByDebtor`."""
     owner: dict[int, int] = {}
     for debtor_id in debtor_ids:

@@ -15,12 +15,16 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class Environment:
+    """The Nmbrs environment a login belongs to (`Environment_Get`)."""
+
     domain: str  # the full host, e.g. 'apitesting.nmbrs.nl'
     sub_domain: str  # what the AuthHeaderWithDomain `Domain` needs, e.g. 'apitesting'
 
 
 @dataclass(frozen=True, slots=True)
 class DebtorTag:
+    """One tag of a debtor (`Tags_Get`); tags explain why a master's filter reaches a debtor."""
+
     number: int
     name: str | None
     color: str | None
@@ -28,6 +32,8 @@ class DebtorTag:
 
 @dataclass(frozen=True, slots=True)
 class Debtor:
+    """A debtor (an accountant's customer) a token reaches, with its tags."""
+
     id: int
     number: str | None
     name: str | None
@@ -36,6 +42,8 @@ class Debtor:
 
 @dataclass(frozen=True, slots=True)
 class Company:
+    """A company a token reaches, with the debtor it belongs to when the mapping was made."""
+
     id: int
     number: int
     name: str | None

@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """How often and how long one call is tried (see the module docstring for the backoff)."""
+
     attempts: int = 4
     deadline: float = 120.0
     base_delay: float = 0.25
@@ -37,7 +39,7 @@ class RetryPolicy:
 
     def backoff_cap(self, retry: int) -> float:
         """Upper bound of the wait before retry number `retry` (1 = the first retry)."""
-        return min(self.max_delay, self.base_delay * (2 ** (retry - 1)))
+        return min(self.max_delay, self.base_delay * (2.0 ** (retry - 1)))
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         return (rng or _RNG).uniform(0.0, self.backoff_cap(retry))

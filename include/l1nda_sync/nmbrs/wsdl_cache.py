@@ -41,6 +41,8 @@ def is_wsdl(content: bytes) -> bool:
 
 
 class WsdlCache:
+    """WSDLs on disk, one file per URL, used while younger than `ttl` seconds."""
+
     def __init__(self, directory: str | Path | None, ttl: float, *, wall_clock: Callable[[], float] = time.time
                  ) -> None:
         self.directory = Path(directory) if directory else default_cache_dir()
