@@ -2,8 +2,9 @@
 
 Every run checks only the tokens that are due (healthy hourly, just-failed sooner, new or replaced at once),
 in batches mapped over workers; the Airflow pool `nmbrs_api` bounds how many batches talk to Nmbrs at once.
-Trigger by hand to recheck chosen tokens now (`token_ids`, `force`), to preview (`dry_run`), or to hold mails.
-Task bodies live in `l1nda_sync.orchestration`; this file only wires them.
+Trigger by hand to recheck chosen tokens now (`token_ids`, `force`), to preview (`dry_run`), or to hold mails
+(`send_mails`). The steps are the run pipeline's (`l1nda_sync.pipeline`, the same `l1nda-sync sync run` runs);
+their task bodies live in `l1nda_sync.orchestration`; this file only wires them.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ DAG_ID = "nmbrs_token_sync"
             False, type="boolean", title="Dry run",
             description="Probe and compute everything, report it, and write nothing (no states, links or mails).",
         ),
-        "notify": Param(
+        "send_mails": Param(
             True, type="boolean", title="Send mails",
             description="Off: alerts are still recorded, and the mails wait in the outbox for the next drain.",
         ),
@@ -70,24 +71,24 @@ def nmbrs_token_sync() -> None:
         return orchestration.check(sync_run, batch)
 
     @task(trigger_rule="none_failed")
-    def reconcile(planned: dict) -> dict:
-        return orchestration.finish(planned)
+    def apply(planned: dict) -> dict:
+        return orchestration.apply(planned)
 
     @task
-    def notify(planned: dict) -> dict:
-        return orchestration.notify(planned)
+    def deliver(planned: dict) -> dict:
+        return orchestration.deliver(planned)
 
     @task
-    def report(planned: dict, finished: dict, notified: dict) -> dict:
-        return orchestration.report(planned, finished, notified)
+    def close_report(planned: dict, applied: dict, delivered: dict) -> dict:
+        return orchestration.close_report(planned, applied, delivered)
 
     planned = plan()
     checked = check.expand_kwargs(batches(planned))
-    finished = reconcile(planned)
-    checked >> finished
-    notified = notify(planned)
-    finished >> notified
-    report(planned, finished, notified)
+    applied = apply(planned)
+    checked >> applied
+    delivered = deliver(planned)
+    applied >> delivered
+    close_report(planned, applied, delivered)
 
 
 nmbrs_token_sync()

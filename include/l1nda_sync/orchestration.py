@@ -1,4 +1,5 @@
-"""The bodies of the DAGs' tasks. DAG files only wire these together; everything here is plain Python.
+"""The bodies of the DAGs' tasks: the run pipeline's steps (`l1nda_sync.pipeline`), one per task, plus what only
+Airflow needs (trigger params, failing without retry on bad input, the failed-run mail). DAG files only wire these.
 
 Only ids, counts and short texts go in and out (they travel as XCom); tokens are decrypted inside the
 check step, in memory, one at a time.
@@ -13,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from l1nda_sync.engine.sync import RunReport, SyncEngine
+from l1nda_sync.pipeline import PlannedRun, RunPipeline, RunRequest
 from l1nda_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,25 +25,43 @@ class ParamError(ValueError):
     """A trigger parameter is wrong; the message names it and says what to do."""
 
 
-KNOWN_PARAMS = ("token_ids", "force", "dry_run", "notify")
+KNOWN_PARAMS = ("token_ids", "force", "dry_run", "send_mails")
+RENAMED_PARAMS = {"notify": "send_mails"}  # old name -> new: runs triggered by older scripts keep working
 TOKEN_ID_MAX = 2**31 - 1
 
 
-def parse_params(params: Mapping[str, Any]) -> dict[str, Any]:
+def parse_params(params: Mapping[str, Any]) -> RunRequest:
     """Validate the trigger form (the UI validates types too; runs triggered from the API or CLI may not).
 
     Every problem is a ParamError naming the field: an unknown key (a misspelt `tokenids` would otherwise be
     ignored and the run would check every due token), a token id that is not a whole number in ASCII digits
     ('²' passes str.isdigit but is no id) or out of range, a flag that is not true or false.
     """
+    params = _renamed(params)
     unknown = sorted(str(k) for k in params if k not in KNOWN_PARAMS)
     if unknown:
         raise ParamError(f"{', '.join(unknown)}: not a parameter of this DAG; the known ones are "
                          f"{', '.join(KNOWN_PARAMS)} (check the spelling in the run's conf)")
-    raw_ids = params.get("token_ids") or []
+    flags = {name: _flag(params, name, default)
+             for name, default in (("force", False), ("dry_run", False), ("send_mails", True))}
+    return RunRequest(token_ids=_token_ids(params.get("token_ids") or []), **flags)
+
+
+def _renamed(params: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(params)
+    for old, new in RENAMED_PARAMS.items():
+        if old in out:
+            if new in out and out[new] != out[old]:
+                raise ParamError(f"{old}: renamed to {new}; give only {new}")
+            log.warning("param %s is renamed to %s; please use %s", old, new, new)
+            out[new] = out.pop(old)
+    return out
+
+
+def _token_ids(raw_ids: Any) -> tuple[int, ...]:
     if not isinstance(raw_ids, list | tuple):
         raise ParamError(f"token_ids: expected a list of token ids, got {type(raw_ids).__name__}")
-    ids: list[int] = []
+    ids: set[int] = set()
     for value in raw_ids:
         text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else None
         if text is None or not text.isascii() or not text.isdigit():
@@ -49,32 +70,30 @@ def parse_params(params: Mapping[str, Any]) -> dict[str, Any]:
         number = int(text)
         if not 1 <= number <= TOKEN_ID_MAX:
             raise ParamError(f"token_ids: {text[:20]} is out of range; a token id is from 1 to {TOKEN_ID_MAX}")
-        ids.append(number)
-    flags = {}
-    for name, default in (("force", False), ("dry_run", False), ("notify", True)):
-        value = params.get(name, default)
-        if value is None:
-            value = default
-        if not isinstance(value, bool):
-            raise ParamError(f"{name}: expected true or false, got {value!r}")
-        flags[name] = value
-    return {"token_ids": sorted(set(ids)), **flags}
+        ids.add(number)
+    return tuple(sorted(ids))
 
 
-def build_engine(settings: Settings | None = None) -> Any:
-    from l1nda_sync.engine.sync import SyncEngine
-    from l1nda_sync.registry.schema import require_current
-    from l1nda_sync.webhook.hooks import sync_hooks
+def _flag(params: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = params.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ParamError(f"{name}: expected true or false, got {value!r}")
+    return value
 
-    settings = settings or Settings.load()
-    url = settings.require_database_url()
-    engine = SyncEngine(url, settings=settings, hooks=sync_hooks(settings))
-    conn = engine.connect()
-    try:
-        require_current(conn)
-    finally:
-        conn.close()
-    return engine
+
+def build_engine(settings: Settings | None = None) -> SyncEngine:
+    """The pipeline's engine (kept here for the callers that only need the engine)."""
+    from l1nda_sync.pipeline import build_engine as build
+
+    return build(settings)
+
+
+def _pipeline(settings: Settings | None = None) -> RunPipeline:
+    from l1nda_sync.pipeline import RunPipeline
+
+    return RunPipeline(build_engine(settings))
 
 
 def _fail_without_retry(exc: Exception) -> Exception:
@@ -93,30 +112,10 @@ def plan(params: Mapping[str, Any], dag_run_id: str | None) -> dict[str, Any]:
     from l1nda_sync.settings import SettingsError
 
     try:
-        p = parse_params(params)
-        engine = build_engine()
-        return _plan(engine, p, dag_run_id)
+        request = parse_params(params)
+        return _pipeline().plan(request, dag_run_id=dag_run_id).to_xcom()
     except (ParamError, PlanError, SchemaError, SettingsError) as exc:
         raise _fail_without_retry(exc) from None
-
-
-def _plan(engine: Any, p: Mapping[str, Any], dag_run_id: str | None) -> dict[str, Any]:
-    if p["dry_run"]:
-        report = engine.run_once(token_ids=p["token_ids"], force=p["force"], dry_run=True)
-        log.info("dry run, nothing written:\n%s", report.table())
-        for change in report.state_changes:
-            log.info("would move token %(token_id)s (%(label)s) from %(from)s to %(to)s", change)
-        for change in report.link_changes:
-            log.info("would move link %(link_id)s from %(from)s to %(to)s (token %(token)s, %(reason)s)", change)
-        return {"run_id": None, "batches": [], "dry_run": True, "notify": False, "report": report.counts()}
-    result = engine.plan(token_ids=p["token_ids"], force=p["force"], dag_run_id=dag_run_id)
-    log.info("run %s: %d token(s) due in %d batch(es)", result.run_id, len(result.token_ids), len(result.batches))
-    return {
-        "run_id": result.run_id,
-        "batches": [list(b) for b in result.batches],
-        "dry_run": False,
-        "notify": p["notify"],
-    }
 
 
 def batch_kwargs(planned: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -127,71 +126,45 @@ def batch_kwargs(planned: Mapping[str, Any]) -> list[dict[str, Any]]:
 def check(run_id: int | None, batch: Sequence[int]) -> dict[str, int]:
     from l1nda_sync.engine.checking import KeysCannotDecrypt
 
-    engine = build_engine()
     try:
-        counts = engine.check_batch(run_id, list(batch))
+        return _pipeline().check(run_id, batch)
     except KeysCannotDecrypt as exc:
         # A deployment fault: retrying does not bring the key back. The other tokens' checks are stored.
         raise _fail_without_retry(exc) from None
-    log.info("batch of %d token(s): %s", len(batch), counts)
-    return counts
 
 
-def finish(planned: Mapping[str, Any]) -> dict[str, Any]:
-    if planned.get("dry_run"):
-        return dict(planned.get("report") or {})
-    engine = build_engine()
-    report = engine.finish(planned["run_id"])
-    log.info("\n%s", report.table())
-    if report.apply_errors:
-        # Every other token was applied and the links reconciled; fail the task so the run is retried and,
-        # if the fault stays, operations get the failed-run mail.
-        raise RuntimeError(f"{report.apply_errors} check(s) could not be applied and stay pending; see the log")
+def apply(planned: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply the checks and reconcile the links. Checks that cannot be applied fail the task (so the run is
+    retried and, if the fault stays, operations get the failed-run mail); every other token is applied."""
+    run = PlannedRun.from_xcom(planned)
+    if run.dry_run:
+        return dict(run.dry_report or {})
     # XCom carries counts; the per-token and per-link lists are stored on the run (runs.summary).
-    return report.counts()
+    return _pipeline().apply(run).counts()
 
 
-def notify(planned: Mapping[str, Any]) -> dict[str, int]:
-    """Resolve quiet problems, send reminders, and drain the outbox (unless the run said notify=false)."""
-    if planned.get("dry_run"):
+def deliver(planned: Mapping[str, Any]) -> dict[str, int]:
+    """Sweep problems, then send the mails and webhook events (unless the run holds its mails)."""
+    run = PlannedRun.from_xcom(planned)
+    if run.dry_run:
         return {"sent": 0}
-    from l1nda_sync.alerts.outbox import drain
-    from l1nda_sync.alerts.sweep import sweep
-
-    settings = Settings.load()
-    engine = build_engine(settings)
-    conn = engine.connect()
-    try:
-        swept = sweep(conn, engine.clock(), settings)
-        if not planned.get("notify", True):
-            log.info("notify=false: %s mail(s) stay in the outbox for the next drain", swept)
-            return {"sent": 0}
-        sent = dict(drain(conn, engine.clock(), settings))
-        from l1nda_sync.webhook import deliver
-
-        posted = deliver(conn, engine.clock())
-        if any(posted.values()):
-            log.info("webhook events: %s", posted)
-        return {**sent, **{f"webhook_{k}": v for k, v in posted.items()}}
-    finally:
-        conn.close()
+    return _pipeline().deliver(send_mails=run.send_mails).counts()
 
 
-def report(planned: Mapping[str, Any], finished: Mapping[str, Any], notified: Mapping[str, Any]) -> dict[str, Any]:
+def close_report(planned: Mapping[str, Any], applied: Mapping[str, Any], delivered: Mapping[str, Any]
+                 ) -> dict[str, Any]:
     """Last task: complete the run's stored summary and log it as a table (counts only, never lists of ids)."""
-    from l1nda_sync.engine.sync import RunReport
-
-    summary = {**dict(finished), "mails_sent": int(notified.get("sent", 0))}
-    if planned.get("run_id") is not None:
-        summary = {**summary, **build_engine().close_report(planned["run_id"], {"mails_sent": summary["mails_sent"]})}
-    known = {k: v for k, v in summary.items() if k in RunReport.__dataclass_fields__}
-    log.info("run summary:\n%s", RunReport(**known).table())
-    return {k: v for k, v in summary.items() if not isinstance(v, list)}
+    run = PlannedRun.from_xcom(planned)
+    if run.dry_run:
+        report = RunReport.from_summary(applied, dry_run=True)
+        log.info("run summary:\n%s", report.table())
+        return report.counts()
+    return _pipeline().close(run, applied, delivered).counts()
 
 
 def drain_outbox() -> dict[str, int]:
     """The outbox DAG's task: resolve quiet problems, send reminders, send what is due."""
-    return notify({"notify": True})
+    return _pipeline().deliver(send_mails=True).counts()
 
 
 def dag_settings() -> Settings:
@@ -247,8 +220,8 @@ def _records_failure(body: Any) -> Any:
     return wrapper
 
 
-plan, check, finish, notify, report, drain_outbox = (  # the DAG files call these at run time
-    _records_failure(f) for f in (plan, check, finish, notify, report, drain_outbox))
+plan, check, apply, deliver, close_report, drain_outbox = (  # the DAG files call these at run time
+    _records_failure(f) for f in (plan, check, apply, deliver, close_report, drain_outbox))
 
 
 def run_url(dag_id: str, run_id: str, task_id: str | None = None) -> str:

@@ -35,11 +35,11 @@ def test_sync_dag_shape(dagbag) -> None:
     assert dag.max_active_runs == 1
     assert dag.dagrun_timeout is not None
     assert dag.on_failure_callback, "a failed run must mail operations"
-    assert set(dag.params) == {"token_ids", "force", "dry_run", "notify"}
+    assert set(dag.params) == {"token_ids", "force", "dry_run", "send_mails"}
     for name in dag.params:
         assert dag.params.get_param(name).description, f"param {name} has no description"
     assert dag.task_dict["check"].pool == "nmbrs_api"
-    assert [t.task_id for t in dag.topological_sort()] == ["plan", "batches", "check", "reconcile", "notify", "report"]
+    assert [t.task_id for t in dag.topological_sort()] == ["plan", "batches", "check", "apply", "deliver", "close_report"]
 
 
 def test_schedule_comes_from_the_environment(monkeypatch) -> None:

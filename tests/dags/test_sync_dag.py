@@ -33,7 +33,7 @@ def test_scheduled_run_checks_due_tokens_and_activates_links(dag_world: DagWorld
     assert summary == [("success", "2")]
     states = _task_states(run)
     assert states["check[0]"] == "success"
-    assert states["report"] == "success"
+    assert states["close_report"] == "success"
 
 
 def test_revocation_mails_ops_and_the_customer(dag_world: DagWorld, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,14 +105,14 @@ def test_dry_run_writes_nothing(dag_world: DagWorld) -> None:
     assert dag_world.query("SELECT count(*) FROM checks") == [(0,)]
 
 
-def test_notify_false_keeps_mails_for_the_outbox_dag(dag_world: DagWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_send_mails_false_keeps_mails_for_the_outbox_dag(dag_world: DagWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("L1NDA_REVOKE_MIN_SPACING", "0")
     dag_world.add_token("horeca")
     dag_world.add_token("linde")  # a healthy bystander
     dag = load_dag("nmbrs_token_sync")
     dag_world.sim.admin.delete_login(LOGINS["horeca"][1])
     for _ in range(2):
-        assert dag.test(run_conf={"notify": False, "force": True}).state == "success"
+        assert dag.test(run_conf={"send_mails": False, "force": True}).state == "success"
     assert dag_world.state("horeca") == "rejected"  # it never worked: the token we received is refused
     assert dag_world.mail.received == []
     pending = dag_world.query("SELECT count(*) FROM outbox WHERE state = 'pending'")[0][0]

@@ -5,14 +5,22 @@ from __future__ import annotations
 import pytest
 
 from l1nda_sync.orchestration import ParamError, batch_kwargs, parse_params
+from l1nda_sync.pipeline import RunRequest
 
 
 def test_defaults_are_a_scheduled_run() -> None:
-    assert parse_params({}) == {"token_ids": [], "force": False, "dry_run": False, "notify": True}
+    assert parse_params({}) == RunRequest(token_ids=(), force=False, dry_run=False, send_mails=True)
 
 
 def test_token_ids_are_deduplicated_and_sorted_and_may_come_as_text() -> None:
-    assert parse_params({"token_ids": [3, "1", 3]})["token_ids"] == [1, 3]
+    assert parse_params({"token_ids": [3, "1", 3]}).token_ids == (1, 3)
+
+
+def test_the_old_notify_param_still_holds_mails_but_not_beside_a_different_send_mails() -> None:
+    assert parse_params({"notify": False}).send_mails is False
+    assert parse_params({"notify": True, "send_mails": True}).send_mails is True
+    with pytest.raises(ParamError, match=r"^notify: renamed to send_mails"):
+        parse_params({"notify": False, "send_mails": True})
 
 
 @pytest.mark.parametrize(
@@ -24,7 +32,8 @@ def test_token_ids_are_deduplicated_and_sorted_and_may_come_as_text() -> None:
         ({"token_ids": [1.5]}, "token_ids"),
         ({"force": "yes"}, "force"),
         ({"dry_run": 1}, "dry_run"),
-        ({"notify": "false"}, "notify"),
+        ({"send_mails": "false"}, "send_mails"),
+        ({"notify": "false"}, "send_mails"),
     ],
 )
 def test_bad_values_name_their_field(params: dict, field: str) -> None:
@@ -42,7 +51,7 @@ def test_one_mapped_check_per_batch_and_none_for_a_dry_run() -> None:
     ("params", "fragment"),
     [
         ({"tokenids": [1]},
-         "tokenids: not a parameter of this DAG; the known ones are token_ids, force, dry_run, notify"),
+         "tokenids: not a parameter of this DAG; the known ones are token_ids, force, dry_run, send_mails"),
         ({"token_ids": [1], "dryrun": True}, "dryrun: not a parameter"),
         ({"token_ids": ["²"]}, "token_ids: '²' is not a token id"),
         ({"token_ids": ["٣"]}, "token_ids: '٣' is not a token id"),

@@ -87,7 +87,7 @@ def airflow_figures(opts: Any, tmp: str, *, server_url: str, env: dict[str, str]
         _airflow(["pools", "set", "nmbrs_api", "8", "Nmbrs API calls"], airflow_env, timeout=120)
         setup = time.perf_counter() - t
         t = time.perf_counter()
-        run = _airflow(["dags", "test", DAG_ID, "-c", json.dumps({"force": True, "notify": False})], airflow_env,
+        run = _airflow(["dags", "test", DAG_ID, "-c", json.dumps({"force": True, "send_mails": False})], airflow_env,
                        timeout=900)
         dag_seconds = time.perf_counter() - t
     if run.returncode != 0:

@@ -18,7 +18,7 @@ RUN_ROWS = 2  # the run row: inserted by plan, updated by finish
 MAX_RECONCILE_SECONDS = 5.0
 MAX_PEAK_RSS_MB = 400.0
 MAX_TASK_INSTANCES = 40
-FIXED_TASKS = 5  # plan, batches, reconcile, notify, report (dags/nmbrs_token_sync.py); plus a check per batch
+FIXED_TASKS = 5  # plan, batches, apply, deliver, close_report (dags/nmbrs_token_sync.py); plus a check per batch
 
 
 def percentile(values: list[int], share: float) -> float:

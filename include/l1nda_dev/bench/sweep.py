@@ -146,7 +146,7 @@ def run_sweep(job: SweepJob) -> dict[str, Any]:
         checked = time.perf_counter()
         check_cpu = _cpu() - cpu_before
         COUNTER.phase = "finish"
-        report = engine.finish(plan.run_id)
+        report = engine.apply_checks(plan.run_id)
         finished = time.perf_counter()
     finally:
         if profiles is not None:

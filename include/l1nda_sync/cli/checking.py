@@ -137,7 +137,7 @@ def record_check(cur: Any, token_id: int, checked: Checked, settings: Settings) 
     from l1nda_sync.engine.applying import apply_check
     from l1nda_sync.engine.checking import CheckRecord, store_checks
     from l1nda_sync.engine.token_state import Outcome, StatePolicy
-    from l1nda_sync.webhook.hooks import sync_hooks
+    from l1nda_sync.pipeline import compose_hooks
 
     assert checked.summary is not None
     assert checked.probe is not None
@@ -154,5 +154,5 @@ def record_check(cur: Any, token_id: int, checked: Checked, settings: Settings) 
     applied = apply_check(cur, check_id, policy=StatePolicy.from_settings(settings), breaker_open=False, now=at,
                           run_id=None)
     if applied is not None:
-        sync_hooks(settings).token_applied(cur, applied, run_id=None, now=at)
+        compose_hooks(settings).token_applied(cur, applied, run_id=None, now=at)
     return applied

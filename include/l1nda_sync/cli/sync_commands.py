@@ -1,4 +1,4 @@
-"""`l1nda-sync sync run`: one sync run from the command line, the same steps the DAG runs, in one process.
+"""`l1nda-sync sync run`: one sync run from the command line: the run pipeline the DAG runs, in one process.
 
 For operators without the Airflow UI at hand (recheck a token after the customer sent a new one) and for
 scripts. The DAG remains the scheduled path; both claim tokens the same way, so they never check a token twice.
@@ -51,7 +51,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
                      help="check this token now (repeatable); default: every token that is due")
     run.add_argument("--force", action="store_true", help="check every token now, due or not")
     run.add_argument("--dry-run", action="store_true", help="probe and compute, write nothing, send nothing")
-    run.add_argument("--no-notify", dest="notify", action="store_false",
+    run.add_argument("--hold-mails", "--no-notify", dest="send_mails", action="store_false",
                      help="record alerts but leave the mails in the outbox for the next drain")
     run.set_defaults(handler=run_sync)
 
@@ -69,106 +69,41 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_sync(ctx: Context) -> int:
+    """The run pipeline in this process; the exit status follows the DAG's run state (see `l1nda_sync.pipeline`)."""
     from l1nda_sync.engine.planning import PlanError
-    from l1nda_sync.engine.sync import SyncEngine
-    from l1nda_sync.webhook.hooks import sync_hooks
+    from l1nda_sync.engine.sync import RunAborted
+    from l1nda_sync.pipeline import ChecksNotApplied, DeliveryFailed, RunPipeline, RunRequest, build_engine
 
     args = ctx.args
-    conn = ctx.connect()  # refuses a registry whose schema is behind, before anything is probed
-
-    engine = SyncEngine(ctx.database_url(), settings=ctx.settings, hooks=sync_hooks(ctx.settings))
+    ctx.connect()  # refuses a registry whose schema is behind, before anything is probed
+    pipeline = RunPipeline(build_engine(ctx.settings))
+    request = RunRequest(token_ids=tuple(args.token_ids), force=args.force, dry_run=args.dry_run,
+                         send_mails=args.send_mails)
     try:
-        report = (engine.run_once(token_ids=args.token_ids, force=args.force, dry_run=True) if args.dry_run
-                  else _run_steps(engine, args.token_ids, args.force))
+        outcome = pipeline.run(request)
     except PlanError as exc:
         raise InvalidInput("--token", str(exc).removeprefix("token_ids: ")) from None
-    mails: dict[str, int] = {"sent": 0}
-    data = report.to_dict()
-    if not args.dry_run:
-        try:
-            data, mails = _after_run(ctx, conn, engine, report, data)
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise SyncRunFailed(f"sync run {report.run_id} checked and applied its tokens, but sending the alerts "
-                                f"failed: {first}; the mails wait in the outbox for the nmbrs_alert_outbox DAG or "
-                                "the next `sync run`") from None
-    ctx.emit({**data, "mails": mails}, report.table)
+    except RunAborted as exc:
+        if exc.interrupted:
+            raise KeyboardInterrupt(str(exc)) from None
+        raise SyncRunFailed(str(exc)) from None
+    except ChecksNotApplied as exc:
+        ctx.note(exc.report.table())
+        raise SyncRunFailed(f"sync run {exc.report.run_id}: {exc}; the other tokens were applied and the links "
+                            "reconciled; no mail was sent (the nmbrs_alert_outbox DAG sends them); the next run "
+                            "applies the rest") from None
+    except DeliveryFailed as exc:
+        raise SyncRunFailed(str(exc)) from None
+    data = dict(outcome.summary)
+    delivery = outcome.delivery
+    if delivery is not None:
+        data["mails_waiting"] = delivery.waiting
+        if delivery.waiting:
+            why = "--hold-mails" if delivery.held else "SMTP failed; see the log"
+            ctx.note(f"{delivery.waiting} mail(s) wait in the outbox ({why}); "
+                     "the nmbrs_alert_outbox DAG or the next `sync run` sends them")
+    ctx.emit({**data, "mails": delivery.mails if delivery else {"sent": 0}}, outcome.report.table)
     return 0
-
-
-def _run_steps(engine: Any, token_ids: list[int], force: bool) -> Any:
-    """plan, check every batch, finish: what `SyncEngine.run_once` does, but a run that fails after its plan is
-    closed at once (`SyncEngine.abort`: state failed, claims released) and the message says what was written."""
-    import time
-
-    started = time.monotonic()
-    plan = engine.plan(token_ids=token_ids, force=force)
-    stored = 0
-    step = "checking"
-    try:
-        calls = 0
-        for batch in plan.batches:
-            counts = engine.check_batch(plan.run_id, batch)
-            calls += counts.get("calls", 0)
-            stored += counts.get("checked", 0)
-        step = "applying"
-        report = engine.finish(plan.run_id)
-    except (Exception, KeyboardInterrupt) as exc:
-        why = str(exc) or type(exc).__name__
-        released = engine.abort(plan.run_id, f"{step}: {why}")
-        closed = (f"run {plan.run_id} is marked failed and its claims on {released} token(s) are released, so "
-                  "the next run checks them")
-        if step == "checking" and not stored and not _stored_checks(engine, plan.run_id):
-            written = "nothing else was written"
-        elif step == "checking":
-            written = "the checks it stored stay pending and the next run applies them"
-        else:
-            written = "some checks may already be applied; the next run applies the rest"
-        message = f"sync run {plan.run_id} failed while {step}: {why}; {closed}; {written}"
-        if isinstance(exc, KeyboardInterrupt):
-            raise KeyboardInterrupt(message) from None
-        raise SyncRunFailed(message) from None
-    report.calls = report.calls or calls
-    report.skipped = [{"token_id": t, "run_id": r} for t, r in getattr(plan, "skipped", ())]
-    report.seconds = time.monotonic() - started
-    return report
-
-
-def _stored_checks(engine: Any, run_id: int) -> int:
-    conn = engine.connect()
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM checks WHERE run_id = %s", (run_id,))
-            return int(cur.fetchone()[0])
-    finally:
-        conn.close()
-
-
-def _after_run(ctx: Context, conn: Any, engine: Any, report: Any, data: dict[str, Any]) -> tuple[dict, dict]:
-    """What the DAG's notify and report tasks do after a run: sweep problems, send mails and webhook events."""
-    from l1nda_sync.alerts.outbox import drain
-    from l1nda_sync.alerts.sweep import sweep
-    from l1nda_sync.webhook import deliver
-
-    args = ctx.args
-    mails: dict[str, int] = {"sent": 0}
-    sweep(conn, engine.clock(), ctx.settings)
-    if args.notify:
-        mails = dict(drain(conn, engine.clock(), ctx.settings))
-        deliver(conn, engine.clock())
-    report.mails_sent = mails.get("sent", 0)
-    data = {**data, **engine.close_report(report.run_id, {"mails_sent": report.mails_sent})}
-    report.problems_opened = data.get("problems_opened", 0)
-    report.problems_resolved = data.get("problems_resolved", 0)
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM outbox WHERE state = 'pending'")
-        waiting = cur.fetchone()[0]
-    if waiting:
-        why = "--no-notify" if not args.notify else "SMTP failed; see the log"
-        ctx.note(f"{waiting} mail(s) wait in the outbox ({why}); "
-                 "the nmbrs_alert_outbox DAG or the next `sync run` sends them")
-    data["mails_waiting"] = waiting
-    return data, mails
 
 
 RUN_COLUMNS = "id, dag_run_id, started_at, finished_at, forced, state, summary"
@@ -212,11 +147,9 @@ def run_show(ctx: Context) -> int:
     summary = run["summary"]
 
     def text() -> str:
-        known = {k: v for k, v in summary.items() if k in RunReport.__dataclass_fields__}
-        known["run_id"] = run["id"]
         lines = [f"run {run['id']} ({run['state']}), started {run['started_at']}, "
                  f"finished {run['finished_at'] or '-'}; Airflow run {run['dag_run_id'] or '-'}",
-                 RunReport(**{"dry_run": False, **known}).table()]
+                 RunReport.from_summary({**summary, "run_id": run["id"]}).table()]
         if summary.get("mails_sent") is not None:
             lines.append(f"mails sent: {summary['mails_sent']}")
         if summary.get("state_changes"):

@@ -1,7 +1,8 @@
-"""The sync engine's entry points, as the DAG's tasks call them: plan -> check batches -> finish -> report.
+"""The sync engine's steps, as the run pipeline calls them: plan -> check batches -> apply checks -> close report.
 
 Each step opens its own connections and passes only ids and counts onward, so the steps can run in separate
-Airflow tasks on separate workers. `dry_run` runs every step in one transaction that is rolled back.
+Airflow tasks on separate workers. A dry run is an explicit argument: every step then works in one transaction
+that is rolled back.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,9 +68,55 @@ class RunReport:
     apply_errors: int = 0
     problems_opened: int = 0
     problems_resolved: int = 0
-    mails_sent: int | None = None  # known after the notify step
+    mails_sent: int | None = None  # known after the delivery step
     checks_pruned: int = 0
     seconds: float = 0.0
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any], *, run_id: int | None = None,
+                     dry_run: bool = False) -> RunReport:
+        """The report stored on a run (runs.summary) or carried as XCom counts, read back; unknown keys (the
+        plan's `planned`, an abort's `error`) are left out, missing ones take their defaults."""
+        known = {k: v for k, v in summary.items() if k in _REPORT_FIELDS}
+        known.setdefault("run_id", run_id)
+        known.setdefault("dry_run", dry_run)
+        return cls(**known)
+
+    @classmethod
+    def of_apply(cls, summary: Any, changes: Sequence[Any], *, run_id: int | None, dry_run: bool) -> RunReport:
+        """The report of an apply step: its applied checks (`ApplySummary`) and link changes (`LinkChange`)."""
+        report = cls(run_id=run_id, dry_run=dry_run, checked=len(summary.applied),
+                     outcomes=dict(summary.outcomes()), breaker_tripped=summary.breaker_open,
+                     breaker_failure=summary.verdict.failure if summary.breaker_open else None,
+                     apply_errors=len(summary.failed))
+        for applied in summary.applied:
+            report._count_check(applied)
+        for change in changes:
+            report._count_link_change(change)
+        return report
+
+    def _count_check(self, a: Any) -> None:
+        for e in a.diff.events if a.diff is not None else ():
+            if e.entity is Entity.COMPANY and e.change is Change.GAINED:
+                self.reach_gained += 1
+            elif e.entity is Entity.COMPANY and e.change is Change.LOST:
+                self.reach_lost += 1
+        suspected = a.transition.after.suspected
+        if suspected is not None:
+            self.suspected.append({"token_id": a.token_id, "label": a.label, "suspected": suspected})
+        if a.transition.changed_state:
+            self.state_changes.append({"token_id": a.token_id, "label": a.label,
+                                       "from": a.transition.before.state.value, "to": a.transition.after.state.value})
+
+    def _count_link_change(self, c: Any) -> None:
+        if c.to_state is LinkState.SUSPENDED:
+            self.links_suspended += 1
+        elif c.from_state is LinkState.ACTIVE:
+            self.links_failed_over += 1
+        else:
+            self.links_activated += 1
+        self.link_changes.append({"link_id": c.link_id, "from": c.from_state.value, "to": c.to_state.value,
+                                  "token": c.to_token, "reason": str(c.reason)})
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -102,6 +149,28 @@ class RunReport:
         ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+_REPORT_FIELDS = frozenset(f.name for f in fields(RunReport))
+
+
+class RunAborted(RuntimeError):
+    """A run failed after its plan; it was closed at once (state failed, claims released). The message says in
+    which step and what was and was not written, so the operator knows whether anything moved."""
+
+    def __init__(self, run_id: int, step: str, cause: BaseException, *, released: int, stored: int) -> None:
+        why = str(cause) or type(cause).__name__
+        if step == "checking" and not stored:
+            written = "nothing else was written"
+        elif step == "checking":
+            written = "the checks it stored stay pending and the next run applies them"
+        else:
+            written = "some checks may already be applied; the next run applies the rest"
+        super().__init__(f"sync run {run_id} failed while {step}: {why}; run {run_id} is marked failed and its "
+                         f"claims on {released} token(s) are released, so the next run checks them; {written}")
+        self.run_id = run_id
+        self.step = step
+        self.interrupted = isinstance(cause, KeyboardInterrupt)
 
 
 class SyncEngine:
@@ -198,25 +267,28 @@ class SyncEngine:
         finally:
             conn.close()
 
-    def check_batch(self, run_id: int | None, token_ids: Sequence[int], *, conn: Any = None) -> dict[str, int]:
+    def check_batch(self, run_id: int | None, token_ids: Sequence[int], *, dry_run: bool = False,
+                    conn: Any = None) -> dict[str, int]:
         """Probe a batch in a thread pool and store the results as pending checks. Returns counts only.
 
+        A dry run stores them on `conn`, uncommitted: the caller rolls that connection back when it is done.
         Tokens the configured keys cannot decrypt are not checked and nothing about them is stored; after the
         others are stored, `KeysCannotDecrypt` names them and the setting to fix (a deployment fault, never
         blamed on Nmbrs)."""
+        _require_rollback_conn(dry_run, conn)
         own = conn is None
         conn = conn or self.connect()
         try:
             # Every check is dated when its secret was read, not when its probe began: a `tokens replace` after the
             # read (while earlier probes of the batch run) then always supersedes the old secret's answer.
             loaded_at = self.clock()
-            with unit_of_work(conn, dry_run=not own) as cur:
+            with unit_of_work(conn, dry_run=dry_run) as cur:
                 tokens = load_tokens(cur, token_ids)
             records = probe_all(tokens, reveal=self.reveal, client=self.client, now=lambda: loaded_at,
                                 threads=self.settings.nmbrs_max_concurrency, policy=self.policy)
             unreadable = [r.token_id for r in records if r.undecryptable]
             records = [r for r in records if not r.undecryptable]
-            with unit_of_work(conn, dry_run=not own) as cur:
+            with unit_of_work(conn, dry_run=dry_run) as cur:
                 store_checks(cur, run_id, records)
             if unreadable:
                 raise KeysCannotDecrypt(unreadable)
@@ -226,11 +298,13 @@ class SyncEngine:
             if own:
                 conn.close()
 
-    def finish(self, run_id: int | None, *, conn: Any = None) -> RunReport:
-        """Apply the run's checks (and any a crashed run left), reconcile links, and store the report."""
+    def apply_checks(self, run_id: int | None, *, dry_run: bool = False, conn: Any = None) -> RunReport:
+        """Apply the run's checks (and any a crashed run left), reconcile links, and store the report.
+
+        A dry run works on `conn`, uncommitted, and the caller rolls it back (see `check_batch`)."""
+        _require_rollback_conn(dry_run, conn)
         started = time.monotonic()
         own = conn is None
-        dry_run = not own
         conn = conn or self.connect()
         try:
             summary = apply_pending(
@@ -241,62 +315,39 @@ class SyncEngine:
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 changes = reconcile_all(cur, now=self.clock, run_id=run_id, breaker_open=summary.breaker_open,
                                         hooks=self.hooks)
-            report = RunReport(run_id=run_id, dry_run=dry_run)
-            report.checked = len(summary.applied)
-            report.outcomes = dict(summary.outcomes())
-            report.breaker_tripped = summary.breaker_open
-            report.breaker_failure = summary.verdict.failure if summary.breaker_open else None
-            report.apply_errors = len(summary.failed)
-            for a in summary.applied:
-                if a.diff is not None:
-                    for e in a.diff.events:
-                        if e.entity is Entity.COMPANY and e.change is Change.GAINED:
-                            report.reach_gained += 1
-                        elif e.entity is Entity.COMPANY and e.change is Change.LOST:
-                            report.reach_lost += 1
-                suspected = a.transition.after.suspected
-                if suspected is not None:
-                    report.suspected.append({"token_id": a.token_id, "label": a.label, "suspected": suspected})
-                if a.transition.changed_state:
-                    report.state_changes.append({"token_id": a.token_id, "label": a.label,
-                                                 "from": a.transition.before.state.value,
-                                                 "to": a.transition.after.state.value})
-            for c in changes:
-                if c.to_state is LinkState.SUSPENDED:
-                    report.links_suspended += 1
-                elif c.from_state is LinkState.ACTIVE:
-                    report.links_failed_over += 1
-                else:
-                    report.links_activated += 1
-                report.link_changes.append({"link_id": c.link_id, "from": c.from_state.value,
-                                            "to": c.to_state.value, "token": c.to_token, "reason": str(c.reason)})
+            report = RunReport.of_apply(summary, changes, run_id=run_id, dry_run=dry_run)
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 if run_id is not None:
                     cur.execute("SELECT coalesce(sum(calls), 0) FROM checks WHERE run_id = %s", (run_id,))
                     report.calls = int(cur.fetchone()[0])
                 report.seconds = time.monotonic() - started
-                if run_id is not None and not dry_run:
-                    release_claims(cur, run_id)  # a check that could not be applied must not block its token
-                    cur.execute(
-                        """UPDATE runs SET finished_at = %s, state = 'success',
-                               summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE id = %s""",
-                        (self.clock(), json.dumps(report.to_dict(), default=str), run_id),
-                    )
-                if not dry_run and self.settings.check_retention > 0:
-                    report.checks_pruned = prune_checks(
-                        cur, before=self.clock() - timedelta(seconds=self.settings.check_retention))
                 if not dry_run:
-                    # Runs that died (a killed worker, a timed-out DAG run) never finish themselves; their checks
-                    # were applied above. Close them once they are older than any run may take.
-                    cur.execute(
-                        """UPDATE runs SET state = 'abandoned', finished_at = %s
-                           WHERE state = 'running' AND started_at < %s AND id IS DISTINCT FROM %s""",
-                        (self.clock(), self.clock() - ABANDONED_AFTER, run_id),
-                    )
+                    self._close_run(cur, report)
             return report
         finally:
             if own:
                 conn.close()
+
+    def _close_run(self, cur: Any, report: RunReport) -> None:
+        """Store the report on its run, release its claims, prune old checks, close runs that died."""
+        run_id = report.run_id
+        if run_id is not None:
+            release_claims(cur, run_id)  # a check that could not be applied must not block its token
+            cur.execute(
+                """UPDATE runs SET finished_at = %s, state = 'success',
+                       summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE id = %s""",
+                (self.clock(), json.dumps(report.to_dict(), default=str), run_id),
+            )
+        if self.settings.check_retention > 0:
+            report.checks_pruned = prune_checks(
+                cur, before=self.clock() - timedelta(seconds=self.settings.check_retention))
+        # Runs that died (a killed worker, a timed-out DAG run) never finish themselves; their checks were applied
+        # above. Close them once they are older than any run may take.
+        cur.execute(
+            """UPDATE runs SET state = 'abandoned', finished_at = %s
+               WHERE state = 'running' AND started_at < %s AND id IS DISTINCT FROM %s""",
+            (self.clock(), self.clock() - ABANDONED_AFTER, run_id),
+        )
 
     def close_report(self, run_id: int, extra: dict[str, Any]) -> dict[str, Any]:
         """Add what happened after the apply step (problems opened and resolved since the run began, mails
@@ -327,32 +378,55 @@ class SyncEngine:
         self, *, token_ids: Sequence[int] = (), force: bool = False, dry_run: bool = False,
         dag_run_id: str | None = None,
     ) -> RunReport:
-        """All steps in this process (CLI, tests, benchmarks). A dry run writes nothing."""
+        """plan -> check every batch -> apply, in this process (the run pipeline's `run`, tests, benchmarks).
+
+        A dry run does it all on one connection that is rolled back: nothing is written. A run that fails after
+        its plan is closed at once (`abort`) and `RunAborted` says what was written."""
         started = time.monotonic()
         plan = self.plan(token_ids=token_ids, force=force, dag_run_id=dag_run_id, dry_run=dry_run)
-        skipped = [{"token_id": t, "run_id": r} for t, r in plan.skipped]
-        if not dry_run:
-            calls = 0
+        conn = self.connect() if dry_run else None
+        try:
+            report = self._check_and_apply(plan, dry_run=dry_run, conn=conn)
+        finally:
+            if conn is not None:
+                conn.rollback()
+                conn.close()
+        report.skipped = [{"token_id": t, "run_id": r} for t, r in plan.skipped]
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _check_and_apply(self, plan: Plan, *, dry_run: bool, conn: Any) -> RunReport:
+        calls = stored = 0
+        step = "checking"
+        try:
             for batch in plan.batches:
-                calls += self.check_batch(plan.run_id, batch)["calls"]
-            report = self.finish(plan.run_id)
-            report.calls = report.calls or calls
-            report.skipped = skipped
-            report.seconds = time.monotonic() - started
-            return report
+                counts = self.check_batch(plan.run_id, batch, dry_run=dry_run, conn=conn)
+                calls += counts.get("calls", 0)
+                stored += counts.get("checked", 0)
+            step = "applying"
+            report = self.apply_checks(plan.run_id, dry_run=dry_run, conn=conn)
+        except (Exception, KeyboardInterrupt) as exc:
+            if dry_run or plan.run_id is None:
+                raise
+            released = self.abort(plan.run_id, f"{step}: {str(exc) or type(exc).__name__}")
+            stored = stored or self._stored_checks(plan.run_id)
+            raise RunAborted(plan.run_id, step, exc, released=released, stored=stored) from exc
+        report.calls = report.calls or calls
+        return report
+
+    def _stored_checks(self, run_id: int) -> int:
         conn = self.connect()
         try:
-            calls = 0
-            for batch in plan.batches:
-                calls += self.check_batch(None, batch, conn=conn)["calls"]
-            report = self.finish(None, conn=conn)
-            report.calls = calls
-            report.skipped = skipped
-            report.seconds = time.monotonic() - started
-            return report
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM checks WHERE run_id = %s", (run_id,))
+                return int(cur.fetchone()[0])
         finally:
-            conn.rollback()
             conn.close()
+
+
+def _require_rollback_conn(dry_run: bool, conn: Any) -> None:
+    if dry_run and conn is None:
+        raise ValueError("a dry run needs `conn`: the connection whose transaction the caller rolls back")
 
 
 PRUNE_LIMIT = 20_000  # per run: a backlog shrinks over a few runs instead of one long delete
@@ -368,4 +442,4 @@ def prune_checks(cur: Any, *, before: datetime, limit: int = PRUNE_LIMIT) -> int
     return cur.rowcount
 
 
-__all__ = ["ApplyHooks", "LinkHooks", "RunReport", "SyncEngine"]
+__all__ = ["ApplyHooks", "LinkHooks", "RunAborted", "RunReport", "SyncEngine"]

@@ -1,4 +1,5 @@
-"""Writing webhook events inside the engine's transactions (the engine's ApplyHooks and LinkHooks)."""
+"""Writing webhook events inside the engine's transactions (the engine's ApplyHooks and LinkHooks); the run
+pipeline (`l1nda_sync.pipeline.compose_hooks`) adds them beside the alert hooks."""
 
 from __future__ import annotations
 
@@ -35,30 +36,3 @@ class WebhookHooks:
                 "from_token_id": change.from_token, "to_token_id": change.to_token, "reason": str(change.reason),
                 "run_id": run_id, "at": now.isoformat(),
             })
-
-
-class CombinedHooks:
-    """Several hook objects called in order, in the same transaction."""
-
-    def __init__(self, *hooks: Any) -> None:
-        self.hooks = [h for h in hooks if h is not None]
-
-    def token_applied(self, cur: Any, applied: Any, *, run_id: int | None, now: datetime) -> None:
-        for hook in self.hooks:
-            hook.token_applied(cur, applied, run_id=run_id, now=now)
-
-    def breaker_judged(self, cur: Any, verdict: Any, *, run_id: int | None, now: datetime) -> None:
-        for hook in self.hooks:
-            hook.breaker_judged(cur, verdict, run_id=run_id, now=now)
-
-    def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:
-        for hook in self.hooks:
-            hook.links_changed(cur, changes, run_id=run_id, now=now)
-
-
-def sync_hooks(settings: Any) -> Any:
-    """The hooks a sync run uses: alerts always, webhook events while `l1nda_api` is configured."""
-    from l1nda_sync.alerts.hooks import AlertHooks
-    from l1nda_sync.webhook.delivery import webhook_enabled
-
-    return CombinedHooks(AlertHooks(settings), WebhookHooks() if webhook_enabled() else None)

@@ -30,7 +30,7 @@ def _add(cli: Cli, label: str) -> int:
 def test_sync_run_checks_due_tokens_and_reports(cli: Cli, sim: RunningSim) -> None:
     token_id = _add(cli, "horeca")
     assert cli("links", "request", "--customer", "cust", "--company", "50101").code == 0
-    result = cli("sync", "run", "--json", "--no-notify")
+    result = cli("sync", "run", "--json", "--hold-mails")
     assert result.code == 0, result.err
     report = result.json
     assert report["checked"] == 1
@@ -41,22 +41,22 @@ def test_sync_run_checks_due_tokens_and_reports(cli: Cli, sim: RunningSim) -> No
     assert sorted(c["company_id"] for c in shown["companies"]) == [50101, 50102, 50201, 50401]
     assert LOGINS["horeca"][2] not in result.out + result.err
     # Nothing is due now; a named token is checked anyway.
-    assert cli("sync", "run", "--json", "--no-notify").json["checked"] == 0
-    assert cli("sync", "run", "--token", str(token_id), "--json", "--no-notify").json["checked"] == 1
+    assert cli("sync", "run", "--json", "--hold-mails").json["checked"] == 0
+    assert cli("sync", "run", "--token", str(token_id), "--json", "--hold-mails").json["checked"] == 1
 
 
 def test_sync_run_reports_problems_and_waiting_mails(cli: Cli, sim: RunningSim, monkeypatch) -> None:
     monkeypatch.setenv("L1NDA_REVOKE_MIN_SPACING", "0")
     token_id = _add(cli, "horeca")
     _add(cli, "linde")  # a healthy bystander: one token alone cannot tell a revocation from an outage
-    assert cli("sync", "run", "--no-notify").code == 0
+    assert cli("sync", "run", "--hold-mails").code == 0
     sim.admin.reset_token(LOGINS["horeca"][1])
     for _ in range(2):
-        result = cli("sync", "run", "--token", str(token_id), "--no-notify", "--json")
+        result = cli("sync", "run", "--token", str(token_id), "--hold-mails", "--json")
         assert result.code == 0, result.err
     assert result.json["state_changes"][0]["to"] == "revoked"
     assert result.json["mails_waiting"] >= 2
-    assert "wait in the outbox (--no-notify)" in result.err
+    assert "wait in the outbox (--hold-mails)" in result.err
     opened = [r["summary"]["problems_opened"] for r in cli("runs", "list", "--json").json]
     assert sum(opened) >= 1
 
@@ -83,7 +83,7 @@ def test_sync_run_unknown_token_is_bad_input(cli: Cli, sim: RunningSim, counts: 
 def test_runs_list_and_show_read_the_stored_summary(cli: Cli, sim: RunningSim) -> None:
     _add(cli, "horeca")
     assert cli("links", "request", "--customer", "cust", "--company", "50101").code == 0
-    assert cli("sync", "run", "--no-notify").code == 0
+    assert cli("sync", "run", "--hold-mails").code == 0
     listed = cli("runs", "list", "--json")
     assert listed.code == 0
     (run,) = listed.json

@@ -282,7 +282,7 @@ class Fleet:
                 some = plan.token_ids[len(plan.token_ids) // 2]
                 assert some in self.ids.values(), labels
                 self.manual.run_once(token_ids=(some,), force=True)
-            self.engine.finish(plan.run_id)
+            self.engine.apply_checks(plan.run_id)
         else:
             self.engine.run_once()
         sweep(self.conn, self.now, self.settings)

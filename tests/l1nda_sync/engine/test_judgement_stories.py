@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from l1nda_sync.engine.checking import KeysCannotDecrypt
-from l1nda_sync.engine.sync import SyncEngine
+from l1nda_sync.engine.sync import RunAborted, SyncEngine
 from l1nda_sync.registry.crypto import generate_key
 from tests.l1nda_sync.engine.story_world import LOGINS, StoryWorld
 
@@ -98,7 +98,7 @@ def test_a_manual_run_skips_a_token_the_scheduled_run_is_checking(world: StoryWo
     assert "skipped (another run checks them)" in manual.table()
     for batch in plan.batches:
         scheduled.check_batch(plan.run_id, batch)
-    scheduled.finish(plan.run_id)
+    scheduled.apply_checks(plan.run_id)
     checks = world.query("SELECT count(*) FROM checks WHERE token_id = %s", world.ids["horeca"])
     assert checks == [(2,)], "probed by the first and the scheduled run only, never by the manual one"
     # The claim ended with the scheduled run: a manual recheck now goes ahead.
@@ -114,8 +114,9 @@ def test_a_worker_without_the_registry_key_fails_loudly_and_moves_nothing(world:
     from l1nda_sync.registry.crypto import TokenCipher
 
     wrong._reveal = TokenCipher([generate_key()]).decrypt
-    with pytest.raises(KeysCannotDecrypt) as failed:
+    with pytest.raises(RunAborted) as failed:
         wrong.run_once()
+    assert isinstance(failed.value.__cause__, KeysCannotDecrypt)
     message = str(failed.value)
     assert "L1NDA_FERNET_KEYS" in message
     assert str(world.ids["horeca"]) in message

@@ -375,7 +375,7 @@ def test_a_check_that_cannot_be_applied_never_stops_the_others(world: StoryWorld
     # Corrupt one stored probe, as a bug or a bad row would.
     world.query("UPDATE checks SET probe = '{\"debtors\": 5}'::jsonb WHERE token_id = %s RETURNING id",
                 world.ids["horeca"])
-    report = engine.finish(plan.run_id)
+    report = engine.apply_checks(plan.run_id)
     assert report.apply_errors == 1
     assert "checks NOT applied" in report.table()
     assert world.state("vandijk") == "active"

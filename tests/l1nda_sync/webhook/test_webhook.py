@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from l1nda_sync.engine.sync import SyncEngine
+from l1nda_sync.pipeline import compose_hooks
 from l1nda_sync.webhook import deliver, webhook_enabled
-from l1nda_sync.webhook.hooks import sync_hooks
 from tests.l1nda_sync.engine.story_world import LOGINS, StoryWorld
 
 
@@ -64,7 +64,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 
 
 def _engine(world: StoryWorld) -> SyncEngine:
-    return SyncEngine(world.url, settings=world.settings, client=world.client, hooks=sync_hooks(world.settings),
+    return SyncEngine(world.url, settings=world.settings, client=world.client, hooks=compose_hooks(world.settings),
                       clock=lambda: world.now)
 
 
