@@ -21,7 +21,7 @@ DEFAULT_BASE_URL = "https://api.nmbrs.nl/soap/v3/"
 
 # Extra fields of the connection (stored in its extra JSON under these names).
 TEST_LOGIN = "test_login"
-TEST_TOKEN = "test_token"
+TEST_TOKEN = "test_token"  # noqa: S105 - the name of an extra field, not a secret
 
 # Standard fields: only the host (the SOAP base URL) and the extra (request options such as timeout, verify,
 # proxies) are used; the Nmbrs credentials of the synced tokens live in the registry, never in the connection.

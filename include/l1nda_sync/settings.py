@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from l1nda_sync.masking import redact_url
 
@@ -28,6 +28,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting: its name, default, help text, parser, and the Airflow connection it may come from."""
+
     name: str
     default: Any
     help: str
@@ -57,7 +59,10 @@ def _bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r} (use true or false)")
 
 
-def _number(value: str, kind: type) -> Any:
+_Number = TypeVar("_Number", int, float)
+
+
+def _number(value: str, kind: type[_Number]) -> _Number:
     try:
         return kind(value)
     except ValueError:

@@ -75,10 +75,14 @@ def test_markdown_lists_every_setting() -> None:
         ('{"conn_type": "http", "host": "api.nmbrs.nl", "schema": "https"}', "https://api.nmbrs.nl/soap/v3/"),
         ('{"conn_type": "http", "host": "localhost", "port": 8080, "schema": "http"}',
          "http://localhost:8080/soap/v3/"),
+        # the project's own connection type (NmbrsSoapHook), as JSON and as the URI Airflow writes for it
+        ('{"conn_type": "nmbrs_soap", "host": "https://api.nmbrs.nl/soap/v3"}', "https://api.nmbrs.nl/soap/v3/"),
+        ("nmbrs-soap://http://nmbrs-sim%3A8080%2Fsoap%2Fv3%2F/?test_token=0123456789abcdef",
+         "http://nmbrs-sim:8080/soap/v3/"),
     ],
 )
 def test_nmbrs_base_url_from_the_airflow_connection(monkeypatch: pytest.MonkeyPatch, conn: str, url: str) -> None:
-    """URI and JSON forms of AIRFLOW_CONN_NMBRS_SOAP give the same base URL."""
+    """URI and JSON forms of AIRFLOW_CONN_NMBRS_SOAP give the same base URL (read through NmbrsSoapHook)."""
     monkeypatch.delenv("L1NDA_NMBRS_BASE_URL", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_NMBRS_SOAP", conn)
     assert Settings.load().nmbrs_base_url == url
@@ -88,3 +92,9 @@ def test_sqlalchemy_spellings_of_the_database_url_are_accepted() -> None:
     for given in ("postgresql+psycopg2://u:p@h:5432/db", "postgres://u:p@h:5432/db"):
         assert Settings.load({"L1NDA_DATABASE_URL": given}, use_airflow=False).database_url == "postgresql://u:p@h:5432/db"
     assert Settings.load({"L1NDA_SCHEDULE": "@hourly"}, use_airflow=False).schedule == "@hourly"
+
+
+def test_an_unreadable_connection_falls_back_to_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("L1NDA_NMBRS_BASE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_NMBRS_SOAP", "{not json")
+    assert Settings.load().nmbrs_base_url == "https://api.nmbrs.nl/soap/v3/"
