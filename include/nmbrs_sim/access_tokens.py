@@ -53,13 +53,25 @@ def issue(*, issuer: str, consent_id: str, client_id: str, username: str, user_i
 
 def verify(token: str, now: float) -> AccessClaims:
     """Check the signature and audience with PyJWT and the expiry against the simulated clock."""
+    claims = _decoded(token)
+    if now >= claims.expires_at:
+        raise InvalidAccessToken("the access token has expired")
+    return claims
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(token: str) -> AccessClaims:
+    """A token's claims (signature checked once: a signed token never changes)."""
     try:
-        claims = jwt.decode(token, _private_key().public_key(), algorithms=["RS256"], audience=AUDIENCE,
+        claims = jwt.decode(token, _public_key(), algorithms=["RS256"], audience=AUDIENCE,
                             options={"verify_exp": False, "verify_nbf": False, "verify_iat": False})
     except jwt.PyJWTError as exc:
         raise InvalidAccessToken(str(exc)) from None
-    if now >= claims.get("exp", 0):
-        raise InvalidAccessToken("the access token has expired")
     scopes = claims.get("scope") or []
     return AccessClaims(str(claims.get("sid", "")), str(claims.get("client_id", "")), str(claims.get("name", "")),
-                        [scopes] if isinstance(scopes, str) else list(scopes), float(claims["exp"]))
+                        [scopes] if isinstance(scopes, str) else list(scopes), float(claims.get("exp", 0)))
+
+
+@functools.cache
+def _public_key() -> rsa.RSAPublicKey:
+    return _private_key().public_key()

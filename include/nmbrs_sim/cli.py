@@ -28,7 +28,8 @@ EXIT_BAD_INPUT = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nmbrs-sim",
-        description="A local simulator of Nmbrs' SOAP API v3 (DebtorService, CompanyService).",
+        description="A local simulator of Nmbrs' SOAP API v3 (DebtorService, CompanyService), its REST API and "
+                "its OAuth2 identity server.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -49,10 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a scenario file; errors name the file, path and field")
     validate.add_argument("file", type=Path)
 
-    bench = sub.add_parser("bench", help="measure List_GetAll calls/s of one server process on one core")
+    bench = sub.add_parser("bench", help="measure SOAP List_GetAll and REST /api/debtors calls/s of one server "
+                                         "process on one core")
     bench.add_argument("--seconds", type=float, default=3.0, help="measuring time (default 3)")
     bench.add_argument("--concurrency", type=int, default=16, help="calls in flight (default 16)")
     bench.add_argument("--debtors", type=int, default=100, help="debtors the login sees (default 100)")
+    bench.add_argument("--protocol", choices=("soap", "rest", "both"), default="both",
+                       help="what to load (default both, one after the other)")
     return parser
 
 
@@ -80,9 +84,11 @@ async def _serve(simulator: Simulator, host: str, port: int) -> None:
         bound = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
         world = simulator.world
-        print(f"nmbrs-sim serving http://{shown}:{bound}{PATH_PREFIX} ({len(world.environments)} environments, "
-              f"{len(world.logins)} logins, {len(world.companies)} companies); admin API at "
-              f"http://{shown}:{bound}/_sim/", flush=True)
+        root = f"http://{shown}:{bound}"
+        print(f"nmbrs-sim serving {root}{PATH_PREFIX} ({len(world.environments)} environments, "
+              f"{len(world.logins)} logins, {len(world.companies)} companies); REST API at {root}/api/, identity "
+              f"server at {root}/connect/ ({len(simulator.rest.clients)} clients); admin API at {root}/_sim/",
+              flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -162,12 +168,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0 or args.concurrency < 1 or args.debtors < 1:
         return _fail("--seconds must be > 0, --concurrency and --debtors >= 1")
-    result = run_bench(seconds=args.seconds, concurrency=args.concurrency, debtors=args.debtors)
-    core = f"pinned to CPU {result.server_cpu}" if result.server_cpu is not None else "not pinned (one CPU)"
-    print(f"List_GetAll ({result.debtors} debtors), concurrency {result.concurrency}, server {core}: "
-          f"{result.calls} calls in {result.seconds:.2f} s, {result.errors} errors")
-    print(f"{result.calls_per_second:.0f} calls/s")
-    return 0 if result.errors == 0 else 1
+    protocols = ("soap", "rest") if args.protocol == "both" else (args.protocol,)
+    results = run_bench(seconds=args.seconds, concurrency=args.concurrency, debtors=args.debtors,
+                        protocols=protocols)
+    what = {"soap": "SOAP DebtorService.List_GetAll", "rest": "REST GET /api/debtors?pageSize=100"}
+    for result in results:
+        core = f"pinned to CPU {result.server_cpu}" if result.server_cpu is not None else "not pinned (one CPU)"
+        print(f"{what[result.protocol]} ({result.debtors} debtors), concurrency {result.concurrency}, server "
+              f"{core}: {result.calls} calls in {result.seconds:.2f} s, {result.errors} errors")
+    for result in results:
+        print(f"{result.protocol.upper()} {result.calls_per_second:.0f} calls/s")
+    return 0 if all(result.errors == 0 for result in results) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

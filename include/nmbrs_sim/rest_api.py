@@ -3,6 +3,7 @@ the records of the world as the consenting login reaches them (the same reach ru
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Callable
@@ -40,13 +41,13 @@ Records = Callable[[World, Caller, web.Request, float], list[dict[str, Any]]]  #
 
 
 def add_rest_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> None:
-    def route(operation: str, scope: str, records: Records, *, paged: bool = True
+    def route(operation: str, scope: str, records: Records, *, cacheable: bool = True
               ) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.StreamResponse:
             sim = request.app[sim_key]
             claims = _claims(sim, request)
             return await gated(request, sim, REST_SERVICE, operation, claims.username if claims else "",
-                               lambda: _answer(sim, request, claims, scope, records, paged))
+                               lambda: _answer(sim, request, claims, scope, records, cacheable))
         return handler
 
     app.router.add_get("/api/debtors", route("getDebtors", COMPANY_SCOPE, _debtors))
@@ -54,7 +55,8 @@ def add_rest_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> Non
     app.router.add_get("/api/debtors/{debtorId}/companies",
                        route("getCompaniesByDebtor", COMPANY_SCOPE, _companies_of_debtor))
     app.router.add_get("/api/user/info", route("getUserInfo", USER_SCOPE, _user_info))
-    app.router.add_get("/api/companies/{companyId}/period", route("getCurrentPeriod", COMPANY_SCOPE, _period))
+    app.router.add_get("/api/companies/{companyId}/period", route("getCurrentPeriod", COMPANY_SCOPE, _period,
+                                                                               cacheable=False))
     app.router.add_route("*", "/api/{tail:.*}", _not_found)
 
 
@@ -73,7 +75,9 @@ def _claims(sim: Simulator, request: web.Request) -> access_tokens.AccessClaims 
 
 
 async def _answer(sim: Simulator, request: web.Request, claims: access_tokens.AccessClaims | None, scope: str,
-                  records: Records, paged: bool) -> web.Response:
+                  records: Records, cacheable: bool) -> web.Response:
+    """Check who calls, then answer; answers that depend only on the world are cached per world version (the
+    period also depends on the clock)."""
     key = request.headers.get("X-Subscription-Key")
     if not key or not any(key in c.subscription_keys for c in sim.rest.clients.values()):
         return subscription_key_error(sim.rest.settings.subscription_key_status, missing=not key)
@@ -85,10 +89,16 @@ async def _answer(sim: Simulator, request: web.Request, claims: access_tokens.Ac
         with sim.world.lock:
             if not sim.world.environments[caller.login.environment].subscription_valid:
                 raise ApiError(40304)
-            rows = records(sim.world, caller, request, sim.clock.now())
+            key = (caller.login.username, request.host, request.path_qs)
+            text = sim.rest_cache.get(sim.world.version, key) if cacheable else None
+            if text is None:
+                rows = records(sim.world, caller, request, sim.clock.now())
+                text = json.dumps(envelope(request, rows, page_number, page_size))
+                if cacheable:
+                    sim.rest_cache.put(key, text)
     except ApiError as exc:
         return exc.response()
-    return web.json_response(envelope(request, rows, page_number, page_size))
+    return web.Response(text=text, content_type="application/json")
 
 
 def _caller(sim: Simulator, request: web.Request, claims: access_tokens.AccessClaims | None) -> Caller:

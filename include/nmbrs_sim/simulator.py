@@ -45,6 +45,7 @@ class Simulator:
             self.latency_ms = scenario.latency_ms
             self.latency_jitter_ms = scenario.latency_jitter_ms
             self.cache = ResponseCache()
+            self.rest_cache = ResponseCache()  # REST answers (JSON text) per login and URL, per world version
             self.rest: RestConfig = scenario.rest
             self.consents = ConsentBook(settings=scenario.rest.settings)
             self.clock.reset()

@@ -99,6 +99,7 @@ def test_bench_prints_its_rate_and_no_errors(capsys: pytest.CaptureFixture[str])
     (699 calls/s here with two other suites running), which says nothing about the simulator."""
     assert main(["bench", "--seconds", "1", "--concurrency", "8"]) == 0
     out = capsys.readouterr().out
-    rate = int(re.search(r"^(\d+) calls/s$", out, re.MULTILINE).group(1))
-    assert rate > 0, out
-    assert "0 errors" in out
+    for protocol in ("SOAP", "REST"):
+        rate = int(re.search(rf"^{protocol} (\d+) calls/s$", out, re.MULTILINE).group(1))
+        assert rate > 0, out
+    assert out.count(", 0 errors") == 2, out
