@@ -12,8 +12,9 @@ Guarantee: AT MOST ONCE per row, and nothing silently lost.
   'pending' once its claim expires, and is sent then.
 - Failures where the server provably did not take the message (no connection, a 4xx/5xx answer to MAIL, RCPT
   or DATA, or a connection lost before the 354 answer to DATA) put the row back to 'pending' with exponential
-  backoff (1 min doubling, at most 1 hour). A message the server refused outright becomes 'failed' after
-  MAX_ATTEMPTS; an unreachable server never fails a row (the message is fine; it waits until SMTP is back).
+  backoff (`l1nda_sync.backoff`: 1 min doubling, at most 1 hour). A message the server refused outright becomes
+  'failed' after MAX_ATTEMPTS; an unreachable server never fails a row (the message is fine; it waits until SMTP
+  is back).
 - A connection lost after the 354, while the server was taking the message body or before it confirmed it,
   cannot be told apart from a delivery: 'uncertain', not resent.
 - 'uncertain' and 'failed' rows are never left to rot: while any exists, operations have an open
@@ -31,6 +32,7 @@ its client, so each failure is known to be before or during the hand-over.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import smtplib
@@ -42,9 +44,18 @@ from email import policy
 from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, cast
 
+from l1nda_sync.backoff import backoff
 from l1nda_sync.registry import locks
+
+if TYPE_CHECKING:
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.alerts.problems import Cause
+    from l1nda_sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +64,6 @@ log = logging.getLogger(__name__)
 WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 
 MAX_ATTEMPTS = 8
-FIRST_BACKOFF = timedelta(minutes=1)
-MAX_BACKOFF = timedelta(hours=1)
 BATCH_LIMIT = 500  # rows per drain; the rest wait for the next one
 CLAIM_LEASE = timedelta(minutes=15)  # a claimed row not handed over goes back to pending after this
 
@@ -86,8 +95,18 @@ def _dot_stuffed(data: bytes) -> bytes:
 Send = Callable[[EmailMessage], "str | None"]  # returns an optional note kept as last_error of a sent row
 
 
+class HandoverSender(Protocol):
+    """A `Send` that says when the hand-over begins: it calls `handover` right before the body goes out."""
+
+    marks_handover: bool
+
+    def __call__(self, message: EmailMessage, *, handover: Callable[[], None] | None = None) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
+    """One claimed row of `outbox`: a mail to send."""
+
     id: int
     problem_id: int | None
     event: str
@@ -102,16 +121,12 @@ class OutboxRow:
     thread_root: str | None  # Message-ID of the first mail about the same problem to the same audience
 
 
-def backoff(attempts: int) -> timedelta:
-    return min(FIRST_BACKOFF * 2 ** max(0, min(attempts - 1, 20)), MAX_BACKOFF)
-
-
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().replace("\n", " ")
     return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
-def build_message(row: OutboxRow, settings: Any) -> EmailMessage:
+def build_message(row: OutboxRow, settings: Settings) -> EmailMessage:
     """A multipart/alternative mail (text, then HTML) with the row's own Message-ID."""
     msg = EmailMessage()
     msg["Subject"] = row.subject
@@ -139,7 +154,7 @@ class SmtpSender:
 
     def __init__(self, conn_id: str = "smtp_default") -> None:
         self.conn_id = conn_id
-        self._hook: Any = None
+        self._hook: SmtpHook | None = None
 
     def _client(self) -> smtplib.SMTP:
         if self._hook is None:
@@ -152,16 +167,19 @@ class SmtpSender:
                 raise NotSent(f"cannot reach the SMTP server of connection {self.conn_id!r}: {_short(exc)}",
                               server_down=True) from None
             self._hook = hook
-        return self._hook._smtp_client  # the hook's authenticated smtplib client (see the module docstring)
+        client = _smtp_client(self._hook)
+        assert client is not None, "SmtpHook.get_conn() leaves an smtplib client"
+        return client
 
     def close(self) -> None:
-        hook, self._hook = self._hook, None
-        if hook is None or hook._smtp_client is None:
+        client = _smtp_client(self._hook)
+        self._hook = None
+        if client is None:
             return
         with contextlib.suppress(smtplib.SMTPException, OSError):
-            hook._smtp_client.quit()
-        with contextlib.suppress(Exception):  # closing a socket that is already gone
-            hook.__exit__(None, None, None)
+            client.quit()
+        with contextlib.suppress(Exception):  # closing a socket that is already gone (what the hook's exit does)
+            client.close()
 
     def _drop(self) -> None:
         self.close()
@@ -182,22 +200,26 @@ class SmtpSender:
         sent; if it raises, the session is dropped without sending the message, and the error propagates.
         """
         client = self._client()
+        refused = self._open_data(client, message)
+        if handover is not None:
+            try:
+                handover()
+            except BaseException:
+                self._drop()  # the body never went out; the server drops the unfinished transaction
+                raise
+        self._send_body(client, message)
+        if refused:
+            return f"delivered, but these recipients were refused: {refused}"
+        return None
+
+    def _open_data(self, client: smtplib.SMTP, message: EmailMessage) -> dict[str, str]:
+        """MAIL FROM, RCPT TO, then the DATA command up to the server's 354: nothing is handed over yet.
+
+        Returns the recipients the server refused (not all of them); raises NotSent otherwise."""
         sender = parseaddr(str(message["From"]))[1]
         recipients = [addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])]) if addr]
-        refused: dict[str, str] = {}
         try:
-            client.ehlo_or_helo_if_needed()
-            code, reply = client.mail(sender)
-            if code != 250:
-                self._reset(client)
-                raise NotSent(f"MAIL FROM refused: {code} {reply.decode(errors='replace')}")
-            for rcpt in recipients:
-                code, reply = client.rcpt(rcpt)
-                if code not in (250, 251):
-                    refused[rcpt] = f"{code} {reply.decode(errors='replace')}"
-            if len(refused) == len(recipients):
-                self._reset(client)
-                raise NotSent(f"every recipient refused: {refused}")
+            refused = self._envelope(client, sender, recipients)
             code, reply = client.docmd("DATA")  # the command alone: until its 354, nothing is handed over
         except NotSent:
             raise
@@ -207,12 +229,27 @@ class SmtpSender:
         if code != 354:  # the server answered DATA with an error: it took nothing
             self._reset(client)
             raise NotSent(f"DATA refused: {code} {reply.decode(errors='replace')}")
-        if handover is not None:
-            try:
-                handover()
-            except BaseException:
-                self._drop()  # the body never went out; the server drops the unfinished transaction
-                raise
+        return refused
+
+    def _envelope(self, client: smtplib.SMTP, sender: str, recipients: list[str]) -> dict[str, str]:
+        """MAIL FROM and one RCPT TO per recipient; returns the refused ones, raises NotSent when all are."""
+        client.ehlo_or_helo_if_needed()
+        code, reply = client.mail(sender)
+        if code != 250:
+            self._reset(client)
+            raise NotSent(f"MAIL FROM refused: {code} {reply.decode(errors='replace')}")
+        refused: dict[str, str] = {}
+        for rcpt in recipients:
+            code, reply = client.rcpt(rcpt)
+            if code not in (250, 251):
+                refused[rcpt] = f"{code} {reply.decode(errors='replace')}"
+        if len(refused) == len(recipients):
+            self._reset(client)
+            raise NotSent(f"every recipient refused: {refused}")
+        return refused
+
+    def _send_body(self, client: smtplib.SMTP, message: EmailMessage) -> None:
+        """The message after the 354, and the server's answer; a lost connection here may have delivered it."""
         try:
             client.send(_dot_stuffed(message.as_bytes(policy=WIRE_POLICY)))
             code, reply = client.getreply()
@@ -222,9 +259,12 @@ class SmtpSender:
         if code != 250:
             self._reset(client)
             raise NotSent(f"message refused: {code} {reply.decode(errors='replace')}")
-        if refused:
-            return f"delivered, but these recipients were refused: {refused}"
-        return None
+
+
+def _smtp_client(hook: SmtpHook | None) -> smtplib.SMTP | None:
+    """The hook's authenticated smtplib client (see the module docstring), once it connected."""
+    client = hook._smtp_client if hook is not None else None
+    return client if isinstance(client, smtplib.SMTP) else None
 
 
 # -- the drain ----------------------------------------------------------------------------------------------
@@ -240,14 +280,14 @@ RETURNING o.id, o.problem_id, o.event, o.audience, o.recipients, o.subject, o.bo
 """
 
 
-def _claim(conn: Any, now: datetime) -> OutboxRow | None:
+def _claim(conn: Connection, now: datetime) -> OutboxRow | None:
     with conn, conn.cursor() as cur:
         cur.execute(_CLAIM, (now + CLAIM_LEASE, now))
         row = cur.fetchone()
     return OutboxRow(*row) if row else None
 
 
-def _finish(conn: Any, row_id: int, state: str, *, now: datetime, error: str | None = None,
+def _finish(conn: Connection, row_id: int, state: str, *, now: datetime, error: str | None = None,
             next_attempt_at: datetime | None = None) -> None:
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -258,7 +298,7 @@ def _finish(conn: Any, row_id: int, state: str, *, now: datetime, error: str | N
         )
 
 
-def _mark_handover(conn: Any, row_id: int, now: datetime) -> None:
+def _mark_handover(conn: Connection, row_id: int, now: datetime) -> None:
     """Record (and commit) that the hand-over of this row begins; raises ClaimLost if it is not ours to send."""
     with conn, conn.cursor() as cur:
         cur.execute("UPDATE outbox SET handover_at = %s WHERE id = %s AND state = 'sending' AND handover_at IS NULL",
@@ -267,7 +307,7 @@ def _mark_handover(conn: Any, row_id: int, now: datetime) -> None:
             raise ClaimLost(f"outbox {row_id} is no longer claimed by this drain")
 
 
-def mark_interrupted(conn: Any, now: datetime | None = None) -> list[int]:
+def mark_interrupted(conn: Connection, now: datetime | None = None) -> list[int]:
     """Rows a dead drain left in 'sending' (call only while holding the drain lock): those whose hand-over began
     (or claimed before hand-overs were recorded) become 'uncertain'; the others go back to 'pending' once their
     claim expired (at `now`). Returns the ids made uncertain."""
@@ -296,18 +336,18 @@ def mark_interrupted(conn: Any, now: datetime | None = None) -> list[int]:
     return [r[0] for r in rows]
 
 
-def _try_lock(conn: Any) -> bool:
+def _try_lock(conn: Connection) -> bool:
     with conn, conn.cursor() as cur:
         return locks.try_lock_outbox_drain(cur)
 
 
-def _unlock(conn: Any) -> None:
+def _unlock(conn: Connection) -> None:
     with conn, conn.cursor() as cur:
         locks.unlock_outbox_drain(cur)
 
 
 def drain(
-    conn: Any, now: datetime, settings: Any, *, send: Send | None = None, limit: int = BATCH_LIMIT
+    conn: Connection, now: datetime, settings: Settings, *, send: Send | None = None, limit: int = BATCH_LIMIT
 ) -> dict[str, int]:
     """Send every due outbox row; returns counts: sent, retry (back to pending), failed, uncertain, and busy
     (1 when another drain holds the lock, and this one did nothing)."""
@@ -316,7 +356,7 @@ def drain(
         log.info("another drain is running; leaving the outbox to it")
         counts["busy"] = 1
         return dict(counts)
-    sender: Any = send if send is not None else SmtpSender(settings.smtp_conn_id)
+    sender: Send = send if send is not None else SmtpSender(settings.smtp_conn_id)
     try:
         counts["uncertain"] += len(mark_interrupted(conn, now))
         for _ in range(limit):
@@ -331,7 +371,8 @@ def drain(
                 continue
             try:
                 if getattr(sender, "marks_handover", False):
-                    note = sender(message, handover=lambda row_id=row.id: _mark_handover(conn, row_id, now))
+                    handing_over = cast(HandoverSender, sender)
+                    note = handing_over(message, handover=functools.partial(_mark_handover, conn, row.id, now))
                 else:  # a sender that does not say when the hand-over begins: it begins now
                     _mark_handover(conn, row.id, now)
                     note = sender(message)
@@ -372,7 +413,7 @@ def drain(
 STUCK_STATES = ("uncertain", "failed")
 
 
-def stuck_cause(cur: Any) -> Any:
+def stuck_cause(cur: Cursor) -> Cause:
     """outbox_stuck is there while any mail is 'uncertain' or 'failed' (until resent or dropped)."""
     from l1nda_sync.alerts.problems import Cause
     from l1nda_sync.alerts.store import CAP
@@ -392,7 +433,7 @@ def stuck_cause(cur: Any) -> Any:
                                "entries": entries, "more": max(0, rows[0][6] - len(entries))})
 
 
-def track_delivery(conn: Any, now: datetime, settings: Any) -> Counter[str]:
+def track_delivery(conn: Connection, now: datetime, settings: Settings) -> Counter[str]:
     """Open, keep or clear the operations problems about delivery (`outbox_stuck`, `webhook_failing`) from what
     the outboxes hold now; reminders and the resolution after the quiet period are the sweep's usual steps.
     Returns counts per step taken."""

@@ -9,10 +9,15 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.alerts.problems import REACH_REASONS, Kind, Problem, Stage
 from l1nda_sync.registry import locks
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
+
+Row = tuple[Any, ...]  # a row as psycopg2 returns it
 
 CAP = 20  # entries listed per group in a mail or a problem's detail; the rest are counted
 
@@ -24,6 +29,8 @@ _COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class ProblemRow:
+    """One row of `problems`, as read."""
+
     id: int
     token_id: int | None
     kind: Kind
@@ -37,7 +44,7 @@ class ProblemRow:
     last_notified_at: datetime | None
     muted: bool
     unmuted_at: datetime | None
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)  # JSON, as stored
 
     @classmethod
     def from_db(cls, row: Sequence[Any]) -> ProblemRow:
@@ -59,12 +66,19 @@ class ProblemRow:
         }
 
 
-def lock_key(cur: Any, token_id: int | None, kind: Kind) -> None:
+def one_row(cur: Cursor) -> Row:
+    """The row a statement that always answers one (RETURNING, count(*)) answered."""
+    row = cur.fetchone()
+    assert row is not None, "the statement answered no row"
+    return row
+
+
+def lock_key(cur: Cursor, token_id: int | None, kind: Kind) -> None:
     """Serialise everyone who may open the problem (token, kind) until this transaction ends."""
     locks.lock_problem(cur, token_id, kind)
 
 
-def open_problems(cur: Any, token_id: int | None, kinds: Iterable[Kind]) -> dict[Kind, ProblemRow]:
+def open_problems(cur: Cursor, token_id: int | None, kinds: Iterable[Kind]) -> dict[Kind, ProblemRow]:
     """The open problems of one token (None: the provider's) among `kinds`, locked for update."""
     cur.execute(
         f"""SELECT {_COLUMNS} FROM problems
@@ -75,16 +89,18 @@ def open_problems(cur: Any, token_id: int | None, kinds: Iterable[Kind]) -> dict
     return {r.kind: r for r in rows}
 
 
-def get_problem(cur: Any, problem_id: int, *, lock: bool = False) -> ProblemRow | None:
+def get_problem(cur: Cursor, problem_id: int, *, lock: bool = False) -> ProblemRow | None:
     cur.execute(f"SELECT {_COLUMNS} FROM problems WHERE id = %s" + (" FOR UPDATE" if lock else ""), (problem_id,))
     row = cur.fetchone()
     return ProblemRow.from_db(row) if row else None
 
 
 def list_problems(
-    cur: Any, *, state: str | None = "open", kind: str | None = None, token_id: int | None = None, limit: int = 200
+    cur: Cursor, *, state: str | None = "open", kind: str | None = None, token_id: int | None = None,
+    limit: int = 200,
 ) -> list[ProblemRow]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     if state is not None:
         where.append("state = %s")
         args.append(state)
@@ -101,28 +117,26 @@ def list_problems(
 
 
 def insert_problem(
-    cur: Any, token_id: int | None, kind: Kind, stage: Stage, detail: Mapping[str, Any], now: datetime
+    cur: Cursor, token_id: int | None, kind: Kind, stage: Stage, detail: Mapping[str, Any], now: datetime
 ) -> ProblemRow:
     cur.execute(
         f"""INSERT INTO problems (token_id, kind, state, stage, opened_at, last_seen_at, detail)
             VALUES (%s, %s, 'open', %s, %s, %s, %s::jsonb) RETURNING {_COLUMNS}""",
         (token_id, str(kind), str(stage), now, now, json.dumps(dict(detail), default=str)),
     )
-    return ProblemRow.from_db(cur.fetchone())
+    return ProblemRow.from_db(one_row(cur))
 
 
-def update_problem(cur: Any, problem_id: int, **values: Any) -> ProblemRow:
-    """Set the given columns (detail merges into the stored detail)."""
-    sets, args = [], []
-    for name, value in values.items():
-        if name == "detail":
-            sets.append("detail = detail || %s::jsonb")
-            args.append(json.dumps(dict(value), default=str))
-        else:
-            sets.append(f"{name} = %s")
-            args.append(value)
+def update_problem(cur: Cursor, problem_id: int, *, detail: Mapping[str, Any] | None = None,
+                   **columns: object) -> ProblemRow:
+    """Set the given columns; `detail` merges into the stored detail."""
+    sets = [f"{name} = %s" for name in columns]
+    args = list(columns.values())
+    if detail is not None:
+        sets.append("detail = detail || %s::jsonb")
+        args.append(json.dumps(dict(detail), default=str))
     cur.execute(f"UPDATE problems SET {', '.join(sets)} WHERE id = %s RETURNING {_COLUMNS}", (*args, problem_id))
-    return ProblemRow.from_db(cur.fetchone())
+    return ProblemRow.from_db(one_row(cur))
 
 
 # -- what a mail shows --------------------------------------------------------------------------------------
@@ -133,7 +147,7 @@ _TOKEN_COLUMNS = (
 )
 
 
-def load_token(cur: Any, token_id: int) -> dict[str, Any] | None:
+def load_token(cur: Cursor, token_id: int) -> dict[str, Any] | None:
     """The token as mails show it: never its secret, only the stored hint ('…a7c3')."""
     cur.execute(f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM tokens WHERE id = %s", (token_id,))
     row = cur.fetchone()
@@ -145,14 +159,14 @@ def load_token(cur: Any, token_id: int) -> dict[str, Any] | None:
     return token
 
 
-def _group(rows: list[tuple], names: Sequence[str]) -> dict[str, Any]:
+def _group(rows: Sequence[Row], names: Sequence[str]) -> dict[str, Any]:
     """Rows of (..., total) from a `count(*) OVER ()` query -> {count, entries (capped), more}."""
     count = rows[0][-1] if rows else 0
     entries = [dict(zip(names, r[:-1], strict=True)) for r in rows]
     return {"count": count, "entries": entries, "more": max(0, count - len(entries))}
 
 
-def _links_suspended_for_reach(cur: Any, token_id: int, limit: int) -> list[tuple]:
+def _links_suspended_for_reach(cur: Cursor, token_id: int, limit: int) -> list[Row]:
     cur.execute(
         """SELECT l.id, l.customer_ref, l.company_id, rc.name, l.state, l.reason, count(*) OVER ()
            FROM links l
@@ -169,12 +183,12 @@ _COMPANY_NAMES = ("id", "number", "name", "debtor_name")
 _DEBTOR_NAMES = ("id", "number", "name")
 
 
-def access_lost_links(cur: Any, token_id: int) -> dict[str, Any]:
+def access_lost_links(cur: Cursor, token_id: int) -> dict[str, Any]:
     """The links suspended with this token because it no longer reaches their company (capped), and counts."""
     return _group(_links_suspended_for_reach(cur, token_id, CAP), _LINK_NAMES)
 
 
-def affected(cur: Any, kind: Kind, token_id: int | None) -> dict[str, Any]:
+def affected(cur: Cursor, kind: Kind, token_id: int | None) -> dict[str, Any]:
     """Debtors, companies and links a problem touches: counts and the first CAP of each, by name."""
     empty = {"count": 0, "entries": [], "more": 0}
     if token_id is None:
@@ -190,8 +204,8 @@ def affected(cur: Any, kind: Kind, token_id: int | None) -> dict[str, Any]:
         company_filter, debtor_filter = "AND rc.company_id = ANY(%s)", (
             "AND rd.debtor_id IN (SELECT debtor_id FROM reach_companies "
             "WHERE token_id = %s AND company_id = ANY(%s))")
-        company_args: tuple = (company_ids,)
-        debtor_args: tuple = (token_id, company_ids)
+        company_args: tuple[object, ...] = (company_ids,)
+        debtor_args: tuple[object, ...] = (token_id, company_ids)
     else:
         cur.execute(
             """SELECT id, customer_ref, company_id,
@@ -225,7 +239,7 @@ def affected(cur: Any, kind: Kind, token_id: int | None) -> dict[str, Any]:
 
 
 def insert_outbox(
-    cur: Any, *, problem_id: int | None, event: str, audience: str, language: str, recipients: Sequence[str],
+    cur: Cursor, *, problem_id: int | None, event: str, audience: str, language: str, recipients: Sequence[str],
     subject: str, body_text: str, body_html: str, message_id: str, now: datetime,
 ) -> int:
     cur.execute(
@@ -235,4 +249,5 @@ def insert_outbox(
         (problem_id, event, audience, language, list(recipients), subject, body_text, body_html, message_id, now,
          now),
     )
-    return cur.fetchone()[0]
+    outbox_id: int = one_row(cur)[0]
+    return outbox_id

@@ -9,7 +9,8 @@ Guarantee: AT LEAST ONCE, in order, and nothing dropped silently.
   parked ('failed', with the answer in last_error) and later events go on. Operations get a `webhook_failing`
   problem while any event is parked; `l1nda-sync outbox requeue|drop` settles it.
 - 5xx, 408, 429, a redirect that was not followed, a time-out or a network error: the event stays pending and
-  is retried with backoff (1 minute doubling, at most 1 hour; a 429's Retry-After is honoured up to an hour),
+  is retried with backoff (`l1nda_sync.backoff`: 1 minute doubling, at most 1 hour; a 429's Retry-After is
+  honoured up to an hour),
   for as long as it takes. Nothing after it is sent meanwhile, so the receiver sees events in order. After
   `webhook_failing_after` (default 1 hour) of failing, operations get the same `webhook_failing` problem; it
   clears when delivery resumes.
@@ -20,16 +21,25 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from l1nda_sync.backoff import backoff, retry_after
 from l1nda_sync.registry import locks
+
+if TYPE_CHECKING:
+    import requests
+    from airflow.providers.http.hooks.http import HttpHook
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.alerts.problems import Cause
+    from l1nda_sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CONN_ID = "l1nda_api"
 BATCH = 200
 TIMEOUT = (5, 30)  # connect, read (seconds)
-MAX_BACKOFF = timedelta(hours=1)
 RETRIED_4XX = frozenset({408, 429})  # request time-out, too many requests: the event itself is fine
 
 
@@ -44,23 +54,16 @@ def webhook_enabled(conn_id: str = CONN_ID) -> bool:
     return True
 
 
-def _backoff(attempts: int) -> timedelta:
-    return min(timedelta(minutes=2 ** max(0, min(attempts - 1, 20))), MAX_BACKOFF)
+def _retry_after(response: requests.Response) -> timedelta | None:
+    headers = response.headers
+    return retry_after(headers.get("Retry-After") if headers else None)
 
 
-def _retry_after(response: Any) -> timedelta | None:
-    value = (response.headers or {}).get("Retry-After", "") if response is not None else ""
+def _post(hook: HttpHook, key: str, event: str, payload: Any) -> tuple[str, str | None, timedelta | None]:
+    """One POST: ('sent' | 'park' | 'retry', error text, wait the receiver asked for). `payload`: the event's
+    JSON data as stored."""
     try:
-        seconds = float(str(value).strip())
-    except ValueError:
-        return None
-    return min(timedelta(seconds=max(0.0, seconds)), MAX_BACKOFF)
-
-
-def _post(hook: Any, key: str, event: str, payload: Any) -> tuple[str, str | None, timedelta | None]:
-    """One POST: ('sent' | 'park' | 'retry', error text, wait the receiver asked for)."""
-    try:
-        response = hook.run(endpoint=None, json={"event": event, "id": key, "data": payload},
+        response: requests.Response = hook.run(endpoint=None, json={"event": event, "id": key, "data": payload},
                             headers={"Idempotency-Key": key, "Content-Type": "application/json"},
                             extra_options={"timeout": TIMEOUT, "check_response": False})
     except Exception as exc:  # connection refused, reset, time-out, DNS: the receiver never answered
@@ -75,7 +78,7 @@ def _post(hook: Any, key: str, event: str, payload: Any) -> tuple[str, str | Non
     return "retry", error, _retry_after(response) if status == 429 else None
 
 
-def deliver(conn: Any, now: datetime, *, conn_id: str = CONN_ID, limit: int = BATCH) -> dict[str, int]:
+def deliver(conn: Connection, now: datetime, *, conn_id: str = CONN_ID, limit: int = BATCH) -> dict[str, int]:
     """Post the due events in id order; returns counts: sent, retry, failed (parked for good)."""
     counts: Counter[str] = Counter(dict.fromkeys(("sent", "retry", "failed"), 0))
     if not webhook_enabled(conn_id):
@@ -94,7 +97,7 @@ def deliver(conn: Any, now: datetime, *, conn_id: str = CONN_ID, limit: int = BA
     return dict(counts)
 
 
-def _deliver_locked(conn: Any, hook: Any, now: datetime, limit: int, counts: Counter[str]) -> None:
+def _deliver_locked(conn: Connection, hook: HttpHook, now: datetime, limit: int, counts: Counter[str]) -> None:
     for _ in range(limit):
         with conn, conn.cursor() as cur:
             cur.execute(
@@ -128,7 +131,7 @@ def _deliver_locked(conn: Any, hook: Any, now: datetime, limit: int, counts: Cou
             cur.execute(
                 """UPDATE webhook_outbox SET attempts = %s, last_error = %s, next_attempt_at = %s,
                        first_failed_at = coalesce(first_failed_at, %s) WHERE id = %s""",
-                (attempts, error, now + max(_backoff(attempts), wait or timedelta(0)), now, row_id),
+                (attempts, error, now + backoff(attempts, retry_after=wait), now, row_id),
             )
             counts["retry"] += 1
             log.warning("webhook event %s (%s) not delivered, attempt %d, retried later: %s", row_id, event,
@@ -136,11 +139,11 @@ def _deliver_locked(conn: Any, hook: Any, now: datetime, limit: int, counts: Cou
             break  # later rows would go out of order; retry from here next time
 
 
-def failing_cause(cur: Any, now: datetime, settings: Any) -> Any:
+def failing_cause(cur: Cursor, now: datetime, settings: Settings) -> Cause:
     """webhook_failing is there while any event is parked, or while the oldest pending event has been failing
     for `webhook_failing_after` seconds or more."""
     from l1nda_sync.alerts.problems import Cause
-    from l1nda_sync.alerts.store import CAP
+    from l1nda_sync.alerts.store import CAP, one_row
 
     cur.execute(
         """SELECT id, event, attempts, last_error, count(*) OVER () FROM webhook_outbox WHERE state = 'failed'
@@ -169,5 +172,5 @@ def failing_cause(cur: Any, now: datetime, settings: Any) -> Any:
         detail["stalled"] = {"id": head[0], "event": head[1], "attempts": head[2],
                              "last_error": (head[3] or "")[:300],
                              "since": head[4].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                             "waiting": cur.fetchone()[0]}
+                             "waiting": one_row(cur)[0]}
     return Cause(True, detail=detail)

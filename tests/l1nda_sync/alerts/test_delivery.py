@@ -8,7 +8,8 @@ from typing import Any
 import psycopg2
 import pytest
 
-from l1nda_sync.alerts.outbox import MAX_ATTEMPTS, SmtpSender, backoff, drain
+from l1nda_sync.alerts.outbox import MAX_ATTEMPTS, SmtpSender, drain
+from l1nda_sync.backoff import backoff
 from l1nda_sync.engine.token_state import Outcome
 from tests.l1nda_sync.alerts.harness import HOUR, MIN, OPS, MailServer, World, probe, stopped
 
