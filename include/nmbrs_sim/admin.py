@@ -49,12 +49,25 @@ class SimAdmin:
             raise SimAdminError(method, url, response.status_code, message)
         return response.json() if response.content else None
 
+    def _object(self, method: str, path: str, payload: dict[str, Any] | None = None,
+                params: dict[str, str] | None = None) -> dict[str, Any]:
+        answer = self._call(method, path, payload, params)
+        if not isinstance(answer, dict):
+            raise SimAdminError(method, path, 200, f"expected a JSON object, got {answer!r:.200}")
+        return answer
+
+    def _rows(self, method: str, path: str) -> list[dict[str, Any]]:
+        answer = self._call(method, path)
+        if not isinstance(answer, list):
+            raise SimAdminError(method, path, 200, f"expected a JSON list, got {answer!r:.200}")
+        return answer
+
     # -------------------------------------------------------------- world
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "health")
+        return self._object("GET", "health")
 
     def world(self) -> dict[str, Any]:
-        return self._call("GET", "world")
+        return self._object("GET", "world")
 
     def reset_world(self) -> None:
         self._call("POST", "world/reset")
@@ -64,17 +77,17 @@ class SimAdmin:
         self._call("PUT", "world", scenario)
 
     def settings(self) -> dict[str, Any]:
-        return self._call("GET", "settings")
+        return self._object("GET", "settings")
 
     def set_accept_missing_domain(self, accept: bool) -> None:
         self._call("PUT", "settings", {"accept_missing_domain": accept})
 
     # -------------------------------------------------------------- logins
     def logins(self) -> list[dict[str, Any]]:
-        return self._call("GET", "logins")
+        return self._rows("GET", "logins")
 
     def login(self, username: str) -> dict[str, Any]:
-        return self._call("GET", f"logins/{_q(username)}")
+        return self._object("GET", f"logins/{_q(username)}")
 
     def add_login(self, environment: str, *, username: str, level: str, token: str | None = None,
                   tag_filter: str | list[str] | None = None, company_filter: Iterable[int] | None = None,
@@ -88,10 +101,10 @@ class SimAdmin:
                 payload[key] = value
         if company_filter is not None:
             payload["company_filter"] = list(company_filter)
-        return self._call("POST", "logins", payload)
+        return self._object("POST", "logins", payload)
 
     def reset_token(self, username: str) -> str:
-        return self._call("POST", f"logins/{_q(username)}/reset-token")["token"]
+        return str(self._object("POST", f"logins/{_q(username)}/reset-token")["token"])
 
     def delete_login(self, username: str) -> None:
         self._call("POST", f"logins/{_q(username)}/delete")
@@ -113,7 +126,7 @@ class SimAdmin:
                                          for svc, ops in template.items()})
         if debtor is not None:
             payload["debtor"] = debtor
-        return self._call("PATCH", f"logins/{_q(username)}", payload)
+        return self._object("PATCH", f"logins/{_q(username)}", payload)
 
     def set_operation_allowed(self, username: str, service: str, operation: str, allowed: bool) -> None:
         self._call("PUT", f"logins/{_q(username)}/operations/{_q(service)}/{_q(operation)}", {"allowed": allowed})
@@ -125,7 +138,8 @@ class SimAdmin:
                    {"id": id, "number": number, "name": name, "tags": list(tags)})
 
     def set_debtor_tags(self, debtor_id: int, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
-        return self._call("POST", f"debtors/{int(debtor_id)}/tags", {"add": list(add), "remove": list(remove)})["tags"]
+        answer = self._object("POST", f"debtors/{int(debtor_id)}/tags", {"add": list(add), "remove": list(remove)})
+        return list(answer["tags"])
 
     def add_company(self, debtor_id: int, *, id: int, number: int, name: str | None = None,
                     period: str = "Month", kvk: str | None = None) -> None:
@@ -146,14 +160,14 @@ class SimAdmin:
 
     # -------------------------------------------------------------- call log
     def calls(self) -> list[dict[str, Any]]:
-        return self._call("GET", "calls")
+        return self._rows("GET", "calls")
 
     def call_count(self, *, service: str | None = None, operation: str | None = None,
                    username: str | None = None) -> int:
         params = {k: v for k, v in (("service", service), ("operation", operation), ("username", username)) if v}
         if not params:
             return sum(row["count"] for row in self.calls())
-        return self._call("GET", "calls", params=params)["count"]
+        return int(self._object("GET", "calls", params=params)["count"])
 
     def clear_calls(self) -> None:
         self._call("DELETE", "calls")
@@ -168,10 +182,10 @@ class SimAdmin:
                            ("path", path), ("probability", probability), ("count", count)):
             if value is not None:
                 payload[key] = value
-        return self._call("POST", "faults", payload)["id"]
+        return str(self._object("POST", "faults", payload)["id"])
 
     def faults(self) -> list[dict[str, Any]]:
-        return self._call("GET", "faults")
+        return self._rows("GET", "faults")
 
     def remove_fault(self, fault_id: str) -> None:
         self._call("DELETE", f"faults/{_q(fault_id)}")
@@ -185,11 +199,11 @@ class SimAdmin:
     # -------------------------------------------------------------- REST: clients, consents, clock
     def set_password(self, username: str, password: str | None) -> dict[str, Any]:
         """Let a login consent on the identity server's page (or, with None, no longer)."""
-        return self._call("PATCH", f"logins/{_q(username)}", {"password": password})
+        return self._object("PATCH", f"logins/{_q(username)}", {"password": password})
 
     def rest_clients(self) -> list[dict[str, Any]]:
         """The registered REST clients with their secrets, redirect URIs, subscription keys and scopes."""
-        return self._call("GET", "rest/clients")
+        return self._rows("GET", "rest/clients")
 
     def authorize(self, username: str, client_id: str, redirect_uri: str, scope: str, state: str = "", *,
                   code_challenge: str | None = None, code_challenge_method: str | None = None) -> str:
@@ -201,10 +215,10 @@ class SimAdmin:
             payload["code_challenge"] = code_challenge
         if code_challenge_method is not None:
             payload["code_challenge_method"] = code_challenge_method
-        return self._call("POST", "rest/authorize", payload)["location"]
+        return str(self._object("POST", "rest/authorize", payload)["location"])
 
     def consents(self) -> list[dict[str, Any]]:
-        return self._call("GET", "rest/consents")
+        return self._rows("GET", "rest/consents")
 
     def withdraw_consent(self, consent_id: str) -> None:
         """What the customer does in Nmbrs' App Manager: the connection's tokens stop working."""
@@ -213,18 +227,18 @@ class SimAdmin:
     def expire_refresh_tokens(self, consent_id: str | None = None) -> int:
         """Let the live refresh tokens of one consent (or all) expire now; answers how many did."""
         payload = {"consent_id": consent_id} if consent_id is not None else {}
-        return self._call("POST", "rest/refresh-tokens/expire", payload)["expired"]
+        return int(self._object("POST", "rest/refresh-tokens/expire", payload)["expired"])
 
     def clock(self) -> dict[str, Any]:
         """{"now": ISO 8601, "epoch": seconds, "offset_seconds": ...} of the simulated clock."""
-        return self._call("GET", "clock")
+        return self._object("GET", "clock")
 
     def advance_clock(self, seconds: float) -> dict[str, Any]:
-        return self._call("PUT", "clock", {"advance_seconds": seconds})
+        return self._object("PUT", "clock", {"advance_seconds": seconds})
 
     def set_clock(self, now: str | float) -> dict[str, Any]:
         """Set the simulated time (ISO 8601 with a zone, or epoch seconds); it runs on from there."""
-        return self._call("PUT", "clock", {"now": now})
+        return self._object("PUT", "clock", {"now": now})
 
     def reset_clock(self) -> dict[str, Any]:
-        return self._call("PUT", "clock", {"reset": True})
+        return self._object("PUT", "clock", {"reset": True})

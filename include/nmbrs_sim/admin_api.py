@@ -80,40 +80,46 @@ def _strings(data: dict[str, Any], name: str) -> list[str]:
     return value
 
 
-def add_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> None:
-    def sim(request: web.Request) -> Simulator:
-        return request.app[sim_key]
+class _AdminHandlers:
+    """The /_sim/ endpoints, bound to the app key of the simulator they change."""
 
+    def __init__(self, sim_key: web.AppKey[Simulator]) -> None:
+        self.sim_key = sim_key
+
+    def sim(self, request: web.Request) -> Simulator:
+        return request.app[self.sim_key]
+
+    @staticmethod
     def ok(**extra: Any) -> web.Response:
         return web.json_response({"ok": True, **extra})
 
-    async def health(request: web.Request) -> web.Response:
-        world = sim(request).world
+    async def health(self, request: web.Request) -> web.Response:
+        world = self.sim(request).world
         return web.json_response({"status": "ok", "environments": len(world.environments),
                                   "logins": len(world.logins), "companies": len(world.companies)})
 
-    async def get_world(request: web.Request) -> web.Response:
-        return web.json_response(sim(request).snapshot())
+    async def get_world(self, request: web.Request) -> web.Response:
+        return web.json_response(self.sim(request).snapshot())
 
-    async def put_world(request: web.Request) -> web.Response:
-        sim(request).load_world(await _body(request))
-        return ok()
+    async def put_world(self, request: web.Request) -> web.Response:
+        self.sim(request).load_world(await _body(request))
+        return self.ok()
 
-    async def reset_world(request: web.Request) -> web.Response:
-        sim(request).reset_world()
-        return ok()
+    async def reset_world(self, request: web.Request) -> web.Response:
+        self.sim(request).reset_world()
+        return self.ok()
 
-    async def list_logins(request: web.Request) -> web.Response:
-        world = sim(request).world
+    async def list_logins(self, request: web.Request) -> web.Response:
+        world = self.sim(request).world
         with world.lock:
             rows = [login_to_dict(login, include_environment=True) for login in world.logins.values()]
         return web.json_response(rows)
 
-    async def get_login(request: web.Request) -> web.Response:
-        return web.json_response(login_to_dict(sim(request).world.login(request.match_info["username"]),
+    async def get_login(self, request: web.Request) -> web.Response:
+        return web.json_response(login_to_dict(self.sim(request).world.login(request.match_info["username"]),
                                                include_environment=True))
 
-    async def add_login(request: web.Request) -> web.Response:
+    async def add_login(self, request: web.Request) -> web.Response:
         data = await _body(request)
         allowed = {"environment", "username", "level", "token", "tag_filter", "company_filter", "debtor",
                    "template", "deleted", "password", "name"}
@@ -122,93 +128,94 @@ def add_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> No
             raise _BadInput(f"give environment, username and level (and optionally {sorted(allowed)}); "
                             f"unknown: {sorted(unknown)}")
         environment = data.pop("environment")
-        login = sim(request).world.add_login(environment, **data)
+        login = self.sim(request).world.add_login(environment, **data)
         return web.json_response(login_to_dict(login, include_environment=True), status=201)
 
-    async def patch_login(request: web.Request) -> web.Response:
+    async def patch_login(self, request: web.Request) -> web.Response:
         data = await _body(request)
         unknown = set(data) - {"tag_filter", "company_filter", "template", "debtor", "password"}
         if unknown:
             raise _BadInput(f"unknown field(s) {sorted(unknown)}: a login has tag_filter, company_filter, template, "
                             "debtor, password")
         if "password" in data:
-            sim(request).world.set_password(request.match_info["username"], data.pop("password"))
+            self.sim(request).world.set_password(request.match_info["username"], data.pop("password"))
         company_filter = data.get("company_filter")
         if company_filter is not None:
             if not isinstance(company_filter, list):
                 raise _BadInput("company_filter must be a list of company ids")
             company_filter = [_int(c, "company_filter[]") for c in company_filter]
         debtor = _int(data["debtor"], "debtor") if data.get("debtor") is not None else None
-        login = sim(request).world.update_login(request.match_info["username"], tag_filter=data.get("tag_filter"),
+        login = self.sim(request).world.update_login(request.match_info["username"], tag_filter=data.get("tag_filter"),
                                                 company_filter=company_filter, template=data.get("template"),
                                                 debtor=debtor)
         return web.json_response(login_to_dict(login, include_environment=True))
 
-    async def reset_token(request: web.Request) -> web.Response:
-        return web.json_response({"token": sim(request).world.reset_token(request.match_info["username"])})
+    async def reset_token(self, request: web.Request) -> web.Response:
+        return web.json_response({"token": self.sim(request).world.reset_token(request.match_info["username"])})
 
-    async def delete_login(request: web.Request) -> web.Response:
-        sim(request).world.set_deleted(request.match_info["username"], True)
-        return ok()
+    async def delete_login(self, request: web.Request) -> web.Response:
+        self.sim(request).world.set_deleted(request.match_info["username"], True)
+        return self.ok()
 
-    async def restore_login(request: web.Request) -> web.Response:
-        sim(request).world.set_deleted(request.match_info["username"], False)
-        return ok()
+    async def restore_login(self, request: web.Request) -> web.Response:
+        self.sim(request).world.set_deleted(request.match_info["username"], False)
+        return self.ok()
 
-    async def set_operation(request: web.Request) -> web.Response:
+    async def set_operation(self, request: web.Request) -> web.Response:
         data = await _body(request)
         m = request.match_info
-        sim(request).world.set_operation_allowed(m["username"], m["service"], m["operation"], _bool(data, "allowed"))
-        return ok()
+        self.sim(request).world.set_operation_allowed(m["username"], m["service"], m["operation"],
+                                                      _bool(data, "allowed"))
+        return self.ok()
 
-    async def add_debtor(request: web.Request) -> web.Response:
+    async def add_debtor(self, request: web.Request) -> web.Response:
         data = await _body(request)
         if "id" not in data:
             raise _BadInput("id is required")
-        debtor = sim(request).world.add_debtor(
+        debtor = self.sim(request).world.add_debtor(
             request.match_info["environment"], id=_int(data["id"], "id"),
             number=None if data.get("number") is None else str(data["number"]),
             name=data.get("name"), tags=_strings(data, "tags"))
         return web.json_response({"id": debtor.id, "tags": debtor.tags}, status=201)
 
-    async def set_subscription(request: web.Request) -> web.Response:
+    async def set_subscription(self, request: web.Request) -> web.Response:
         data = await _body(request)
-        sim(request).world.set_subscription(request.match_info["environment"], _bool(data, "valid"))
-        return ok()
+        self.sim(request).world.set_subscription(request.match_info["environment"], _bool(data, "valid"))
+        return self.ok()
 
-    async def debtor_tags(request: web.Request) -> web.Response:
+    async def debtor_tags(self, request: web.Request) -> web.Response:
         data = await _body(request)
-        tags = sim(request).world.set_debtor_tags(_int(request.match_info["debtor_id"], "debtor_id"),
+        tags = self.sim(request).world.set_debtor_tags(_int(request.match_info["debtor_id"], "debtor_id"),
                                                   add=_strings(data, "add"), remove=_strings(data, "remove"))
         return web.json_response({"tags": tags})
 
-    async def add_company(request: web.Request) -> web.Response:
+    async def add_company(self, request: web.Request) -> web.Response:
         data = await _body(request)
         for key in ("id", "number"):
             if key not in data:
                 raise _BadInput(f"{key} is required")
-        company = sim(request).world.add_company(
+        company = self.sim(request).world.add_company(
             _int(request.match_info["debtor_id"], "debtor_id"), id=_int(data["id"], "id"),
             number=_int(data["number"], "number"), name=data.get("name"), period=data.get("period") or "Month",
             kvk=None if data.get("kvk") is None else str(data["kvk"]))
         return web.json_response({"id": company.id, "debtor_id": company.debtor_id}, status=201)
 
-    async def move_company(request: web.Request) -> web.Response:
+    async def move_company(self, request: web.Request) -> web.Response:
         data = await _body(request)
-        sim(request).world.move_company(_int(request.match_info["company_id"], "company_id"),
+        self.sim(request).world.move_company(_int(request.match_info["company_id"], "company_id"),
                                         _int(data.get("debtor_id"), "debtor_id"))
-        return ok()
+        return self.ok()
 
-    async def end_company(request: web.Request) -> web.Response:
-        sim(request).world.end_company(_int(request.match_info["company_id"], "company_id"))
-        return ok()
+    async def end_company(self, request: web.Request) -> web.Response:
+        self.sim(request).world.end_company(_int(request.match_info["company_id"], "company_id"))
+        return self.ok()
 
-    async def reopen_company(request: web.Request) -> web.Response:
-        sim(request).world.end_company(_int(request.match_info["company_id"], "company_id"), ended=False)
-        return ok()
+    async def reopen_company(self, request: web.Request) -> web.Response:
+        self.sim(request).world.end_company(_int(request.match_info["company_id"], "company_id"), ended=False)
+        return self.ok()
 
-    async def get_calls(request: web.Request) -> web.Response:
-        calls = sim(request).calls
+    async def get_calls(self, request: web.Request) -> web.Response:
+        calls = self.sim(request).calls
         query = request.query
         if any(k in query for k in ("service", "operation", "username")):
             return web.json_response({"count": calls.count(service=query.get("service"),
@@ -216,85 +223,88 @@ def add_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> No
                                                            username=query.get("username"))})
         return web.json_response(calls.rows())
 
-    async def clear_calls(request: web.Request) -> web.Response:
-        sim(request).calls.clear()
-        return ok()
+    async def clear_calls(self, request: web.Request) -> web.Response:
+        self.sim(request).calls.clear()
+        return self.ok()
 
-    async def get_faults(request: web.Request) -> web.Response:
-        return web.json_response([rule.to_dict() for rule in sim(request).faults.rules()])
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response([rule.to_dict() for rule in self.sim(request).faults.rules()])
 
-    async def add_fault(request: web.Request) -> web.Response:
+    async def add_fault(self, request: web.Request) -> web.Response:
         data = await _body(request)
         username = data.get("username")
-        if username is not None and str(username).lower() not in sim(request).world.logins:
+        if username is not None and str(username).lower() not in self.sim(request).world.logins:
             raise _BadInput(f"username {username!r} is no login of this world; the fault would never fire")
         try:
-            rule_id = sim(request).faults.add_dict(data)
+            rule_id = self.sim(request).faults.add_dict(data)
         except ValueError as exc:
             raise _BadInput(str(exc)) from None
         return web.json_response({"id": rule_id}, status=201)
 
-    async def clear_faults(request: web.Request) -> web.Response:
-        sim(request).faults.clear()
-        return ok()
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        self.sim(request).faults.clear()
+        return self.ok()
 
-    async def delete_fault(request: web.Request) -> web.Response:
-        if not sim(request).faults.remove(request.match_info["fault_id"]):
+    async def delete_fault(self, request: web.Request) -> web.Response:
+        if not self.sim(request).faults.remove(request.match_info["fault_id"]):
             return _error(404, f"no fault {request.match_info['fault_id']!r}")
-        return ok()
+        return self.ok()
 
-    async def get_latency(request: web.Request) -> web.Response:
-        s = sim(request)
+    async def get_latency(self, request: web.Request) -> web.Response:
+        s = self.sim(request)
         return web.json_response({"ms": s.latency_ms, "jitter_ms": s.latency_jitter_ms})
 
-    async def put_latency(request: web.Request) -> web.Response:
+    async def put_latency(self, request: web.Request) -> web.Response:
         data = await _body(request)
-        sim(request).set_latency(_number(data, "ms"), _number(data, "jitter_ms", 0.0))
-        return ok()
+        self.sim(request).set_latency(_number(data, "ms"), _number(data, "jitter_ms", 0.0))
+        return self.ok()
 
-    async def get_settings(request: web.Request) -> web.Response:
-        return web.json_response({"accept_missing_domain": sim(request).world.accept_missing_domain})
+    async def get_settings(self, request: web.Request) -> web.Response:
+        return web.json_response({"accept_missing_domain": self.sim(request).world.accept_missing_domain})
 
-    async def put_settings(request: web.Request) -> web.Response:
+    async def put_settings(self, request: web.Request) -> web.Response:
         data = await _body(request)
         unknown = set(data) - {"accept_missing_domain"}
         if unknown:
             raise _BadInput(f"unknown setting(s) {sorted(unknown)}; known: accept_missing_domain")
         if "accept_missing_domain" in data:
-            sim(request).world.set_accept_missing_domain(_bool(data, "accept_missing_domain"))
-        return ok()
+            self.sim(request).world.set_accept_missing_domain(_bool(data, "accept_missing_domain"))
+        return self.ok()
 
+
+def add_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> None:
+    h = _AdminHandlers(sim_key)
     p = ADMIN_PREFIX
     routes: list[tuple[str, str, Handler]] = [
-        ("GET", "health", health),
-        ("GET", "world", get_world),
-        ("PUT", "world", put_world),
-        ("POST", "world/reset", reset_world),
-        ("GET", "logins", list_logins),
-        ("POST", "logins", add_login),
-        ("GET", "logins/{username}", get_login),
-        ("PATCH", "logins/{username}", patch_login),
-        ("POST", "logins/{username}/reset-token", reset_token),
-        ("POST", "logins/{username}/delete", delete_login),
-        ("POST", "logins/{username}/restore", restore_login),
-        ("PUT", "logins/{username}/operations/{service}/{operation}", set_operation),
-        ("POST", "environments/{environment}/debtors", add_debtor),
-        ("PUT", "environments/{environment}/subscription", set_subscription),
-        ("POST", "debtors/{debtor_id}/tags", debtor_tags),
-        ("POST", "debtors/{debtor_id}/companies", add_company),
-        ("POST", "companies/{company_id}/move", move_company),
-        ("POST", "companies/{company_id}/end", end_company),
-        ("POST", "companies/{company_id}/reopen", reopen_company),
-        ("GET", "calls", get_calls),
-        ("DELETE", "calls", clear_calls),
-        ("GET", "faults", get_faults),
-        ("POST", "faults", add_fault),
-        ("DELETE", "faults", clear_faults),
-        ("DELETE", "faults/{fault_id}", delete_fault),
-        ("GET", "latency", get_latency),
-        ("PUT", "latency", put_latency),
-        ("GET", "settings", get_settings),
-        ("PUT", "settings", put_settings),
+        ("GET", "health", h.health),
+        ("GET", "world", h.get_world),
+        ("PUT", "world", h.put_world),
+        ("POST", "world/reset", h.reset_world),
+        ("GET", "logins", h.list_logins),
+        ("POST", "logins", h.add_login),
+        ("GET", "logins/{username}", h.get_login),
+        ("PATCH", "logins/{username}", h.patch_login),
+        ("POST", "logins/{username}/reset-token", h.reset_token),
+        ("POST", "logins/{username}/delete", h.delete_login),
+        ("POST", "logins/{username}/restore", h.restore_login),
+        ("PUT", "logins/{username}/operations/{service}/{operation}", h.set_operation),
+        ("POST", "environments/{environment}/debtors", h.add_debtor),
+        ("PUT", "environments/{environment}/subscription", h.set_subscription),
+        ("POST", "debtors/{debtor_id}/tags", h.debtor_tags),
+        ("POST", "debtors/{debtor_id}/companies", h.add_company),
+        ("POST", "companies/{company_id}/move", h.move_company),
+        ("POST", "companies/{company_id}/end", h.end_company),
+        ("POST", "companies/{company_id}/reopen", h.reopen_company),
+        ("GET", "calls", h.get_calls),
+        ("DELETE", "calls", h.clear_calls),
+        ("GET", "faults", h.get_faults),
+        ("POST", "faults", h.add_fault),
+        ("DELETE", "faults", h.clear_faults),
+        ("DELETE", "faults/{fault_id}", h.delete_fault),
+        ("GET", "latency", h.get_latency),
+        ("PUT", "latency", h.put_latency),
+        ("GET", "settings", h.get_settings),
+        ("PUT", "settings", h.put_settings),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, p + path, _guarded(handler))

@@ -11,6 +11,8 @@ from typing import Any
 
 @dataclass(slots=True)
 class CallStats:
+    """Counts and time of one (service, operation, username)."""
+
     count: int = 0
     faults: int = 0
     total_seconds: float = 0.0
@@ -18,6 +20,8 @@ class CallStats:
 
 
 class CallLog:
+    """Per service, operation and username: calls, faults and seconds; thread-safe."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str, str], CallStats] = {}

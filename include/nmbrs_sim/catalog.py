@@ -15,6 +15,8 @@ PERIODS = ("None", "Month", "Week4", "Month6", "Year")
 
 @dataclass(frozen=True, slots=True)
 class Operation:
+    """One SOAP operation: its service, name, SOAPAction, auth header and Int32 parameters."""
+
     service: str
     name: str
     header: str

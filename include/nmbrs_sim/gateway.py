@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from nmbrs_sim.http_faults import ERROR_PAGES, drop_connection, error_page, plain_429, waf_page
-from nmbrs_sim.injection import param
+from nmbrs_sim.http_faults import drop_connection, proxy_answer
 from nmbrs_sim.rest_errors import ApiError
 from nmbrs_sim.simulator import Simulator
 
@@ -45,10 +44,7 @@ async def _failure(request: web.Request, kind: str, params: dict[str, float]) ->
         return ApiError(42908).response(headers)
     if kind == "quota_exceeded":
         return ApiError(42909).response()
-    if kind == "http_429":
-        return plain_429(int(param(kind, params, "retry_after")))
-    if kind == "http_403_html":
-        return waf_page()
-    if kind in ERROR_PAGES:
-        return error_page(kind)
+    page = proxy_answer(kind, int(params.get("retry_after", 1)))
+    if page is not None:
+        return page
     await drop_connection(request, hang=kind == "hang")  # reset, hang

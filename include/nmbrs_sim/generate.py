@@ -22,10 +22,8 @@ def _token(rng: random.Random) -> str:
     return f"{rng.getrandbits(128):032x}"
 
 
-def generate_world(*, tokens: int = 2000, accountant_share: float = 0.1, seed: int = 0, min_debtors: int = 20,
-                   max_debtors: int = 200, max_client_companies: int = 3, all_tags_share: float = 0.6
-                   ) -> dict[str, Any]:
-    """A scenario dict with `tokens` logins; the same arguments always give the same world."""
+def _check_arguments(tokens: int, accountant_share: float, min_debtors: int, max_debtors: int,
+                     max_client_companies: int) -> None:
     if tokens < 1:
         raise ValueError(f"tokens must be >= 1, got {tokens}")
     if not 0 <= accountant_share <= 1:
@@ -34,6 +32,13 @@ def generate_world(*, tokens: int = 2000, accountant_share: float = 0.1, seed: i
         raise ValueError(f"need 1 <= min_debtors <= max_debtors, got {min_debtors} and {max_debtors}")
     if max_client_companies < 1:
         raise ValueError(f"max_client_companies must be >= 1, got {max_client_companies}")
+
+
+def generate_world(*, tokens: int = 2000, accountant_share: float = 0.1, seed: int = 0, min_debtors: int = 20,
+                   max_debtors: int = 200, max_client_companies: int = 3, all_tags_share: float = 0.6
+                   ) -> dict[str, Any]:
+    """A scenario dict with `tokens` logins; the same arguments always give the same world."""
+    _check_arguments(tokens, accountant_share, min_debtors, max_debtors, max_client_companies)
     rng = random.Random(seed)
     accountants = round(tokens * accountant_share)
     clients = tokens - accountants
@@ -56,7 +61,7 @@ def generate_world(*, tokens: int = 2000, accountant_share: float = 0.1, seed: i
     for i in range(accountants):
         tag_count = rng.randint(3, len(TAGS))
         tags = [{"number": n + 1, "name": name, "color": color} for n, (name, color) in enumerate(TAGS[:tag_count])]
-        tag_names = [t["name"] for t in tags]
+        tag_names = [name for name, _ in TAGS[:tag_count]]
         debtors = [new_debtor(d + 1, f"Office {i + 1} client {d + 1}", rng.sample(tag_names, rng.randint(0, 2)),
                               _pick(rng, COMPANIES_PER_DEBTOR))
                    for d in range(rng.randint(min_debtors, max_debtors))]

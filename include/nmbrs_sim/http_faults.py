@@ -38,6 +38,17 @@ def waf_page() -> web.Response:
     return web.Response(status=403, text=WAF_PAGE, content_type=HTML)
 
 
+def proxy_answer(kind: str, retry_after: int) -> web.Response | None:
+    """The answer of a proxy-level failure kind (http_5xx, http_403_html, http_429), None for other kinds."""
+    if kind in ERROR_PAGES:
+        return error_page(kind)
+    if kind == "http_403_html":
+        return waf_page()
+    if kind == "http_429":
+        return plain_429(retry_after)
+    return None
+
+
 async def drop_connection(request: web.Request, *, hang: bool) -> NoReturn:
     """Reset the connection (after holding it until the client gives up, for `hang`); never returns."""
     if hang:

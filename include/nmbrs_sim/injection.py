@@ -62,6 +62,8 @@ def param(kind: str, params: dict[str, float], name: str) -> float:
 
 @dataclass
 class FaultRule:
+    """One fault rule: what it does (kind, params), which calls it picks, how often."""
+
     id: str
     kind: str
     username: str | None = None
@@ -99,35 +101,11 @@ def rule_from_dict(data: dict[str, Any], *, rule_id: str) -> FaultRule:
     kind = data.get("kind")
     if kind not in FAULT_KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(FAULT_KINDS)}")
-    service, operation = data.get("service"), data.get("operation")
-    if service is not None and service not in KNOWN_SERVICES:
-        raise ValueError(f"service {service!r} is not one of {', '.join(KNOWN_SERVICES)}")
-    path = data.get("path")
-    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
-        raise ValueError(f"path must be a path prefix starting with '/', got {path!r}")
-    if operation is not None:
-        known = set(KNOWN_SERVICES[service]) if service else {op for ops in KNOWN_SERVICES.values() for op in ops}
-        if operation not in known:
-            raise ValueError(f"operation {operation!r} is not one of {', '.join(sorted(known))}")
-    probability = data.get("probability")
-    if probability is not None and (isinstance(probability, bool) or not isinstance(probability, int | float)
-                                    or not 0 <= probability <= 1):
-        raise ValueError(f"probability must be a number from 0 to 1, got {probability!r}")
-    count = data.get("count")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise ValueError(f"count must be a whole number >= 1, got {count!r}")
-    base = {"kind", "username", "service", "operation", "path", "probability", "count", "id", "fired"}
-    allowed = PARAMS.get(kind, {})
-    params: dict[str, float] = {}
-    for key, value in data.items():
-        if key in base or value is None:
-            continue
-        if key not in allowed:
-            hint = f"allowed: {', '.join(allowed)}" if allowed else "this kind takes no parameters"
-            raise ValueError(f"{key} is not a parameter of {kind} faults ({hint})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"{key} must be a number >= 0, got {value!r}")
-        params[key] = float(value)
+    service, operation, path = data.get("service"), data.get("operation"), data.get("path")
+    _check_target(service, operation, path)
+    probability, count = data.get("probability"), data.get("count")
+    _check_limits(probability, count)
+    params = _params(kind, data)
     if kind == "latency" and "ms" not in params:
         raise ValueError("ms is required for a latency fault (milliseconds to wait)")
     if kind == "fair_use" and params.get("calls_per_second", 1.0) <= 0:
@@ -144,6 +122,42 @@ def rule_from_dict(data: dict[str, Any], *, rule_id: str) -> FaultRule:
     username = data.get("username")
     return FaultRule(rule_id, kind, str(username) if username is not None else None, service, operation,
                      float(probability) if probability is not None else None, count, params, path=path)
+
+
+def _check_target(service: Any, operation: Any, path: Any) -> None:
+    if service is not None and service not in KNOWN_SERVICES:
+        raise ValueError(f"service {service!r} is not one of {', '.join(KNOWN_SERVICES)}")
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+        raise ValueError(f"path must be a path prefix starting with '/', got {path!r}")
+    if operation is not None:
+        known = set(KNOWN_SERVICES[service]) if service else {op for ops in KNOWN_SERVICES.values() for op in ops}
+        if operation not in known:
+            raise ValueError(f"operation {operation!r} is not one of {', '.join(sorted(known))}")
+
+
+def _check_limits(probability: Any, count: Any) -> None:
+    if probability is not None and (isinstance(probability, bool) or not isinstance(probability, int | float)
+                                    or not 0 <= probability <= 1):
+        raise ValueError(f"probability must be a number from 0 to 1, got {probability!r}")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"count must be a whole number >= 1, got {count!r}")
+
+
+def _params(kind: str, data: dict[str, Any]) -> dict[str, float]:
+    """The kind's parameters of a rule (numbers >= 0); anything else that is not a targeting field is refused."""
+    base = {"kind", "username", "service", "operation", "path", "probability", "count", "id", "fired"}
+    allowed = PARAMS.get(kind, {})
+    params: dict[str, float] = {}
+    for key, value in data.items():
+        if key in base or value is None:
+            continue
+        if key not in allowed:
+            hint = f"allowed: {', '.join(allowed)}" if allowed else "this kind takes no parameters"
+            raise ValueError(f"{key} is not a parameter of {kind} faults ({hint})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"{key} must be a number >= 0, got {value!r}")
+        params[key] = float(value)
+    return params
 
 
 def _check_kind_params(kind: str, params: dict[str, float]) -> None:

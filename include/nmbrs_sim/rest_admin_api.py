@@ -18,19 +18,24 @@ AUTHORIZE_FIELDS = ("username", "client_id", "redirect_uri", "scope", "state", "
                     "code_challenge_method")
 
 
-def add_rest_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> None:
-    def sim(request: web.Request) -> Simulator:
-        return request.app[sim_key]
+class _RestAdminHandlers:
+    """The /_sim/rest/ and /_sim/clock endpoints, bound to the app key of the simulator they change."""
 
-    async def clients(request: web.Request) -> web.Response:
-        return web.json_response([c.to_dict() for c in sim(request).rest.clients.values()])
+    def __init__(self, sim_key: web.AppKey[Simulator]) -> None:
+        self.sim_key = sim_key
 
-    async def authorize(request: web.Request) -> web.Response:
+    def sim(self, request: web.Request) -> Simulator:
+        return request.app[self.sim_key]
+
+    async def clients(self, request: web.Request) -> web.Response:
+        return web.json_response([c.to_dict() for c in self.sim(request).rest.clients.values()])
+
+    async def authorize(self, request: web.Request) -> web.Response:
         data = await _body(request)
         unknown = set(data) - set(AUTHORIZE_FIELDS)
         if unknown or not all(isinstance(data.get(k, ""), str) for k in AUTHORIZE_FIELDS):
             raise _BadInput(f"give strings for {', '.join(AUTHORIZE_FIELDS)}; unknown: {sorted(unknown)}")
-        s = sim(request)
+        s = self.sim(request)
         params = {"response_type": "code", **{k: v for k, v in data.items() if k != "username"}}
         try:
             checked = check_request(s.rest, params)
@@ -43,40 +48,43 @@ def add_rest_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) 
             return web.json_response({"location": exc.location})
         return web.json_response({"location": location})
 
-    async def consents(request: web.Request) -> web.Response:
-        s = sim(request)
+    async def consents(self, request: web.Request) -> web.Response:
+        s = self.sim(request)
         return web.json_response(s.consents.rows(s.clock.now()))
 
-    async def withdraw(request: web.Request) -> web.Response:
-        s = sim(request)
+    async def withdraw(self, request: web.Request) -> web.Response:
+        s = self.sim(request)
         consent = s.consents.withdraw(request.match_info["consent_id"], s.clock.now())
         if consent is None:
             return _error(404, f"no consent {request.match_info['consent_id']!r}")
         return web.json_response({"ok": True, "id": consent.id, "withdrawn_at": consent.withdrawn_at})
 
-    async def expire(request: web.Request) -> web.Response:
+    async def expire(self, request: web.Request) -> web.Response:
         data = await _body(request)
         consent_id = data.get("consent_id")
-        s = sim(request)
+        s = self.sim(request)
         if consent_id is not None and s.consents.consent(str(consent_id)) is None:
             return _error(404, f"no consent {consent_id!r}")
         return web.json_response({"expired": s.consents.expire_refresh_tokens(consent_id)})
 
-    async def get_clock(request: web.Request) -> web.Response:
-        return web.json_response(sim(request).clock.to_dict())
+    async def get_clock(self, request: web.Request) -> web.Response:
+        return web.json_response(self.sim(request).clock.to_dict())
 
-    async def put_clock(request: web.Request) -> web.Response:
-        _set_clock(sim(request), await _body(request))
-        return web.json_response(sim(request).clock.to_dict())
+    async def put_clock(self, request: web.Request) -> web.Response:
+        _set_clock(self.sim(request), await _body(request))
+        return web.json_response(self.sim(request).clock.to_dict())
 
+
+def add_rest_admin_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> None:
+    h = _RestAdminHandlers(sim_key)
     routes: list[tuple[str, str, Handler]] = [
-        ("GET", "rest/clients", clients),
-        ("POST", "rest/authorize", authorize),
-        ("GET", "rest/consents", consents),
-        ("POST", "rest/consents/{consent_id}/withdraw", withdraw),
-        ("POST", "rest/refresh-tokens/expire", expire),
-        ("GET", "clock", get_clock),
-        ("PUT", "clock", put_clock),
+        ("GET", "rest/clients", h.clients),
+        ("POST", "rest/authorize", h.authorize),
+        ("GET", "rest/consents", h.consents),
+        ("POST", "rest/consents/{consent_id}/withdraw", h.withdraw),
+        ("POST", "rest/refresh-tokens/expire", h.expire),
+        ("GET", "clock", h.get_clock),
+        ("PUT", "clock", h.put_clock),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, ADMIN_PREFIX + path, _guarded(handler))

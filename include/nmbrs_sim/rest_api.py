@@ -89,13 +89,13 @@ async def _answer(sim: Simulator, request: web.Request, claims: access_tokens.Ac
         with sim.world.lock:
             if not sim.world.environments[caller.login.environment].subscription_valid:
                 raise ApiError(40304)
-            key = (caller.login.username, request.host, request.path_qs)
-            text = sim.rest_cache.get(sim.world.version, key) if cacheable else None
+            cache_key = (caller.login.username, request.host, request.path_qs)
+            text = sim.rest_cache.get(sim.world.version, cache_key) if cacheable else None
             if text is None:
                 rows = records(sim.world, caller, request, sim.clock.now())
                 text = json.dumps(envelope(request, rows, page_number, page_size))
                 if cacheable:
-                    sim.rest_cache.put(key, text)
+                    sim.rest_cache.put(cache_key, text)
     except ApiError as exc:
         return exc.response()
     return web.Response(text=text, content_type="application/json")

@@ -52,7 +52,7 @@ class RestSettings:
     subscription_key_status: int = 401  # HTTP status for a missing or wrong X-Subscription-Key
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(slots=True)

@@ -190,13 +190,12 @@ class _Builder:
         product = env.get("product", "accountant")
         if product not in ("accountant", "business"):
             raise self.fail(f"{path}.product", f"must be 'accountant' or 'business', got {product!r}")
-        environment = world.add_environment(
-            sub, subscription_valid=self.boolean(env.get("subscription_valid"), f"{path}.subscription_valid", True),
-            product=product)
+        subscription_valid = self.boolean(env.get("subscription_valid"), f"{path}.subscription_valid", True)
+        environment = world.add_environment(sub or "", subscription_valid=subscription_valid, product=product)
         for i, tag in enumerate(self.items(env.get("tags"), f"{path}.tags")):
             tpath = f"{path}.tags[{i}]"
             tag = self.mapping(tag, tpath, {"name", "number", "color"}, ("name",))
-            name = self.text(tag["name"], f"{tpath}.name", optional=False)
+            name = self.text(tag["name"], f"{tpath}.name", optional=False) or ""
             if name in environment.tags:
                 raise self.fail(f"{tpath}.name", f"tag {name!r} is declared twice")
             number = self.integer(tag["number"], f"{tpath}.number", minimum=1) if "number" in tag else None
@@ -207,7 +206,7 @@ class _Builder:
                 raise self.fail(f"{tpath}.color", f"{color!r} is not a colour like '#1A2B3C'")
             world.ensure_tag(environment, name, number=number, color=color)
         for i, debtor in enumerate(self.items(env.get("debtors"), f"{path}.debtors")):
-            self.debtor(world, sub, debtor, f"{path}.debtors[{i}]")
+            self.debtor(world, sub or "", debtor, f"{path}.debtors[{i}]")
 
     def debtor(self, world: World, sub: str, debtor: Any, path: str) -> None:
         debtor = self.mapping(debtor, path, {"id", "uuid", "number", "name", "tags", "companies"}, ("id",))
@@ -265,19 +264,7 @@ class _Builder:
         if level == ACCOUNTANT and ("company_filter" in login or "debtor" in login):
             key = "company_filter" if "company_filter" in login else "debtor"
             raise self.fail(f"{path}.{key}", "only client logins have this; an accountant login uses tag_filter")
-        tag_filter = login.get("tag_filter", ALL if level == ACCOUNTANT else None)
-        if tag_filter is not None and not (isinstance(tag_filter, str) and tag_filter.lower() == ALL):
-            tag_filter = [self.text(t, f"{path}.tag_filter[{k}]", optional=False)
-                          for k, t in enumerate(self.items(tag_filter, f"{path}.tag_filter"))]
-        company_filter = [self.integer(c, f"{path}.company_filter[{k}]")
-                          for k, c in enumerate(self.items(login.get("company_filter"), f"{path}.company_filter"))]
-        for k, cid in enumerate(company_filter):
-            company = world.companies.get(cid)
-            if company is None or world.debtors[company.debtor_id].environment != sub:
-                raise self.fail(f"{path}.company_filter[{k}]", f"no company {cid} in environment {sub!r}")
-        debtor = self.integer(login["debtor"], f"{path}.debtor") if login.get("debtor") is not None else None
-        if debtor is not None and (debtor not in world.debtors or world.debtors[debtor].environment != sub):
-            raise self.fail(f"{path}.debtor", f"no debtor {debtor} in environment {sub!r}")
+        tag_filter, company_filter, debtor = self.login_reach(world, sub, login, level, path)
         template = login.get("template")
         password = self.text(login.get("password"), f"{path}.password")
         if password is not None and len(password) < 4:
@@ -291,6 +278,25 @@ class _Builder:
                             uuid=self.rest_id(login.get("uuid"), f"{path}.uuid"))
         except WorldError as exc:
             raise self.fail(f"{path}.{_field_of(str(exc))}", str(exc)) from None
+
+    def login_reach(self, world: World, sub: str, login: dict[str, Any], level: str, path: str
+                    ) -> tuple[str | list[str] | None, list[int], int | None]:
+        """A login's tag filter, company filter and debtor, each checked against its environment."""
+        raw_tags = login.get("tag_filter", ALL if level == ACCOUNTANT else None)
+        tag_filter: str | list[str] | None = raw_tags
+        if raw_tags is not None and not (isinstance(raw_tags, str) and raw_tags.lower() == ALL):
+            tag_filter = [self.text(t, f"{path}.tag_filter[{k}]", optional=False) or ""
+                          for k, t in enumerate(self.items(raw_tags, f"{path}.tag_filter"))]
+        company_filter = [self.integer(c, f"{path}.company_filter[{k}]")
+                          for k, c in enumerate(self.items(login.get("company_filter"), f"{path}.company_filter"))]
+        for k, cid in enumerate(company_filter):
+            company = world.companies.get(cid)
+            if company is None or world.debtors[company.debtor_id].environment != sub:
+                raise self.fail(f"{path}.company_filter[{k}]", f"no company {cid} in environment {sub!r}")
+        debtor = self.integer(login["debtor"], f"{path}.debtor") if login.get("debtor") is not None else None
+        if debtor is not None and (debtor not in world.debtors or world.debtors[debtor].environment != sub):
+            raise self.fail(f"{path}.debtor", f"no debtor {debtor} in environment {sub!r}")
+        return tag_filter, company_filter, debtor
 
     def fault(self, world: World, rule: Any, path: str, index: int) -> FaultRule:
         params = {name for kind_params in PARAMS.values() for name in kind_params}

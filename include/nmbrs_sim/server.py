@@ -10,6 +10,7 @@ import asyncio
 import functools
 import html
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from lxml import etree
@@ -17,15 +18,7 @@ from lxml import etree
 from nmbrs_sim.admin_api import ADMIN_PREFIX, add_admin_routes
 from nmbrs_sim.catalog import PATH_PREFIX, SERVICES, service_for_path
 from nmbrs_sim.errors import FAULT_TEXTS, SERVER_PREFIX, ClientFault, NmbrsFault
-from nmbrs_sim.http_faults import (
-    ERROR_PAGES,
-    HTML,
-    STOPPING_KEY,
-    drop_connection,
-    error_page,
-    plain_429,
-    waf_page,
-)
+from nmbrs_sim.http_faults import HTML, STOPPING_KEY, drop_connection, proxy_answer
 from nmbrs_sim.identity import add_identity_routes
 from nmbrs_sim.injection import ANSWERING_KINDS, param
 from nmbrs_sim.operations import execute
@@ -104,19 +97,28 @@ def _help_page(service: str, operation: str | None) -> web.Response:
     return web.Response(text=body, content_type=_HTML)
 
 
+def _unknown_path(request: web.Request) -> web.Response:
+    if request.path.startswith(ADMIN_PREFIX):
+        return web.json_response({"error": f"no admin endpoint {request.method} {request.path}"}, status=404)
+    return _page(404, "The resource cannot be found.", f"{request.path} is not a service of this simulator; "
+                 f"try {PATH_PREFIX}DebtorService.asmx or {PATH_PREFIX}CompanyService.asmx.")
+
+
+def _get_page(request: web.Request, service: str) -> web.Response:
+    """GET ?WSDL (any case) answers the WSDL; anything else a help page."""
+    query = {k.lower(): v for k, v in request.query.items()}
+    if "wsdl" in query:
+        return web.Response(body=render_wsdl(service, _location(request, service)),
+                            content_type="text/xml", charset="utf-8")
+    return _help_page(service, query.get("op"))
+
+
 async def handle_soap(request: web.Request) -> web.StreamResponse:
     service = service_for_path(request.path)
     if service is None:
-        if request.path.startswith(ADMIN_PREFIX):
-            return web.json_response({"error": f"no admin endpoint {request.method} {request.path}"}, status=404)
-        return _page(404, "The resource cannot be found.", f"{request.path} is not a service of this simulator; "
-                     f"try {PATH_PREFIX}DebtorService.asmx or {PATH_PREFIX}CompanyService.asmx.")
+        return _unknown_path(request)
     if request.method in ("GET", "HEAD"):
-        query = {k.lower(): v for k, v in request.query.items()}
-        if "wsdl" in query:
-            return web.Response(body=render_wsdl(service, _location(request, service)),
-                                content_type="text/xml", charset="utf-8")
-        return _help_page(service, query.get("op"))
+        return _get_page(request, service)
     if request.method != "POST":
         return _page(405, "Method Not Allowed", "Send SOAP requests with POST.")
     content_type = request.headers.get("Content-Type", "")
@@ -165,7 +167,8 @@ def _soap(version: str, payload: bytes, status: int) -> web.Response:
     return web.Response(body=payload, status=status, headers={"Content-Type": CONTENT_TYPES[version]})
 
 
-def _answer(version: str, sim: Simulator, soap_request: SoapRequest, change) -> web.Response:
+def _answer(version: str, sim: Simulator, soap_request: SoapRequest, change: Callable[[etree._Element], None]
+            ) -> web.Response:
     """The real answer with `change(response_element)` applied; a fault (1001, ...) is answered unchanged."""
     try:
         response = etree.fromstring(execute(sim.world, soap_request, sim.cache))
@@ -258,36 +261,31 @@ def _echo_token(version: str, sim: Simulator, soap_request: SoapRequest, params:
     return web.Response(status=status, text=page, content_type=_HTML)
 
 
+_ANSWER_CHANGES = {"extra_element": _add_extra_elements, "missing_result": _drop_result,
+                   "empty_list": _empty_result}
+
+
 async def _failure(request: web.Request, kind: str, params: dict[str, float], version: str, sim: Simulator,
                    soap_request: SoapRequest) -> web.StreamResponse:
-    if kind == "extra_element":
-        return _answer(version, sim, soap_request, _add_extra_elements)
+    if kind in _ANSWER_CHANGES:
+        return _answer(version, sim, soap_request, _ANSWER_CHANGES[kind])
     if kind == "null_entry":
         op = soap_request.operation
         return _answer(version, sim, soap_request, functools.partial(_add_null_entries,
                                                                      LIST_ITEMS[(op.service, op.name)]))
-    if kind == "missing_result":
-        return _answer(version, sim, soap_request, _drop_result)
-    if kind == "empty_list":
-        return _answer(version, sim, soap_request, _empty_result)
     if kind == "code_no_wrapper":  # the code without ASMX's "Server was unable to process request. --->"
         code = int(param(kind, params, "code"))
         return _soap(version, fault(version, f"{code}: {FAULT_TEXTS[code]}"), 500)
     if kind == "unknown_code":
         code = int(param(kind, params, "code"))
         return _soap(version, fault(version, f"{SERVER_PREFIX}{code}: Unexpected error"), 500)
-    if kind == "http_429":  # a proxy's or gateway's rate limit: no SOAP, a Retry-After in seconds
-        return plain_429(int(param(kind, params, "retry_after")))
-    if kind == "http_403_html":
-        return waf_page()
+    page = proxy_answer(kind, int(param("http_429", params, "retry_after")))  # no SOAP: a proxy's page
+    if page is not None:
+        return page
     if kind == "echo_token":
         return _echo_token(version, sim, soap_request, params)
-    if kind in ERROR_PAGES:
-        return error_page(kind)
-    if kind == "fault_1006":
-        return _soap(version, fault(version, NmbrsFault(1006).faultstring), 500)
-    if kind == "fault_9999":
-        return _soap(version, fault(version, NmbrsFault(9999).faultstring), 500)
+    if kind in ("fault_1006", "fault_9999"):
+        return _soap(version, fault(version, NmbrsFault(int(kind[-4:])).faultstring), 500)
     if kind == "malformed":
         return web.Response(body=MALFORMED_BODY, status=200, headers={"Content-Type": CONTENT_TYPES[version]})
     if kind == "truncated":

@@ -26,6 +26,8 @@ class VersionMismatch(ClientFault):
 
 @dataclass(frozen=True, slots=True)
 class SoapRequest:
+    """A SOAP call as read: version, operation, the auth header's fields and the Int32 parameters."""
+
     version: str
     operation: Operation
     username: str | None
@@ -71,7 +73,7 @@ def parse_request(service: str, version: str, action: str | None, body: bytes) -
     try:
         root = etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError as exc:
-        line, column = exc.position if exc.position else (0, 0)
+        line, column = getattr(exc, "position", None) or (0, 0)
         raise ClientFault(f"{READ_PREFIX}There is an error in XML document ({line}, {column}).") from None
     env_ns = ENVELOPE_NS[version]
     if root.tag != f"{{{env_ns}}}Envelope":
@@ -95,14 +97,22 @@ def parse_request(service: str, version: str, action: str | None, body: bytes) -
         found = etree.QName(payload).localname if payload is not None else "nothing"
         raise ClientFault(f"{READ_PREFIX}There is an error in XML document. ---> "
                           f"<{found}> was not expected; the body must hold <{op.name} xmlns='{ns}'>.")
-    username = token = domain = None
-    header_el = root.find(f"{{{env_ns}}}Header")
-    if header_el is not None:
-        auth = header_el.find(f"{{{ns}}}{op.header}")
-        if auth is not None:
-            username = auth.findtext(f"{{{ns}}}Username")
-            token = auth.findtext(f"{{{ns}}}Token")
-            domain = auth.findtext(f"{{{ns}}}Domain") if op.header == "AuthHeaderWithDomain" else None
+    username, token, domain = _auth_header(root.find(f"{{{env_ns}}}Header"), ns, op)
+    return SoapRequest(version, op, username, token, domain, _int_params(payload, ns, op))
+
+
+def _auth_header(header_el: etree._Element | None, ns: str, op: Operation
+                 ) -> tuple[str | None, str | None, str | None]:
+    """Username, token and domain from the one header the WSDL declares for the operation (as ASMX reads it)."""
+    auth = header_el.find(f"{{{ns}}}{op.header}") if header_el is not None else None
+    if auth is None:
+        return None, None, None
+    domain = auth.findtext(f"{{{ns}}}Domain") if op.header == "AuthHeaderWithDomain" else None
+    return auth.findtext(f"{{{ns}}}Username"), auth.findtext(f"{{{ns}}}Token"), domain
+
+
+def _int_params(payload: etree._Element, ns: str, op: Operation) -> dict[str, int]:
+    """The operation's Int32 parameters; a missing one is 0, as .NET deserializes it."""
     params: dict[str, int] = {}
     for name in op.int_params:
         text = payload.findtext(f"{{{ns}}}{name}")
@@ -117,7 +127,7 @@ def parse_request(service: str, version: str, action: str | None, body: bytes) -
         if not -(2**31) <= params[name] < 2**31:
             raise ClientFault(f"{READ_PREFIX}There is an error in XML document. ---> "
                               f"Value was either too large or too small for an Int32 ({name}).")
-    return SoapRequest(version, op, username, token, domain, params)
+    return params
 
 
 _HEAD = {

@@ -22,6 +22,8 @@ STARTUP_TIMEOUT_S = 30.0
 
 @dataclass
 class RunningSim:
+    """A simulator serving on host:port, with its state and an admin client."""
+
     host: str
     port: int
     simulator: Simulator

@@ -42,6 +42,8 @@ class WorldError(Exception):
 
 @dataclass(slots=True)
 class Tag:
+    """A debtor tag of an environment (number, name, colour)."""
+
     number: int
     name: str
     color: str | None = DEFAULT_TAG_COLOR
@@ -49,6 +51,8 @@ class Tag:
 
 @dataclass(slots=True)
 class Company:
+    """A company of a debtor; `ended` companies are in nobody's lists. `uuid` is its REST companyId."""
+
     id: int
     number: int
     name: str | None
@@ -65,6 +69,8 @@ class Company:
 
 @dataclass(slots=True)
 class Debtor:
+    """A debtor (an accountant's customer) with its tags and companies. `uuid` is its REST debtorId."""
+
     id: int
     environment: str
     number: str | None = None
@@ -76,6 +82,8 @@ class Debtor:
 
 @dataclass(slots=True)
 class Environment:
+    """One Nmbrs customer environment (<sub_domain>.nmbrs.nl) with its tags and debtors."""
+
     sub_domain: str
     subscription_valid: bool = True
     product: str = "accountant"
@@ -89,6 +97,8 @@ class Environment:
 
 @dataclass(slots=True)
 class Login:
+    """A login with its SOAP token and reach (tag filter or company filter); a `password` lets it consent over REST."""
+
     username: str
     environment: str
     level: str
@@ -237,17 +247,17 @@ class World:
         """A new login; an accountant's tag filter defaults to 'all', a client's company filter to none."""
         with self.lock:
             env = self.environment(environment)
-            if not isinstance(username, str) or "@" not in username:
+            if not _is_text(username) or "@" not in username:
                 raise WorldError(f"username must be an e-mail address, got {username!r}")
             if username.lower() in self.logins:
                 raise WorldError(f"login {username!r} exists already", 409)
             if level not in LEVELS:
                 raise WorldError(f"level {level!r} is not one of {', '.join(LEVELS)}")
-            if token is not None and (not isinstance(token, str) or not token.strip()):
+            if token is not None and not _is_text(token):
                 raise WorldError("token must be a non-empty string (leave it out to get a random one)")
             if level == ACCOUNTANT and tag_filter is None:
                 tag_filter = ALL
-            if password is not None and (not isinstance(password, str) or not password):
+            if password is not None and not _is_text(password):
                 raise WorldError("password must be a non-empty string (leave it out: the login cannot consent)")
             login = Login(username, env.sub_domain, level, token or new_token(), deleted=bool(deleted),
                           password=password, name=name, uuid=_checked_uuid(uuid, "uuid") if uuid else
@@ -272,7 +282,7 @@ class World:
 
     def set_password(self, username: str, password: str | None) -> None:
         """A password lets the login consent on the identity server's page; None takes that away."""
-        if password is not None and (not isinstance(password, str) or len(password) < 4):
+        if password is not None and (not _is_text(password) or len(password) < 4):
             raise WorldError("password must be a string of at least 4 characters, or null")
         with self.lock:
             self.login(username).password = password
@@ -298,36 +308,15 @@ class World:
                              debtor: int | None) -> None:
         """Validate everything first, then change: a refused change leaves the login as it was."""
         env = self.environment(login.environment)
-        new_tag_filter = new_company_filter = new_template = None
-        if tag_filter is not None:
-            if login.level != ACCOUNTANT:
-                raise WorldError(f"tag_filter applies to accountant logins only; {login.username!r} is a client")
-            if isinstance(tag_filter, str):
-                if tag_filter.lower() != ALL:
-                    raise WorldError(f"tag_filter must be 'all' or a list of tag names, not {tag_filter!r}")
-                new_tag_filter = ALL
-            else:
-                unknown = [t for t in tag_filter if t not in env.tags]
-                if unknown:
-                    raise WorldError(f"tag_filter names unknown tag(s) {unknown} in environment {env.sub_domain!r} "
-                                     f"(known: {sorted(env.tags)})")
-                new_tag_filter = list(dict.fromkeys(tag_filter))
-        if company_filter is not None:
-            if login.level != CLIENT:
-                raise WorldError(f"company_filter applies to client logins only; {login.username!r} is an accountant")
-            ids = [int(c) for c in company_filter]
-            for cid in ids:
-                company = self.company(cid)
-                if self.debtors[company.debtor_id].environment != env.sub_domain:
-                    raise WorldError(f"company {cid} is not in environment {env.sub_domain!r}")
-            new_company_filter = list(dict.fromkeys(ids))
+        new_tag_filter = None if tag_filter is None else self._checked_tag_filter(login, env, tag_filter)
+        new_company_filter = None if company_filter is None else self._checked_company_filter(login, env,
+                                                                                                 company_filter)
         if debtor is not None:
             if login.level != CLIENT:
                 raise WorldError("debtor applies to client (debtor-level) logins only")
             if self.debtor(debtor).environment != env.sub_domain:
                 raise WorldError(f"debtor {debtor} is not in environment {env.sub_domain!r}")
-        if template is not None:
-            new_template = parse_template(template)
+        new_template = None if template is None else parse_template(template)
         if new_tag_filter is not None:
             login.tag_filter = new_tag_filter
         if new_company_filter is not None:
@@ -336,6 +325,30 @@ class World:
             login.debtor = debtor
         if new_template is not None:
             login.template = new_template
+
+    @staticmethod
+    def _checked_tag_filter(login: Login, env: Environment, tag_filter: str | list[str]) -> str | list[str]:
+        if login.level != ACCOUNTANT:
+            raise WorldError(f"tag_filter applies to accountant logins only; {login.username!r} is a client")
+        if isinstance(tag_filter, str):
+            if tag_filter.lower() != ALL:
+                raise WorldError(f"tag_filter must be 'all' or a list of tag names, not {tag_filter!r}")
+            return ALL
+        unknown = [t for t in tag_filter if t not in env.tags]
+        if unknown:
+            raise WorldError(f"tag_filter names unknown tag(s) {unknown} in environment {env.sub_domain!r} "
+                             f"(known: {sorted(env.tags)})")
+        return list(dict.fromkeys(tag_filter))
+
+    def _checked_company_filter(self, login: Login, env: Environment, company_filter: Iterable[int]) -> list[int]:
+        if login.level != CLIENT:
+            raise WorldError(f"company_filter applies to client logins only; {login.username!r} is an accountant")
+        ids = [int(c) for c in company_filter]
+        for cid in ids:
+            company = self.company(cid)
+            if self.debtors[company.debtor_id].environment != env.sub_domain:
+                raise WorldError(f"company {cid} is not in environment {env.sub_domain!r}")
+        return list(dict.fromkeys(ids))
 
     def set_operation_allowed(self, username: str, service: str, operation: str, allowed: bool) -> None:
         with self.lock:
@@ -471,6 +484,11 @@ class World:
         debtor = self.reachable_debtor(login, debtor_id)
         env = self.environments[debtor.environment]
         return [env.tags[name] for name in debtor.tags]
+
+
+def _is_text(value: object) -> bool:
+    """A non-blank string (admin API input is JSON: anything may arrive where a string belongs)."""
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _checked_uuid(value: object, name: str) -> str:

@@ -75,7 +75,8 @@ def test_allow_redirects_with_code_scope_and_state_then_the_code_buys_tokens(sim
     assert tokens.headers["Cache-Control"] == "no-store"
     body = tokens.json()
     jsonschema.validate(body, openapi.schema("TokenResponse"))
-    assert body["expires_in"] == 3600 and body["token_type"] == "Bearer"
+    assert body["expires_in"] == 3600
+    assert body["token_type"] == "Bearer"
     assert body["refresh_token"]
     keys = requests.get(f"{sim.root_url}/.well-known/openid-configuration/jwks", timeout=10).json()
     key = jwt.PyJWK(keys["keys"][0])
@@ -89,7 +90,8 @@ def test_deny_sends_access_denied_with_state(flow: Flow) -> None:
     response = flow.consent(BUSINESS_LOGIN, "", action="deny", state="s1")
     assert response.status_code == 302
     callback = query_of(response.headers["Location"])
-    assert callback["error"] == "access_denied" and callback["state"] == "s1"
+    assert callback["error"] == "access_denied"
+    assert callback["state"] == "s1"
     assert "code" not in callback
 
 
@@ -107,7 +109,8 @@ def test_a_scope_the_client_may_not_use_is_invalid_even_if_nmbrs_knows_it(sim) -
     narrow = Flow(sim, NARROW, NARROW_SECRET, NARROW_CALLBACK)
     response = requests.get(f"{sim.root_url}/connect/authorize",
                             params=narrow.authorize_params(scope="offline_access company.info.read"), timeout=10)
-    assert response.status_code == 400 and "Invalid scope" in response.text
+    assert response.status_code == 400
+    assert "Invalid scope" in response.text
 
 
 def test_redirect_uri_must_match_exactly_and_the_client_must_exist(sim, flow: Flow) -> None:
@@ -130,10 +133,12 @@ def test_response_type_other_than_code_is_sent_back(sim, flow: Flow) -> None:
 
 def test_wrong_password_and_master_login_stay_on_the_page(flow: Flow) -> None:
     wrong = flow.consent(BUSINESS_LOGIN, "not-the-password")
-    assert wrong.status_code == 401 and "Invalid username or password" in wrong.text
+    assert wrong.status_code == 401
+    assert "Invalid username or password" in wrong.text
     assert "Location" not in wrong.headers
     master = flow.consent(MASTER_LOGIN, MASTER_PASSWORD)
-    assert master.status_code == 403 and "master" in master.text
+    assert master.status_code == 403
+    assert "master" in master.text
     nobody = flow.consent("nobody@nowhere.example", "whatever")
     assert nobody.status_code == 401
 
@@ -258,7 +263,8 @@ def test_withdrawal_kills_refresh_and_access_tokens(sim, flow: Flow) -> None:
     tokens = flow.tokens(BUSINESS_LOGIN, BUSINESS_PASSWORD)
     assert flow.api("/api/debtors", tokens["access_token"]).status_code == 200
     (consent,) = sim.admin.consents()
-    assert consent["active"] and consent["scopes"] == SCOPES.split()
+    assert consent["active"]
+    assert consent["scopes"] == SCOPES.split()
     sim.admin.withdraw_consent(consent["id"])
     assert flow.api("/api/debtors", tokens["access_token"]).json()["code"] == 40102
     oauth_error(flow.refresh(tokens["refresh_token"]), 400, "invalid_grant")
@@ -296,7 +302,9 @@ def test_admin_authorize_consents_without_a_browser(sim, flow: Flow) -> None:
     location = sim.admin.authorize(BUSINESS_LOGIN, APP, CALLBACK, SCOPES, "st-9", code_challenge=challenge,
                                    code_challenge_method="S256")
     callback = query_of(location)
-    assert location.startswith(CALLBACK) and callback["state"] == "st-9" and callback["scope"] == SCOPES
+    assert location.startswith(CALLBACK)
+    assert callback["state"] == "st-9"
+    assert callback["scope"] == SCOPES
     assert flow.exchange(callback["code"], code_verifier=verifier).status_code == 200
 
 

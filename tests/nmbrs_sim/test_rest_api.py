@@ -75,12 +75,14 @@ def test_paging_through_a_multi_debtor_consent(big: RunningSim) -> None:
     check("getDebtors", first)
     page = first["pagination"]
     assert (page["pageNumber"], page["pageSize"], page["totalPages"], page["totalRecords"]) == (1, 20, 3, 45)
-    assert page["previousPage"] is None and page["nextPage"].endswith("pageNumber=2&pageSize=20")
+    assert page["previousPage"] is None
+    assert page["nextPage"].endswith("pageNumber=2&pageSize=20")
     debtors = flow.all_pages("/api/debtors", access, "getDebtors")
     assert [d["number"] for d in debtors] == [f"{i:03d}" for i in range(45)]
     assert len({d["debtorId"] for d in debtors}) == 45
     last = flow.api("/api/debtors", access, pageNumber=3).json()
-    assert len(last["data"]) == 5 and last["pagination"]["nextPage"] is None
+    assert len(last["data"]) == 5
+    assert last["pagination"]["nextPage"] is None
     assert last["pagination"]["previousPage"].endswith("pageNumber=2&pageSize=20")
     check_error(flow.api("/api/companies", access), 403, 40306)
     companies = [c for d in debtors
@@ -99,7 +101,8 @@ def test_paging_through_companies_of_a_single_debtor_consent(big: RunningSim) ->
                                "getCompaniesByDebtor", page_size=7)
     assert by_debtor == companies
     beyond = flow.api("/api/companies", access, pageNumber=9).json()
-    assert beyond["data"] == [] and beyond["pagination"]["totalRecords"] == 45
+    assert beyond["data"] == []
+    assert beyond["pagination"]["totalRecords"] == 45
     period = flow.api(f"/api/companies/{companies[0]['companyId']}/period", access).json()
     check("getCurrentPeriod", period)
     assert period["data"][0]["periodType"] == "4-weeks"
@@ -164,12 +167,14 @@ def test_the_period_follows_the_simulated_clock(sim, flow: Flow, business: str) 
     month = flow.api(f"/api/companies/{derived_uuid('company', 60101)}/period", token).json()["data"][0]
     assert month == {"period": {"year": 2027, "period": 3}, "periodType": "month", "displayPeriod": "2027-3-M"}
     weeks = flow.api(f"/api/companies/{derived_uuid('company', 60102)}/period", token).json()["data"][0]
-    assert weeks["periodType"] == "4-weeks" and weeks["period"] == {"year": 2027, "period": 3}
+    assert weeks["periodType"] == "4-weeks"
+    assert weeks["period"] == {"year": 2027, "period": 3}
 
 
 def test_40101_without_a_token_and_40102_for_a_bad_one(flow: Flow) -> None:
     body = check_error(flow.api("/api/debtors", None), 401, 40101)
-    assert body["title"] == "Missing_Token" and body["type"] == "authenticationError"
+    assert body["title"] == "Missing_Token"
+    assert body["type"] == "authenticationError"
     check_error(flow.api("/api/debtors", "not-a-jwt"), 401, 40102)
     check_error(flow.api("/api/debtors", ""), 401, 40101)
 
@@ -217,7 +222,9 @@ def test_404_codes_for_unknown_ids_and_40033_for_a_malformed_one(flow: Flow, bus
 
 def test_the_subscription_key_is_checked_first(sim, flow: Flow, business: str) -> None:
     missing = flow.api("/api/debtors", business, key=None)
-    assert missing.status_code == 401 and "missing subscription key" in missing.json()["message"]
+    assert missing.status_code == 401
+    assert "missing subscription key" in missing.json()["message"]
     wrong = flow.api("/api/debtors", None, key="0" * 32)
-    assert wrong.status_code == 401 and "invalid subscription key" in wrong.json()["message"]
+    assert wrong.status_code == 401
+    assert "invalid subscription key" in wrong.json()["message"]
     assert flow.api("/api/debtors", business, key=APP_KEY_2).status_code == 200  # the secondary key

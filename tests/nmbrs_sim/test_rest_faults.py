@@ -36,7 +36,8 @@ def test_too_many_calls_with_and_without_retry_after(sim, flow: Flow, business: 
     sim.admin.inject_fault("too_many_calls", path="/api/debtors", count=1)
     plain = flow.api("/api/debtors", business)
     body = check_error(plain, 429, 42908)
-    assert body["title"] == "Too_Many_Calls" and body["type"] == "throttlingError"
+    assert body["title"] == "Too_Many_Calls"
+    assert body["type"] == "throttlingError"
     assert "Retry-After" not in plain.headers
     sim.admin.inject_fault("too_many_calls", path="/api/debtors", count=1, retry_after=7)
     with_header = flow.api("/api/debtors", business)
@@ -56,10 +57,12 @@ def test_quota_exceeded_by_operation(sim, flow: Flow, business: str) -> None:
 def test_html_error_pages_on_rest_and_identity(sim, flow: Flow, business: str, kind: str, status: int) -> None:
     sim.admin.inject_fault(kind, path="/api/", count=1)
     page = flow.api("/api/debtors", business)
-    assert page.status_code == status and page.headers["Content-Type"].startswith("text/html")
+    assert page.status_code == status
+    assert page.headers["Content-Type"].startswith("text/html")
     sim.admin.inject_fault(kind, path="/connect/token", count=1)
     token = flow.refresh("whatever")
-    assert token.status_code == status and "<html" in token.text
+    assert token.status_code == status
+    assert "<html" in token.text
 
 
 def test_faults_target_one_login(sim, flow: Flow, business: str) -> None:
@@ -82,7 +85,8 @@ def test_identity_faults_target_the_login_behind_a_refresh_token(sim, flow: Flow
 def test_authorize_page_faults_by_path(sim, flow: Flow) -> None:
     sim.admin.inject_fault("too_many_calls", path="/connect/authorize", count=1, retry_after=2)
     page = requests.get(f"{sim.root_url}/connect/authorize", params=flow.authorize_params(), timeout=10)
-    assert page.status_code == 429 and page.headers["Retry-After"] == "2"
+    assert page.status_code == 429
+    assert page.headers["Retry-After"] == "2"
 
 
 def test_reset_and_hang(sim, flow: Flow, business: str) -> None:

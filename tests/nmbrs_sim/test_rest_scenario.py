@@ -112,7 +112,8 @@ def test_admin_lists_clients_with_secrets_keys_and_scopes(sim) -> None:
     demo = clients["PartnerApp_L1NDA_demo"]
     assert demo["client_secret"] == "Lx*7$demo-Secret$q9*"
     assert demo["subscription_keys"][0] == "30d05593229f49c18856be06ebc47b24"
-    assert "offline_access" in demo["scopes"] and len(demo["redirect_uris"]) == 3
+    assert "offline_access" in demo["scopes"]
+    assert len(demo["redirect_uris"]) == 3
 
 
 def test_admin_clock(sim) -> None:
