@@ -1,0 +1,90 @@
+"""Who may import whom, read from the source (every import statement, also the ones inside functions).
+
+- The runtime package (what the image installs) never imports the simulator or the dev tools, and the simulator,
+  a test oracle for the clients, shares no code with them.
+- No import runs back up: the core (Nmbrs clients, registry, engine, alerts, webhook) never reaches for the CLI,
+  the DAG task bodies or the run pipeline that composes it; the engine gets its side effects handed in as hooks,
+  so it imports neither alerts nor webhook; webhook events may raise alerts, never the other way round.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+INCLUDE = Path(__file__).resolve().parent.parent / "include"
+
+RULES: dict[str, tuple[str, ...]] = {
+    "l1nda_sync": ("nmbrs_sim", "l1nda_dev"),
+    "nmbrs_sim": ("l1nda_sync", "l1nda_dev"),
+    "l1nda_sync.nmbrs": ("l1nda_sync.registry", "l1nda_sync.engine", "l1nda_sync.alerts", "l1nda_sync.webhook"),
+    "l1nda_sync.registry": ("l1nda_sync.engine", "l1nda_sync.alerts", "l1nda_sync.webhook"),
+    "l1nda_sync.engine": ("l1nda_sync.alerts", "l1nda_sync.webhook"),
+    "l1nda_sync.alerts": ("l1nda_sync.webhook",),
+}
+UPWARD = ("l1nda_sync.cli", "l1nda_sync.orchestration", "l1nda_sync.pipeline")
+CORE = ("l1nda_sync.nmbrs", "l1nda_sync.registry", "l1nda_sync.engine", "l1nda_sync.alerts", "l1nda_sync.webhook")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(INCLUDE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> Iterator[tuple[int, str]]:
+    return imports_of(path.read_text(), module_name(path), is_package=path.name == "__init__.py")
+
+
+def imports_of(source: str, module: str, *, is_package: bool = False) -> Iterator[tuple[int, str]]:
+    """(line, imported module) for every import in the source, relative ones resolved."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package[: len(package) - node.level + 1], *([base] if base else [])])
+            yield node.lineno, base
+            for alias in node.names:  # `from l1nda_sync import cli` imports l1nda_sync.cli
+                yield node.lineno, f"{base}.{alias.name}"
+
+
+def under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def violations(forbidden_for: dict[str, tuple[str, ...]]) -> list[str]:
+    found = []
+    for path in sorted(INCLUDE.rglob("*.py")):
+        mod = module_name(path)
+        for owner, forbidden in forbidden_for.items():
+            if not under(mod, owner):
+                continue
+            for line, target in imports(path):
+                for bad in forbidden:
+                    if under(target, bad):
+                        found.append(f"{path.relative_to(INCLUDE)}:{line}: {mod} imports {target}")
+    return found
+
+
+def test_the_packages_keep_their_boundaries() -> None:
+    assert violations(RULES) == []
+
+
+def test_the_core_never_imports_the_layers_that_compose_it() -> None:
+    assert violations({core: UPWARD for core in CORE}) == []
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("from l1nda_sync.cli import output\n", "l1nda_sync.cli.output"),
+    ("def f():\n    import nmbrs_sim.world\n", "nmbrs_sim.world"),
+    ("from .. import webhook\n", "l1nda_sync.webhook"),
+    ("from .store import one_row\n", "l1nda_sync.alerts.store"),
+])
+def test_the_reader_finds_imports_inside_functions_and_relative_ones(source: str, expected: str) -> None:
+    assert expected in [t for _, t in imports_of(source, "l1nda_sync.alerts.outbox")]
