@@ -93,7 +93,8 @@ async def _answer(sim: Simulator, request: web.Request, claims: access_tokens.Ac
             text = sim.rest_cache.get(sim.world.version, cache_key) if cacheable else None
             if text is None:
                 rows = records(sim.world, caller, request, sim.clock.now())
-                text = json.dumps(envelope(request, rows, page_number, page_size))
+                text = json.dumps(envelope(request, rows, page_number, page_size,
+                                           blank=sim.rest.settings.blank_page_links))
                 if cacheable:
                     sim.rest_cache.put(cache_key, text)
     except ApiError as exc:
@@ -128,9 +129,9 @@ def _paging(request: web.Request) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def envelope(request: web.Request, rows: list[dict[str, Any]], page_number: int, page_size: int
-             ) -> dict[str, Any]:
-    """The {pagination, data} answer; page links are absolute URLs, next/previous null at the ends."""
+def envelope(request: web.Request, rows: list[dict[str, Any]], page_number: int, page_size: int, *,
+             blank: bool = False) -> dict[str, Any]:
+    """The {pagination, data} answer; page links are absolute URLs, next/previous null (or "") at the ends."""
     total = len(rows)
     pages = math.ceil(total / page_size)
 
@@ -138,10 +139,11 @@ def envelope(request: web.Request, rows: list[dict[str, Any]], page_number: int,
         return f"{request.scheme}://{request.host}{request.path}?pageNumber={number}&pageSize={page_size}"
 
     start = (page_number - 1) * page_size
+    end = "" if blank else None
     return {"pagination": {"pageNumber": page_number, "pageSize": page_size, "firstPage": link(1),
                            "lastPage": link(max(pages, 1)), "totalPages": pages, "totalRecords": total,
-                           "nextPage": link(page_number + 1) if page_number < pages else None,
-                           "previousPage": link(page_number - 1) if 1 < page_number <= pages + 1 else None},
+                           "nextPage": link(page_number + 1) if page_number < pages else end,
+                           "previousPage": link(page_number - 1) if 1 < page_number <= pages + 1 else end},
             "data": rows[start:start + page_size]}
 
 

@@ -50,6 +50,7 @@ class RestSettings:
     refresh_reuse_grace_seconds: int = 0  # no grace window for a used refresh token
     token_error_status: int = 400  # HTTP status of /connect/token errors
     subscription_key_status: int = 401  # HTTP status for a missing or wrong X-Subscription-Key
+    blank_page_links: bool = False  # true: nextPage/previousPage "" at the ends instead of null (both are seen)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -92,8 +93,13 @@ def parse_rest(reader: FieldReader, data: Any) -> RestConfig:
     """Validate the `rest:` section; errors name the path and field (rest.clients[0].redirect_uris[1])."""
     section = reader.mapping(data, "rest", {"settings", "clients"})
     config = RestConfig()
-    settings = reader.mapping(section.get("settings") or {}, "rest.settings", set(_SETTING_BOUNDS))
+    settings = reader.mapping(section.get("settings") or {}, "rest.settings", {*_SETTING_BOUNDS, "blank_page_links"})
     for name, value in settings.items():
+        if name == "blank_page_links":
+            if not isinstance(value, bool):
+                raise reader.fail("rest.settings.blank_page_links", f"must be true or false, got {value!r}")
+            config.settings.blank_page_links = value
+            continue
         if value is None and name == "refresh_absolute_days":
             continue
         low, high = _SETTING_BOUNDS[name]

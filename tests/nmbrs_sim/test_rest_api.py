@@ -228,3 +228,15 @@ def test_the_subscription_key_is_checked_first(sim, flow: Flow, business: str) -
     assert wrong.status_code == 401
     assert "invalid subscription key" in wrong.json()["message"]
     assert flow.api("/api/debtors", business, key=APP_KEY_2).status_code == 200  # the secondary key
+
+
+def test_blank_page_links_setting_answers_empty_strings_at_the_ends() -> None:
+    scenario = big_scenario()
+    scenario["rest"]["settings"] = {"blank_page_links": True}
+    with running_simulator(scenario) as own:
+        flow = Flow(own)
+        access = flow.tokens(MULTI, "multi-pw")["access_token"]
+        first = flow.api("/api/debtors", access).json()
+        check("getDebtors", first)
+        assert first["pagination"]["previousPage"] == ""
+        assert len(flow.all_pages("/api/debtors", access, "getDebtors")) == 45  # stops at nextPage ""

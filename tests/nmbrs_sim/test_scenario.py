@@ -132,7 +132,11 @@ def test_snapshot_round_trips() -> None:
 
 def test_example_scenario_is_valid() -> None:
     scenario = load_scenario(EXAMPLE)
-    assert len(scenario.faults) == 2
+    assert len(scenario.faults) == 3
+    assert scenario.faults[2].path == "/api/companies"
+    assert list(scenario.rest.clients) == ["PartnerApp_Example_test"]
+    assert scenario.world.debtors[101].uuid == "0f8fad5b-d9cb-469f-a165-70867728950e"
+    assert scenario.world.login("payroll@dehaven.example").password == "dehaven-pw"
     assert scenario.world.login("horeca-desk@example-office.example").template == {
         "DebtorService": {"Environment_Get", "List_GetAll"}}
     assert len(scenario.world.login("boss@example-office.example").token) == 32  # given
