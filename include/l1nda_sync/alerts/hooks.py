@@ -5,7 +5,7 @@ the links, so every problem step and the mail it announces commit together with 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from l1nda_sync.alerts import store
 from l1nda_sync.alerts.problems import WITHDRAWN_STATES, Cause, Kind, Stage, token_causes
@@ -13,8 +13,15 @@ from l1nda_sync.alerts.tracker import track
 from l1nda_sync.engine.breaker import BreakerVerdict
 from l1nda_sync.engine.token_state import TokenState
 
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
 
-def access_cause(cur: Any, token_id: int) -> Cause:
+    from l1nda_sync.engine.applying import AppliedCheck
+    from l1nda_sync.engine.link_rules import LinkChange
+    from l1nda_sync.settings import Settings
+
+
+def access_cause(cur: Cursor, token_id: int) -> Cause:
     """access_lost is there while links stay suspended with this token because it stopped reaching them."""
     cur.execute("SELECT state FROM tokens WHERE id = %s", (token_id,))
     row = cur.fetchone()
@@ -28,7 +35,7 @@ def access_cause(cur: Any, token_id: int) -> Cause:
     return Cause(True, detail={"links": links["count"], "entries": entries})
 
 
-def lasting_stage(cur: Any, kind: Kind, evidence_at: datetime | None, *, settings: Any) -> Stage:
+def lasting_stage(cur: Cursor, kind: Kind, evidence_at: datetime | None, *, settings: Settings) -> Stage:
     """A provider-wide problem opens silently ('suspected') and is announced only when a fresh failing answer,
     checked at least the confirmation spacing after it opened, shows it lasts: one odd minute of Nmbrs mails
     nobody, however often the same old answer is judged again inside the window."""
@@ -43,7 +50,7 @@ def lasting_stage(cur: Any, kind: Kind, evidence_at: datetime | None, *, setting
     return Stage.SUSPECTED
 
 
-def incident_cause(cur: Any, verdict: BreakerVerdict, run_id: int | None, *, settings: Any) -> Cause:
+def incident_cause(cur: Cursor, verdict: BreakerVerdict, run_id: int | None, *, settings: Settings) -> Cause:
     stage = lasting_stage(cur, Kind.PROVIDER_INCIDENT, verdict.last_failure_at, settings=settings)
     return Cause(verdict.tripped, stage, detail={
         "run_id": run_id, "checked": verdict.checked, "failing": verdict.failing,
@@ -51,12 +58,12 @@ def incident_cause(cur: Any, verdict: BreakerVerdict, run_id: int | None, *, set
     })
 
 
-def unknown_present(verdict: BreakerVerdict, settings: Any) -> bool:
+def unknown_present(verdict: BreakerVerdict, settings: Settings) -> bool:
     """More than `unknown_share` of the tokens checked in the window ended in an answer L1NDA cannot read."""
     return verdict.unknown > 0 and verdict.unknown > float(settings.unknown_share) * verdict.checked
 
 
-def unknown_cause(cur: Any, verdict: BreakerVerdict, *, settings: Any) -> Cause:
+def unknown_cause(cur: Cursor, verdict: BreakerVerdict, *, settings: Settings) -> Cause:
     present = unknown_present(verdict, settings)
     stage = (lasting_stage(cur, Kind.UNKNOWN_ANSWERS, verdict.last_unknown_at, settings=settings) if present
              else Stage.CONFIRMED)
@@ -69,16 +76,16 @@ def unknown_cause(cur: Any, verdict: BreakerVerdict, *, settings: Any) -> Cause:
 class AlertHooks:
     """Implements the engine's `ApplyHooks` and `LinkHooks`."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def token_applied(self, cur: Any, applied: Any, *, run_id: int | None, now: datetime) -> None:
+    def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
         after = applied.transition.after
         causes = token_causes(after.state, after.missing_operation)
         if causes is not None:
             track(cur, applied.token_id, causes, now=now, settings=self.settings)
 
-    def breaker_judged(self, cur: Any, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
+    def breaker_judged(self, cur: Cursor, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
         # Only a tripped verdict is evidence here; the sweep clears the incident once the window passes.
         if verdict.tripped:
             track(cur, None, {Kind.PROVIDER_INCIDENT: incident_cause(cur, verdict, run_id, settings=self.settings)},
@@ -89,7 +96,7 @@ class AlertHooks:
             track(cur, None, {Kind.UNKNOWN_ANSWERS: unknown_cause(cur, verdict, settings=self.settings)},
                   now=now, settings=self.settings)
 
-    def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:
+    def links_changed(self, cur: Cursor, changes: list[LinkChange], *, run_id: int | None, now: datetime) -> None:
         tokens = sorted({t for c in changes for t in (c.from_token, c.to_token) if t is not None})
         for token_id in tokens:  # in id order, so two transactions lock problems in the same order
             track(cur, token_id, {Kind.ACCESS_LOST: access_cause(cur, token_id)}, now=now, settings=self.settings)

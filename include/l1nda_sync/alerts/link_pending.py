@@ -12,7 +12,7 @@ say, per link, why it is pending (`registry.links.pending_reasons`). `link_pendi
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.alerts import store
 from l1nda_sync.alerts.problems import Action, Cause, Event, Kind, Policy, Verb, plan_problem, plan_quiet
@@ -20,11 +20,17 @@ from l1nda_sync.alerts.rendering import environment, one_line, tidy_text
 from l1nda_sync.alerts.tracker import carry_out, new_message_id
 from l1nda_sync.registry.links import pending_reasons
 
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.settings import Settings
+
 KIND = Kind.LINK_PENDING
 CAP = store.CAP
 
 
-def overdue_cause(cur: Any, now: datetime, settings: Any) -> Cause:
+def overdue_cause(cur: Cursor, now: datetime, settings: Settings) -> Cause:
     """The cause as the registry shows it now: the wanted links pending since before now - link_pending_after."""
     after = float(settings.link_pending_after)
     if after <= 0:
@@ -46,7 +52,7 @@ def overdue_cause(cur: Any, now: datetime, settings: Any) -> Cause:
                                "after_hours": f"{after / 3600:g}"})
 
 
-def evaluate(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
+def evaluate(conn: Connection, now: datetime, settings: Settings) -> dict[str, int]:
     """Bring the one link_pending problem in line with the registry, in one transaction; counts per step."""
     policy = Policy.from_settings(settings)
     with conn, conn.cursor() as cur:
@@ -67,7 +73,7 @@ def evaluate(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
         return {action.verb.value: 1, **({"mailed": 1} if action.mail else {})}
 
 
-def _context(row: store.ProblemRow, event: Event, lang: str, settings: Any) -> dict[str, Any]:
+def _context(row: store.ProblemRow, event: Event, lang: str, settings: Settings) -> dict[str, Any]:
     detail = dict(row.detail)
     detail["entries"] = [{**e, "requested_at": datetime.fromisoformat(e["requested_at"])}
                          for e in detail.get("entries") or ()]
@@ -82,7 +88,7 @@ def _context(row: store.ProblemRow, event: Event, lang: str, settings: Any) -> d
     }
 
 
-def render(row: store.ProblemRow, event: Event, lang: str, settings: Any) -> tuple[str, str, str]:
+def render(row: store.ProblemRow, event: Event, lang: str, settings: Settings) -> tuple[str, str, str]:
     """(subject, text, html) of the operations mail about `event`."""
     env = environment()
     values = _context(row, event, lang, settings)
@@ -92,7 +98,9 @@ def render(row: store.ProblemRow, event: Event, lang: str, settings: Any) -> tup
     return one_line(subject), tidy_text(text), html
 
 
-def queue_mail(cur: Any, row: store.ProblemRow, event: Event, *, now: datetime, settings: Any) -> store.ProblemRow:
+def queue_mail(
+    cur: Cursor, row: store.ProblemRow, event: Event, *, now: datetime, settings: Settings
+) -> store.ProblemRow:
     """Queue the operations mail (nobody else hears about pending links) and note when it was written."""
     if not settings.ops_recipients:
         return row

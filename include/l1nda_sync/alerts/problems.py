@@ -15,12 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.engine.token_state import TokenState
 
+if TYPE_CHECKING:
+    from l1nda_sync.settings import Settings
+
 
 class Kind(StrEnum):
+    """What a problem is about: one kind per cause a person must act on."""
+
     REVOKED = "revoked"
     REJECTED = "rejected"
     RIGHTS_MISSING = "rights_missing"
@@ -35,11 +40,15 @@ class Kind(StrEnum):
 
 
 class Stage(StrEnum):
+    """Whether a problem is announced yet."""
+
     SUSPECTED = "suspected"  # not announced; only `revoked` has it
     CONFIRMED = "confirmed"
 
 
 class Event(StrEnum):
+    """What a mail about a problem says happened."""
+
     OPENED = "opened"
     ESCALATED = "escalated"
     REMINDER = "reminder"
@@ -47,6 +56,8 @@ class Event(StrEnum):
 
 
 class Verb(StrEnum):
+    """The step taken with one problem row."""
+
     NOTHING = "nothing"
     OPEN = "open"
     SEEN = "seen"  # the cause is still (or again) there: last_seen_at, detail, cause_cleared_at = NULL
@@ -68,11 +79,13 @@ WITHDRAWN_STATES = frozenset({TokenState.DISABLED, TokenState.REMOVED})
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """When a problem resolves (after a quiet period) and how often it is recalled."""
+
     quiet_period: timedelta = timedelta(hours=1)
     reminder_interval: timedelta | None = timedelta(hours=24)  # None: no reminders
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Policy:
+    def from_settings(cls, settings: Settings) -> Policy:
         reminder = float(settings.reminder_interval)
         return cls(
             quiet_period=timedelta(seconds=float(settings.problem_quiet_period)),
@@ -116,6 +129,8 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class Action:
+    """The step decided for one problem, and the mail it writes, if any."""
+
     verb: Verb
     mail: Event | None = None  # the mail this step writes to the outbox, if any
     stage: Stage | None = None

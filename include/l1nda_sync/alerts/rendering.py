@@ -31,6 +31,8 @@ _MONTHS = {
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
+    """One mail, rendered: subject, plain text and HTML."""
+
     subject: str
     text: str
     html: str

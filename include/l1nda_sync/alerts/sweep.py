@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from l1nda_sync.alerts import link_pending, store
 from l1nda_sync.alerts.hooks import access_cause, unknown_present
@@ -22,8 +22,14 @@ from l1nda_sync.engine.applying import judge_recent
 from l1nda_sync.engine.breaker import BreakerVerdict
 from l1nda_sync.engine.token_state import TokenState
 
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
 
-def window_verdict(cur: Any, now: datetime, settings: Any) -> BreakerVerdict | None:
+    from l1nda_sync.settings import Settings
+
+
+def window_verdict(cur: Cursor, now: datetime, settings: Settings) -> BreakerVerdict | None:
     """The circuit breaker's verdict over the checks of the last window; None when the window holds none (no
     evidence either way: the schedule may be paused)."""
     verdict = judge_recent(cur, now=now, window=timedelta(seconds=float(settings.breaker_window)),
@@ -31,7 +37,7 @@ def window_verdict(cur: Any, now: datetime, settings: Any) -> BreakerVerdict | N
     return verdict if verdict.checked else None
 
 
-def current_cause(cur: Any, row: ProblemRow, latest: BreakerVerdict | None, settings: Any) -> Cause | None:
+def current_cause(cur: Cursor, row: ProblemRow, latest: BreakerVerdict | None, settings: Settings) -> Cause | None:
     """The cause as the registry shows it now; None when it tells nothing new."""
     if row.kind is Kind.PROVIDER_INCIDENT:
         if latest is None or latest.tripped:
@@ -53,7 +59,7 @@ def current_cause(cur: Any, row: ProblemRow, latest: BreakerVerdict | None, sett
     return causes[row.kind]
 
 
-def sweep(conn: Any, now: datetime, settings: Any) -> dict[str, int]:
+def sweep(conn: Connection, now: datetime, settings: Settings) -> dict[str, int]:
     """One pass over every open problem; returns counts per step taken (and 'open' left)."""
     policy = Policy.from_settings(settings)
     counts: Counter[str] = Counter()

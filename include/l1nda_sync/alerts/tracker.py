@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from l1nda_sync.alerts import store
 from l1nda_sync.alerts.problems import (
@@ -27,6 +27,11 @@ from l1nda_sync.alerts.problems import (
 from l1nda_sync.alerts.rendering import render
 from l1nda_sync.alerts.store import ProblemRow
 
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +40,7 @@ def new_message_id() -> str:
 
 
 def track(
-    cur: Any, token_id: int | None, causes: Mapping[Kind, Cause], *, now: datetime, settings: Any
+    cur: Cursor, token_id: int | None, causes: Mapping[Kind, Cause], *, now: datetime, settings: Settings
 ) -> list[tuple[Kind, Action]]:
     """Bring the problems of one token (None: the provider) in line with fresh evidence for `causes`' kinds."""
     policy = Policy.from_settings(settings)
@@ -54,8 +59,8 @@ def track(
 
 
 def carry_out(
-    cur: Any, row: ProblemRow | None, action: Action, *, token_id: int | None, kind: Kind, cause: Cause | None,
-    now: datetime, settings: Any,
+    cur: Cursor, row: ProblemRow | None, action: Action, *, token_id: int | None, kind: Kind, cause: Cause | None,
+    now: datetime, settings: Settings,
 ) -> ProblemRow | None:
     """Write what `action` says; returns the problem row afterwards."""
     detail = dict(cause.detail) if cause is not None else {}
@@ -85,7 +90,7 @@ def carry_out(
     return row
 
 
-def queue_mail(cur: Any, row: ProblemRow, event: Event, *, now: datetime, settings: Any) -> ProblemRow:
+def queue_mail(cur: Cursor, row: ProblemRow, event: Event, *, now: datetime, settings: Settings) -> ProblemRow:
     """Render the mails about `event` for every audience of the problem's kind and queue them in the outbox."""
     token = store.load_token(cur, row.token_id) if row.token_id is not None else None
     contacts = list(token["contact_emails"]) if token else []
@@ -117,7 +122,7 @@ def queue_mail(cur: Any, row: ProblemRow, event: Event, *, now: datetime, settin
     return store.update_problem(cur, row.id, last_notified_at=now)
 
 
-def follow_up(cur: Any, row: ProblemRow, *, now: datetime, settings: Any) -> Action:
+def follow_up(cur: Cursor, row: ProblemRow, *, now: datetime, settings: Settings) -> Action:
     """Without new evidence: resolve after the quiet period, or send a reminder that is due."""
     action = plan_quiet(row.decision(), now, Policy.from_settings(settings))
     carry_out(cur, row, action, token_id=row.token_id, kind=row.kind, cause=None, now=now, settings=settings)
