@@ -7,6 +7,7 @@ the sync: one drain at a time takes each mail, and a mail is never sent twice.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
@@ -30,7 +31,7 @@ DAG_ID = "nmbrs_alert_outbox"
 )
 def nmbrs_alert_outbox() -> None:
     @task
-    def drain() -> dict:
+    def drain() -> dict[str, Any]:
         return orchestration.drain_outbox()
 
     drain()

@@ -10,6 +10,7 @@ their task bodies live in `l1nda_sync.orchestration`; this file only wires them.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
@@ -58,35 +59,36 @@ DAG_ID = "nmbrs_token_sync"
 )
 def nmbrs_token_sync() -> None:
     @task
-    def plan() -> dict:
+    def plan() -> dict[str, Any]:
         context = get_current_context()
         return orchestration.plan(context["params"], context["run_id"])
 
     @task
-    def batches(planned: dict) -> list[dict]:
+    def batches(planned: dict[str, Any]) -> list[dict[str, Any]]:
         return orchestration.batch_kwargs(planned)
 
     @task(pool="nmbrs_api", max_active_tis_per_dagrun=8)
-    def check(sync_run: int | None, batch: list[int]) -> dict:
+    def check(sync_run: int | None, batch: list[int]) -> dict[str, Any]:
         return orchestration.check(sync_run, batch)
 
     @task(trigger_rule="none_failed")
-    def apply(planned: dict) -> dict:
+    def apply(planned: dict[str, Any]) -> dict[str, Any]:
         return orchestration.apply(planned)
 
     @task
-    def deliver(planned: dict) -> dict:
+    def deliver(planned: dict[str, Any]) -> dict[str, Any]:
         return orchestration.deliver(planned)
 
     @task
-    def close_report(planned: dict, applied: dict, delivered: dict) -> dict:
+    def close_report(planned: dict[str, Any], applied: dict[str, Any], delivered: dict[str, Any]) -> dict[str, Any]:
         return orchestration.close_report(planned, applied, delivered)
 
-    planned = plan()
+    # Each call below returns a reference to a task's XCom, resolved when the task runs (hence Any).
+    planned: Any = plan()
     checked = check.expand_kwargs(batches(planned))
-    applied = apply(planned)
+    applied: Any = apply(planned)
     checked >> applied
-    delivered = deliver(planned)
+    delivered: Any = deliver(planned)
     applied >> delivered
     close_report(planned, applied, delivered)
 

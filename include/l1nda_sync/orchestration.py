@@ -242,7 +242,8 @@ def _recorded_error(ti: Any, dag_id: str, run_id: str) -> str | None:
     """The masked error the failed task body kept as XCom: through the task SDK where the callback runs in the
     DAG processor, else (`dag.test()`, the scheduler's own process) from the metadata database."""
     with contextlib.suppress(Exception):
-        return ti.xcom_pull(task_ids=ti.task_id, key=ERROR_KEY, map_indexes=ti.map_index)
+        pulled = ti.xcom_pull(task_ids=ti.task_id, key=ERROR_KEY, map_indexes=ti.map_index)
+        return None if pulled is None else str(pulled)
     with contextlib.suppress(Exception):
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session

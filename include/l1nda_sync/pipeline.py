@@ -19,10 +19,17 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from l1nda_sync.engine.applying import AppliedCheck, ApplyHooks
+from l1nda_sync.engine.breaker import BreakerVerdict
+from l1nda_sync.engine.link_rules import LinkChange
+from l1nda_sync.engine.reconciling import LinkHooks
 from l1nda_sync.engine.sync import RunReport, SyncEngine
 from l1nda_sync.settings import Settings
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +42,26 @@ class ChecksNotApplied(RuntimeError):
         self.report = report
 
 
-class CombinedHooks:
-    """The engine's hooks (ApplyHooks and LinkHooks): several hook objects called in order, in the engine's
-    transaction, so an alert step or a webhook event commits together with the change it reports."""
+class RunHooks(ApplyHooks, LinkHooks, Protocol):
+    """Everything the engine calls inside its transactions: the token and breaker steps and the link changes."""
 
-    def __init__(self, *hooks: Any) -> None:
+
+class CombinedHooks:
+    """The engine's hooks: several `RunHooks` called in order, in the engine's transaction, so an alert step or a
+    webhook event commits together with the change it reports."""
+
+    def __init__(self, *hooks: RunHooks | None) -> None:
         self.hooks = [h for h in hooks if h is not None]
 
-    def token_applied(self, cur: Any, applied: Any, *, run_id: int | None, now: datetime) -> None:
+    def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
         for hook in self.hooks:
             hook.token_applied(cur, applied, run_id=run_id, now=now)
 
-    def breaker_judged(self, cur: Any, verdict: Any, *, run_id: int | None, now: datetime) -> None:
+    def breaker_judged(self, cur: Cursor, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
         for hook in self.hooks:
             hook.breaker_judged(cur, verdict, run_id=run_id, now=now)
 
-    def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:
+    def links_changed(self, cur: Cursor, changes: list[LinkChange], *, run_id: int | None, now: datetime) -> None:
         for hook in self.hooks:
             hook.links_changed(cur, changes, run_id=run_id, now=now)
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from l1nda_sync.engine.applying import AppliedCheck
+from l1nda_sync.engine.breaker import BreakerVerdict
+from l1nda_sync.engine.link_rules import LinkChange
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
 
 
-def _insert(cur: Any, event: str, payload: dict[str, Any]) -> None:
+def _insert(cur: Cursor, event: str, payload: dict[str, Any]) -> None:
     cur.execute("INSERT INTO webhook_outbox (event, payload) VALUES (%s, %s::jsonb)",
                 (event, json.dumps(payload, default=str)))
 
@@ -16,7 +23,7 @@ def _insert(cur: Any, event: str, payload: dict[str, Any]) -> None:
 class WebhookHooks:
     """Queues `token.state_changed` and `link.state_changed` events; ids and states only, never a secret."""
 
-    def token_applied(self, cur: Any, applied: Any, *, run_id: int | None, now: datetime) -> None:
+    def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
         transition = applied.transition
         if not transition.changed_state:
             return
@@ -26,10 +33,10 @@ class WebhookHooks:
             "missing_operation": transition.after.missing_operation, "run_id": run_id, "at": now.isoformat(),
         })
 
-    def breaker_judged(self, cur: Any, verdict: Any, *, run_id: int | None, now: datetime) -> None:
+    def breaker_judged(self, cur: Cursor, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
         return None  # an operations matter, reported by the alerts, not a state change of the platform's
 
-    def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:
+    def links_changed(self, cur: Cursor, changes: list[LinkChange], *, run_id: int | None, now: datetime) -> None:
         for change in changes:
             _insert(cur, "link.state_changed", {
                 "link_id": change.link_id, "from": change.from_state.value, "to": change.to_state.value,
