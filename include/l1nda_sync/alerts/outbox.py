@@ -18,7 +18,7 @@ Guarantee: AT MOST ONCE per row, and nothing silently lost.
 - A connection lost after the 354, while the server was taking the message body or before it confirmed it,
   cannot be told apart from a delivery: 'uncertain', not resent.
 - 'uncertain' and 'failed' rows are never left to rot: while any exists, operations have an open
-  `outbox_stuck` problem (one mail, then the daily reminder; `track_delivery`, called by the sweep), and
+  `outbox_stuck` problem (one mail, then the daily reminder; `alerts.delivery_problems`, run by the sweep), and
   `l1nda-sync outbox list|resend|drop` shows and settles them.
 Each row carries its own Message-ID (made when the row was written), so a receiving system can also spot a
 duplicate should an operator resend an 'uncertain' row by hand.
@@ -52,9 +52,7 @@ from l1nda_sync.registry import locks
 if TYPE_CHECKING:
     from airflow.providers.smtp.hooks.smtp import SmtpHook
     from psycopg2.extensions import connection as Connection
-    from psycopg2.extensions import cursor as Cursor
 
-    from l1nda_sync.alerts.problems import Cause
     from l1nda_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -406,42 +404,3 @@ def drain(
             close()
         _unlock(conn)
     return dict(counts)
-
-
-# -- rows that need a person --------------------------------------------------------------------------------
-
-STUCK_STATES = ("uncertain", "failed")
-
-
-def stuck_cause(cur: Cursor) -> Cause:
-    """outbox_stuck is there while any mail is 'uncertain' or 'failed' (until resent or dropped)."""
-    from l1nda_sync.alerts.problems import Cause
-    from l1nda_sync.alerts.store import CAP
-
-    cur.execute(
-        """SELECT id, state, subject, recipients, attempts, last_error, count(*) OVER (),
-                  count(*) FILTER (WHERE state = 'uncertain') OVER (), count(*) FILTER (WHERE state = 'failed') OVER ()
-           FROM outbox WHERE state = ANY(%s) ORDER BY id LIMIT %s""",
-        (list(STUCK_STATES), CAP),
-    )
-    rows = cur.fetchall()
-    if not rows:
-        return Cause.absent()
-    entries = [{"id": r[0], "state": r[1], "subject": r[2], "recipients": list(r[3]), "attempts": r[4],
-                "last_error": (r[5] or "")[:300]} for r in rows]
-    return Cause(True, detail={"rows": rows[0][6], "uncertain": rows[0][7], "failed": rows[0][8],
-                               "entries": entries, "more": max(0, rows[0][6] - len(entries))})
-
-
-def track_delivery(conn: Connection, now: datetime, settings: Settings) -> Counter[str]:
-    """Open, keep or clear the operations problems about delivery (`outbox_stuck`, `webhook_failing`) from what
-    the outboxes hold now; reminders and the resolution after the quiet period are the sweep's usual steps.
-    Returns counts per step taken."""
-    from l1nda_sync.alerts.problems import Kind, Verb
-    from l1nda_sync.alerts.tracker import track
-    from l1nda_sync.webhook.delivery import failing_cause
-
-    with conn, conn.cursor() as cur:
-        causes = {Kind.OUTBOX_STUCK: stuck_cause(cur), Kind.WEBHOOK_FAILING: failing_cause(cur, now, settings)}
-        done = track(cur, None, causes, now=now, settings=settings)
-    return Counter(action.verb.value for _kind, action in done if action.verb not in (Verb.NOTHING, Verb.SEEN))

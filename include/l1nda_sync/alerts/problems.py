@@ -34,8 +34,8 @@ class Kind(StrEnum):
     ACCESS_LOST = "access_lost"
     PROVIDER_INCIDENT = "provider_incident"
     UNKNOWN_ANSWERS = "unknown_answers"  # a share of checks ends in answers L1NDA cannot read: ops only
-    OUTBOX_STUCK = "outbox_stuck"  # mails uncertain or failed: a person decides (alerts.outbox.track_delivery)
-    WEBHOOK_FAILING = "webhook_failing"  # webhook events parked, or failing for a while (webhook.delivery)
+    OUTBOX_STUCK = "outbox_stuck"  # mails uncertain or failed: a person decides (alerts.delivery_problems)
+    WEBHOOK_FAILING = "webhook_failing"  # webhook events parked, or failing for a while (alerts.delivery_problems)
     LINK_PENDING = "link_pending"  # a requested link no token reaches for longer than link_pending_after
 
 

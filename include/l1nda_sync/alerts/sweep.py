@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from l1nda_sync.alerts import link_pending, store
+from l1nda_sync.alerts.delivery_problems import track_delivery
 from l1nda_sync.alerts.hooks import access_cause, unknown_present
-from l1nda_sync.alerts.outbox import track_delivery
 from l1nda_sync.alerts.problems import TOKEN_KINDS, Cause, Kind, Policy, Verb, plan_problem, token_causes
 from l1nda_sync.alerts.store import ProblemRow
 from l1nda_sync.alerts.tracker import carry_out, follow_up
@@ -48,7 +48,7 @@ def current_cause(cur: Cursor, row: ProblemRow, latest: BreakerVerdict | None, s
             return None
         return Cause.absent()
     if row.token_id is None:
-        return None  # outbox_stuck, webhook_failing: judged by outbox.track_delivery at the end of sweep()
+        return None  # outbox_stuck, webhook_failing: judged by delivery_problems.track_delivery at the end of sweep()
     if row.kind is Kind.ACCESS_LOST:
         return access_cause(cur, row.token_id)
     cur.execute("SELECT state, missing_operation FROM tokens WHERE id = %s", (row.token_id,))

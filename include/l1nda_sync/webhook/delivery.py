@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.backoff import backoff, retry_after
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     import requests
     from airflow.providers.http.hooks.http import HttpHook
     from psycopg2.extensions import connection as Connection
-    from psycopg2.extensions import cursor as Cursor
-
-    from l1nda_sync.alerts.problems import Cause
-    from l1nda_sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -137,40 +133,3 @@ def _deliver_locked(conn: Connection, hook: HttpHook, now: datetime, limit: int,
             log.warning("webhook event %s (%s) not delivered, attempt %d, retried later: %s", row_id, event,
                         attempts, error)
             break  # later rows would go out of order; retry from here next time
-
-
-def failing_cause(cur: Cursor, now: datetime, settings: Settings) -> Cause:
-    """webhook_failing is there while any event is parked, or while the oldest pending event has been failing
-    for `webhook_failing_after` seconds or more."""
-    from l1nda_sync.alerts.problems import Cause
-    from l1nda_sync.alerts.store import CAP, one_row
-
-    cur.execute(
-        """SELECT id, event, attempts, last_error, count(*) OVER () FROM webhook_outbox WHERE state = 'failed'
-           ORDER BY id LIMIT %s""",
-        (CAP,),
-    )
-    parked = cur.fetchall()
-    cur.execute(
-        """SELECT id, event, attempts, last_error, first_failed_at FROM webhook_outbox WHERE state = 'pending'
-           ORDER BY id LIMIT 1""",
-    )
-    head = cur.fetchone()
-    span = timedelta(seconds=float(getattr(settings, "webhook_failing_after", 3600.0)))
-    stalled = head is not None and head[4] is not None and now - head[4] >= span
-    if not parked and not stalled:
-        return Cause.absent()
-    detail: dict[str, Any] = {
-        "parked": parked[0][4] if parked else 0,
-        "entries": [{"id": r[0], "event": r[1], "attempts": r[2], "last_error": (r[3] or "")[:300]} for r in parked],
-        "stalled": None,
-    }
-    detail["more"] = max(0, detail["parked"] - len(detail["entries"]))
-    if stalled:
-        assert head is not None
-        cur.execute("SELECT count(*) FROM webhook_outbox WHERE state = 'pending'")
-        detail["stalled"] = {"id": head[0], "event": head[1], "attempts": head[2],
-                             "last_error": (head[3] or "")[:300],
-                             "since": head[4].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                             "waiting": one_row(cur)[0]}
-    return Cause(True, detail=detail)
