@@ -79,7 +79,7 @@ class Scrubber:
 
     def __call__(self, text: str | None) -> str:
         if not text:
-            return text or ""
+            return ""
         if self._pattern is None:
             return text
         return self._pattern.sub(self._masked, text)

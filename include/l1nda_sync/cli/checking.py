@@ -9,16 +9,20 @@ apply step, so the token is `active`, its reach is known and it is next due afte
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.masking import Secret, mask
-from l1nda_sync.nmbrs import Credentials, NmbrsError, get_client
+from l1nda_sync.nmbrs import Credentials, NmbrsError, Probe, get_client
 from l1nda_sync.registry.errors import InvalidInput, RegistryError
 from l1nda_sync.settings import Settings
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.engine.applying import AppliedCheck
 
 # What to do when Nmbrs refuses a token for a reason that is the token's (exit 2, nothing written).
 _REFUSALS = {
@@ -40,6 +44,8 @@ class NmbrsUnavailable(RegistryError):
 
 @dataclass(frozen=True, slots=True)
 class ProbeSummary:
+    """What a registration check found, as the CLI shows it: the domain, the environment, what the token reaches."""
+
     domain: str | None
     environment: str | None
     debtors: list[dict[str, Any]] = field(default_factory=list)
@@ -49,27 +55,15 @@ class ProbeSummary:
         return {"checked": {"domain": self.domain, "debtors": len(self.debtors), "companies": len(self.companies)}}
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return value
-
-
-def summarise(probe: Any) -> ProbeSummary:
-    data = _plain(probe)
-    if not isinstance(data, dict):
-        data = {"domain": getattr(probe, "domain", None), "environment": getattr(probe, "environment", None),
-                "debtors": [_plain(d) for d in getattr(probe, "debtors", ()) or ()],
-                "companies": [_plain(c) for c in getattr(probe, "companies", ()) or ()]}
+def summarise(probe: Probe) -> ProbeSummary:
+    data = probe.to_dict()
     environment = data.get("environment")
     if isinstance(environment, dict):
         environment = environment.get("domain") or environment.get("sub_domain")
     return ProbeSummary(
         domain=data.get("domain"), environment=environment,
-        debtors=[dict(_plain(d)) for d in data.get("debtors") or ()],
-        companies=[dict(_plain(c)) for c in data.get("companies") or ()],
+        debtors=[dict(d) for d in data.get("debtors") or ()],
+        companies=[dict(c) for c in data.get("companies") or ()],
     )
 
 
@@ -102,8 +96,7 @@ def check_token(settings: Settings, username: str, token: Secret, domain: str | 
     except NmbrsUnavailable as exc:
         return Checked(None, warning=str(exc), duration_ms=int((time.monotonic() - started) * 1000))
     duration_ms = int((time.monotonic() - started) * 1000)
-    return Checked(summarise(probe), probe.to_dict() if hasattr(probe, "to_dict") else None,
-                   calls=int(getattr(probe, "calls", 0) or 0), duration_ms=duration_ms)
+    return Checked(summarise(probe), probe.to_dict(), calls=probe.calls, duration_ms=duration_ms)
 
 
 def probe_token(settings: Settings, username: str, token: Secret, domain: str | None) -> ProbeSummary:
@@ -111,7 +104,7 @@ def probe_token(settings: Settings, username: str, token: Secret, domain: str | 
     return summarise(_probe(settings, username, token, domain))
 
 
-def _probe(settings: Settings, username: str, token: Secret, domain: str | None) -> Any:
+def _probe(settings: Settings, username: str, token: Secret, domain: str | None) -> Probe:
     try:
         return get_client(settings).probe(Credentials(username, token, domain))
     except NmbrsError as exc:
@@ -126,7 +119,7 @@ def _probe(settings: Settings, username: str, token: Secret, domain: str | None)
         raise NmbrsUnavailable(f"Nmbrs could not be asked ({text})") from None
 
 
-def record_check(cur: Any, token_id: int, checked: Checked, settings: Settings) -> Any:
+def record_check(cur: Cursor, token_id: int, checked: Checked, settings: Settings) -> AppliedCheck | None:
     """Store the registration check of an accepted token as a sync run would, and apply it at once.
 
     Inside the caller's transaction (the one that added or replaced the token): a pending `checks` row, then the
@@ -142,7 +135,7 @@ def record_check(cur: Any, token_id: int, checked: Checked, settings: Settings) 
     assert checked.summary is not None
     assert checked.probe is not None
     cur.execute("SELECT now()")
-    at: datetime = cur.fetchone()[0]
+    at: datetime = _one(cur)
     record = CheckRecord(
         token_id=token_id, checked_at=at, outcome=Outcome.VALID, fault_code=None, detail="registration check",
         missing_operation=None, duration_ms=checked.duration_ms, calls=checked.calls, probe=checked.probe,
@@ -150,9 +143,16 @@ def record_check(cur: Any, token_id: int, checked: Checked, settings: Settings) 
     )
     store_checks(cur, None, [record])
     cur.execute("SELECT max(id) FROM checks WHERE token_id = %s AND applied_at IS NULL", (token_id,))
-    check_id = cur.fetchone()[0]
+    check_id: int = _one(cur)
     applied = apply_check(cur, check_id, policy=StatePolicy.from_settings(settings), breaker_open=False, now=at,
                           run_id=None)
     if applied is not None:
         compose_hooks(settings).token_applied(cur, applied, run_id=None, now=at)
     return applied
+
+
+def _one(cur: Cursor) -> Any:
+    """The one value of a statement that always answers one row."""
+    row = cur.fetchone()
+    assert row is not None
+    return row[0]

@@ -7,7 +7,7 @@ import getpass
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from l1nda_sync.cli import output
 from l1nda_sync.registry import db, schema
@@ -15,6 +15,12 @@ from l1nda_sync.registry.errors import InvalidInput
 from l1nda_sync.registry.tokens import TokenStore
 from l1nda_sync.registry.validation import TOKEN_MAX_LENGTH
 from l1nda_sync.settings import Settings
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+    # What each command module's `register` adds its commands to (`parser.add_subparsers()`).
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 TOKEN_PROMPT = "Nmbrs API token (typing is hidden): "  # noqa: S105 - a prompt, not a secret
 
@@ -29,11 +35,13 @@ def actor() -> str:
 
 @dataclass
 class Context:
+    """What a command's handler gets: its arguments, settings, registry connections, output streams."""
+
     args: argparse.Namespace
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     _settings: Settings | None = None
-    _connections: list[Any] = field(default_factory=list)
+    _connections: list[Connection] = field(default_factory=list)
 
     @property
     def json(self) -> bool:
@@ -52,7 +60,7 @@ class Context:
     def database_url(self) -> str:
         return getattr(self.args, "database_url", None) or self.settings.require_database_url()
 
-    def connect(self, *, check_schema: bool = True) -> Any:
+    def connect(self, *, check_schema: bool = True) -> Connection:
         """A registry connection (closed when the command ends); by default only on a current schema."""
         conn = db.connect(self.database_url())
         self._connections.append(conn)
@@ -84,7 +92,7 @@ class Context:
         return data
 
     # -- writing -------------------------------------------------------------------------------------------
-    def emit(self, data: Any, text: str | Callable[[], str]) -> None:
+    def emit(self, data: object, text: str | Callable[[], str]) -> None:
         """JSON of `data` with --json, else the human text."""
         if self.json:
             print(output.dumps(data), file=self.out)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from l1nda_sync.cli import output
 from l1nda_sync.cli.context import Context
 from l1nda_sync.registry import schema
 
+if TYPE_CHECKING:
+    from l1nda_sync.cli.context import Commands
 
-def register(commands: Any, common: argparse.ArgumentParser) -> None:
+
+def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     group = commands.add_parser("db", help="create or upgrade the registry's schema",
                                 description="The registry's versioned schema.")
     group.set_defaults(group_parser=group)
@@ -39,8 +43,10 @@ def run_upgrade(ctx: Context) -> int:
 def run_status(ctx: Context) -> int:
     conn = ctx.connect(check_schema=False)
     st = schema.status(conn)
-    rows = [(a.version, a.name, "applied (file changed since!)" if a.modified else "applied", a.applied_at)
-            for a in st.applied]
+    rows: list[tuple[int, str, str, datetime | None]] = [
+        (a.version, a.name, "applied (file changed since!)" if a.modified else "applied", a.applied_at)
+        for a in st.applied
+    ]
     rows += [(m.version, m.name, "pending", None) for m in st.pending]
 
     def text() -> str:

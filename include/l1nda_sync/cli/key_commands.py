@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from l1nda_sync.cli import output
 from l1nda_sync.cli.context import Context
@@ -11,8 +11,11 @@ from l1nda_sync.registry import db
 from l1nda_sync.registry.crypto import KEYS_VARIABLE, generate_key
 from l1nda_sync.registry.tokens import id_ranges
 
+if TYPE_CHECKING:
+    from l1nda_sync.cli.context import Commands
 
-def register(commands: Any, common: argparse.ArgumentParser) -> None:
+
+def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     group = commands.add_parser("keys", help="make and rotate the keys that encrypt tokens",
                                 description=f"Encryption keys: {KEYS_VARIABLE} holds them, comma separated, "
                                             "newest first.")

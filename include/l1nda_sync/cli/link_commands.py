@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from l1nda_sync.cli import output
 from l1nda_sync.cli.context import Context
@@ -11,6 +11,9 @@ from l1nda_sync.cli.token_commands import id_arg
 from l1nda_sync.registry import db, links, tokens
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from l1nda_sync.cli.context import Commands
 
 
 def company_arg(value: str) -> int:
@@ -20,7 +23,7 @@ def company_arg(value: str) -> int:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
-def register(commands: Any, common: argparse.ArgumentParser) -> None:
+def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     group = commands.add_parser("links", help="request, list and cancel company links",
                                 description="Company links: pending until a valid token reaches the company.")
     group.set_defaults(group_parser=group)

@@ -13,9 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.registry.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.cli.context import Commands, Context
 
 MAIL_STATES = ("pending", "sending", "sent", "failed", "uncertain", "dropped")
 WEBHOOK_STATES = ("pending", "sent", "failed", "dropped")
@@ -60,7 +66,7 @@ def _limit(value: str) -> int:
     return int(value)
 
 
-def register(commands: Any, common: argparse.ArgumentParser | None = None) -> None:
+def register(commands: Commands, common: argparse.ArgumentParser | None = None) -> None:
     parents = [common] if common is not None else []
     group = commands.add_parser("outbox", help="alert mails and webhook events that need a person",
                                 description=__doc__.split("\n\n")[1].replace("\n", " "))
@@ -89,7 +95,9 @@ def register(commands: Any, common: argparse.ArgumentParser | None = None) -> No
 
 # -- reading ------------------------------------------------------------------------------------------------
 
-def list_rows(conn: Any, *, states: tuple[str, ...], kind: str = "all", limit: int = 200) -> list[dict[str, Any]]:
+def list_rows(
+    conn: Connection, *, states: tuple[str, ...], kind: str = "all", limit: int = 200
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with conn, conn.cursor() as cur:
         if kind in ("mail", "all"):
@@ -113,7 +121,7 @@ def list_rows(conn: Any, *, states: tuple[str, ...], kind: str = "all", limit: i
     return rows
 
 
-def run_list(ctx: Any) -> int:
+def run_list(ctx: Context) -> int:
     from l1nda_sync.cli import output
 
     args = ctx.args
@@ -134,7 +142,7 @@ def run_list(ctx: Any) -> int:
 _TABLES = {"mail": "outbox", "webhook": "webhook_outbox"}
 
 
-def _lock(cur: Any, kind: str, row_id: int) -> tuple[str, str]:
+def _lock(cur: Cursor, kind: str, row_id: int) -> tuple[str, str]:
     """(state, what) of the row, locked; NotFound naming ID."""
     if kind == "mail":
         cur.execute("SELECT state, subject FROM outbox WHERE id = %s FOR UPDATE", (row_id,))
@@ -143,10 +151,12 @@ def _lock(cur: Any, kind: str, row_id: int) -> tuple[str, str]:
     found = cur.fetchone()
     if found is None:
         raise NotFound("ID", f"no {kind} {row_id} in the outbox; see `l1nda-sync outbox list --state all`")
-    return found
+    state: str = found[0]
+    what: str = found[1]
+    return state, what
 
 
-def resend(conn: Any, kind: str, row_id: int, now: datetime) -> str:
+def resend(conn: Connection, kind: str, row_id: int, now: datetime) -> str:
     """Back to pending, due now (the mail keeps its Message-ID, the event its Idempotency-Key)."""
     with conn, conn.cursor() as cur:
         state, _what = _lock(cur, kind, row_id)
@@ -166,7 +176,7 @@ def resend(conn: Any, kind: str, row_id: int, now: datetime) -> str:
     return state
 
 
-def drop(conn: Any, kind: str, row_id: int, reason: str, actor: str, now: datetime) -> str:
+def drop(conn: Connection, kind: str, row_id: int, reason: str, actor: str, now: datetime) -> str:
     with conn, conn.cursor() as cur:
         state, _what = _lock(cur, kind, row_id)
         if state in ("sent", "dropped", "sending"):
@@ -176,7 +186,7 @@ def drop(conn: Any, kind: str, row_id: int, reason: str, actor: str, now: dateti
     return state
 
 
-def _confirm(ctx: Any, question: str) -> bool:
+def _confirm(ctx: Context, question: str) -> bool:
     if ctx.args.yes:
         return True
     print(f"{question} [y/N] ", end="", file=ctx.err, flush=True)
@@ -184,7 +194,7 @@ def _confirm(ctx: Any, question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def run_resend(ctx: Any) -> int:
+def run_resend(ctx: Context) -> int:
     kind, row_id = ctx.args.id
     conn = ctx.connect()
     with conn, conn.cursor() as cur:  # look first (no lock): a missing row or a wrong state fails before asking
@@ -201,7 +211,7 @@ def run_resend(ctx: Any) -> int:
     return 0
 
 
-def run_drop(ctx: Any) -> int:
+def run_drop(ctx: Context) -> int:
     kind, row_id = ctx.args.id
     before = drop(ctx.connect(), kind, row_id, ctx.args.reason, ctx.actor, datetime.now(UTC))
     ctx.emit({"id": f"{kind}:{row_id}", "was": before, "state": "dropped", "reason": ctx.args.reason},

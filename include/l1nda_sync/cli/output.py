@@ -6,10 +6,12 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
-def to_jsonable(value: Any) -> Any:
+def to_jsonable(value: object) -> Any:
     """Dataclasses, datetimes, tuples and sets as plain JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
@@ -22,11 +24,11 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def dumps(value: Any) -> str:
+def dumps(value: object) -> str:
     return json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)
 
 
-def cell(value: Any) -> str:
+def cell(value: object) -> str:
     """One value as a table shows it: '-' for nothing, minutes for times, commas for lists."""
     if value is None or value == "":
         return "-"
@@ -50,7 +52,7 @@ def visible(text: str) -> str:
                    for ch in text)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str = "(none)") -> str:
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, empty: str = "(none)") -> str:
     shown = [[cell(v) for v in row] for row in rows]
     if not shown:
         return empty
@@ -61,13 +63,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str =
     return "\n".join(lines)
 
 
-def fields(pairs: Sequence[tuple[str, Any]]) -> str:
+def fields(pairs: Sequence[tuple[str, object]]) -> str:
     """A key: value block."""
     width = max(len(k) for k, _ in pairs)
     return "\n".join(f"{k.ljust(width)}  {cell(v)}" for k, v in pairs)
 
 
-def capped(rows: Sequence[Any], limit: int) -> tuple[Sequence[Any], str]:
+def capped(rows: Sequence[T], limit: int) -> tuple[Sequence[T], str]:
     """The first `limit` rows and a note on what was left out."""
     if len(rows) <= limit:
         return rows, ""

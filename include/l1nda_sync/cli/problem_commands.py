@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.alerts import store
 from l1nda_sync.alerts.problems import Kind
 from l1nda_sync.alerts.store import ProblemRow
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.cli.context import Commands, Context
 
 
 def _id(value: str) -> int:
@@ -36,7 +42,7 @@ def _limit(value: str) -> int:
     return number
 
 
-def register(commands: Any, common: argparse.ArgumentParser | None = None) -> None:
+def register(commands: Commands, common: argparse.ArgumentParser | None = None) -> None:
     """Add `problems` to the `l1nda-sync` sub-commands."""
     parents = [common] if common is not None else []
     group = commands.add_parser("problems", help="list, mute and unmute alert problems",
@@ -62,7 +68,7 @@ def register(commands: Any, common: argparse.ArgumentParser | None = None) -> No
     unmute.set_defaults(handler=run_unmute)
 
 
-def _mail_counts(cur: Any, ids: list[int]) -> dict[int, dict[str, int]]:
+def _mail_counts(cur: Cursor, ids: list[int]) -> dict[int, dict[str, int]]:
     counts: dict[int, dict[str, int]] = {}
     if ids:
         cur.execute("SELECT problem_id, state, count(*) FROM outbox WHERE problem_id = ANY(%s) GROUP BY 1, 2", (ids,))
@@ -71,7 +77,7 @@ def _mail_counts(cur: Any, ids: list[int]) -> dict[int, dict[str, int]]:
     return counts
 
 
-def _labels(cur: Any, token_ids: list[int]) -> dict[int, str]:
+def _labels(cur: Cursor, token_ids: list[int]) -> dict[int, str]:
     if not token_ids:
         return {}
     cur.execute("SELECT id, label FROM tokens WHERE id = ANY(%s)", (token_ids,))
@@ -87,7 +93,7 @@ def _shown(row: ProblemRow, label: str | None, mails: dict[str, int]) -> dict[st
     }
 
 
-def list_problems(conn: Any, *, state: str = "open", kind: str | None = None, token_id: int | None = None,
+def list_problems(conn: Connection, *, state: str = "open", kind: str | None = None, token_id: int | None = None,
                   limit: int = 200) -> list[dict[str, Any]]:
     with conn, conn.cursor() as cur:
         rows = store.list_problems(cur, state=None if state == "all" else state, kind=kind, token_id=token_id,
@@ -97,7 +103,7 @@ def list_problems(conn: Any, *, state: str = "open", kind: str | None = None, to
     return [_shown(r, labels.get(r.token_id) if r.token_id else None, mails.get(r.id, {})) for r in rows]
 
 
-def run_list(ctx: Any) -> int:
+def run_list(ctx: Context) -> int:
     from l1nda_sync.cli import output
 
     args = ctx.args
@@ -118,7 +124,7 @@ def run_list(ctx: Any) -> int:
     return 0
 
 
-def set_muted(conn: Any, problem_id: int, muted: bool, now: datetime) -> tuple[ProblemRow, bool]:
+def set_muted(conn: Connection, problem_id: int, muted: bool, now: datetime) -> tuple[ProblemRow, bool]:
     """Mute or unmute an open problem in one transaction; returns the row and whether anything changed."""
     with conn, conn.cursor() as cur:
         row = store.get_problem(cur, problem_id, lock=True)
@@ -129,13 +135,12 @@ def set_muted(conn: Any, problem_id: int, muted: bool, now: datetime) -> tuple[P
                                  f"{'muted' if muted else 'unmuted'}")
         if row.muted == muted:
             return row, False
-        values: dict[str, Any] = {"muted": muted}
-        if not muted:
-            values["unmuted_at"] = now
-        return store.update_problem(cur, problem_id, **values), True
+        if muted:
+            return store.update_problem(cur, problem_id, muted=True), True
+        return store.update_problem(cur, problem_id, muted=False, unmuted_at=now), True
 
 
-def _run_set(ctx: Any, muted: bool) -> int:
+def _run_set(ctx: Context, muted: bool) -> int:
     row, changed = set_muted(ctx.connect(), ctx.args.id, muted, datetime.now(UTC))
     if changed:
         text = (f"problem {row.id} ({row.kind.value}) muted: it stays open, no more mails about it" if muted else
@@ -147,9 +152,9 @@ def _run_set(ctx: Any, muted: bool) -> int:
     return 0
 
 
-def run_mute(ctx: Any) -> int:
+def run_mute(ctx: Context) -> int:
     return _run_set(ctx, True)
 
 
-def run_unmute(ctx: Any) -> int:
+def run_unmute(ctx: Context) -> int:
     return _run_set(ctx, False)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from l1nda_sync.cli import output
 from l1nda_sync.cli.context import Context
 from l1nda_sync.masking import redact_url
 from l1nda_sync.settings import SETTINGS, settings_markdown
 
+if TYPE_CHECKING:
+    from l1nda_sync.cli.context import Commands
 
-def register(commands: Any, common: argparse.ArgumentParser) -> None:
+
+def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     cmd = commands.add_parser("settings", parents=[common], help="show every setting and its value here",
                               description="Every setting: environment variable, Airflow Variable, default and the "
                                           "value resolved here (secrets hidden).")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from l1nda_sync.cli import output
 from l1nda_sync.cli.checking import Checked, ProbeSummary, check_token, record_check
@@ -14,6 +15,9 @@ from l1nda_sync.registry import db, details, tokens
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.errors import Conflict, InvalidInput
 from l1nda_sync.registry.tokens import NewToken, Token
+
+if TYPE_CHECKING:
+    from l1nda_sync.cli.context import Commands
 
 SHOW_ROWS = 25
 ARGV_REFUSAL = (
@@ -41,7 +45,7 @@ def _refuse_argv_token(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)
 
 
-def register(commands: Any, common: argparse.ArgumentParser) -> None:
+def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     group = commands.add_parser("tokens", help="register and manage Nmbrs API tokens",
                                 description="Nmbrs API tokens: the token itself is read from stdin or a hidden "
                                             "prompt, never from the command line.")
@@ -272,7 +276,7 @@ def _show_text(d: details.TokenDetail) -> str:
 # -- disable / enable / remove -------------------------------------------------------------------------------
 
 
-def _state_command(ctx: Context, change_fn: Any, verb: str, unchanged: str) -> int:
+def _state_command(ctx: Context, change_fn: Callable[..., tokens.StateChange], verb: str, unchanged: str) -> int:
     reason = v.reason(ctx.args.reason)
     conn = ctx.connect()
     with db.transaction(conn):
