@@ -28,7 +28,6 @@ from nmbrs_sim.rest_catalog import DISCOVERY_PATH, IDENTITY_SERVICE, JWKS_PATH
 from nmbrs_sim.rest_clients import KNOWN_SCOPES, RestClient
 from nmbrs_sim.simulator import Simulator
 
-SimGetter = web.AppKey[Simulator]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -37,7 +36,7 @@ def issuer(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
-def add_identity_routes(app: web.Application, sim_key: SimGetter) -> None:
+def add_identity_routes(app: web.Application, sim_key: web.AppKey[Simulator]) -> None:
     async def discovery(request: web.Request) -> web.StreamResponse:
         sim = request.app[sim_key]
         return await gated(request, sim, IDENTITY_SERVICE, "discovery", "",
