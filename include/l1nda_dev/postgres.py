@@ -20,9 +20,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 SYSTEM_USER = "l1nda_pg"
 _PR_SET_PDEATHSIG = 1
@@ -121,13 +122,21 @@ _PASSED_ON = ("PATH", "LD_LIBRARY_PATH", "TMPDIR")
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def server_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+def server_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The minimal environment the embedded server is started with."""
-    environ = os.environ if environ is None else environ
-    env = {name: environ[name] for name in _PASSED_ON if environ.get(name)}
+    source: Mapping[str, str] = os.environ if environ is None else environ
+    env = {name: source[name] for name in _PASSED_ON if source.get(name)}
     env.setdefault("PATH", _DEFAULT_PATH)
     env.update({"LC_ALL": "C", "LANG": "C", "TZ": "UTC"})
     return env
+
+
+class _RunAs(TypedDict, total=False):
+    """The account initdb and postgres run as when we are root (subprocess's user, group, extra_groups)."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
 
 
 @dataclass
@@ -161,7 +170,7 @@ class EmbeddedPostgres:
             self._owns_root = True
         data = self.root / "data"
         data.mkdir(mode=0o700, exist_ok=True)
-        kwargs: dict[str, object] = {}
+        kwargs: _RunAs = {}
         if user is not None:
             _make_traversable(bin_dir)
             _make_traversable(self.root)
@@ -172,7 +181,7 @@ class EmbeddedPostgres:
         init = subprocess.run(
             [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
              "--no-sync", "--no-instructions"],
-            capture_output=True, env=env, check=False, **kwargs,  # type: ignore[arg-type]
+            capture_output=True, env=env, check=False, **kwargs,
         )
         if init.returncode != 0:
             raise EmbeddedPostgresError(f"initdb failed: {init.stderr.decode(errors='replace')[-2000:]}")
@@ -186,7 +195,7 @@ class EmbeddedPostgres:
         self._proc = subprocess.Popen(
             [str(bin_dir / "postgres"), "-D", str(data), *options],
             stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
         log.close()
         self._wait_ready(timeout)

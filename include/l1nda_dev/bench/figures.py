@@ -86,6 +86,8 @@ def sweep_figures(raw: dict[str, Any], calls: list[int], *, latency_ms: float, c
 
 @dataclass(frozen=True)
 class Target:
+    """One bench target: what was measured against its limit, and whether it held."""
+
     key: str
     name: str
     measured: str

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from l1nda_sync.masking import Secret
 from l1nda_sync.nmbrs.client import SERVICES, NmbrsClient
 from l1nda_sync.nmbrs.limits import CallGate
 from l1nda_sync.nmbrs.records import Credentials, Probe
@@ -59,7 +60,7 @@ def _timed_build(base_url: str, cache_dir: str) -> tuple[NmbrsClient, float, dic
 
 def _probe(client: NmbrsClient, previous: Probe | None = None) -> tuple[Probe, float]:
     started = time.perf_counter()
-    probe = client.probe(Credentials(USERNAME, TOKEN, previous.domain if previous else None), previous)
+    probe = client.probe(Credentials(USERNAME, Secret(TOKEN), previous.domain if previous else None), previous)
     return probe, time.perf_counter() - started
 
 

@@ -41,6 +41,8 @@ DB_NAME = "l1nda_bench"
 
 @dataclass(frozen=True)
 class Options:
+    """The bench's knobs: world size, simulated latency, concurrency, batching, churn."""
+
     tokens: int = 2000
     latency_ms: float = 50.0
     concurrency: int = 32
@@ -94,6 +96,8 @@ def say(message: str) -> None:
 
 
 class Bench:
+    """One bench run: the world, the sweeps and the Airflow run, with the figures they give."""
+
     def __init__(self, opts: Options, *, database_url: str, sim_base_url: str, env: dict[str, str],
                  wsdl_cache: str) -> None:
         self.opts = opts

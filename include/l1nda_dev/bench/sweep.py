@@ -50,6 +50,8 @@ COUNTER = Counter()
 
 
 class CountingCursor(psycopg2.extensions.cursor):
+    """A cursor that counts the statements and rows of each phase (COUNTER)."""
+
     def execute(self, query: Any, vars: Any = None) -> None:
         super().execute(query, vars)
         COUNTER.count(query, self.rowcount)
@@ -61,6 +63,8 @@ class CountingCursor(psycopg2.extensions.cursor):
 
 @dataclass(frozen=True)
 class SweepJob:
+    """What one sweep in a child process runs against: the registry, settings, options."""
+
     database_url: str
     settings: dict[str, Any]  # Settings fields that differ from the loaded defaults
     env: dict[str, str] = field(repr=False)  # L1NDA_* variables (the Fernet key)
@@ -102,7 +106,7 @@ class _ThreadProfiles:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         for profile in self.profiles:
             profile.disable()
 

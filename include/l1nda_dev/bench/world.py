@@ -12,18 +12,23 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg2
 
 from nmbrs_sim.admin import SimAdmin
 from nmbrs_sim.catalog import PATH_PREFIX
 
+if TYPE_CHECKING:
+    from l1nda_sync.settings import Settings
+
 STOP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
 class Company:
+    """A company of the bench world, with its debtor and environment."""
+
     id: int
     debtor_id: int
     environment: str
@@ -54,6 +59,8 @@ def index_world(scenario: dict[str, Any]) -> WorldIndex:
 
 @dataclass
 class SimProcess:
+    """The simulator running in a child process, and where it listens."""
+
     proc: subprocess.Popen[str]
     root_url: str
     cpu: int | None
@@ -104,7 +111,7 @@ def write_scenario(scenario: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(scenario, separators=(",", ":")), encoding="utf-8")
 
 
-def register_tokens(database_url: str, settings: Any, logins: list[dict[str, Any]]) -> list[int]:
+def register_tokens(database_url: str, settings: Settings, logins: list[dict[str, Any]]) -> list[int]:
     """Every login through `NewToken.validate` + `TokenStore.add`, in one transaction (one round trip each)."""
     from l1nda_sync.registry.tokens import NewToken, TokenStore
 
@@ -142,6 +149,8 @@ def request_links(database_url: str, companies: list[Company], *, chunk: int = 5
 
 @dataclass(frozen=True)
 class Churn:
+    """How many companies a churn step ended, moved and added."""
+
     ended: int
     moved: int
     added: int

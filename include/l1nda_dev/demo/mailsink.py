@@ -27,6 +27,8 @@ from aiosmtpd.controller import Controller
 
 @dataclass(frozen=True)
 class StoredMail:
+    """One mail the demo's sink received, as stored on disk."""
+
     path: Path
     mail_from: str
     recipients: tuple[str, ...]

@@ -23,10 +23,11 @@ from typing import Any
 
 import yaml
 
+import nmbrs_sim
 from l1nda_dev.demo.console import Console
 from l1nda_sync.masking import mask
 
-DEMO_SCENARIO = Path(__import__("nmbrs_sim").__file__).resolve().parent / "scenarios" / "demo.yaml"
+DEMO_SCENARIO = Path(nmbrs_sim.__path__[0]).resolve() / "scenarios" / "demo.yaml"
 OPS = "support@l1nda.example"
 UI_USER = "admin"
 UI_PASSWORD = "l1nda-demo"  # noqa: S105 - a local demo login on 127.0.0.1, printed on purpose
@@ -44,6 +45,8 @@ class DemoError(RuntimeError):
 
 @dataclass(frozen=True)
 class DemoToken:
+    """A token the demo registers: label, level, login."""
+
     label: str
     level: str  # accountant | debtor, as `l1nda-sync tokens add --level` takes it
     username: str
@@ -92,6 +95,8 @@ def repo_root() -> Path:
 
 @dataclass
 class Paths:
+    """Where the demo keeps its files under var/."""
+
     var: Path
 
     @property

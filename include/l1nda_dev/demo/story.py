@@ -35,6 +35,8 @@ REASONS = {
 
 @dataclass
 class Snapshot:
+    """Tokens (by id) and links (by company id) as the CLI lists them at one moment."""
+
     tokens: dict[int, dict[str, Any]]
     links: dict[int, dict[str, Any]]  # by company id
 
@@ -104,7 +106,8 @@ def _rows(document: Any) -> list[dict[str, Any]]:
         return document
     for key in ("tokens", "links", "problems", "items"):
         if isinstance(document, dict) and isinstance(document.get(key), list):
-            return document[key]
+            rows: list[dict[str, Any]] = document[key]
+            return rows
     raise DemoError(f"unexpected JSON from l1nda-sync: {str(document)[:200]}")
 
 

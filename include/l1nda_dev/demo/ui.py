@@ -38,6 +38,8 @@ def _new_session_dying_with_parent() -> None:
 
 @dataclass
 class Component:
+    """One Airflow process the demo started, and its log."""
+
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
@@ -88,7 +90,8 @@ def stop_components(components: list[Component], stack: DemoStack) -> None:
 def health(port: int) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=3) as response:
-            return json.loads(response.read())
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
