@@ -52,73 +52,107 @@ class RawSmtp:
             threading.Thread(target=self._session, args=(client, fail), daemon=True).start()
 
     def _session(self, sock: socket.socket, fail: str | None) -> None:
-        reader = sock.makefile("rb")
+        session = _Session(self, sock, fail)
         self.connected.set()
-
-        def say(line: str) -> None:
-            sock.sendall(line.encode() + b"\r\n")
-
-        def drop() -> None:
-            self.reached.set()
-            sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
         try:
-            if fail == "greeting":
-                self.reached.set()
-                self.release.wait(30)
-                sock.close()
-                return
-            say("220 raw.test ESMTP")
-            while True:
-                line = reader.readline()
-                if not line:
-                    return
-                verb = line.split(b" ", 1)[0].split(b":", 1)[0].strip().upper()
-                if verb in (b"EHLO", b"HELO"):
-                    if fail == "ehlo":
-                        return drop()
-                    say("250 raw.test")
-                elif verb == b"MAIL":
-                    if fail == "mail":
-                        return drop()
-                    say("250 OK")
-                elif verb == b"RCPT":
-                    if fail == "rcpt":
-                        return drop()
-                    say("250 OK")
-                elif verb == b"DATA":
-                    if fail == "data":
-                        return drop()
-                    say("354 go ahead")
-                    body = bytearray()
-                    while True:
-                        chunk = reader.readline()
-                        if not chunk:
-                            return
-                        if chunk == b".\r\n":
-                            break
-                        body += chunk
-                        if fail == "body" and len(body) > 200:
-                            return drop()
-                    self.complete.append(bytes(body))
-                    if fail == "before_250":
-                        return drop()
-                    if fail == "body_hang":
-                        self.reached.set()
-                        self.release.wait(30)
-                        sock.close()
-                        return
-                    self.accepted.append(bytes(body))
-                    say("250 OK queued")
-                    if fail == "before_quit":
-                        return drop()
-                elif verb == b"RSET" or verb == b"NOOP":
-                    say("250 OK")
-                elif verb == b"QUIT":
-                    say("221 bye")
-                    return sock.close()
-                else:
-                    say("502 not implemented")
+            session.run()
         except OSError:
             return
+
+
+class _Session:
+    """One client connection: answers each command, and breaks off where `fail` says."""
+
+    def __init__(self, server: RawSmtp, sock: socket.socket, fail: str | None) -> None:
+        self.server = server
+        self.sock = sock
+        self.fail = fail
+        self.reader = sock.makefile("rb")
+
+    def say(self, line: str) -> None:
+        self.sock.sendall(line.encode() + b"\r\n")
+
+    def drop(self) -> bool:
+        """Close the line at the failure point; the session ends (False)."""
+        self.server.reached.set()
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        return False
+
+    def hang(self) -> bool:
+        """Say nothing until the test releases the server, then close; the session ends (False)."""
+        self.server.reached.set()
+        self.server.release.wait(30)
+        self.sock.close()
+        return False
+
+    def run(self) -> None:
+        if self.fail == "greeting":
+            self.hang()
+            return
+        self.say("220 raw.test ESMTP")
+        while True:
+            line = self.reader.readline()
+            if not line:
+                return
+            verb = line.split(b" ", 1)[0].split(b":", 1)[0].strip().upper()
+            if not self.answer(verb):
+                return
+
+    def answer(self, verb: bytes) -> bool:
+        """Answer one command; False when the session ends."""
+        if verb in (b"EHLO", b"HELO"):
+            return self.reply("ehlo", "250 raw.test")
+        if verb == b"MAIL":
+            return self.reply("mail", "250 OK")
+        if verb == b"RCPT":
+            return self.reply("rcpt", "250 OK")
+        if verb == b"DATA":
+            return self.data()
+        if verb in (b"RSET", b"NOOP"):
+            self.say("250 OK")
+            return True
+        if verb == b"QUIT":
+            self.say("221 bye")
+            self.sock.close()
+            return False
+        self.say("502 not implemented")
+        return True
+
+    def reply(self, step: str, answer: str) -> bool:
+        if self.fail == step:
+            return self.drop()
+        self.say(answer)
+        return True
+
+    def data(self) -> bool:
+        if self.fail == "data":
+            return self.drop()
+        self.say("354 go ahead")
+        body = self.body()
+        if body is None:
+            return False
+        self.server.complete.append(body)
+        if self.fail == "before_250":
+            return self.drop()
+        if self.fail == "body_hang":
+            return self.hang()
+        self.server.accepted.append(body)
+        self.say("250 OK queued")
+        if self.fail == "before_quit":
+            return self.drop()
+        return True
+
+    def body(self) -> bytes | None:
+        """The message up to its final dot; None when the line closed (or was dropped) before it."""
+        body = bytearray()
+        while True:
+            chunk = self.reader.readline()
+            if not chunk:
+                return None
+            if chunk == b".\r\n":
+                return bytes(body)
+            body += chunk
+            if self.fail == "body" and len(body) > 200:
+                self.drop()
+                return None
