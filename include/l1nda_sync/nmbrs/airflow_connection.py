@@ -15,7 +15,7 @@ import dataclasses
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -36,6 +36,9 @@ from l1nda_sync.nmbrs.records import Credentials
 from l1nda_sync.nmbrs.retry import RetryPolicy
 from l1nda_sync.nmbrs.wsdl_cache import is_wsdl
 from l1nda_sync.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 DEBTOR_SERVICE = "DebtorService"
 # (connect, read) seconds for the Test button's WSDL request when the connection's extra names no `timeout`.
@@ -144,14 +147,14 @@ class NmbrsSoapHook(HttpHook):
         )
 
     # -- HttpHook: the base URL is the SOAP base; no HTTP auth; the test extras are no headers ------------------
-    def _set_base_url(self, connection: Any) -> None:
+    def _set_base_url(self, connection: Connection) -> None:
         self.base_url = self.soap_base_url(connection)
         self._base_url_initialized = True
 
-    def _extract_auth(self, connection: Any) -> Any | None:
+    def _extract_auth(self, connection: Connection) -> Any | None:
         return None  # Nmbrs authenticates in the SOAP header; login/password are hidden and never sent
 
-    def _configure_session_from_extra(self, session: requests.Session, connection: Any,
+    def _configure_session_from_extra(self, session: requests.Session, connection: Connection,
                                       extra_options: dict[str, Any]) -> requests.Session:
         session = super()._configure_session_from_extra(session, connection, extra_options)
         for name in _OWN_EXTRAS:
