@@ -17,16 +17,17 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from l1nda_sync.engine.breaker import CLEAR, BreakerVerdict, Evidence, is_news, judge_window
 from l1nda_sync.engine.outcomes import reach_from_probe
 from l1nda_sync.engine.reach import Reach, ReachDiff, diff_reach
 from l1nda_sync.engine.token_state import (
+    OUT_OF_SERVICE_STATES,
     CheckResult,
     Outcome,
     StatePolicy,
@@ -36,7 +37,11 @@ from l1nda_sync.engine.token_state import (
     decide,
 )
 
-FINAL_STATES = (TokenState.DISABLED.value, TokenState.REMOVED.value)
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
+
+FINAL_STATES = frozenset(s.value for s in OUT_OF_SERVICE_STATES)  # a check never moves these
 MAX_LATE = timedelta(hours=1)  # how far the breaker's window reaches back for checks applied late
 BULK_CHUNK = 500  # checks per transaction on the bulk path (no reach to write, one check per token)
 
@@ -46,21 +51,25 @@ log = logging.getLogger(__name__)
 class ApplyHooks(Protocol):
     """What the alerting side does inside the same transaction as the state change that causes it."""
 
-    def token_applied(self, cur: Any, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None: ...
+    def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None: ...
 
-    def breaker_judged(self, cur: Any, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None: ...
+    def breaker_judged(self, cur: Cursor, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None: ...
 
 
 class NoHooks:
-    def token_applied(self, cur: Any, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
+    """ApplyHooks that do nothing (no alerting)."""
+
+    def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
         return None
 
-    def breaker_judged(self, cur: Any, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
+    def breaker_judged(self, cur: Cursor, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
         return None
 
 
 @dataclass(frozen=True, slots=True)
 class AppliedCheck:
+    """One check applied to its token: the outcome, the token's transition, and the reach it wrote (if any)."""
+
     check_id: int
     token_id: int
     label: str
@@ -72,6 +81,8 @@ class AppliedCheck:
 
 @dataclass
 class ApplySummary:
+    """What `apply_pending` did: the applied checks, how many were skipped or failed, the breaker's verdict."""
+
     applied: list[AppliedCheck] = field(default_factory=list)
     skipped: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)  # (check id, error type): left pending
@@ -86,7 +97,7 @@ class ApplySummary:
 
 
 @contextmanager
-def unit_of_work(conn: Any, *, dry_run: bool) -> Iterator[Any]:
+def unit_of_work(conn: Connection, *, dry_run: bool) -> Iterator[Cursor]:
     """A transaction per unit; in a dry run a savepoint inside the caller's transaction, rolled back later."""
     if dry_run:
         with conn.cursor() as cur:
@@ -103,13 +114,14 @@ def unit_of_work(conn: Any, *, dry_run: bool) -> Iterator[Any]:
 
 
 def judge_recent(
-    cur: Any, *, now: datetime, window: timedelta, share: float
+    cur: Cursor, *, now: datetime, window: timedelta, share: float
 ) -> BreakerVerdict:
     """The breaker's verdict over every check (applied or pending, of any run) made inside the window. The window
     reaches back from the oldest pending check, so checks applied late (a long check phase, a crashed run's
     leftovers) are judged with the evidence of their own time."""
     cur.execute("SELECT min(checked_at) FROM checks WHERE applied_at IS NULL AND checked_at <= %s", (now,))
-    oldest = cur.fetchone()[0]
+    row = cur.fetchone()
+    oldest = row[0] if row is not None else None
     if oldest is not None and oldest < now:
         window += min(now - oldest, MAX_LATE)
     cur.execute(
@@ -127,8 +139,82 @@ def judge_recent(
     return judge_window(evidence, now=now, window=window, share=share)
 
 
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """A pending check as listed for a run: which way it is applied."""
+
+    check_id: int
+    run_id: int | None
+    token_id: int
+    no_reach: bool  # writes no reach: a failure, an unchanged probe, or no probe
+
+
+def _list_pending(conn: Connection, run_id: int | None, *, dry_run: bool) -> list[_Listed]:
+    """The pending checks (of `run_id`, or of any run), oldest first."""
+    with unit_of_work(conn, dry_run=dry_run) as cur:
+        cur.execute(
+            "SELECT id, run_id, token_id, (outcome NOT IN ('valid', 'reach_drop') OR unchanged OR probe IS NULL)"
+            " FROM checks WHERE applied_at IS NULL"
+            + (" AND run_id = %s" if run_id is not None else "")
+            + " ORDER BY checked_at, id",
+            (run_id,) if run_id is not None else (),
+        )
+        return [_Listed(*row) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True, slots=True)
+class _Applier:
+    """The fixed arguments of one `apply_pending`: where, how, with which verdict and hooks."""
+
+    conn: Connection
+    policy: StatePolicy
+    now: Callable[[], datetime]
+    verdict: BreakerVerdict
+    hooks: ApplyHooks
+    dry_run: bool
+
+    def in_bulk(self, bulk: list[tuple[int, int | None]], summary: ApplySummary) -> set[int]:
+        """Apply the bulk checks chunk by chunk; returns the ids of the checks whose chunk committed. A chunk that
+        fails is left to `one_by_one`."""
+        done: set[int] = set()
+        for start in range(0, len(bulk), BULK_CHUNK):
+            chunk = bulk[start : start + BULK_CHUNK]
+            try:
+                with unit_of_work(self.conn, dry_run=self.dry_run) as cur:
+                    applied_chunk, skipped = apply_checks_bulk(cur, chunk, policy=self.policy,
+                                                               breaker_open=self.verdict.tripped, now=self.now)
+                    for applied, rid in applied_chunk:
+                        self.hooks.token_applied(cur, applied, run_id=rid, now=self.now())
+            except Exception as exc:
+                log.warning("a bulk apply of %d checks failed (%s); applying them one by one", len(chunk),
+                            type(exc).__name__)
+                continue
+            summary.applied.extend(applied for applied, _ in applied_chunk)
+            summary.skipped += skipped
+            done.update(cid for cid, _ in chunk)
+        return done
+
+    def one_by_one(self, pending: list[tuple[int, int | None]], summary: ApplySummary) -> None:
+        """Apply each check in its own transaction, in order; one token's fault never stops the others."""
+        for check_id, rid in pending:
+            try:
+                with unit_of_work(self.conn, dry_run=self.dry_run) as cur:
+                    applied = apply_check(cur, check_id, policy=self.policy, breaker_open=self.verdict.tripped,
+                                          now=self.now(), run_id=rid)
+                    if applied is None:
+                        summary.skipped += 1
+                        continue
+                    self.hooks.token_applied(cur, applied, run_id=rid, now=self.now())
+                    summary.applied.append(applied)
+            except Exception as exc:
+                # Its transaction is rolled back, the check stays pending (a newer check of the token supersedes
+                # it), and the caller reports the failure.
+                log.exception("check %s could not be applied (%s); it stays pending", check_id, type(exc).__name__)
+                summary.failed.append((check_id, type(exc).__name__))
+
+
 def apply_pending(
-    conn: Any,
+    conn: Connection,
     *,
     policy: StatePolicy,
     now: Callable[[], datetime],
@@ -145,53 +231,17 @@ def apply_pending(
     summary = ApplySummary(verdict=verdict)
     with unit_of_work(conn, dry_run=dry_run) as cur:
         hooks.breaker_judged(cur, verdict, run_id=run_id, now=now())
-    with unit_of_work(conn, dry_run=dry_run) as cur:
-        cur.execute(
-            "SELECT id, run_id, token_id, (outcome NOT IN ('valid', 'reach_drop') OR unchanged OR probe IS NULL)"
-            " FROM checks WHERE applied_at IS NULL"
-            + (" AND run_id = %s" if run_id is not None else "")
-            + " ORDER BY checked_at, id",
-            (run_id,) if run_id is not None else (),
-        )
-        listed = cur.fetchall()
+    listed = _list_pending(conn, run_id, dry_run=dry_run)
     # A check that writes no reach, of a token with no other pending check, goes the bulk way: many tokens in
     # one transaction with a constant number of statements. If a bulk chunk fails, its checks go the single way
     # below, where one token's fault is rolled back alone. Everything else: one token per transaction, in order.
-    per_token = Counter(token_id for _, _, token_id, _ in listed)
-    bulk = [(cid, rid) for cid, rid, token_id, no_reach in listed if no_reach and per_token[token_id] == 1]
-    done: set[int] = set()
-    for start in range(0, len(bulk), BULK_CHUNK):
-        chunk = bulk[start : start + BULK_CHUNK]
-        try:
-            with unit_of_work(conn, dry_run=dry_run) as cur:
-                applied_chunk, skipped = apply_checks_bulk(cur, chunk, policy=policy,
-                                                           breaker_open=verdict.tripped, now=now)
-                for applied, rid in applied_chunk:
-                    hooks.token_applied(cur, applied, run_id=rid, now=now())
-        except Exception as exc:
-            log.warning("a bulk apply of %d checks failed (%s); applying them one by one", len(chunk),
-                        type(exc).__name__)
-            continue
-        summary.applied.extend(applied for applied, _ in applied_chunk)
-        summary.skipped += skipped
-        done.update(cid for cid, _ in chunk)
-    pending = [(cid, rid) for cid, rid, _, _ in listed if cid not in done]
-    for check_id, rid in pending:
-        try:
-            with unit_of_work(conn, dry_run=dry_run) as cur:
-                applied = apply_check(cur, check_id, policy=policy, breaker_open=verdict.tripped,
-                                      now=now(), run_id=rid)
-                if applied is None:
-                    summary.skipped += 1
-                    continue
-                hooks.token_applied(cur, applied, run_id=rid, now=now())
-                summary.applied.append(applied)
-        except Exception as exc:
-            # One token's fault never stops the others: its transaction is rolled back, the check stays
-            # pending (a newer check of the token supersedes it), and the caller reports the failure.
-            log.exception("check %s could not be applied (%s); it stays pending", check_id, type(exc).__name__)
-            summary.failed.append((check_id, type(exc).__name__))
-    order = {row[0]: n for n, row in enumerate(listed)}
+    # Both ways write a token's health through the same `write_health`.
+    applier = _Applier(conn, policy, now, verdict, hooks, dry_run)
+    per_token = Counter(c.token_id for c in listed)
+    bulk = [(c.check_id, c.run_id) for c in listed if c.no_reach and per_token[c.token_id] == 1]
+    done = applier.in_bulk(bulk, summary)
+    applier.one_by_one([(c.check_id, c.run_id) for c in listed if c.check_id not in done], summary)
+    order = {c.check_id: n for n, c in enumerate(listed)}
     summary.applied.sort(key=lambda a: order[a.check_id])
     return summary
 
@@ -208,74 +258,118 @@ def _skip_note(state: str, replaced_at: datetime | None, last_checked: datetime 
     return None
 
 
-def apply_checks_bulk(
-    cur: Any, checks: list[tuple[int, int | None]], *, policy: StatePolicy, breaker_open: bool,
-    now: Callable[[], datetime],
-) -> tuple[list[tuple[AppliedCheck, int | None]], int]:
-    """Apply checks that write no reach (a failure, or a probe equal to the stored reach), each of a different
-    token, inside the caller's transaction with a constant number of statements; the decisions are those of
-    `apply_check`. Returns the applied checks with their run, and how many were skipped."""
-    from psycopg2.extras import execute_values
+# A check that may carry reach: the probe and the token's stored reach are read only for these (SQL).
+_MAY_CARRY_REACH = "c.outcome IN ('valid', 'reach_drop') AND NOT c.unchanged AND c.probe IS NOT NULL"
 
-    if not checks:
-        return [], 0
-    cur.execute(
-        """SELECT c.id, c.run_id, c.token_id, c.checked_at, c.outcome, c.missing_operation,
-                  t.label, t.level, t.state, t.consecutive_invalid, t.first_invalid_at, t.consecutive_transient,
-                  t.first_transient_at, t.missing_operation, t.last_valid_at, t.last_checked_at, t.replaced_at,
-                  t.refusal, t.drop_since
-           FROM checks c JOIN tokens t ON t.id = c.token_id
-           WHERE c.id = ANY(%s) AND c.applied_at IS NULL
-           ORDER BY t.id
-           FOR UPDATE OF c, t""",
-        ([cid for cid, _ in checks],),
-    )
-    rows = cur.fetchall()
-    at = now()
-    applied: list[tuple[AppliedCheck, int | None]] = []
-    token_rows: list[tuple[Any, ...]] = []
-    events: list[tuple[Any, ...]] = []
-    notes: list[tuple[int, str]] = []
-    for (check_id, rid, token_id, checked_at, outcome_text, check_missing, label, level, state, c_inv, f_inv,
-         c_tr, f_tr, missing, last_valid, last_checked, replaced_at, refusal, drop_since) in rows:
-        note = _skip_note(state, replaced_at, last_checked, checked_at)
-        if note is not None:
-            notes.append((check_id, note))
-            continue
-        outcome = Outcome(outcome_text)
+
+@dataclass(frozen=True, slots=True)
+class PendingCheck:
+    """A pending check with the row of its token, both locked for update by the transaction applying it.
+
+    `probe` and `cache` (the token's stored reach) are read only when the check may carry reach (a valid answer
+    or a reach drop whose probe differs from the stored reach), else None.
+    """
+
+    check_id: int
+    run_id: int | None
+    token_id: int
+    label: str
+    level: str
+    result: CheckResult
+    health: TokenHealth
+    last_checked_at: datetime | None
+    probe: dict[str, Any] | None
+    cache: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> PendingCheck:
+        (check_id, run_id, token_id, checked_at, outcome, check_missing, label, level, state, c_inv, f_inv, c_tr,
+         f_tr, missing, last_valid, last_checked, replaced_at, refusal, drop_since, probe, cache) = row
         health = TokenHealth(TokenState(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
                              replaced_at)
-        transition = decide(health, CheckResult(outcome, checked_at, check_missing), policy,
-                            breaker_open=breaker_open)
-        after = transition.after
-        token_rows.append((token_id, after.state.value, after.consecutive_invalid, after.first_invalid_at,
-                           after.consecutive_transient, after.first_transient_at, after.missing_operation,
-                           after.last_valid_at, after.refusal, after.drop_since, outcome.value, checked_at,
-                           transition.next_check_at, at))
-        if transition.changed_state:
-            events.append((token_id, checked_at, health.state.value, after.state.value,
-                           json.dumps({"check_id": check_id, "run_id": rid, "outcome": outcome.value,
-                                       "missing_operation": after.missing_operation})))
-        applied.append((AppliedCheck(check_id, token_id, label, level, outcome, transition, None), rid))
-    if token_rows:
-        execute_values(
-            cur,
-            """UPDATE tokens AS t SET state = v.state,
-                   state_since = CASE WHEN t.state = v.state THEN t.state_since ELSE v.checked_at END,
-                   consecutive_invalid = v.c_inv, first_invalid_at = v.f_inv, consecutive_transient = v.c_tr,
-                   first_transient_at = v.f_tr, missing_operation = v.missing, last_valid_at = v.last_valid,
-                   refusal = v.refusal, drop_since = v.drop_since, last_outcome = v.outcome,
-                   claimed_by = NULL, claimed_until = NULL,
-                   last_checked_at = v.checked_at, next_check_at = v.next_check, updated_at = v.at
-               FROM (VALUES %s) AS v(id, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
-                                     outcome, checked_at, next_check, at)
-               WHERE t.id = v.id""",
-            token_rows,
-            template="(%s::bigint, %s::text, %s::int, %s::timestamptz, %s::int, %s::timestamptz, %s::text, "
-                     "%s::timestamptz, %s::text, %s::timestamptz, %s::text, %s::timestamptz, %s::timestamptz, "
-                     "%s::timestamptz)",
-            page_size=len(token_rows),
-        )
+        return cls(check_id, run_id, token_id, label, level, CheckResult(Outcome(outcome), checked_at, check_missing),
+                   health, last_checked, probe, cache)
+
+    @property
+    def skip_note(self) -> str | None:
+        """Why this check must not be applied to its token as it is now; None when it may."""
+        return _skip_note(self.health.state, self.health.replaced_at, self.last_checked_at, self.result.at)
+
+
+def lock_pending(cur: Cursor, check_ids: Sequence[int]) -> list[PendingCheck]:
+    """The checks among `check_ids` still pending, with their tokens, locked for update (in token id order); a
+    check another run applied meanwhile is left out."""
+    cur.execute(
+        f"""SELECT c.id, c.run_id, c.token_id, c.checked_at, c.outcome, c.missing_operation,
+                   t.label, t.level, t.state, t.consecutive_invalid, t.first_invalid_at, t.consecutive_transient,
+                   t.first_transient_at, t.missing_operation, t.last_valid_at, t.last_checked_at, t.replaced_at,
+                   t.refusal, t.drop_since,
+                   CASE WHEN {_MAY_CARRY_REACH} THEN c.probe END, CASE WHEN {_MAY_CARRY_REACH} THEN t.probe_cache END
+            FROM checks c JOIN tokens t ON t.id = c.token_id
+            WHERE c.id = ANY(%s) AND c.applied_at IS NULL
+            ORDER BY t.id
+            FOR UPDATE OF c, t""",
+        (list(check_ids),),
+    )
+    return [PendingCheck.from_row(row) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthWrite:
+    """What one applied check writes to its token: the new health, an event if the state changed, and (when
+    the check wrote reach) the probe as the token's stored reach and the probe's domain; None keeps them."""
+
+    applied: AppliedCheck
+    run_id: int | None
+    checked_at: datetime
+    probe_cache: dict[str, Any] | None = None
+    domain: str | None = None
+
+
+def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime) -> None:
+    """Write a token's health for each applied check (one check per token), its state change event, and mark
+    the checks applied: the one write path of both the bulk and the single apply, with a constant number of
+    statements however many checks."""
+    from psycopg2.extras import execute_values
+
+    if not writes:
+        return
+    token_rows = []
+    for w in writes:
+        after, outcome = w.applied.transition.after, w.applied.outcome
+        token_rows.append((
+            w.applied.token_id, after.state.value, after.consecutive_invalid, after.first_invalid_at,
+            after.consecutive_transient, after.first_transient_at, after.missing_operation, after.last_valid_at,
+            after.refusal, after.drop_since, outcome.value, w.checked_at, w.applied.transition.next_check_at,
+            json.dumps(w.probe_cache) if w.probe_cache is not None else None, w.domain, at,
+        ))
+    execute_values(
+        cur,
+        """UPDATE tokens AS t SET state = v.state,
+               state_since = CASE WHEN t.state = v.state THEN t.state_since ELSE v.checked_at END,
+               consecutive_invalid = v.c_inv, first_invalid_at = v.f_inv, consecutive_transient = v.c_tr,
+               first_transient_at = v.f_tr, missing_operation = v.missing, last_valid_at = v.last_valid,
+               refusal = v.refusal, drop_since = v.drop_since, last_outcome = v.outcome,
+               claimed_by = NULL, claimed_until = NULL,
+               last_checked_at = v.checked_at, next_check_at = v.next_check,
+               probe_cache = COALESCE(v.probe_cache, t.probe_cache), domain = COALESCE(v.domain, t.domain),
+               updated_at = v.at
+           FROM (VALUES %s) AS v(id, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
+                                 outcome, checked_at, next_check, probe_cache, domain, at)
+           WHERE t.id = v.id""",
+        token_rows,
+        template="(%s::bigint, %s::text, %s::int, %s::timestamptz, %s::int, %s::timestamptz, %s::text, "
+                 "%s::timestamptz, %s::text, %s::timestamptz, %s::text, %s::timestamptz, %s::timestamptz, "
+                 "%s::jsonb, %s::text, %s::timestamptz)",
+        page_size=len(token_rows),
+    )
+    events = [
+        (w.applied.token_id, w.checked_at, w.applied.transition.before.state.value,
+         w.applied.transition.after.state.value,
+         json.dumps({"check_id": w.applied.check_id, "run_id": w.run_id, "outcome": w.applied.outcome.value,
+                     "missing_operation": w.applied.transition.after.missing_operation}))
+        for w in writes if w.applied.transition.changed_state
+    ]
     if events:
         execute_values(
             cur,
@@ -285,15 +379,61 @@ def apply_checks_bulk(
             template="(%s, %s, 'sync', 'state_changed', %s, %s, %s::jsonb)",
             page_size=len(events),
         )
-    if applied:
-        cur.execute("UPDATE checks SET applied_at = %s, probe = NULL WHERE id = ANY(%s)",
-                    (at, [a.check_id for a, _ in applied]))
-    for check_id, note in notes:
-        _mark_applied(cur, check_id, at, note)
-    return applied, len(checks) - len(applied)
+    cur.execute("UPDATE checks SET applied_at = %s, probe = NULL WHERE id = ANY(%s)",
+                (at, [w.applied.check_id for w in writes]))
 
 
-def _mark_applied(cur: Any, check_id: int, now: datetime, note: str | None = None) -> None:
+def _write_carried_reach(
+    cur: Cursor, pending: PendingCheck, transition: Transition
+) -> tuple[ReachDiff | None, dict[str, Any] | None, str | None]:
+    """Write the reach a check carries (a valid answer, or a confirmed reach drop, whose probe differs from the
+    stored reach): (its diff, the new stored reach, the probe's domain), or three Nones."""
+    outcome = pending.result.outcome
+    carries = outcome is Outcome.VALID or (outcome is Outcome.REACH_DROP and transition.write_reach)
+    if not carries or pending.probe is None:
+        return None, None, None
+    new = reach_from_probe(pending.probe)
+    diff = diff_reach(reach_from_probe(pending.cache), new, debtor_level=pending.level == "debtor")
+    write_reach(cur, pending.token_id, diff, new, at=pending.result.at, run_id=pending.run_id)
+    return diff, pending.probe, pending.probe.get("domain") or None
+
+
+def apply_locked(
+    cur: Cursor, pending: Sequence[PendingCheck], *, policy: StatePolicy, breaker_open: bool, at: datetime
+) -> list[HealthWrite]:
+    """Apply locked pending checks, each of a different token, inside the caller's transaction: decide each,
+    write the reach it carries, then every token's health in one `write_health`; a check that must not be
+    applied is marked with why. Returns what was applied, in the order given."""
+    assert len({p.token_id for p in pending}) == len(pending), "one check per token in a batch"
+    writes: list[HealthWrite] = []
+    for p in pending:
+        note = p.skip_note
+        if note is not None:
+            _mark_applied(cur, p.check_id, at, note)
+            continue
+        transition = decide(p.health, p.result, policy, breaker_open=breaker_open)
+        diff, probe_cache, domain = _write_carried_reach(cur, p, transition)
+        applied = AppliedCheck(p.check_id, p.token_id, p.label, p.level, p.result.outcome, transition, diff)
+        writes.append(HealthWrite(applied, p.run_id, p.result.at, probe_cache, domain))
+    write_health(cur, writes, at=at)
+    return writes
+
+
+def apply_checks_bulk(
+    cur: Cursor, checks: Sequence[tuple[int, int | None]], *, policy: StatePolicy, breaker_open: bool,
+    now: Callable[[], datetime],
+) -> tuple[list[tuple[AppliedCheck, int | None]], int]:
+    """Apply checks that write no reach (a failure, or a probe equal to the stored reach), each of a different
+    token, inside the caller's transaction with a constant number of statements; the decisions are those of
+    `apply_check`. Returns the applied checks with their run, and how many were skipped."""
+    if not checks:
+        return [], 0
+    pending = lock_pending(cur, [cid for cid, _ in checks])
+    writes = apply_locked(cur, pending, policy=policy, breaker_open=breaker_open, at=now())
+    return [(w.applied, w.run_id) for w in writes], len(checks) - len(writes)
+
+
+def _mark_applied(cur: Cursor, check_id: int, now: datetime, note: str | None = None) -> None:
     cur.execute(
         "UPDATE checks SET applied_at = %s, probe = NULL, detail = COALESCE(%s, detail) WHERE id = %s",
         (now, note, check_id),
@@ -301,79 +441,16 @@ def _mark_applied(cur: Any, check_id: int, now: datetime, note: str | None = Non
 
 
 def apply_check(
-    cur: Any, check_id: int, *, policy: StatePolicy, breaker_open: bool, now: datetime, run_id: int | None
+    cur: Cursor, check_id: int, *, policy: StatePolicy, breaker_open: bool, now: datetime, run_id: int | None
 ) -> AppliedCheck | None:
-    """Apply one pending check inside the caller's transaction; None when there was nothing to apply."""
-    cur.execute(
-        """SELECT token_id, checked_at, outcome, missing_operation, unchanged, probe
-           FROM checks WHERE id = %s AND applied_at IS NULL FOR UPDATE""",
-        (check_id,),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return None  # another run applied it meanwhile
-    token_id, checked_at, outcome_text, missing_operation, unchanged, probe = row
-    cur.execute(
-        """SELECT label, level, state, consecutive_invalid, first_invalid_at, consecutive_transient,
-                  first_transient_at, missing_operation, last_valid_at, last_checked_at, probe_cache, domain,
-                  replaced_at, refusal, drop_since
-           FROM tokens WHERE id = %s FOR UPDATE""",
-        (token_id,),
-    )
-    token = cur.fetchone()
-    (label, level, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, last_checked, cache, domain,
-     replaced_at, refusal, drop_since) = token
-    note = _skip_note(state, replaced_at, last_checked, checked_at)
-    if note is not None:
-        _mark_applied(cur, check_id, now, note)
-        return None
-
-    outcome = Outcome(outcome_text)
-    health = TokenHealth(TokenState(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
-                         replaced_at)
-    transition = decide(health, CheckResult(outcome, checked_at, missing_operation), policy, breaker_open=breaker_open)
-    after = transition.after
-
-    diff: ReachDiff | None = None
-    new_cache = cache
-    new_domain = domain
-    carries_reach = outcome is Outcome.VALID or (outcome is Outcome.REACH_DROP and transition.write_reach)
-    if carries_reach and not unchanged and probe is not None:
-        diff = diff_reach(reach_from_probe(cache), reach_from_probe(probe), debtor_level=level == "debtor")
-        write_reach(cur, token_id, diff, reach_from_probe(probe), at=checked_at, run_id=run_id)
-        new_cache = probe
-        new_domain = probe.get("domain") or domain
-
-    cur.execute(
-        """UPDATE tokens SET state = %s,
-               state_since = CASE WHEN state = %s THEN state_since ELSE %s END,
-               consecutive_invalid = %s, first_invalid_at = %s, consecutive_transient = %s,
-               first_transient_at = %s, missing_operation = %s, last_valid_at = %s,
-               refusal = %s, drop_since = %s, last_outcome = %s, claimed_by = NULL, claimed_until = NULL,
-               last_checked_at = %s, next_check_at = %s, probe_cache = %s::jsonb, domain = %s, updated_at = %s
-           WHERE id = %s""",
-        (
-            after.state.value, after.state.value, checked_at,
-            after.consecutive_invalid, after.first_invalid_at, after.consecutive_transient,
-            after.first_transient_at, after.missing_operation, after.last_valid_at,
-            after.refusal, after.drop_since, outcome.value,
-            checked_at, transition.next_check_at,
-            json.dumps(new_cache) if new_cache is not None else None, new_domain, now, token_id,
-        ),
-    )
-    if transition.changed_state:
-        cur.execute(
-            """INSERT INTO token_events (token_id, at, actor, action, from_state, to_state, detail)
-               VALUES (%s, %s, 'sync', 'state_changed', %s, %s, %s::jsonb)""",
-            (token_id, checked_at, health.state.value, after.state.value,
-             json.dumps({"check_id": check_id, "run_id": run_id, "outcome": outcome.value,
-                         "missing_operation": after.missing_operation})),
-        )
-    _mark_applied(cur, check_id, now)
-    return AppliedCheck(check_id, token_id, label, level, outcome, transition, diff)
+    """Apply one pending check inside the caller's transaction (a batch of one, reach included, on the bulk
+    path's write path); None when there was nothing to apply. `run_id` is the run its events are recorded for."""
+    pending = [replace(p, run_id=run_id) for p in lock_pending(cur, [check_id])]
+    writes = apply_locked(cur, pending, policy=policy, breaker_open=breaker_open, at=now)
+    return writes[0].applied if writes else None
 
 
-def write_reach(cur: Any, token_id: int, diff: ReachDiff, new: Reach, *, at: datetime, run_id: int | None) -> None:
+def write_reach(cur: Cursor, token_id: int, diff: ReachDiff, new: Reach, *, at: datetime, run_id: int | None) -> None:
     """Write only what changed: upserts for gained/updated rows, lost_at for lost ones, one event per change."""
     from psycopg2.extras import execute_values
 

@@ -52,8 +52,10 @@ REFUSAL_STATES = {
     Outcome.RIGHTS_MISSING: TokenState.RIGHTS_MISSING,
     Outcome.NO_SUBSCRIPTION: TokenState.NO_SUBSCRIPTION,
 }
-# States a token may be checked in (everything but what an operator took out of service).
-CHECKABLE_STATES = tuple(s.value for s in TokenState if s not in (TokenState.DISABLED, TokenState.REMOVED))
+# States an operator took out of service: no check moves a token out of them.
+OUT_OF_SERVICE_STATES = frozenset({TokenState.DISABLED, TokenState.REMOVED})
+# States a token may be checked in (everything else, in TokenState's order).
+CHECKABLE_STATES = tuple(s.value for s in TokenState if s not in OUT_OF_SERVICE_STATES)
 
 
 @dataclass(frozen=True, slots=True)
