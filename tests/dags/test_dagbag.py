@@ -39,7 +39,8 @@ def test_sync_dag_shape(dagbag) -> None:
     for name in dag.params:
         assert dag.params.get_param(name).description, f"param {name} has no description"
     assert dag.task_dict["check"].pool == "nmbrs_api"
-    assert [t.task_id for t in dag.topological_sort()] == ["plan", "batches", "check", "apply", "deliver", "close_report"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "plan", "batches", "check", "apply", "deliver", "close_report"]
 
 
 def test_schedule_comes_from_the_environment(monkeypatch) -> None:
