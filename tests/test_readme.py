@@ -77,3 +77,14 @@ def test_the_readme_commands_run_as_written(registry_url, fernet_keys, monkeypat
             ran.append(argv[0])
     assert len(ran) >= 10
     assert {"tokens", "links", "sync", "runs", "keys", "problems", "settings"} <= set(ran)
+
+
+def test_every_path_in_the_code_map_exists() -> None:
+    section = README[README.index("## Where the code lives"):README.index("## Tests")]
+    paths = re.findall(r"^\| `([^`]+)`", section, re.M)
+    paths += [p for row in re.findall(r"^\| (`[^|]+`) \|", section, re.M) for p in re.findall(r"`([^`]+)`", row)]
+    root = Path(__file__).resolve().parents[1]
+    assert len(set(paths)) > 12
+    for path in set(paths):
+        base = "include/l1nda_sync/" if "/" not in path and path.endswith(".py") else ""
+        assert (root / base / path).exists(), f"the README's code map names {path}, which does not exist"
