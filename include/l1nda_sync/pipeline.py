@@ -19,13 +19,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from l1nda_sync.engine.applying import AppliedCheck, ApplyHooks
+from l1nda_sync.engine.applying import AppliedCheck
 from l1nda_sync.engine.breaker import BreakerVerdict
 from l1nda_sync.engine.link_rules import LinkChange
-from l1nda_sync.engine.reconciling import LinkHooks
-from l1nda_sync.engine.sync import RunReport, SyncEngine
+from l1nda_sync.engine.sync import EngineHooks, RunReport, SyncEngine
+from l1nda_sync.registry.db import fetch_one
 from l1nda_sync.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,15 +42,11 @@ class ChecksNotApplied(RuntimeError):
         self.report = report
 
 
-class RunHooks(ApplyHooks, LinkHooks, Protocol):
-    """Everything the engine calls inside its transactions: the token and breaker steps and the link changes."""
-
-
 class CombinedHooks:
-    """The engine's hooks: several `RunHooks` called in order, in the engine's transaction, so an alert step or a
+    """The engine's hooks: several `EngineHooks` called in order, in the engine's transaction, so an alert step or a
     webhook event commits together with the change it reports."""
 
-    def __init__(self, *hooks: RunHooks | None) -> None:
+    def __init__(self, *hooks: EngineHooks | None) -> None:
         self.hooks = [h for h in hooks if h is not None]
 
     def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
@@ -209,7 +205,7 @@ class RunPipeline:
                 delivery.held = True
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT count(*) FROM outbox WHERE state = 'pending'")
-                delivery.waiting = int(cur.fetchone()[0])
+                delivery.waiting = int(fetch_one(cur)[0])
             if delivery.waiting:
                 why = "the run holds its mails" if delivery.held else "SMTP failed or they are not due; see the log"
                 log.info("%s mail(s) wait in the outbox (%s); the nmbrs_alert_outbox DAG sends them",

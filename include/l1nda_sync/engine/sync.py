@@ -14,13 +14,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg2
 
-from l1nda_sync.engine.applying import ApplyHooks, apply_pending, unit_of_work
-from l1nda_sync.engine.checking import KeysCannotDecrypt, load_tokens, probe_all, store_checks
-from l1nda_sync.engine.link_rules import LinkState
+from l1nda_sync.engine.applying import AppliedCheck, ApplyHooks, ApplySummary, apply_pending, unit_of_work
+from l1nda_sync.engine.checking import KeysCannotDecrypt, Prober, load_tokens, probe_all, store_checks
+from l1nda_sync.engine.link_rules import LinkChange, LinkState
 from l1nda_sync.engine.planning import (
     Plan,
     batched,
@@ -33,9 +33,21 @@ from l1nda_sync.engine.planning import (
 from l1nda_sync.engine.reach import Change, Entity
 from l1nda_sync.engine.reconciling import LinkHooks, reconcile_all
 from l1nda_sync.engine.token_state import StatePolicy
+from l1nda_sync.registry.db import fetch_one
 from l1nda_sync.settings import Settings
 
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.masking import Secret
+
 log = logging.getLogger(__name__)
+
+
+class EngineHooks(ApplyHooks, LinkHooks, Protocol):
+    """Everything the engine calls inside its transactions: a token applied, the breaker judged, links changed.
+    The run pipeline composes them (alerts, webhook events); the engine never imports those."""
 
 # A run still 'running' after this long has died (the DAG's run time-out is 50 minutes).
 ABANDONED_AFTER = timedelta(hours=1)
@@ -83,7 +95,8 @@ class RunReport:
         return cls(**known)
 
     @classmethod
-    def of_apply(cls, summary: Any, changes: Sequence[Any], *, run_id: int | None, dry_run: bool) -> RunReport:
+    def of_apply(cls, summary: ApplySummary, changes: Sequence[LinkChange], *, run_id: int | None,
+                 dry_run: bool) -> RunReport:
         """The report of an apply step: its applied checks (`ApplySummary`) and link changes (`LinkChange`)."""
         report = cls(run_id=run_id, dry_run=dry_run, checked=len(summary.applied),
                      outcomes=dict(summary.outcomes()), breaker_tripped=summary.breaker_open,
@@ -95,7 +108,7 @@ class RunReport:
             report._count_link_change(change)
         return report
 
-    def _count_check(self, a: Any) -> None:
+    def _count_check(self, a: AppliedCheck) -> None:
         for e in a.diff.events if a.diff is not None else ():
             if e.entity is Entity.COMPANY and e.change is Change.GAINED:
                 self.reach_gained += 1
@@ -108,7 +121,7 @@ class RunReport:
             self.state_changes.append({"token_id": a.token_id, "label": a.label,
                                        "from": a.transition.before.state.value, "to": a.transition.after.state.value})
 
-    def _count_link_change(self, c: Any) -> None:
+    def _count_link_change(self, c: LinkChange) -> None:
         if c.to_state is LinkState.SUSPENDED:
             self.links_suspended += 1
         elif c.from_state is LinkState.ACTIVE:
@@ -181,9 +194,9 @@ class SyncEngine:
         database_url: str,
         *,
         settings: Settings | None = None,
-        client: Any = None,
-        reveal: Callable[[str], Any] | None = None,
-        hooks: Any = None,
+        client: Prober | None = None,
+        reveal: Callable[[str], Secret] | None = None,
+        hooks: EngineHooks | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.database_url = database_url
@@ -196,7 +209,7 @@ class SyncEngine:
 
     # -- parts built lazily, so a plan or a report never builds a SOAP client -----------------------------
     @property
-    def client(self) -> Any:
+    def client(self) -> Prober:
         if self._client is None:
             from l1nda_sync.nmbrs import get_client
 
@@ -204,14 +217,14 @@ class SyncEngine:
         return self._client
 
     @property
-    def reveal(self) -> Callable[[str], Any]:
+    def reveal(self) -> Callable[[str], Secret]:
         if self._reveal is None:
             from l1nda_sync.registry.crypto import TokenCipher
 
             self._reveal = TokenCipher.from_settings(self.settings).decrypt
         return self._reveal
 
-    def connect(self) -> Any:
+    def connect(self) -> Connection:
         return psycopg2.connect(self.database_url, application_name="l1nda-sync")
 
     # -- the steps -------------------------------------------------------------------------------------------
@@ -235,7 +248,7 @@ class SyncEngine:
                     return Plan(None, tuple(ids), batched(ids, self.settings.batch_size), skipped)
                 # The run's id first (no row yet), so that the claims can name it; the run row is written once.
                 cur.execute("SELECT nextval(pg_get_serial_sequence('runs', 'id'))")
-                run_id = cur.fetchone()[0]
+                run_id = fetch_one(cur)[0]
                 ids = claim_tokens(cur, now, token_ids=token_ids, force=force, run_id=run_id,
                                    witnesses=self.settings.breaker_min_tokens)
                 cur.execute(
@@ -268,7 +281,7 @@ class SyncEngine:
             conn.close()
 
     def check_batch(self, run_id: int | None, token_ids: Sequence[int], *, dry_run: bool = False,
-                    conn: Any = None) -> dict[str, int]:
+                    conn: Connection | None = None) -> dict[str, int]:
         """Probe a batch in a thread pool and store the results as pending checks. Returns counts only.
 
         A dry run stores them on `conn`, uncommitted: the caller rolls that connection back when it is done.
@@ -298,7 +311,8 @@ class SyncEngine:
             if own:
                 conn.close()
 
-    def apply_checks(self, run_id: int | None, *, dry_run: bool = False, conn: Any = None) -> RunReport:
+    def apply_checks(self, run_id: int | None, *, dry_run: bool = False,
+                     conn: Connection | None = None) -> RunReport:
         """Apply the run's checks (and any a crashed run left), reconcile links, and store the report.
 
         A dry run works on `conn`, uncommitted, and the caller rolls it back (see `check_batch`)."""
@@ -319,7 +333,7 @@ class SyncEngine:
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 if run_id is not None:
                     cur.execute("SELECT coalesce(sum(calls), 0) FROM checks WHERE run_id = %s", (run_id,))
-                    report.calls = int(cur.fetchone()[0])
+                    report.calls = int(fetch_one(cur)[0])
                 report.seconds = time.monotonic() - started
                 if not dry_run:
                     self._close_run(cur, report)
@@ -328,7 +342,7 @@ class SyncEngine:
             if own:
                 conn.close()
 
-    def _close_run(self, cur: Any, report: RunReport) -> None:
+    def _close_run(self, cur: Cursor, report: RunReport) -> None:
         """Store the report on its run, release its claims, prune old checks, close runs that died."""
         run_id = report.run_id
         if run_id is not None:
@@ -370,7 +384,7 @@ class SyncEngine:
                        RETURNING summary""",
                     (json.dumps(counts, default=str), run_id),
                 )
-                return dict(cur.fetchone()[0])
+                return dict(fetch_one(cur)[0])
         finally:
             conn.close()
 
@@ -395,7 +409,7 @@ class SyncEngine:
         report.seconds = time.monotonic() - started
         return report
 
-    def _check_and_apply(self, plan: Plan, *, dry_run: bool, conn: Any) -> RunReport:
+    def _check_and_apply(self, plan: Plan, *, dry_run: bool, conn: Connection | None) -> RunReport:
         calls = stored = 0
         step = "checking"
         try:
@@ -419,12 +433,12 @@ class SyncEngine:
         try:
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT count(*) FROM checks WHERE run_id = %s", (run_id,))
-                return int(cur.fetchone()[0])
+                return int(fetch_one(cur)[0])
         finally:
             conn.close()
 
 
-def _require_rollback_conn(dry_run: bool, conn: Any) -> None:
+def _require_rollback_conn(dry_run: bool, conn: Connection | None) -> None:
     if dry_run and conn is None:
         raise ValueError("a dry run needs `conn`: the connection whose transaction the caller rolls back")
 
@@ -432,14 +446,14 @@ def _require_rollback_conn(dry_run: bool, conn: Any) -> None:
 PRUNE_LIMIT = 20_000  # per run: a backlog shrinks over a few runs instead of one long delete
 
 
-def prune_checks(cur: Any, *, before: datetime, limit: int = PRUNE_LIMIT) -> int:
+def prune_checks(cur: Cursor, *, before: datetime, limit: int = PRUNE_LIMIT) -> int:
     """Delete applied checks older than `before` (at most `limit`); the tokens keep their state and history."""
     cur.execute(
         """DELETE FROM checks WHERE id IN (
                SELECT id FROM checks WHERE applied_at IS NOT NULL AND checked_at < %s ORDER BY id LIMIT %s)""",
         (before, limit),
     )
-    return cur.rowcount
+    return int(cur.rowcount)
 
 
-__all__ = ["ApplyHooks", "LinkHooks", "RunAborted", "RunReport", "SyncEngine"]
+__all__ = ["ApplyHooks", "EngineHooks", "LinkHooks", "RunAborted", "RunReport", "SyncEngine"]
