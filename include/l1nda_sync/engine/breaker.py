@@ -63,6 +63,8 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True)
 class BreakerVerdict:
+    """The breaker's judgement of one window: how many tokens were checked and failed, and whether it tripped."""
+
     checked: int  # distinct tokens with a check in the window
     failing: int  # of those, failing the worst way
     tripped: bool

@@ -17,16 +17,30 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from l1nda_sync.engine.outcomes import outcome_of
 from l1nda_sync.engine.token_state import Outcome, StatePolicy, is_sharp_drop
 
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.masking import Secret
+    from l1nda_sync.nmbrs import Credentials, Probe
+
 log = logging.getLogger(__name__)
+
+
+class Prober(Protocol):
+    """What probing needs of the Nmbrs client (`NmbrsClient`): one token's reach, reusing the previous probe."""
+
+    def probe(self, credentials: Credentials, previous: Probe | None = None, /) -> Probe: ...
 
 
 @dataclass(frozen=True, slots=True)
 class TokenToCheck:
+    """A token as a probe needs it: its login, the stored probe and the encrypted secret."""
+
     id: int
     username: str
     domain: str | None
@@ -66,7 +80,8 @@ class KeysCannotDecrypt(RuntimeError):
         )
 
 
-def load_tokens(cur: Any, token_ids: Sequence[int]) -> list[TokenToCheck]:
+def load_tokens(cur: Cursor, token_ids: Sequence[int]) -> list[TokenToCheck]:
+    """The tokens to probe, in id order."""
     cur.execute(
         "SELECT id, username, domain, probe_cache, token_ciphertext FROM tokens WHERE id = ANY(%s) ORDER BY id",
         (list(token_ids),),
@@ -77,8 +92,8 @@ def load_tokens(cur: Any, token_ids: Sequence[int]) -> list[TokenToCheck]:
 def probe_one(
     token: TokenToCheck,
     *,
-    reveal: Callable[[str], Any],
-    client: Any,
+    reveal: Callable[[str], Secret],
+    client: Prober,
     now: Callable[[], datetime],
     policy: StatePolicy | None = None,
 ) -> CheckRecord:
@@ -134,12 +149,13 @@ def probe_one(
 def probe_all(
     tokens: Iterable[TokenToCheck],
     *,
-    reveal: Callable[[str], Any],
-    client: Any,
+    reveal: Callable[[str], Secret],
+    client: Prober,
     now: Callable[[], datetime],
     threads: int,
     policy: StatePolicy | None = None,
 ) -> list[CheckRecord]:
+    """Probe every token in a pool of up to `threads` workers; the records in the tokens' order."""
     tokens = list(tokens)
     if not tokens:
         return []
@@ -147,7 +163,7 @@ def probe_all(
         return list(pool.map(lambda t: probe_one(t, reveal=reveal, client=client, now=now, policy=policy), tokens))
 
 
-def store_checks(cur: Any, run_id: int | None, records: Iterable[CheckRecord]) -> int:
+def store_checks(cur: Cursor, run_id: int | None, records: Iterable[CheckRecord]) -> int:
     """Insert the pending checks in one statement. An unchanged probe is stored without its (large) data."""
     from psycopg2.extras import execute_values
 

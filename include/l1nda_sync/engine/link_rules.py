@@ -21,6 +21,8 @@ from l1nda_sync.engine.token_state import TokenState
 
 
 class LinkState(StrEnum):
+    """The state of a link, as stored in links.state."""
+
     PENDING = "pending"
     ACTIVE = "active"
     SUSPENDED = "suspended"
@@ -28,6 +30,8 @@ class LinkState(StrEnum):
 
 
 class Reason(StrEnum):
+    """Why a link is in its state (links.reason, link_events.reason)."""
+
     REACHED = "reached"
     FAILOVER = "failover"
     REVOKED = "revoked"
@@ -49,6 +53,8 @@ TAKES_LINKS = frozenset({TokenState.ACTIVE})
 
 @dataclass(frozen=True, slots=True)
 class TokenView:
+    """A token as the link rules see it."""
+
     id: int
     level: str  # 'debtor' | 'accountant'
     state: TokenState
@@ -61,6 +67,8 @@ class TokenView:
 
 @dataclass(frozen=True, slots=True)
 class LinkView:
+    """A wanted link as the link rules see it."""
+
     id: int
     company_id: int
     state: LinkState
@@ -71,6 +79,8 @@ class LinkView:
 
 @dataclass(frozen=True, slots=True)
 class LinkChange:
+    """One link's move from one state and token to another, and why."""
+
     link_id: int
     from_state: LinkState
     to_state: LinkState

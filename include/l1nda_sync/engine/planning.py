@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from l1nda_sync.engine.token_state import CHECKABLE_STATES
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
 
 CLAIM_LEASE = timedelta(minutes=60)  # longer than the DAG run's time-out (50 min): a slow run keeps its claims
 # A token due a moment after the run's tick (its next check was set from a check made seconds after a tick) is
@@ -32,6 +35,8 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """The tokens a run checks, in batches, and those it skipped or took on as witnesses."""
+
     run_id: int | None
     token_ids: tuple[int, ...]
     batches: tuple[tuple[int, ...], ...]
@@ -39,6 +44,7 @@ class Plan:
     witnesses: tuple[int, ...] = ()  # healthy tokens checked early as the breaker's evidence
 
     def skipped_message(self) -> str | None:
+        """Why asked-for tokens were not checked; None when none was skipped."""
         if not self.skipped:
             return None
         parts = [f"token {t} (run {r})" if r is not None else f"token {t}" for t, r in self.skipped]
@@ -47,19 +53,21 @@ class Plan:
 
 
 def batched(ids: Sequence[int], size: int) -> tuple[tuple[int, ...], ...]:
+    """`ids` in consecutive batches of at most `size`."""
     return tuple(tuple(ids[i : i + size]) for i in range(0, len(ids), size))
 
 
-def validate_token_ids(cur: Any, token_ids: Sequence[int]) -> None:
-    """Every requested id must be a registered, checkable token."""
+def validate_token_ids(cur: Cursor, token_ids: Sequence[object]) -> None:
+    """Every requested id must be a registered, checkable token (they come from run parameters: anything)."""
     if not token_ids:
         return
     bad = [t for t in token_ids if not isinstance(t, int) or isinstance(t, bool) or t <= 0]
     if bad:
         raise PlanError(f"token_ids: {bad!r} are not token ids (positive whole numbers); see `l1nda-sync tokens list`")
+    ids = {t for t in token_ids if isinstance(t, int)}
     cur.execute("SELECT id, state FROM tokens WHERE id = ANY(%s)", (list(token_ids),))
-    found = dict(cur.fetchall())
-    unknown = sorted(set(token_ids) - found.keys())
+    found: dict[int, str] = dict(cur.fetchall())
+    unknown = sorted(ids - found.keys())
     if unknown:
         raise PlanError(f"token_ids: no token with id {', '.join(map(str, unknown))}; see `l1nda-sync tokens list`")
     blocked = sorted(t for t, state in found.items() if state not in CHECKABLE_STATES)
@@ -80,7 +88,7 @@ def _due_condition(token_ids: Sequence[int], force: bool) -> str:
     return " AND ".join(conditions)
 
 
-def due_tokens(cur: Any, now: datetime, *, token_ids: Sequence[int] = (), force: bool = False) -> list[int]:
+def due_tokens(cur: Cursor, now: datetime, *, token_ids: Sequence[int] = (), force: bool = False) -> list[int]:
     """The ids `claim_tokens` would claim, without claiming them (a dry run writes nothing)."""
     cur.execute(
         f"SELECT id FROM tokens WHERE {_due_condition(token_ids, force)} ORDER BY id",
@@ -89,7 +97,7 @@ def due_tokens(cur: Any, now: datetime, *, token_ids: Sequence[int] = (), force:
     return [row[0] for row in cur.fetchall()]
 
 
-def claimed_elsewhere(cur: Any, now: datetime, token_ids: Sequence[int]) -> list[tuple[int, int | None]]:
+def claimed_elsewhere(cur: Cursor, now: datetime, token_ids: Sequence[int]) -> list[tuple[int, int | None]]:
     """Which of `token_ids` a live claim of another run holds, with that run."""
     if not token_ids:
         return []
@@ -101,7 +109,7 @@ def claimed_elsewhere(cur: Any, now: datetime, token_ids: Sequence[int]) -> list
 
 
 def claim_tokens(
-    cur: Any,
+    cur: Cursor,
     now: datetime,
     *,
     token_ids: Sequence[int] = (),
@@ -160,7 +168,7 @@ def claim_tokens(
     return claimed
 
 
-def release_claims(cur: Any, run_id: int) -> int:
+def release_claims(cur: Cursor, run_id: int) -> int:
     """End the claims a run holds (it failed before checking): its tokens are due again at once."""
     cur.execute(
         "UPDATE tokens SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = %s",

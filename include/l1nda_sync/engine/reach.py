@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
 class DebtorView:
+    """A debtor in a token's reach."""
+
     id: int
     number: str | None = None
     name: str | None = None
@@ -22,6 +24,8 @@ class DebtorView:
 
 @dataclass(frozen=True, slots=True)
 class CompanyView:
+    """A company in a token's reach, with the debtor it belongs to."""
+
     id: int
     debtor_id: int | None = None
     number: int | None = None
@@ -30,6 +34,8 @@ class CompanyView:
 
 @dataclass(frozen=True, slots=True)
 class Reach:
+    """What a token reaches: its debtors and companies by id."""
+
     debtors: Mapping[int, DebtorView] = field(default_factory=dict)
     companies: Mapping[int, CompanyView] = field(default_factory=dict)
 
@@ -42,6 +48,8 @@ class Reach:
 
 
 class Change(StrEnum):
+    """What happened to a debtor or company between two discoveries."""
+
     GAINED = "gained"
     LOST = "lost"
     MOVED = "moved"  # a company now belongs to another debtor
@@ -50,12 +58,16 @@ class Change(StrEnum):
 
 
 class Entity(StrEnum):
+    """What a reach event is about."""
+
     DEBTOR = "debtor"
     COMPANY = "company"
 
 
 @dataclass(frozen=True, slots=True)
 class ReachEvent:
+    """One change in a token's reach, as stored in reach_events."""
+
     change: Change
     entity: Entity
     entity_id: int
@@ -65,6 +77,8 @@ class ReachEvent:
 
 @dataclass(frozen=True, slots=True)
 class ReachDiff:
+    """What changed from one reach to the next: rows to write and the events explaining them."""
+
     debtors_gained: tuple[DebtorView, ...] = ()
     debtors_lost: tuple[DebtorView, ...] = ()
     debtors_updated: tuple[DebtorView, ...] = ()  # new view of a debtor whose tags, number or name changed
@@ -86,43 +100,60 @@ def diff_reach(old: Reach, new: Reach, *, debtor_level: bool = False) -> ReachDi
 
     `debtor_level`: the token's login is a client login, which has a company filter and no tag filter.
     """
+    gained_d, lost_d, updated_d, debtor_events = _diff_debtors(old, new)
+    gained_c, lost_c, updated_c, company_events = _diff_companies(old, new, debtor_level=debtor_level)
+    return ReachDiff(gained_d, lost_d, updated_d, gained_c, lost_c, updated_c, (*debtor_events, *company_events))
+
+
+_View = TypeVar("_View", DebtorView, CompanyView)
+# gained, lost, updated (the new view), and the events explaining them
+_Diff = tuple[tuple[_View, ...], tuple[_View, ...], tuple[_View, ...], list[ReachEvent]]
+
+
+def _diff_debtors(old: Reach, new: Reach) -> _Diff[DebtorView]:
+    """Debtors gained, lost and updated (tags, number or name), with their events."""
     events: list[ReachEvent] = []
-    gained_d = tuple(new.debtors[i] for i in sorted(new.debtors.keys() - old.debtors.keys()))
-    lost_d = tuple(old.debtors[i] for i in sorted(old.debtors.keys() - new.debtors.keys()))
-    updated_d: list[DebtorView] = []
+    gained = tuple(new.debtors[i] for i in sorted(new.debtors.keys() - old.debtors.keys()))
+    lost = tuple(old.debtors[i] for i in sorted(old.debtors.keys() - new.debtors.keys()))
+    updated: list[DebtorView] = []
     for i in sorted(old.debtors.keys() & new.debtors.keys()):
         before, after = old.debtors[i], new.debtors[i]
         if before == after:
             continue
-        updated_d.append(after)
+        updated.append(after)
         if before.tags != after.tags:
             events.append(ReachEvent(Change.TAGS_CHANGED, Entity.DEBTOR, i, i, {
                 "added": sorted(after.tags - before.tags), "removed": sorted(before.tags - after.tags)}))
         else:
             events.append(ReachEvent(Change.RENAMED, Entity.DEBTOR, i, i, {"name": after.name}))
-    events += [ReachEvent(Change.GAINED, Entity.DEBTOR, d.id, d.id, {"tags": sorted(d.tags)}) for d in gained_d]
-    events += [ReachEvent(Change.LOST, Entity.DEBTOR, d.id, d.id, {"tags": sorted(d.tags)}) for d in lost_d]
+    events += [ReachEvent(Change.GAINED, Entity.DEBTOR, d.id, d.id, {"tags": sorted(d.tags)}) for d in gained]
+    events += [ReachEvent(Change.LOST, Entity.DEBTOR, d.id, d.id, {"tags": sorted(d.tags)}) for d in lost]
+    return gained, lost, tuple(updated), events
 
-    gained_c = tuple(new.companies[i] for i in sorted(new.companies.keys() - old.companies.keys()))
-    lost_c = tuple(old.companies[i] for i in sorted(old.companies.keys() - new.companies.keys()))
-    updated_c: list[CompanyView] = []
+
+def _diff_companies(old: Reach, new: Reach, *, debtor_level: bool) -> _Diff[CompanyView]:
+    """Companies gained, lost and updated (moved, renamed), with their events; a lost one says why."""
+    events: list[ReachEvent] = []
+    gained = tuple(new.companies[i] for i in sorted(new.companies.keys() - old.companies.keys()))
+    lost = tuple(old.companies[i] for i in sorted(old.companies.keys() - new.companies.keys()))
+    updated: list[CompanyView] = []
     for i in sorted(old.companies.keys() & new.companies.keys()):
         before, after = old.companies[i], new.companies[i]
         if before == after:
             continue
-        updated_c.append(after)
+        updated.append(after)
         if before.debtor_id != after.debtor_id:
             events.append(ReachEvent(Change.MOVED, Entity.COMPANY, i, after.debtor_id,
                                      {"from_debtor": before.debtor_id, "to_debtor": after.debtor_id}))
         else:
             events.append(ReachEvent(Change.RENAMED, Entity.COMPANY, i, after.debtor_id, {"name": after.name}))
-    events += [ReachEvent(Change.GAINED, Entity.COMPANY, c.id, c.debtor_id, {"name": c.name}) for c in gained_c]
+    events += [ReachEvent(Change.GAINED, Entity.COMPANY, c.id, c.debtor_id, {"name": c.name}) for c in gained]
     events += [
         ReachEvent(Change.LOST, Entity.COMPANY, c.id, c.debtor_id,
                    {"name": c.name, "why": lost_company_reason(c, old, new, debtor_level=debtor_level)})
-        for c in lost_c
+        for c in lost
     ]
-    return ReachDiff(gained_d, lost_d, tuple(updated_d), gained_c, lost_c, tuple(updated_c), tuple(events))
+    return gained, lost, tuple(updated), events
 
 
 def lost_company_reason(company: CompanyView, old: Reach, new: Reach, *, debtor_level: bool = False) -> str:

@@ -8,17 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from l1nda_sync.engine.link_rules import LinkChange, LinkState, LinkView, TokenView, reconcile_links
 from l1nda_sync.engine.token_state import TokenState
 
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
+
 
 class LinkHooks(Protocol):
-    def links_changed(self, cur: Any, changes: list[LinkChange], *, run_id: int | None, now: datetime) -> None: ...
+    """What the alerting side does inside the same transaction as the link changes that cause it."""
+
+    def links_changed(self, cur: Cursor, changes: list[LinkChange], *, run_id: int | None, now: datetime) -> None: ...
 
 
-def load_link_world(cur: Any) -> tuple[list[LinkView], dict[int, TokenView], dict[int, set[int]], dict]:
+# A token reaching a company: its debtor there (None when not known).
+DebtorOf = dict[tuple[int, int], int | None]
+
+
+def load_link_world(cur: Cursor) -> tuple[list[LinkView], dict[int, TokenView], dict[int, set[int]], DebtorOf]:
+    """The wanted links (locked for update), the tokens not removed, and who reaches the linked companies."""
     cur.execute(
         """SELECT id, company_id, state, token_id, environment, reason FROM links
            WHERE state <> 'cancelled' AND wanted ORDER BY id FOR UPDATE"""
@@ -33,14 +43,14 @@ def load_link_world(cur: Any) -> tuple[list[LinkView], dict[int, TokenView], dic
         (sorted({link.company_id for link in links}),),
     )
     reachers: dict[int, set[int]] = {}
-    debtor_of: dict[tuple[int, int], int | None] = {}
+    debtor_of: DebtorOf = {}
     for company_id, token_id, debtor_id in cur.fetchall():
         reachers.setdefault(company_id, set()).add(token_id)
         debtor_of[(token_id, company_id)] = debtor_id
     return links, tokens, reachers, debtor_of
 
 
-def _lost_reasons(cur: Any, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
+def _lost_reasons(cur: Cursor, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
     """Why each (token, company) pair was last lost, from the reach events."""
     if not pairs:
         return {}
@@ -57,7 +67,7 @@ def _lost_reasons(cur: Any, pairs: list[tuple[int, int]]) -> dict[tuple[int, int
 
 
 def reconcile_all(
-    cur: Any,
+    cur: Cursor,
     *,
     now: Callable[[], datetime],
     run_id: int | None = None,
@@ -67,16 +77,16 @@ def reconcile_all(
     """Bring every link in line, inside the caller's transaction; returns the changes made."""
     links, tokens, reachers, debtor_of = load_link_world(cur)
     changes = reconcile_links(links, tokens, reachers, breaker_open=breaker_open)
-    suspended = [c for c in changes if c.to_state is LinkState.SUSPENDED and c.from_token is not None]
+    by_id = {link.id: link for link in links}
+    suspended = [(c.from_token, by_id[c.link_id].company_id) for c in changes
+                 if c.to_state is LinkState.SUSPENDED and c.from_token is not None]
     if suspended:
-        by_id = {link.id: link for link in links}
-        reasons = _lost_reasons(cur, [(c.from_token, by_id[c.link_id].company_id) for c in suspended])
+        reasons = _lost_reasons(cur, suspended)
         if reasons:
             changes = reconcile_links(links, tokens, reachers, lost_reasons=reasons, breaker_open=breaker_open)
     if not changes:
         return []
     at = now()
-    by_id = {link.id: link for link in links}
     from psycopg2.extras import execute_values
 
     execute_values(

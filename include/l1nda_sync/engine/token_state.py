@@ -16,9 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from l1nda_sync.settings import Settings
 
 
 class TokenState(StrEnum):
+    """The state of a token, as stored in tokens.state."""
+
     NEW = "new"
     ACTIVE = "active"
     INVALID = "invalid"
@@ -60,6 +66,8 @@ CHECKABLE_STATES = tuple(s.value for s in TokenState if s not in OUT_OF_SERVICE_
 
 @dataclass(frozen=True, slots=True)
 class StatePolicy:
+    """The intervals and thresholds that judge a token's answers over time."""
+
     check_interval_healthy: timedelta = timedelta(hours=1)
     check_interval_failed: timedelta = timedelta(minutes=10)
     check_interval_unreachable_max: timedelta = timedelta(hours=6)
@@ -70,19 +78,21 @@ class StatePolicy:
     drop_min_companies: int = 4
 
     @classmethod
-    def from_settings(cls, settings: object) -> StatePolicy:
-        def seconds(name: str) -> timedelta:
-            return timedelta(seconds=float(getattr(settings, name)))
+    def from_settings(cls, settings: Settings) -> StatePolicy:
+        """The policy the settings configure (durations there are seconds)."""
+
+        def seconds(value: float) -> timedelta:
+            return timedelta(seconds=float(value))
 
         return cls(
-            check_interval_healthy=seconds("check_interval_healthy"),
-            check_interval_failed=seconds("check_interval_failed"),
-            check_interval_unreachable_max=seconds("check_interval_unreachable_max"),
-            revoke_confirmations=int(getattr(settings, "revoke_confirmations")),  # noqa: B009
-            revoke_min_spacing=seconds("revoke_min_spacing"),
-            unreachable_after=seconds("unreachable_after"),
-            drop_share=float(getattr(settings, "drop_share", 0.5)),
-            drop_min_companies=int(getattr(settings, "drop_min_companies", 4)),
+            check_interval_healthy=seconds(settings.check_interval_healthy),
+            check_interval_failed=seconds(settings.check_interval_failed),
+            check_interval_unreachable_max=seconds(settings.check_interval_unreachable_max),
+            revoke_confirmations=int(settings.revoke_confirmations),
+            revoke_min_spacing=seconds(settings.revoke_min_spacing),
+            unreachable_after=seconds(settings.unreachable_after),
+            drop_share=float(settings.drop_share),
+            drop_min_companies=int(settings.drop_min_companies),
         )
 
 
@@ -125,6 +135,8 @@ class TokenHealth:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
+    """One check's result as `decide` reads it."""
+
     outcome: Outcome
     at: datetime
     missing_operation: str | None = None  # "DebtorService.List_GetAll" for rights_missing
@@ -132,6 +144,8 @@ class CheckResult:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
+    """A token's health before and after one check, when to check it next, and whether its reach changes."""
+
     before: TokenHealth
     after: TokenHealth
     next_check_at: datetime
@@ -144,7 +158,7 @@ class Transition:
 
 def _transient_backoff(policy: StatePolicy, failures: int) -> timedelta:
     """1x, 2x, 4x ... the failed interval, capped: an unreachable token is not hammered."""
-    factor = 2 ** max(0, min(failures - 1, 16))
+    factor = 1 << max(0, min(failures - 1, 16))  # 2 ** n, as an int
     return min(policy.check_interval_failed * factor, policy.check_interval_unreachable_max)
 
 

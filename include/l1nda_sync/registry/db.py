@@ -10,7 +10,7 @@ import psycopg2
 import psycopg2.extensions
 
 from l1nda_sync.masking import redact_url
-from l1nda_sync.registry.errors import ConfigError, RegistryUnavailable
+from l1nda_sync.registry.errors import ConfigError, RegistryError, RegistryUnavailable
 
 APPLICATION_NAME = "l1nda-sync"
 
@@ -34,15 +34,19 @@ def connect(url: str, *, connect_timeout: int = 10) -> psycopg2.extensions.conne
         ) from None
 
 
+Connection = psycopg2.extensions.connection
+Cursor = psycopg2.extensions.cursor
+
+
 @contextmanager
-def transaction(conn: Any) -> Iterator[Any]:
+def transaction(conn: Connection) -> Iterator[Cursor]:
     """One transaction with a cursor: committed when the block ends, rolled back on any exception."""
     with conn, conn.cursor() as cur:
         yield cur
 
 
 @contextmanager
-def reading(conn: Any) -> Iterator[Any]:
+def reading(conn: Connection) -> Iterator[Cursor]:
     """A cursor for reads that ends the transaction it opened, and leaves a caller's open transaction alone."""
     idle = conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
     try:
@@ -53,7 +57,15 @@ def reading(conn: Any) -> Iterator[Any]:
             conn.rollback()
 
 
-def fetch_all(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+def fetch_one(cur: Cursor) -> tuple[Any, ...]:
+    """The row of a statement that always returns one (an aggregate, INSERT ... RETURNING, a row held locked)."""
+    row = cur.fetchone()
+    if row is None:
+        raise RegistryError("the registry returned no row where one was certain; is another tool changing it?")
+    return row
+
+
+def fetch_all(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     """Run one statement on a short-lived connection and return its rows (for reports, the demo and tests)."""
     conn = connect(url)
     try:

@@ -4,25 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from l1nda_sync.registry.db import reading
+from l1nda_sync.registry.db import fetch_one, reading
 from l1nda_sync.registry.links import LINK_COLUMNS, Link
 from l1nda_sync.registry.tokens import Token, fetch_token
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 
 @dataclass(frozen=True, slots=True)
 class ReachedDebtor:
+    """A debtor the token reaches now."""
+
     debtor_id: int
     number: str | None
     name: str | None
-    tags: list[Any]
+    tags: list[str]
     first_seen: datetime
     last_seen: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class ReachedCompany:
+    """A company the token reaches now."""
+
     company_id: int
     debtor_id: int | None
     number: int | None
@@ -33,6 +40,8 @@ class ReachedCompany:
 
 @dataclass(frozen=True, slots=True)
 class CheckRow:
+    """One stored check of the token."""
+
     id: int
     run_id: int | None
     checked_at: datetime
@@ -47,6 +56,8 @@ class CheckRow:
 
 @dataclass(frozen=True, slots=True)
 class ProblemRow:
+    """An open problem of the token."""
+
     id: int
     kind: str
     state: str
@@ -58,6 +69,8 @@ class ProblemRow:
 
 @dataclass(frozen=True, slots=True)
 class TokenEvent:
+    """One entry of the token's history (token_events)."""
+
     id: int
     at: datetime
     actor: str
@@ -69,6 +82,8 @@ class TokenEvent:
 
 @dataclass(frozen=True, slots=True)
 class TokenDetail:
+    """Everything `tokens show` prints about one token."""
+
     token: Token
     debtors: list[ReachedDebtor]
     companies: list[ReachedCompany]
@@ -80,7 +95,7 @@ class TokenDetail:
     events: list[TokenEvent]
 
 
-def token_detail(conn: Any, token_id: int, *, checks: int = 10, events: int = 10) -> TokenDetail:
+def token_detail(conn: Connection, token_id: int, *, checks: int = 10, events: int = 10) -> TokenDetail:
     """One consistent read of a token and what hangs off it (the newest `checks` and `events` only)."""
     with reading(conn) as cur:
         token = fetch_token(cur, token_id)
@@ -101,7 +116,7 @@ def token_detail(conn: Any, token_id: int, *, checks: int = 10, events: int = 10
                       (SELECT count(*) FROM reach_companies WHERE token_id = %(t)s AND lost_at IS NOT NULL)""",
             {"t": token_id},
         )
-        lost_debtors, lost_companies = cur.fetchone()
+        lost_debtors, lost_companies = fetch_one(cur)
         cur.execute(
             """SELECT id, run_id, checked_at, outcome, fault_code, detail, duration_ms, calls, debtors, companies
                FROM checks WHERE token_id = %s ORDER BY checked_at DESC, id DESC LIMIT %s""",

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from l1nda_sync.registry import locks
-from l1nda_sync.registry.db import reading
+from l1nda_sync.registry.db import fetch_one, reading
 from l1nda_sync.registry.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
 
 LINK_COLUMNS = (
     "id, customer_ref, environment, company_id, debtor_id, wanted, state, token_id, reason, requested_at, "
@@ -22,6 +26,8 @@ LINK_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Link:
+    """A row of links: a company L1NDA wants served, and the token serving it."""
+
     id: int
     customer_ref: str
     environment: str | None
@@ -48,7 +54,7 @@ class Reacher:
     domain: str | None
 
 
-def _event(cur: Any, link_id: int, actor: str, before: str | None, after: str, token_before: int | None,
+def _event(cur: Cursor, link_id: int, actor: str, before: str | None, after: str, token_before: int | None,
            token_after: int | None, reason: str) -> None:
     cur.execute(
         """INSERT INTO link_events (link_id, actor, from_state, to_state, from_token_id, to_token_id, reason)
@@ -57,7 +63,7 @@ def _event(cur: Any, link_id: int, actor: str, before: str | None, after: str, t
     )
 
 
-def _fetch(cur: Any, link_id: int, *, for_update: bool = False) -> Link:
+def _fetch(cur: Cursor, link_id: int, *, for_update: bool = False) -> Link:
     cur.execute(f"SELECT {LINK_COLUMNS} FROM links WHERE id = %s" + (" FOR UPDATE" if for_update else ""), (link_id,))
     row = cur.fetchone()
     if row is None:
@@ -65,13 +71,14 @@ def _fetch(cur: Any, link_id: int, *, for_update: bool = False) -> Link:
     return Link(*row)
 
 
-def get_link(conn: Any, link_id: int) -> Link:
+def get_link(conn: Connection, link_id: int) -> Link:
     with reading(conn) as cur:
         return _fetch(cur, link_id)
 
 
-def list_links(conn: Any, *, state: str | None = None, token_id: int | None = None) -> list[Link]:
-    where, args = [], []
+def list_links(conn: Connection, *, state: str | None = None, token_id: int | None = None) -> list[Link]:
+    where: list[str] = []
+    args: list[object] = []
     if state is not None:
         where.append("state = %s")
         args.append(state)
@@ -84,7 +91,7 @@ def list_links(conn: Any, *, state: str | None = None, token_id: int | None = No
         return [Link(*r) for r in cur.fetchall()]
 
 
-def reachers(conn: Any, company_id: int, environment: str | None = None) -> list[Reacher]:
+def reachers(conn: Connection, company_id: int, environment: str | None = None) -> list[Reacher]:
     """Live tokens that reach the company now (per their last successful check)."""
     with reading(conn) as cur:
         cur.execute(
@@ -97,7 +104,7 @@ def reachers(conn: Any, company_id: int, environment: str | None = None) -> list
         return [Reacher(*r) for r in cur.fetchall()]
 
 
-def request_link(conn: Any, *, customer_ref: str, company_id: int, environment: str | None, actor: str) -> Link:
+def request_link(conn: Connection, *, customer_ref: str, company_id: int, environment: str | None, actor: str) -> Link:
     """A wanted link, pending until a sync finds an active token that reaches the company."""
     with conn.cursor() as cur:
         locks.lock_link_requests(cur, company_id)
@@ -117,12 +124,12 @@ def request_link(conn: Any, *, customer_ref: str, company_id: int, environment: 
                 VALUES (%s, %s, %s, 'requested') RETURNING {LINK_COLUMNS}""",
             (customer_ref, environment, company_id),
         )
-        link = Link(*cur.fetchone())
+        link = Link(*fetch_one(cur))
         _event(cur, link.id, actor, None, link.state, None, None, "requested")
     return link
 
 
-def cancel_link(conn: Any, link_id: int, *, actor: str) -> tuple[Link, bool]:
+def cancel_link(conn: Connection, link_id: int, *, actor: str) -> tuple[Link, bool]:
     """No longer wanted: state 'cancelled'. Returns (link, changed); cancelling twice changes nothing."""
     with conn.cursor() as cur:
         link = _fetch(cur, link_id, for_update=True)
@@ -133,7 +140,7 @@ def cancel_link(conn: Any, link_id: int, *, actor: str) -> tuple[Link, bool]:
                     updated_at = now() WHERE id = %s RETURNING {LINK_COLUMNS}""",
             (link_id,),
         )
-        updated = Link(*cur.fetchone())
+        updated = Link(*fetch_one(cur))
         _event(cur, link_id, actor, link.state, "cancelled", link.token_id, link.token_id, "cancelled")
     return updated, True
 
@@ -142,7 +149,7 @@ def _in(environment: str | None) -> str:
     return f" in environment {environment}" if environment else ""
 
 
-def pending_reasons(cur: Any, link_ids: list[int] | None = None) -> dict[int, str]:
+def pending_reasons(cur: Cursor, link_ids: list[int] | None = None) -> dict[int, str]:
     """Why each wanted pending link (or those of `link_ids`) is still pending, in words for `links list`.
 
     'no registered token reaches company 123' when no live token's current reach holds it; 'reached only by

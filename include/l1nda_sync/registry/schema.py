@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.registry import locks
-from l1nda_sync.registry.db import reading
+from l1nda_sync.registry.db import fetch_one, reading
 from l1nda_sync.registry.errors import RegistryError
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
 
 UPGRADE_HINT = "run `l1nda-sync db upgrade`"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -42,6 +46,8 @@ class SchemaError(RegistryError):
 
 @dataclass(frozen=True, slots=True)
 class Migration:
+    """A migration file shipped with this code."""
+
     version: int
     name: str
     sql: str
@@ -57,6 +63,8 @@ class Migration:
 
 @dataclass(frozen=True, slots=True)
 class AppliedMigration:
+    """A migration recorded in schema_version."""
+
     version: int
     name: str
     applied_at: datetime
@@ -66,6 +74,8 @@ class AppliedMigration:
 
 @dataclass(frozen=True, slots=True)
 class SchemaStatus:
+    """Where the registry's schema stands against this code: applied and pending migrations."""
+
     current: int
     head: int
     applied: tuple[AppliedMigration, ...]
@@ -97,21 +107,21 @@ def head_version() -> int:
     return migrations()[-1].version
 
 
-def _current(cur: Any) -> int:
+def _current(cur: Cursor) -> int:
     cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
-    if not cur.fetchone()[0]:
+    if not fetch_one(cur)[0]:
         return 0
     cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-    return int(cur.fetchone()[0])
+    return int(fetch_one(cur)[0])
 
 
-def current_version(conn: Any) -> int:
+def current_version(conn: Connection) -> int:
     """The highest applied migration, 0 for an empty database."""
     with reading(conn) as cur:
         return _current(cur)
 
 
-def status(conn: Any) -> SchemaStatus:
+def status(conn: Connection) -> SchemaStatus:
     shipped = {m.version: m for m in migrations()}
     with reading(conn) as cur:
         current = _current(cur)
@@ -134,7 +144,7 @@ def _ahead(current: int) -> SchemaError:
     )
 
 
-def upgrade(conn: Any, *, target: int | None = None) -> list[Migration]:
+def upgrade(conn: Connection, *, target: int | None = None) -> list[Migration]:
     """Apply every pending migration (up to `target`), each in its own transaction. Returns what was applied."""
     head = head_version()
     target = head if target is None else target
@@ -161,7 +171,7 @@ def upgrade(conn: Any, *, target: int | None = None) -> list[Migration]:
     return applied
 
 
-def require_current(conn: Any) -> int:
+def require_current(conn: Connection) -> int:
     """Raise SchemaError unless the database is exactly at this code's version (call at the start of a run)."""
     current = current_version(conn)
     head = head_version()

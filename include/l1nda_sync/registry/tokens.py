@@ -17,15 +17,19 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.masking import Secret, mask
 from l1nda_sync.registry import locks
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.crypto import KEYS_VARIABLE, UNDECRYPTABLE_MESSAGE, TokenCipher, new_fingerprint_key
-from l1nda_sync.registry.db import reading
+from l1nda_sync.registry.db import fetch_one, reading
 from l1nda_sync.registry.errors import Conflict, EncryptionKeyError, NotFound
 from l1nda_sync.settings import Settings
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+    from psycopg2.extensions import cursor as Cursor
 
 FINGERPRINT_KEY_NAME = "fingerprint_key"
 
@@ -117,16 +121,18 @@ class NewToken:
         `token` may be a function that reads it: it is called only after every other field passed, so an
         operator never pastes a token only to learn about a typo in the e-mail address.
         """
-        fields = {
-            "label": v.label(label), "level": v.level(level), "username": v.username(username),
-            "contacts": v.contacts(contacts), "language": v.language(language),
-            "domain": v.subdomain(domain, "--domain"), "notes": v.notes(notes),
-        }
-        return cls(token=v.token(token() if callable(token) else token), **fields)
+        return cls(  # keyword arguments are evaluated in the order written: the token last
+            label=v.label(label), level=v.level(level), username=v.username(username),
+            contacts=v.contacts(contacts), language=v.language(language),
+            domain=v.subdomain(domain, "--domain"), notes=v.notes(notes),
+            token=v.token(token() if callable(token) else token),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class StateChange:
+    """The token after a state change, the state before, and whether anything changed."""
+
     token: Token
     before: str
     changed: bool
@@ -149,12 +155,14 @@ class KeyReport:
 
 @dataclass(frozen=True, slots=True)
 class RotationReport:
+    """What `keys rotate` re-encrypted."""
+
     tokens: int  # live tokens re-encrypted and re-fingerprinted under the newest key
     under_older_key: int  # how many of them were not yet under the newest key
     keys: int  # keys configured
 
 
-def _void_pending_checks(cur: Any, token_id: int, why: str) -> int:
+def _void_pending_checks(cur: Cursor, token_id: int, why: str) -> int:
     """Pending checks of a token probed what it was before (the old secret, a disabled token): never apply them.
 
     The engine applies only checks with applied_at NULL, so marking them applied makes them inert.
@@ -167,7 +175,7 @@ def _void_pending_checks(cur: Any, token_id: int, why: str) -> int:
     return int(cur.rowcount)
 
 
-def _event(cur: Any, token_id: int, actor: str, action: str, before: str | None, after: str | None,
+def _event(cur: Cursor, token_id: int, actor: str, action: str, before: str | None, after: str | None,
            detail: dict[str, Any] | None = None) -> None:
     cur.execute(
         """INSERT INTO token_events (token_id, actor, action, from_state, to_state, detail)
@@ -176,7 +184,7 @@ def _event(cur: Any, token_id: int, actor: str, action: str, before: str | None,
     )
 
 
-def fetch_token(cur: Any, token_id: int, *, for_update: bool = False) -> Token:
+def fetch_token(cur: Cursor, token_id: int, *, for_update: bool = False) -> Token:
     lock = " FOR UPDATE" if for_update else ""
     cur.execute(f"SELECT {COLUMNS} FROM tokens WHERE id = %s{lock}", (token_id,))
     row = cur.fetchone()
@@ -185,15 +193,15 @@ def fetch_token(cur: Any, token_id: int, *, for_update: bool = False) -> Token:
     return Token.from_row(row)
 
 
-def get_token(conn: Any, token_id: int) -> Token:
+def get_token(conn: Connection, token_id: int) -> Token:
     """The token with that id (removed ones too); NotFound naming the id and how to list them."""
     with reading(conn) as cur:
         return fetch_token(cur, token_id)
 
 
-def list_tokens(conn: Any, *, state: str | None = None, include_removed: bool = False) -> list[Token]:
+def list_tokens(conn: Connection, *, state: str | None = None, include_removed: bool = False) -> list[Token]:
     sql = f"SELECT {COLUMNS} FROM tokens"
-    args: list[Any] = []
+    args: list[object] = []
     if state is not None:
         sql += " WHERE state = %s"
         args.append(state)
@@ -204,7 +212,7 @@ def list_tokens(conn: Any, *, state: str | None = None, include_removed: bool = 
         return [Token.from_row(r) for r in cur.fetchall()]
 
 
-def tokens_with_login(conn: Any, username: str, *, exclude_id: int | None = None) -> list[Token]:
+def tokens_with_login(conn: Connection, username: str, *, exclude_id: int | None = None) -> list[Token]:
     """Live tokens of the same login (a second one usually means the first was reset: use `tokens replace`)."""
     with reading(conn) as cur:
         cur.execute(
@@ -215,7 +223,7 @@ def tokens_with_login(conn: Any, username: str, *, exclude_id: int | None = None
         return [Token.from_row(r) for r in cur.fetchall()]
 
 
-def _label_taken(cur: Any, label: str, exclude_id: int | None = None) -> int | None:
+def _label_taken(cur: Cursor, label: str, exclude_id: int | None = None) -> int | None:
     cur.execute(
         "SELECT id FROM tokens WHERE lower(label) = lower(%s) AND removed_at IS NULL AND id IS DISTINCT FROM %s",
         (label, exclude_id),
@@ -241,7 +249,7 @@ class TokenStore:
         return cls(TokenCipher.from_settings(settings))
 
     # -- the stable fingerprint key -------------------------------------------------------------------------
-    def _stable_key(self, cur: Any, *, create: bool) -> bytes | None:
+    def _stable_key(self, cur: Cursor, *, create: bool) -> bytes | None:
         """The registry's fingerprint key; made (and every live token re-fingerprinted) when `create` and missing.
 
         Creating needs the caller to hold locks.lock_token_writes. Raises EncryptionKeyError when the configured
@@ -281,14 +289,14 @@ class TokenStore:
                     (FINGERPRINT_KEY_NAME, self.cipher.seal_key(key)))
         return key
 
-    def _fingerprints(self, cur: Any, username: str, token: str, *, create: bool) -> list[str]:
+    def _fingerprints(self, cur: Cursor, username: str, token: str, *, create: bool) -> list[str]:
         key = self._stable_key(cur, create=create)
         if key is None:
             return self.cipher.legacy_fingerprint_candidates(username, token)
         return [self.cipher.fingerprint(username, token, key)]
 
     # -- can these keys read this registry? ------------------------------------------------------------------
-    def key_report(self, conn: Any) -> KeyReport:
+    def key_report(self, conn: Connection) -> KeyReport:
         """Which configured key decrypts which live token, and the fingerprint key (for `keys check`)."""
         reads: list[list[int]] = [[] for _ in range(self.cipher.key_count)]
         unreadable: list[int] = []
@@ -311,7 +319,7 @@ class TokenStore:
             fp_state = "readable" if opened else "unreadable"
         return KeyReport(self.cipher.key_count, tuple(tuple(r) for r in reads), tuple(unreadable), fp_key, fp_state)
 
-    def refuse_foreign_keys(self, conn: Any, *, action: str, except_id: int | None = None) -> None:
+    def refuse_foreign_keys(self, conn: Connection, *, action: str, except_id: int | None = None) -> None:
         """EncryptionKeyError when the configured keys cannot read the registry's tokens (or its fingerprint key):
         adding under keys that are not this deployment's would split the registry in two. `except_id`: a token
         about to be replaced (a new secret is how a token under a lost key is saved)."""
@@ -322,12 +330,12 @@ class TokenStore:
         if report.fingerprint_key_state == "unreadable":
             raise EncryptionKeyError(keys_cannot_read("the registry's fingerprint key") + f"; nothing was {action}")
 
-    def find_duplicate(self, conn: Any, username: str, token: str) -> Token | None:
+    def find_duplicate(self, conn: Connection, username: str, token: str) -> Token | None:
         """A live token with the same login and token, without decrypting anything."""
         with reading(conn) as cur:
             return self._find_duplicate(cur, username, token)
 
-    def _find_duplicate(self, cur: Any, username: str, token: str, *, create: bool = False) -> Token | None:
+    def _find_duplicate(self, cur: Cursor, username: str, token: str, *, create: bool = False) -> Token | None:
         cur.execute(
             f"""SELECT {COLUMNS} FROM tokens WHERE fingerprint = ANY(%s) AND removed_at IS NULL
                 ORDER BY id LIMIT 1""",
@@ -336,12 +344,12 @@ class TokenStore:
         row = cur.fetchone()
         return None if row is None else Token.from_row(row)
 
-    def refuse_clashes(self, conn: Any, new: NewToken) -> None:
+    def refuse_clashes(self, conn: Connection, new: NewToken) -> None:
         """Conflict when the label is taken or the login + token is registered already (checked again by add)."""
         with reading(conn) as cur:
             self._refuse_clashes(cur, new)
 
-    def _refuse_clashes(self, cur: Any, new: NewToken, *, create: bool = False) -> None:
+    def _refuse_clashes(self, cur: Cursor, new: NewToken, *, create: bool = False) -> None:
         taken = _label_taken(cur, new.label)
         if taken is not None:
             raise Conflict("--label", f"{new.label!r} is already the label of token {taken}; choose another "
@@ -351,7 +359,7 @@ class TokenStore:
             raise Conflict("token", f"this login and token are already registered as token {duplicate.id} "
                                     f"({duplicate.label}, state {duplicate.state}); nothing was added")
 
-    def add(self, conn: Any, new: NewToken, *, actor: str, detail: dict[str, Any] | None = None) -> Token:
+    def add(self, conn: Connection, new: NewToken, *, actor: str, detail: dict[str, Any] | None = None) -> Token:
         """Register a token (state 'new', due now). Refuses a taken label and a duplicate login + token."""
         with conn.cursor() as cur:
             locks.lock_token_writes(cur)
@@ -365,19 +373,19 @@ class TokenStore:
                  self.cipher.fingerprint(new.username, new.token, key), new.domain, list(new.contacts), new.language,
                  new.notes),
             )
-            token = Token.from_row(cur.fetchone())
+            token = Token.from_row(fetch_one(cur))
             _event(cur, token.id, actor, "added", None, token.state, {
                 "label": token.label, "level": token.level, "username": token.username, "domain": token.domain,
                 "contacts": list(token.contact_emails), "language": token.contact_language, **(detail or {}),
             })
         return token
 
-    def refuse_replacement_clash(self, conn: Any, current: Token, token: Secret) -> None:
+    def refuse_replacement_clash(self, conn: Connection, current: Token, token: Secret) -> None:
         """Conflict when the new token is the stored one, or another token's (checked again by replace)."""
         with reading(conn) as cur:
             self._refuse_replacement_clash(cur, current, token)
 
-    def _refuse_replacement_clash(self, cur: Any, current: Token, token: Secret, *, create: bool = False) -> None:
+    def _refuse_replacement_clash(self, cur: Cursor, current: Token, token: Secret, *, create: bool = False) -> None:
         duplicate = self._find_duplicate(cur, current.username, token, create=create)
         if duplicate is not None and duplicate.id == current.id:
             raise Conflict("token", f"is the token already stored for token {current.id}; paste the new token "
@@ -386,7 +394,7 @@ class TokenStore:
             raise Conflict("token", f"this login and token are already registered as token {duplicate.id} "
                                     f"({duplicate.label}); nothing was replaced")
 
-    def replace(self, conn: Any, token_id: int, token: Secret, *, actor: str, domain: str | None = None,
+    def replace(self, conn: Connection, token_id: int, token: Secret, *, actor: str, domain: str | None = None,
                 detail: dict[str, Any] | None = None) -> StateChange:
         """A new token for the same login (after a reset): history, reach and links stay; checked again now."""
         with conn.cursor() as cur:
@@ -405,13 +413,13 @@ class TokenStore:
                 (self.cipher.encrypt(token), mask(token.reveal()),
                  self.cipher.fingerprint(current.username, token, key), domain, token_id),
             )
-            updated = Token.from_row(cur.fetchone())
+            updated = Token.from_row(fetch_one(cur))
             _void_pending_checks(cur, token_id, "the token was replaced after this check")
             _event(cur, token_id, actor, "replaced", current.state, updated.state,
                    {"old_hint": current.token_hint, "new_hint": updated.token_hint, **(detail or {})})
         return StateChange(updated, current.state, True)
 
-    def reveal(self, conn: Any, token_id: int) -> Secret:
+    def reveal(self, conn: Connection, token_id: int) -> Secret:
         """The plaintext token for a call to Nmbrs, wrapped so that it never prints. Only for live tokens."""
         with reading(conn) as cur:
             cur.execute("SELECT token_ciphertext FROM tokens WHERE id = %s AND removed_at IS NULL", (token_id,))
@@ -423,7 +431,7 @@ class TokenStore:
         except EncryptionKeyError:
             raise EncryptionKeyError(f"token {token_id} {UNDECRYPTABLE_MESSAGE}") from None
 
-    def rotate(self, conn: Any, *, actor: str) -> RotationReport:
+    def rotate(self, conn: Connection, *, actor: str) -> RotationReport:
         """Re-encrypt every live token, and the stable fingerprint key, under the newest key, all or nothing.
 
         Fingerprints do not change (their key is the registry's own); a registry without a stable key gets one
@@ -483,7 +491,7 @@ class TokenStore:
         return RotationReport(tokens=len(updates), under_older_key=len(older), keys=self.cipher.key_count)
 
 
-def _set_state(conn: Any, token_id: int, *, actor: str, action: str, to_state: str, from_states: tuple[str, ...],
+def _set_state(conn: Connection, token_id: int, *, actor: str, action: str, to_state: str, from_states: tuple[str, ...],
                extra_sql: str = "", reason: str | None = None, refuse_removed: bool = True) -> StateChange:
     with conn.cursor() as cur:
         current = fetch_token(cur, token_id, for_update=True)
@@ -496,7 +504,7 @@ def _set_state(conn: Any, token_id: int, *, actor: str, action: str, to_state: s
                 WHERE id = %s RETURNING {COLUMNS}""",
             (to_state, token_id),
         )
-        updated = Token.from_row(cur.fetchone())
+        updated = Token.from_row(fetch_one(cur))
         _void_pending_checks(cur, token_id, f"the token was {action} after this check")
         _event(cur, token_id, actor, action, current.state, to_state, {"reason": reason} if reason else {})
     return StateChange(updated, current.state, True)
@@ -505,13 +513,13 @@ def _set_state(conn: Any, token_id: int, *, actor: str, action: str, to_state: s
 LIVE_STATES = tuple(s for s in v.TOKEN_STATES if s != "removed")
 
 
-def disable(conn: Any, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
+def disable(conn: Connection, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
     """Stop checking a token (its links fail over or are suspended by the next sync). No-op when disabled."""
     return _set_state(conn, token_id, actor=actor, action="disabled", to_state="disabled",
                       from_states=LIVE_STATES, reason=reason)
 
 
-def enable(conn: Any, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
+def enable(conn: Connection, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
     """A disabled token back to 'new', checked at the next run. No-op when it is not disabled."""
     return _set_state(
         conn, token_id, actor=actor, action="enabled", to_state="new", from_states=("disabled",), reason=reason,
@@ -521,7 +529,7 @@ def enable(conn: Any, token_id: int, *, actor: str, reason: str | None = None) -
     )
 
 
-def remove(conn: Any, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
+def remove(conn: Connection, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
     """Retire a token for good: the secret is erased, label and fingerprint are freed, history stays."""
     return _set_state(conn, token_id, actor=actor, action="removed", to_state="removed", from_states=LIVE_STATES,
                       reason=reason, extra_sql=", removed_at = now(), token_ciphertext = NULL",
