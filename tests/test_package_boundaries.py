@@ -84,7 +84,7 @@ def test_the_core_never_imports_the_layers_that_compose_it() -> None:
     ("from l1nda_sync.cli import output\n", "l1nda_sync.cli.output"),
     ("def f():\n    import nmbrs_sim.world\n", "nmbrs_sim.world"),
     ("from .. import webhook\n", "l1nda_sync.webhook"),
-    ("from .store import one_row\n", "l1nda_sync.alerts.store"),
+    ("from .store import ProblemRow\n", "l1nda_sync.alerts.store"),
 ])
 def test_the_reader_finds_imports_inside_functions_and_relative_ones(source: str, expected: str) -> None:
     assert expected in [t for _, t in imports_of(source, "l1nda_sync.alerts.outbox")]

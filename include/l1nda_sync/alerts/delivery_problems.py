@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.alerts.problems import Cause, Kind, Verb
-from l1nda_sync.alerts.store import CAP, one_row
+from l1nda_sync.alerts.store import CAP
 from l1nda_sync.alerts.tracker import track
+from l1nda_sync.registry.db import fetch_one
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -74,7 +75,7 @@ def webhook_failing_cause(cur: Cursor, now: datetime, settings: Settings) -> Cau
         detail["stalled"] = {"id": head[0], "event": head[1], "attempts": head[2],
                              "last_error": (head[3] or "")[:300],
                              "since": head[4].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                             "waiting": one_row(cur)[0]}
+                             "waiting": fetch_one(cur)[0]}
     return Cause(True, detail=detail)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.alerts.problems import REACH_REASONS, Kind, Problem, Stage
 from l1nda_sync.registry import locks
+from l1nda_sync.registry.db import fetch_one
 
 if TYPE_CHECKING:
     from psycopg2.extensions import cursor as Cursor
@@ -66,13 +67,6 @@ class ProblemRow:
         }
 
 
-def one_row(cur: Cursor) -> Row:
-    """The row a statement that always answers one (RETURNING, count(*)) answered."""
-    row = cur.fetchone()
-    assert row is not None, "the statement answered no row"
-    return row
-
-
 def lock_key(cur: Cursor, token_id: int | None, kind: Kind) -> None:
     """Serialise everyone who may open the problem (token, kind) until this transaction ends."""
     locks.lock_problem(cur, token_id, kind)
@@ -124,7 +118,7 @@ def insert_problem(
             VALUES (%s, %s, 'open', %s, %s, %s, %s::jsonb) RETURNING {_COLUMNS}""",
         (token_id, str(kind), str(stage), now, now, json.dumps(dict(detail), default=str)),
     )
-    return ProblemRow.from_db(one_row(cur))
+    return ProblemRow.from_db(fetch_one(cur))
 
 
 def update_problem(cur: Cursor, problem_id: int, *, detail: Mapping[str, Any] | None = None,
@@ -136,7 +130,7 @@ def update_problem(cur: Cursor, problem_id: int, *, detail: Mapping[str, Any] | 
         sets.append("detail = detail || %s::jsonb")
         args.append(json.dumps(dict(detail), default=str))
     cur.execute(f"UPDATE problems SET {', '.join(sets)} WHERE id = %s RETURNING {_COLUMNS}", (*args, problem_id))
-    return ProblemRow.from_db(one_row(cur))
+    return ProblemRow.from_db(fetch_one(cur))
 
 
 # -- what a mail shows --------------------------------------------------------------------------------------
@@ -249,5 +243,5 @@ def insert_outbox(
         (problem_id, event, audience, language, list(recipients), subject, body_text, body_html, message_id, now,
          now),
     )
-    outbox_id: int = one_row(cur)[0]
+    outbox_id: int = fetch_one(cur)[0]
     return outbox_id
