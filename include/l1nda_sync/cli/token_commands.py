@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from l1nda_sync.cli.context import Commands
 
 SHOW_ROWS = 25
+KIND_NAMES = {"soap_token": "soap", "rest_connection": "rest"}  # tokens list: the credential's kind, short
 ARGV_REFUSAL = (
     "a token is never taken from the command line (shell history and process lists keep it); "
     "pipe it in (`... < token.txt`) or type it at the hidden prompt"
@@ -215,10 +216,12 @@ def run_replace(ctx: Context) -> int:
 def run_list(ctx: Context) -> int:
     conn = ctx.connect()
     found = tokens.list_tokens(conn, state=ctx.args.state, include_removed=ctx.args.all)
-    rows = [(t.id, t.label, t.level, t.username, t.token_hint, t.state, t.state_since, t.last_valid_at,
-             t.next_check_at if t.state not in ("disabled", "removed") else None, t.domain) for t in found]
+    rows = [(t.id, KIND_NAMES.get(t.kind, t.kind), t.label, t.level, t.username, t.token_hint, t.state,
+             t.state_since, t.last_valid_at, t.next_check_at if t.state not in ("disabled", "removed") else None,
+             t.domain) for t in found]
     ctx.emit(found, lambda: output.table(
-        ("id", "label", "level", "username", "token", "state", "since", "last valid", "next check", "domain"), rows,
+        ("id", "kind", "label", "level", "username", "token", "state", "since", "last valid", "next check",
+         "domain"), rows,
         empty="no tokens" + (f" in state {ctx.args.state}" if ctx.args.state else "") +
               "; add one with `l1nda-sync tokens add`"))
     return 0

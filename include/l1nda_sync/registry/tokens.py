@@ -61,8 +61,9 @@ def keys_cannot_read(what: str) -> str:
 COLUMNS = (
     "id, label, level, username, token_hint, domain, contact_emails, contact_language, state, state_since, "
     "missing_operation, consecutive_invalid, consecutive_transient, last_checked_at, last_valid_at, "
-    "next_check_at, notes, created_at, updated_at, replaced_at, removed_at"
+    "next_check_at, notes, created_at, updated_at, replaced_at, removed_at, kind"
 )
+KINDS = ("soap_token", "rest_connection")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ class Token:
     updated_at: datetime
     replaced_at: datetime | None
     removed_at: datetime | None
+    kind: str = "soap_token"  # or 'rest_connection' (its secrets in rest_connections, see registry.connections)
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Token:
@@ -199,14 +201,19 @@ def get_token(conn: Connection, token_id: int) -> Token:
         return fetch_token(cur, token_id)
 
 
-def list_tokens(conn: Connection, *, state: str | None = None, include_removed: bool = False) -> list[Token]:
-    sql = f"SELECT {COLUMNS} FROM tokens"
+def list_tokens(conn: Connection, *, state: str | None = None, include_removed: bool = False,
+                kind: str | None = None) -> list[Token]:
+    where: list[str] = []
     args: list[object] = []
     if state is not None:
-        sql += " WHERE state = %s"
+        where.append("state = %s")
         args.append(state)
     elif not include_removed:
-        sql += " WHERE removed_at IS NULL"
+        where.append("removed_at IS NULL")
+    if kind is not None:
+        where.append("kind = %s")
+        args.append(kind)
+    sql = f"SELECT {COLUMNS} FROM tokens" + (" WHERE " + " AND ".join(where) if where else "")
     with reading(conn) as cur:
         cur.execute(sql + " ORDER BY id", args)
         return [Token.from_row(r) for r in cur.fetchall()]
@@ -230,6 +237,12 @@ def _label_taken(cur: Cursor, label: str, exclude_id: int | None = None) -> int 
     )
     row = cur.fetchone()
     return None if row is None else int(row[0])
+
+
+def _soap_only(token: Token, action: str) -> None:
+    if token.kind != "soap_token":
+        raise Conflict("ID", f"token {token.id} ({token.label}) is a REST connection and cannot be {action} here; "
+                             "the customer consents again (`l1nda-sync connections start`), which replaces it")
 
 
 def _live(token: Token, action: str) -> None:
@@ -401,6 +414,7 @@ class TokenStore:
             locks.lock_token_writes(cur)
             current = fetch_token(cur, token_id, for_update=True)
             _live(current, "replaced")
+            _soap_only(current, "replaced")
             self._refuse_replacement_clash(cur, current, token, create=True)
             key = self._stable_key(cur, create=False)
             cur.execute(
@@ -424,6 +438,8 @@ class TokenStore:
         with reading(conn) as cur:
             cur.execute("SELECT token_ciphertext FROM tokens WHERE id = %s AND removed_at IS NULL", (token_id,))
             row = cur.fetchone()
+        if row is not None and row[0] is None:
+            raise Conflict("ID", f"token {token_id} is a REST connection: it has no API token to reveal")
         if row is None:
             raise NotFound("ID", f"no live token with id {token_id}; see `l1nda-sync tokens list`")
         try:
@@ -531,6 +547,11 @@ def enable(conn: Connection, token_id: int, *, actor: str, reason: str | None = 
 
 def remove(conn: Connection, token_id: int, *, actor: str, reason: str | None = None) -> StateChange:
     """Retire a token for good: the secret is erased, label and fingerprint are freed, history stays."""
-    return _set_state(conn, token_id, actor=actor, action="removed", to_state="removed", from_states=LIVE_STATES,
-                      reason=reason, extra_sql=", removed_at = now(), token_ciphertext = NULL",
-                      refuse_removed=False)
+    change = _set_state(conn, token_id, actor=actor, action="removed", to_state="removed", from_states=LIVE_STATES,
+                        reason=reason, extra_sql=", removed_at = now(), token_ciphertext = NULL",
+                        refuse_removed=False)
+    if change.token.kind == "rest_connection":  # a connection's secrets live beside it
+        with conn.cursor() as cur:
+            cur.execute("""UPDATE rest_connections SET refresh_ciphertext = NULL, access_ciphertext = NULL,
+                               access_expires_at = NULL WHERE token_id = %s""", (token_id,))
+    return change

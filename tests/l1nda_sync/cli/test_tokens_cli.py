@@ -138,7 +138,8 @@ def test_list_filters_by_state_and_hides_removed_tokens(cli) -> None:
     table = cli("tokens", "list")
     assert table.code == 0
     lines = table.out.splitlines()
-    assert lines[0].split()[:6] == ["id", "label", "level", "username", "token", "state"]
+    assert lines[0].split()[:7] == ["id", "kind", "label", "level", "username", "token", "state"]
+    assert lines[2].split()[1] == "soap"
     assert len(lines) == 4  # header, rule, two tokens
     assert [t["id"] for t in cli("tokens", "list", "--state", "disabled", "--json").json] == [2]
     assert cli("tokens", "remove", "2").code == 0
