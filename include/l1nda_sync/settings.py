@@ -4,8 +4,9 @@ Resolution order for a setting NAME (field `name` below):
 1. the environment variable `L1NDA_<NAME>` (upper case), e.g. `L1NDA_CHECK_INTERVAL_HEALTHY=3600`;
 2. inside Airflow, the Airflow Variable `l1nda_<name>` (lower case), e.g. `l1nda_check_interval_healthy`;
 3. the default here.
-Connection-backed settings (`database_url`, `nmbrs_base_url`) also look at the Airflow connection named in
-`Setting.conn_id` when no environment variable is set. Secrets (`fernet_keys`) never appear in repr().
+Connection-backed settings (`database_url`, `nmbrs_base_url`, the `nmbrs_rest_*` of L1NDA's Nmbrs REST app) also
+look at the Airflow connection named in `Setting.conn_id` when no environment variable is set. Secrets
+(`fernet_keys`, the REST app's client secret and subscription keys) never appear in repr().
 
 The README's settings table is generated from `SETTINGS` (`l1nda-sync settings --markdown`), so it cannot
 drift from the code.
@@ -17,9 +18,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from l1nda_sync.masking import redact_url
+from l1nda_sync.masking import Secret, redact_url
+
+if TYPE_CHECKING:
+    from l1nda_sync.nmbrs.rest.config import RestApp
 
 
 class SettingsError(ValueError):
@@ -161,11 +165,40 @@ def _cron(value: str) -> str:
     raise ValueError("not a cron expression (five fields, e.g. */10 * * * *) or an @preset such as @hourly")
 
 
+def _http_base(value: str) -> str:
+    """An http(s) base URL without a trailing slash (REST paths are appended as '/api/...')."""
+    return _http_url(value).rstrip("/")
+
+
+def _scopes(value: str) -> tuple[str, ...]:
+    """OAuth2 scopes, separated by spaces or commas."""
+    scopes = tuple(part for part in re.split(r"[\s,]+", value) if part)
+    if not scopes:
+        raise ValueError("no scope given (e.g. 'offline_access company.info.read')")
+    return scopes
+
+
+def _secret(value: str) -> Secret:
+    if not value.strip():
+        raise ValueError("is empty")
+    return Secret(value.strip())
+
+
+def _http_url_exact(value: str) -> str:
+    """An http(s) URL kept exactly as given (a redirect URI must match its registration character for character)."""
+    _http_url(value)
+    return value.strip()
+
+
 def _language(value: str) -> str:
     if value not in {"en", "nl"}:
         raise ValueError(f"must be 'en' or 'nl', got {value!r}")
     return value
 
+
+REST_CONN_ID = "nmbrs_rest"
+# Enough to rediscover reach (offline_access, company.info.read) plus who consented (user.info.read).
+DEFAULT_REST_SCOPES = ("offline_access", "company.info.read", "user.info.read")
 
 SETTINGS: tuple[Setting, ...] = (
     # Where things are
@@ -174,6 +207,23 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_http_url, conn_id="nmbrs_soap"),
     Setting("fernet_keys", None, "Fernet keys for tokens at rest, comma separated, newest first",
             parse=_csv, secret=True),
+    # Nmbrs REST API: L1NDA's own app (the Airflow connection nmbrs_rest, type http, or these variables)
+    Setting("nmbrs_rest_api_base_url", "https://api.nmbrsapp.com", "Nmbrs REST API base URL (connection: host)",
+            parse=_http_base, conn_id=REST_CONN_ID),
+    Setting("nmbrs_rest_identity_base_url", "https://identityservice.nmbrs.com",
+            "Nmbrs identity server (OAuth2) base URL (connection extra: identity_base_url)", parse=_http_base,
+            conn_id=REST_CONN_ID),
+    Setting("nmbrs_rest_client_id", None, "L1NDA's Nmbrs app client id (connection: login)", conn_id=REST_CONN_ID),
+    Setting("nmbrs_rest_client_secret", None, "L1NDA's Nmbrs app client secret (connection: password)",
+            parse=_secret, conn_id=REST_CONN_ID, secret=True),
+    Setting("nmbrs_rest_subscription_key", None, "X-Subscription-Key of L1NDA's Nmbrs app (connection extra: "
+            "subscription_key)", parse=_secret, conn_id=REST_CONN_ID, secret=True),
+    Setting("nmbrs_rest_secondary_key", None, "the app's secondary subscription key, for rotation (connection "
+            "extra: secondary_key)", parse=_secret, conn_id=REST_CONN_ID, secret=True),
+    Setting("nmbrs_rest_redirect_uri", None, "the redirect URI registered for L1NDA's Nmbrs app (connection extra: "
+            "redirect_uri)", parse=_http_url_exact, conn_id=REST_CONN_ID),
+    Setting("nmbrs_rest_scopes", DEFAULT_REST_SCOPES, "OAuth2 scopes a consent asks for, space or comma separated "
+            "(connection extra: scopes)", parse=_scopes, conn_id=REST_CONN_ID),
     # Nmbrs client
     Setting("nmbrs_connect_timeout", 5.0, "seconds to connect to Nmbrs", parse=_positive_float),
     Setting("nmbrs_read_timeout", 60.0, "seconds to wait for one Nmbrs answer", parse=_positive_float),
@@ -247,9 +297,14 @@ def _from_airflow_variable(setting: Setting) -> str | None:
     return None if value is None else str(value)
 
 
-def _from_airflow_connection(setting: Setting) -> str | None:
+def _from_airflow_connection(setting: Setting, memo: dict[str, Any]) -> str | None:
     if setting.conn_id is None:
         return None
+    if setting.conn_id == REST_CONN_ID:
+        if REST_CONN_ID not in memo:
+            memo[REST_CONN_ID] = _rest_connection_fields(REST_CONN_ID)
+        fields_: dict[str, str] = memo[REST_CONN_ID]
+        return fields_.get(setting.name)
     if setting.name == "nmbrs_base_url":
         return _nmbrs_base_url_from_airflow(setting.conn_id)
     try:
@@ -276,11 +331,50 @@ def _nmbrs_base_url_from_airflow(conn_id: str) -> str | None:
         return None
 
 
-def _raw(setting: Setting, env: Mapping[str, str], use_airflow: bool) -> str | None:
+# The `nmbrs_rest` connection's fields and extras, by setting name.
+_REST_EXTRAS = {"nmbrs_rest_subscription_key": "subscription_key", "nmbrs_rest_secondary_key": "secondary_key",
+                "nmbrs_rest_identity_base_url": "identity_base_url", "nmbrs_rest_redirect_uri": "redirect_uri",
+                "nmbrs_rest_scopes": "scopes"}
+
+
+def _rest_connection_fields(conn_id: str) -> dict[str, str]:
+    """The REST settings an Airflow connection of type http gives: host = API base (a whole URL, or host with
+    the scheme in `schema` and an optional port), login = client id, password = client secret, the rest in extra.
+    No connection (or no Airflow): nothing."""
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # pragma: no cover - outside Airflow
+        return {}
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:
+        return {}
+    values: dict[str, str] = {}
+    host = (conn.host or "").strip()
+    if host:
+        if not host.startswith(("http://", "https://")):
+            scheme = conn.schema if conn.schema in ("http", "https") else "https"
+            host = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+        values["nmbrs_rest_api_base_url"] = host
+    if conn.login:
+        values["nmbrs_rest_client_id"] = conn.login
+    if conn.password:
+        values["nmbrs_rest_client_secret"] = conn.password
+    extra = conn.extra_dejson
+    for name, key in _REST_EXTRAS.items():
+        value = extra.get(key)
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        if value not in (None, ""):
+            values[name] = str(value)
+    return values
+
+
+def _raw(setting: Setting, env: Mapping[str, str], use_airflow: bool, memo: dict[str, Any]) -> str | None:
     if setting.env_var in env:
         return env[setting.env_var]
     if use_airflow:
-        value = _from_airflow_connection(setting)
+        value = _from_airflow_connection(setting, memo)
         if value is not None:
             return value
         return _from_airflow_variable(setting)
@@ -294,6 +388,14 @@ class Settings:
     database_url: str | None = None
     nmbrs_base_url: str = "https://api.nmbrs.nl/soap/v3/"
     fernet_keys: tuple[str, ...] | None = field(default=None, repr=False)
+    nmbrs_rest_api_base_url: str = "https://api.nmbrsapp.com"
+    nmbrs_rest_identity_base_url: str = "https://identityservice.nmbrs.com"
+    nmbrs_rest_client_id: str | None = None
+    nmbrs_rest_client_secret: Secret | None = field(default=None, repr=False)
+    nmbrs_rest_subscription_key: Secret | None = field(default=None, repr=False)
+    nmbrs_rest_secondary_key: Secret | None = field(default=None, repr=False)
+    nmbrs_rest_redirect_uri: str | None = None
+    nmbrs_rest_scopes: tuple[str, ...] = DEFAULT_REST_SCOPES
     nmbrs_connect_timeout: float = 5.0
     nmbrs_read_timeout: float = 60.0
     nmbrs_call_deadline: float = 120.0
@@ -332,19 +434,28 @@ class Settings:
         """Resolve every setting; a bad value raises SettingsError naming the variable and the fix."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        memo: dict[str, Any] = {}  # one read of a connection that backs several settings
         for setting in SETTINGS:
-            raw = _raw(setting, env, use_airflow)
+            raw = _raw(setting, env, use_airflow, memo)
             if raw is None:
                 continue
             try:
                 values[setting.name] = setting.parse(raw)
             except ValueError as exc:
                 shown = "***" if setting.secret else repr(redact_url(raw))
+                source = f"Airflow Variable {setting.variable}" + (
+                    f" or connection {setting.conn_id}" if setting.conn_id else "")
                 raise SettingsError(
-                    f"{setting.env_var} (or Airflow Variable {setting.variable}) = {shown}: {exc}; "
+                    f"{setting.env_var} (or {source}) = {shown}: {exc}; "
                     f"expected: {setting.help}"
                 ) from None
         return cls(**values)
+
+    def rest_app(self) -> RestApp | None:
+        """L1NDA's Nmbrs REST app, or None when none is configured; SettingsError when it is half configured."""
+        from l1nda_sync.nmbrs.rest.config import rest_app_from_settings
+
+        return rest_app_from_settings(self)
 
     def require_database_url(self) -> str:
         if not self.database_url:

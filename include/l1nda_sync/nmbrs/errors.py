@@ -200,3 +200,64 @@ def _id_kind(params: Mapping[str, object] | None) -> str | None:
         if key.endswith("Id"):
             return key[: -len("Id")].lower() or None
     return None
+
+
+# -- REST (issue 18): the same hierarchy, the REST API's codes and the identity server's RFC 6749 errors ------------
+class ConsentRevoked(NmbrsError):
+    """REST: the customer withdrew the consent in Nmbrs, or its refresh token expired or died (`invalid_grant`
+    that no other worker explains; 401/40102 after one refresh). Confirmed like a 1001 before anything moves."""
+
+    outcome = "consent_revoked"
+
+
+class ScopeMissing(OperationNotAllowed):
+    """REST 403/40303 on a path only a scope guards: the consent lacks `scope` (SOAP's 1002, rights missing).
+
+    `operation` is the scope, so the engine's `missing_operation` names it."""
+
+    def __init__(self, message: str, *, scope: str, **kwargs: Unpack[ErrorContext]) -> None:
+        kwargs.setdefault("operation", scope)
+        super().__init__(message, **kwargs)
+        self.scope = scope
+
+    @property
+    def missing_operation(self) -> str:
+        return self.scope
+
+
+class Throttled(TransientError):
+    """REST 429/42908 `Too_Many_Calls`: retried within the call after `Retry-After` (when given) or backoff."""
+
+
+class QuotaExceeded(TransientError):
+    """REST 429/42909 `Quota_Exceeded`: L1NDA's app used up its quota. Transient for the connection (it says
+    nothing about the customer) but never retried: retrying cannot help and only burns more quota; ops must act."""
+
+    retryable = False
+
+
+class AuthorizationError(NmbrsError):
+    """The identity server (OAuth2) refused: `error` and `description` as RFC 6749 names them (never a secret)."""
+
+    def __init__(self, message: str, *, error: str | None = None, description: str | None = None,
+                 **kwargs: Unpack[ErrorContext]) -> None:
+        super().__init__(message, **kwargs)
+        self.error = error
+        self.description = description
+        self.state: str | None = None  # a callback's `state` (a Secret), so a caller can match its request
+
+
+class ConsentDenied(AuthorizationError):
+    """The customer pressed 'deny' (callback `error=access_denied`)."""
+
+
+class InvalidScope(AuthorizationError):
+    """A scope Nmbrs does not know or does not allow this app (callback `error=invalid_scope`)."""
+
+
+class InvalidGrant(AuthorizationError):
+    """`invalid_grant`: a code or refresh token that is unknown, used, expired, or whose consent was withdrawn."""
+
+
+class InvalidClient(AuthorizationError):
+    """`invalid_client`: L1NDA's own client id or secret is wrong: a deployment fault, not the customer's."""
