@@ -1,4 +1,5 @@
-"""`l1nda-sync`: the operator's command line (registry schema, keys, tokens, links, problems, settings).
+"""`l1nda-sync`: the operator's command line (registry schema, keys, tokens, REST connections and companies, links,
+problems, settings).
 
 Exit codes: 0 done (also "nothing to do"), 2 bad input (an option, the token, an id, a duplicate; nothing was
 written), 1 any other failure (configuration, database, Nmbrs unreachable). Tables for people, `--json` for
@@ -21,6 +22,8 @@ import psycopg2
 
 from l1nda_sync import __version__
 from l1nda_sync.cli import (
+    company_commands,
+    connection_commands,
     db_commands,
     key_commands,
     link_commands,
@@ -40,8 +43,8 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
 COMMAND_MODULES = (
-    db_commands, key_commands, token_commands, link_commands, sync_commands, problem_commands, outbox_commands,
-    settings_commands,
+    db_commands, key_commands, token_commands, connection_commands, company_commands, link_commands, sync_commands,
+    problem_commands, outbox_commands, settings_commands,
 )
 
 
