@@ -137,8 +137,8 @@ def run_finish(ctx: Context) -> int:
         debtor_numbers = {d.get("uuid"): d.get("number") for d in reached.debtors}
         shown, more = output.capped(reached.companies, SHOW_ROWS)
         lines.append(output.table(("company", "number", "name", "debtor number"),
-                                  [(co.get("uuid"), co.get("number"), co.get("name"), debtor_numbers.get(co.get("debtor_uuid")))
-                                   for co in shown], empty="no companies"))
+                                  [(co.get("uuid"), co.get("number"), co.get("name"),
+                                    debtor_numbers.get(co.get("debtor_uuid"))) for co in shown], empty="no companies"))
         return "\n".join(lines + ([more] if more else []))
 
     ctx.emit({"connection": c, "replaced": saved.replaced, "before": saved.before,
