@@ -25,6 +25,7 @@ from l1nda_sync.engine.token_state import Outcome
 # mixes 5xx pages, resets and time-outs); unknown answers are their own, so that they are visible as such.
 _CLASSES = {
     Outcome.INVALID: "invalid",
+    Outcome.CONSENT_REVOKED: "consent_revoked",  # many at once: the identity server, not the customers
     Outcome.RIGHTS_MISSING: "rights_missing",
     Outcome.NO_SUBSCRIPTION: "no_subscription",
     Outcome.REACH_DROP: "reach_drop",
@@ -41,7 +42,8 @@ def failure_class(outcome: Outcome) -> str | None:
 
 # A check that repeats what the token's state already says: (state, outcome class).
 _NO_NEWS = frozenset({
-    ("revoked", "invalid"), ("rejected", "invalid"), ("rights_missing", "rights_missing"),
+    ("revoked", "invalid"), ("rejected", "invalid"), ("revoked", "consent_revoked"), ("rejected", "consent_revoked"),
+    ("rights_missing", "rights_missing"),
     ("no_subscription", "no_subscription"), ("unreachable", "unavailable"), ("unreachable", "unknown"),
 })
 

@@ -1,8 +1,9 @@
 """How one check moves a token's state: pure, over plain records, without false alarms.
 
-One answer never moves a token toward a verdict. A refusal (1001, 1002, 1004) counts a streak; the token takes
-the refusal's state (`revoked`, `rights_missing`, `no_subscription`) only after `revoke_confirmations` answers
-of the same refusal spread over at least `revoke_min_spacing`. Meanwhile a 1001 shows as `invalid` (links kept,
+One answer never moves a token toward a verdict. A refusal (1001, 1002, 1004; for a REST connection a withdrawn
+consent, which counts in the 1001 streak) counts a streak; the token takes the refusal's state (`revoked`,
+`rights_missing`, `no_subscription`) only after `revoke_confirmations` answers of the same refusal spread over at
+least `revoke_min_spacing`. Meanwhile a 1001 shows as `invalid` (links kept,
 nobody mailed) and a 1002/1004 leaves the state as it was. A token whose confirmed 1001 comes before it ever
 answered validly (since it was registered or replaced) is `rejected`, not revoked: we were given a token that
 never worked. A valid answer whose reach dropped sharply (`reach_drop`) is confirmed the same way before the
@@ -48,6 +49,10 @@ class Outcome(StrEnum):
     DATA_NOT_ALLOWED = "data_not_allowed"  # 1003/200x mid-probe: the world changed under us; retry soon
     UNKNOWN = "unknown"
     REACH_DROP = "reach_drop"  # a valid answer whose reach dropped sharply: suspect until confirmed
+    # REST: the customer withdrew the consent in Nmbrs, or its refresh token expired (`invalid_grant` that no other
+    # worker's rotation explains; 401/40102 after one refresh). A refusal confirmed exactly like a 1001. A missing
+    # scope is `rights_missing` (missing_operation = the scope), 40304 is `no_subscription`, 42908/42909 transient.
+    CONSENT_REVOKED = "consent_revoked"
 
 
 # Outcomes that say nothing about the token itself: the state stays, only the transient clock runs.
@@ -55,9 +60,14 @@ PASSING_OUTCOMES = frozenset({Outcome.TRANSIENT, Outcome.DATA_NOT_ALLOWED, Outco
 # Refusals: each moves the token to its state only once confirmed (the state for 1001 depends on the past).
 REFUSAL_STATES = {
     Outcome.INVALID: TokenState.REVOKED,
+    Outcome.CONSENT_REVOKED: TokenState.REVOKED,
     Outcome.RIGHTS_MISSING: TokenState.RIGHTS_MISSING,
     Outcome.NO_SUBSCRIPTION: TokenState.NO_SUBSCRIPTION,
 }
+# The streak a refusal counts in (tokens.refusal), when not its own: a withdrawn consent is a REST connection's
+# 1001, so it runs the same streak with the same spacing and confirmations (and a REST connection never answers a
+# 1001, nor a SOAP token a withdrawn consent). The check keeps its own outcome.
+REFUSAL_STREAKS = {Outcome.CONSENT_REVOKED: Outcome.INVALID}
 # States an operator took out of service: no check moves a token out of them.
 OUT_OF_SERVICE_STATES = frozenset({TokenState.DISABLED, TokenState.REMOVED})
 # States a token may be checked in (everything else, in TokenState's order).
@@ -211,11 +221,12 @@ def decide(health: TokenHealth, result: CheckResult, policy: StatePolicy, *, bre
         return Transition(health, after, at + wait, write_reach=confirmed)
 
     if outcome in REFUSAL_STATES:
-        same = health.refusal == outcome.value and health.first_invalid_at is not None
+        streak = REFUSAL_STREAKS.get(outcome, outcome)
+        same = health.refusal == streak.value and health.first_invalid_at is not None
         count = health.consecutive_invalid + 1 if same else 1
         first = health.first_invalid_at if same and health.first_invalid_at else at
         confirmed = count >= policy.revoke_confirmations and at - first >= policy.revoke_min_spacing
-        settled_states = _CONFIRMED[outcome.value]  # already there: this answer is no news
+        settled_states = _CONFIRMED[streak.value]  # already there: this answer is no news
         target = REFUSAL_STATES[outcome]
         if target is TokenState.REVOKED and health.never_worked:
             target = TokenState.REJECTED
@@ -223,14 +234,14 @@ def decide(health: TokenHealth, result: CheckResult, policy: StatePolicy, *, bre
             state = health.state
         elif confirmed:
             state = target
-        elif outcome is Outcome.INVALID:
+        elif streak is Outcome.INVALID:
             state = TokenState.INVALID  # suspected: links kept, nobody mailed yet
         else:
             state = health.state
         missing = result.missing_operation if outcome is Outcome.RIGHTS_MISSING else (
             health.missing_operation if state is TokenState.RIGHTS_MISSING else None)
         after = replace(
-            health, state=state, consecutive_invalid=count, first_invalid_at=first, refusal=outcome.value,
+            health, state=state, consecutive_invalid=count, first_invalid_at=first, refusal=streak.value,
             missing_operation=missing, consecutive_transient=0, first_transient_at=None,
         )
         if state in (TokenState.REVOKED, TokenState.REJECTED):

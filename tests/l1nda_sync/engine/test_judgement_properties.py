@@ -1,10 +1,11 @@
 """Properties of the engine's judgement over time, on the pure functions only (no registry, no Nmbrs).
 
-A small fleet gets timed answers (valid, a sharply dropped reach, refusals 1001/1002/1004, transient faults,
-unknown answers; 1 to 30 minutes apart). Every step does what a run does: judge the breaker's window over the
-evidence so far (`breaker.judge_window`), decide each checked token with `breaker_open` = the verdict
-(`token_state.decide`), then reconcile the links (`links.reconcile_links`) with the tokens' stored reach, which a
-reach drop changes only once confirmed (`Transition.write_reach`).
+A small fleet gets timed answers (valid, a sharply dropped reach, refusals 1001/1002/1004 and a REST connection's
+withdrawn consent, transient faults (a 42908 storm among them), unknown answers; 1 to 30 minutes apart). Every
+step does what a run does: judge the breaker's window over the evidence so far (`breaker.judge_window`), decide
+each checked token with `breaker_open` = the verdict (`token_state.decide`), then reconcile the links
+(`links.reconcile_links`) with the tokens' stored reach, which a reach drop changes only once confirmed
+(`Transition.write_reach`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from l1nda_sync.engine.breaker import Evidence, is_news, judge_window
 from l1nda_sync.engine.link_rules import LinkState, LinkView, TokenView, apply_link_changes, reconcile_links
 from l1nda_sync.engine.token_state import (
+    REFUSAL_STREAKS,
     CheckResult,
     Outcome,
     StatePolicy,
@@ -34,10 +36,10 @@ MIN_TOKENS = 5
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 BAD = frozenset({TokenState.REVOKED, TokenState.REJECTED, TokenState.RIGHTS_MISSING, TokenState.NO_SUBSCRIPTION})
 FAILING = [Outcome.REACH_DROP, Outcome.INVALID, Outcome.RIGHTS_MISSING, Outcome.NO_SUBSCRIPTION,
-           Outcome.TRANSIENT, Outcome.UNKNOWN, Outcome.DATA_NOT_ALLOWED]
+           Outcome.TRANSIENT, Outcome.UNKNOWN, Outcome.DATA_NOT_ALLOWED, Outcome.CONSENT_REVOKED]
 ANY_OUTCOME = [Outcome.VALID, *FAILING]
 REFUSALS = {Outcome.INVALID: TokenState.REVOKED, Outcome.RIGHTS_MISSING: TokenState.RIGHTS_MISSING,
-            Outcome.NO_SUBSCRIPTION: TokenState.NO_SUBSCRIPTION}
+            Outcome.NO_SUBSCRIPTION: TokenState.NO_SUBSCRIPTION, Outcome.CONSENT_REVOKED: TokenState.REVOKED}
 
 
 def companies_of(token: int, size: int) -> frozenset[int]:
@@ -126,7 +128,7 @@ class Sim:
         for at, outcome in self.history[token]:
             if outcome is Outcome.VALID:
                 continue
-            first = seen.setdefault(outcome, at)
+            first = seen.setdefault(REFUSAL_STREAKS.get(outcome, outcome), at)
             if at - first >= POLICY.revoke_min_spacing:
                 return True
         return False
@@ -200,7 +202,7 @@ def real_changes(draw: st.DrawFn) -> tuple:
     others = draw(st.integers(min_value=4, max_value=7))
     fleet = [draw(st.integers(1, 6)) for _ in range(others + 1)]
     change = draw(st.sampled_from([*REFUSALS, Outcome.REACH_DROP]))
-    never_worked = draw(st.booleans()) and change is Outcome.INVALID
+    never_worked = draw(st.booleans()) and change in (Outcome.INVALID, Outcome.CONSENT_REVOKED)
     prefix = draw(st.lists(st.tuples(gaps, st.dictionaries(st.integers(1, others), st.just(Outcome.VALID),
                                                            min_size=1)), max_size=8))
     repeats = draw(st.integers(min_value=2, max_value=4))
@@ -272,3 +274,71 @@ def test_a_provider_wide_failure_never_moves_a_token(case: tuple) -> None:
     assert sim.reach == reach
     assert sim.links == links
     assert len(sim.suspensions) == suspended
+
+
+@st.composite
+def throttle_storms(draw: st.DrawFn) -> tuple:
+    """Any history, then a 42908 storm (`Throttled`, transient) of any length: every answer of every token is
+    throttled, or some tokens still answer validly between the throttled ones."""
+    fleet, prefix = draw(sequences(max_steps=8))
+    n = len(fleet)
+    outcomes = st.sampled_from([Outcome.TRANSIENT, Outcome.TRANSIENT, Outcome.VALID]) if draw(st.booleans()) \
+        else st.just(Outcome.TRANSIENT)
+    storm = draw(st.lists(st.tuples(st.integers(1, 60), st.dictionaries(st.integers(0, n - 1), outcomes,
+                                                                        min_size=1)), min_size=1, max_size=40))
+    return fleet, prefix, storm
+
+
+@settings(max_examples=200, deadline=None)
+@given(throttle_storms())
+def test_a_throttling_storm_never_revokes_and_never_suspends(case: tuple) -> None:
+    """42908 (and 42909) are transient: however long the storm, no token becomes revoked, rejected or refused,
+    and no link moves because of it (at worst a token is `unreachable` for ops, which keeps its links)."""
+    from l1nda_sync.engine.outcomes import outcome_of
+    from l1nda_sync.nmbrs.errors import QuotaExceeded, Throttled
+
+    assert outcome_of(Throttled("429 42908 Too_Many_Calls", code=42908))[0] is Outcome.TRANSIENT
+    assert outcome_of(QuotaExceeded("429 42909 Quota_Exceeded", code=42909))[0] is Outcome.TRANSIENT
+    fleet, prefix, storm = case
+    sim = Sim(fleet)
+    for gap, answers in prefix:
+        sim.step(gap, answers)
+    sim.reconcile(breaker_open=False)
+    states = {t: h.state for t, h in sim.health.items()}
+    suspended = len(sim.suspensions)
+    for gap, answers in storm:
+        sim.step(gap, answers)
+        for t, h in sim.health.items():
+            assert h.state is states[t] or h.state in (TokenState.ACTIVE, TokenState.UNREACHABLE), (t, h.state)
+            if h.state in BAD:
+                assert states[t] is h.state, "a verdict from before the storm may stay; none is made in it"
+    assert len(sim.suspensions) == suspended
+
+
+@st.composite
+def single_consent_refusals(draw: st.DrawFn) -> tuple:
+    """Valid and transient answers, with at most one withdrawn-consent answer per token (REST connections)."""
+    fleet, steps = draw(sequences(outcomes=[Outcome.VALID, Outcome.TRANSIENT, Outcome.CONSENT_REVOKED]))
+    used: set[int] = set()
+    out = []
+    for gap, answers in steps:
+        fixed = {}
+        for t, outcome in answers.items():
+            if outcome is Outcome.CONSENT_REVOKED and t in used:
+                outcome = Outcome.TRANSIENT
+            elif outcome is Outcome.CONSENT_REVOKED:
+                used.add(t)
+            fixed[t] = outcome
+        out.append((gap, fixed))
+    return fleet, out
+
+
+@settings(max_examples=200, deadline=None)
+@given(single_consent_refusals(), st.booleans())
+def test_a_withdrawn_consent_is_never_confirmed_by_one_answer(case: tuple, never_worked: bool) -> None:
+    fleet, steps = case
+    sim = Sim(fleet, never_worked=frozenset({0}) if never_worked else frozenset())
+    for gap, answers in steps:
+        sim.step(gap, answers)
+        assert all(h.state not in (TokenState.REVOKED, TokenState.REJECTED) for h in sim.health.values())
+    assert sim.suspensions == []

@@ -116,8 +116,8 @@ def test_policy_from_settings() -> None:
 @given(st.lists(st.sampled_from(list(Outcome)), min_size=1, max_size=30),
        st.lists(st.floats(min_value=0.5, max_value=120), min_size=30, max_size=30))
 def test_revocation_needs_confirmation_property(outcomes: list[Outcome], gaps: list[float]) -> None:
-    """Whatever the sequence, a token is only revoked after >= 2 consecutive 1001 spanning >= 10 minutes,
-    and a valid answer always makes it active."""
+    """Whatever the sequence, a token is only revoked after >= 2 consecutive 1001 (or withdrawn consents)
+    spanning >= 10 minutes, and a valid answer always makes it active."""
     health = TokenHealth(TokenState.NEW)
     minute = 0.0
     run: list[float] = []
@@ -125,7 +125,7 @@ def test_revocation_needs_confirmation_property(outcomes: list[Outcome], gaps: l
         minute += gap
         before = health
         health = decide(health, check(outcome, minute), POLICY).after
-        if outcome is Outcome.INVALID:
+        if outcome in (Outcome.INVALID, Outcome.CONSENT_REVOKED):  # one streak: a withdrawn consent is REST's 1001
             run.append(minute)
         elif outcome in (Outcome.VALID, Outcome.REACH_DROP, Outcome.RIGHTS_MISSING, Outcome.NO_SUBSCRIPTION):
             run = []
@@ -199,3 +199,53 @@ def test_a_held_transient_clock_does_not_count_the_outage() -> None:
     held = decide(first, check(Outcome.TRANSIENT, 300), POLICY, breaker_open=True).after
     after = decide(held, check(Outcome.TRANSIENT, 7 * 60), POLICY).after  # 7 h after the first, one time-out
     assert after.state is TokenState.ACTIVE
+
+
+# -- REST: a withdrawn or expired consent is confirmed exactly like a 1001 --------------------------------------
+def test_a_withdrawn_consent_is_confirmed_like_a_1001() -> None:
+    first = decide(ACTIVE, check(Outcome.CONSENT_REVOKED, 0), POLICY)
+    assert first.after.state is TokenState.INVALID, "one answer: suspected, links kept, nobody mailed"
+    assert first.after.suspected == "invalid"
+    assert first.next_check_at == T0 + 10 * MIN, "checked again as soon as the spacing allows"
+    too_soon = decide(first.after, check(Outcome.CONSENT_REVOKED, 4), POLICY)
+    assert too_soon.after.state is TokenState.INVALID
+    confirmed = decide(too_soon.after, check(Outcome.CONSENT_REVOKED, 10), POLICY)
+    assert confirmed.after.state is TokenState.REVOKED
+    assert confirmed.after.suspected is None
+    assert confirmed.next_check_at == T0 + 70 * MIN, "only the customer can bring it back: hourly"
+    again = decide(confirmed.after, check(Outcome.CONSENT_REVOKED, 70), POLICY)
+    assert again.after.state is TokenState.REVOKED
+    assert not again.changed_state
+    back = decide(again.after, check(Outcome.VALID, 130), POLICY)
+    assert back.after.state is TokenState.ACTIVE, "a new consent of the same user replaces the connection"
+
+
+@pytest.mark.parametrize("outcome", [Outcome.CONSENT_REVOKED, Outcome.INVALID])
+def test_a_consent_that_never_worked_is_rejected(outcome: Outcome) -> None:
+    first = decide(TokenHealth(TokenState.NEW), check(outcome, 0), POLICY).after
+    assert first.state is TokenState.INVALID
+    assert decide(first, check(outcome, 10), POLICY).after.state is TokenState.REJECTED
+
+
+def test_a_withdrawn_consent_needs_the_configured_confirmations() -> None:
+    strict = StatePolicy(revoke_confirmations=3)
+    health = ACTIVE
+    for minute, state in ((0, TokenState.INVALID), (10, TokenState.INVALID), (20, TokenState.REVOKED)):
+        health = decide(health, check(Outcome.CONSENT_REVOKED, minute), strict).after
+        assert health.state is state, minute
+
+
+def test_an_open_breaker_holds_a_withdrawn_consent() -> None:
+    first = decide(ACTIVE, check(Outcome.CONSENT_REVOKED, 0), POLICY).after
+    held = decide(first, check(Outcome.CONSENT_REVOKED, 15), POLICY, breaker_open=True)
+    assert held.after.state is TokenState.INVALID
+    assert held.after.consecutive_invalid == 0
+    assert decide(held.after, check(Outcome.CONSENT_REVOKED, 30), POLICY).after.state is TokenState.INVALID
+
+
+def test_a_missing_scope_is_rights_missing_naming_the_scope() -> None:
+    first = decide(ACTIVE, check(Outcome.RIGHTS_MISSING, 0, "company.info.read"), POLICY).after
+    assert first.state is TokenState.ACTIVE
+    confirmed = decide(first, check(Outcome.RIGHTS_MISSING, 10, "company.info.read"), POLICY).after
+    assert confirmed.state is TokenState.RIGHTS_MISSING
+    assert confirmed.missing_operation == "company.info.read"
