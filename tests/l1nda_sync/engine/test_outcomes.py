@@ -71,4 +71,5 @@ def test_the_breaker_counts_withdrawn_consents_as_their_own_class() -> None:
     assert is_news("active", Outcome.CONSENT_REVOKED)
     assert is_news("invalid", Outcome.CONSENT_REVOKED)
     verdict = judge([Outcome.CONSENT_REVOKED] * 3 + [Outcome.VALID])
-    assert verdict.tripped and verdict.failure == "consent_revoked", "an identity server refusing everyone"
+    assert verdict.tripped, "an identity server refusing everyone is a provider incident"
+    assert verdict.failure == "consent_revoked"
