@@ -348,3 +348,33 @@ def _renew(cur: Cursor, current: Token, authorization: Authorization, label: str
     })
     return current.id
 
+
+
+def rest_ciphertexts(cur: Cursor) -> list[tuple[int, str]]:
+    """(connection id, ciphertext) of every live REST secret (refresh and access tokens), for `keys check`."""
+    cur.execute("""SELECT token_id, c FROM rest_connections, unnest(ARRAY[refresh_ciphertext, access_ciphertext]) c
+                   WHERE c IS NOT NULL ORDER BY token_id""")
+    return [(int(t), str(c)) for t, c in cur.fetchall()]
+
+
+def rotate_secrets(cur: Cursor, cipher: TokenCipher) -> tuple[int, list[int]]:
+    """Re-encrypt every REST secret (refresh and access tokens, open consents' verifiers) under the newest key,
+    in the caller's transaction (`keys rotate`). Returns (connections rotated, connection ids no key reads); the
+    caller refuses to commit when that list is not empty."""
+    cur.execute("""SELECT token_id, refresh_ciphertext, access_ciphertext FROM rest_connections
+                   WHERE refresh_ciphertext IS NOT NULL OR access_ciphertext IS NOT NULL
+                   ORDER BY token_id FOR UPDATE""")
+    rows = cur.fetchall()
+    unreadable = [int(t) for t, r, a in rows if any(c is not None and not cipher.readers(c) for c in (r, a))]
+    if unreadable:
+        return 0, unreadable
+    for token_id, refresh, access in rows:
+        cur.execute("UPDATE rest_connections SET refresh_ciphertext = %s, access_ciphertext = %s WHERE token_id = %s",
+                    (None if refresh is None else cipher.rotate(refresh), None if access is None else
+                     cipher.rotate(access), token_id))
+    cur.execute("SELECT id, verifier_ciphertext FROM rest_authorizations WHERE verifier_ciphertext IS NOT NULL "
+                "FOR UPDATE")
+    for auth_id, verifier in cur.fetchall():  # an unreadable verifier only spoils its own consent: dropped
+        rotated = cipher.rotate(verifier) if cipher.readers(verifier) else None
+        cur.execute("UPDATE rest_authorizations SET verifier_ciphertext = %s WHERE id = %s", (rotated, auth_id))
+    return len(rows), []

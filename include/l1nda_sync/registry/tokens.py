@@ -313,13 +313,17 @@ class TokenStore:
         """Which configured key decrypts which live token, and the fingerprint key (for `keys check`)."""
         reads: list[list[int]] = [[] for _ in range(self.cipher.key_count)]
         unreadable: list[int] = []
+        from l1nda_sync.registry.connections import rest_ciphertexts
+
         with reading(conn) as cur:
             cur.execute("SELECT id, token_ciphertext FROM tokens WHERE token_ciphertext IS NOT NULL ORDER BY id")
-            for token_id, ciphertext in cur.fetchall():
+            secrets: list[tuple[int, str]] = [*cur.fetchall(), *rest_ciphertexts(cur)]  # REST: refresh and access
+            for token_id, ciphertext in secrets:
                 found = self.cipher.readers(ciphertext)
                 for index in found:
-                    reads[index].append(token_id)
-                if not found:
+                    if token_id not in reads[index]:
+                        reads[index].append(token_id)
+                if not found and token_id not in unreadable:
                     unreadable.append(token_id)
             cur.execute("SELECT ciphertext FROM registry_keys WHERE name = %s", (FINGERPRINT_KEY_NAME,))
             row = cur.fetchone()
@@ -475,6 +479,12 @@ class TokenStore:
                 plains.append((token_id, username, self.cipher.decrypt(ciphertext)))
             if unreadable:
                 raise EncryptionKeyError(f"token {id_ranges(unreadable)} {UNDECRYPTABLE_MESSAGE}; nothing was rotated")
+            from l1nda_sync.registry.connections import rotate_secrets
+
+            _, rest_unreadable = rotate_secrets(cur, self.cipher)  # REST connections' secrets, the same way
+            if rest_unreadable:
+                raise EncryptionKeyError(f"REST connection {id_ranges(rest_unreadable)} {UNDECRYPTABLE_MESSAGE}; "
+                                         "nothing was rotated")
             cur.execute("SELECT ciphertext FROM registry_keys WHERE name = %s FOR UPDATE", (FINGERPRINT_KEY_NAME,))
             sealed = cur.fetchone()
             if sealed is not None:

@@ -334,3 +334,23 @@ def test_two_workers_needing_a_fresh_access_token_refresh_once(conn: db.Connecti
     assert len(refreshes) == 1
     assert got == [rotated.access_token, rotated.access_token]
     assert grant_store.load(c.id).generation == 1
+
+
+def test_keys_rotate_reencrypts_rest_secrets_and_keys_check_sees_them(conn: db.Connection) -> None:
+    old_key, new_key = generate_key(), generate_key()
+    old = ConnectionStore(TokenCipher([old_key]))
+    first = grant()
+    c = connect_user(old, conn, "s1", first).connection
+    start(old, conn, "open-consent")
+    assert TokenStore(TokenCipher([new_key])).key_report(conn).unreadable == (c.id,)
+    both = TokenStore(TokenCipher([new_key, old_key]))
+    assert both.key_report(conn).reads == ((), (c.id,))
+    with db.transaction(conn):
+        both.rotate(conn, actor="test")
+    newest = TokenCipher([new_key])
+    stored = RegistryGrantStore(lambda: db.connect(conn.dsn), newest).load(c.id)
+    assert (stored.refresh_token, stored.access_token) == (first.refresh_token, first.access_token)
+    with db.transaction(conn):
+        assert ConnectionStore(newest).take_authorization(conn, "open-consent").code_verifier.reveal() == (
+            "verifier-open-consent")
+    assert TokenStore(newest).key_report(conn).ok
