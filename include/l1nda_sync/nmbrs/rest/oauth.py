@@ -149,7 +149,8 @@ def _token_call(app: RestApp, form: Mapping[str, str], *, now: datetime, operati
                 session: requests.Session | None, retry: RetryPolicy | None, secrets_sent: tuple[str, ...],
                 refresh_token: str | None = None) -> Grant:
     install_log_redaction()
-    with _guarded((app.client_secret.reveal(), *secrets_sent)) as scrub, _session(app, session) as oauth:
+    hidden = (app.client_secret.reveal(), _basic_credentials(app.client_id, app.client_secret.reveal()), *secrets_sent)
+    with _guarded(hidden) as scrub, _session(app, session) as oauth:
 
         def attempt(deadline: Deadline) -> dict[str, Any]:
             return _post_token(oauth, app, form, scrub, operation, deadline)
@@ -237,9 +238,14 @@ def _session(app: RestApp, http: requests.Session | None = None) -> Iterator[OAu
 def _basic_percent_encoded(client: Any, method: str, uri: str, headers: dict[str, str], body: str
                            ) -> tuple[str, dict[str, str], str]:
     """RFC 6749 2.3.1: form-encode id and secret, then Basic (authlib sends them raw)."""
-    pair = f"{quote(str(client.client_id), safe='')}:{quote(str(client.client_secret), safe='')}"
-    headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    headers["Authorization"] = "Basic " + _basic_credentials(str(client.client_id), str(client.client_secret))
     return uri, headers, body
+
+
+def _basic_credentials(client_id: str, secret: str) -> str:
+    """base64 of the percent-encoded pair: as secret as the secret (a server may echo the header)."""
+    pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
+    return base64.b64encode(pair.encode()).decode("ascii")
 
 
 def _judge_answer(response: requests.Response) -> requests.Response:
