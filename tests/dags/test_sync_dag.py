@@ -54,7 +54,8 @@ def test_revocation_mails_ops_and_the_customer(dag_world: DagWorld, monkeypatch:
     assert sum(s["mails_sent"] for s in summaries) == 2
     assert sum(s["problems_opened"] for s in summaries) >= 1
     assert summaries[-1]["state_changes"] == [
-        {"token_id": dag_world.ids["horeca"], "label": "horeca", "from": "invalid", "to": "revoked"}]
+        {"token_id": dag_world.ids["horeca"], "label": "horeca", "kind": "soap_token", "from": "invalid",
+         "to": "revoked"}]
 
 
 def test_unknown_token_id_fails_the_first_task_naming_the_field(dag_world: DagWorld, capfd) -> None:

@@ -29,6 +29,7 @@ from l1nda_sync.engine.reach import Reach, ReachDiff, diff_reach
 from l1nda_sync.engine.token_state import (
     OUT_OF_SERVICE_STATES,
     CheckResult,
+    CredentialKind,
     Outcome,
     StatePolicy,
     TokenHealth,
@@ -77,6 +78,7 @@ class AppliedCheck:
     outcome: Outcome
     transition: Transition
     diff: ReachDiff | None
+    kind: CredentialKind = CredentialKind.SOAP_TOKEN  # the credential checked: a SOAP token or a REST connection
 
 
 @dataclass
@@ -280,15 +282,16 @@ class PendingCheck:
     last_checked_at: datetime | None
     probe: dict[str, Any] | None
     cache: dict[str, Any] | None
+    kind: CredentialKind = CredentialKind.SOAP_TOKEN
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> PendingCheck:
         (check_id, run_id, token_id, checked_at, outcome, check_missing, label, level, state, c_inv, f_inv, c_tr,
-         f_tr, missing, last_valid, last_checked, replaced_at, refusal, drop_since, probe, cache) = row
+         f_tr, missing, last_valid, last_checked, replaced_at, refusal, drop_since, kind, probe, cache) = row
         health = TokenHealth(TokenState(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
                              replaced_at)
         return cls(check_id, run_id, token_id, label, level, CheckResult(Outcome(outcome), checked_at, check_missing),
-                   health, last_checked, probe, cache)
+                   health, last_checked, probe, cache, CredentialKind(kind))
 
     @property
     def skip_note(self) -> str | None:
@@ -303,7 +306,7 @@ def lock_pending(cur: Cursor, check_ids: Sequence[int]) -> list[PendingCheck]:
         f"""SELECT c.id, c.run_id, c.token_id, c.checked_at, c.outcome, c.missing_operation,
                    t.label, t.level, t.state, t.consecutive_invalid, t.first_invalid_at, t.consecutive_transient,
                    t.first_transient_at, t.missing_operation, t.last_valid_at, t.last_checked_at, t.replaced_at,
-                   t.refusal, t.drop_since,
+                   t.refusal, t.drop_since, t.kind,
                    CASE WHEN {_MAY_CARRY_REACH} THEN c.probe END, CASE WHEN {_MAY_CARRY_REACH} THEN t.probe_cache END
             FROM checks c JOIN tokens t ON t.id = c.token_id
             WHERE c.id = ANY(%s) AND c.applied_at IS NULL
@@ -413,7 +416,8 @@ def apply_locked(
             continue
         transition = decide(p.health, p.result, policy, breaker_open=breaker_open)
         diff, probe_cache, domain = _write_carried_reach(cur, p, transition)
-        applied = AppliedCheck(p.check_id, p.token_id, p.label, p.level, p.result.outcome, transition, diff)
+        applied = AppliedCheck(p.check_id, p.token_id, p.label, p.level, p.result.outcome, transition, diff,
+                               p.kind)
         writes.append(HealthWrite(applied, p.run_id, p.result.at, probe_cache, domain))
     write_health(cur, writes, at=at)
     return writes

@@ -2,8 +2,11 @@
 
 A link is active while an active token reaches its company. It stays with the token that serves it; when
 that token is revoked, loses rights or the company, it fails over to another active token that reaches the
-company (debtor level before accountant level, then the most recently validated, then the lowest id); when
-none does, it is suspended with the reason. A pending link activates as soon as a token reaches it.
+company (a REST connection before a SOAP token, then debtor level before accountant level, then the most recently
+validated, then the lowest id); when none does, it is suspended with the reason. A pending link activates as soon
+as a token reaches it. The one exception to "it stays": a link that a SOAP token serves moves to an active REST
+connection that reaches its company (`moved_to_rest`), since SOAP ends; never while the breaker is open, and
+never to a connection that is only suspected or whose reach is in doubt, so a transient fault never moves it.
 
 Tokens that are only `invalid` (one unconfirmed 1001) or `unreachable` (transient faults) keep the links
 they serve: neither is a verdict on the token, and a transient fault never moves a link. While the circuit
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from l1nda_sync.engine.token_state import TokenState
+from l1nda_sync.engine.token_state import CredentialKind, TokenState
 
 
 class LinkState(StrEnum):
@@ -43,6 +46,7 @@ class Reason(StrEnum):
     NO_SUBSCRIPTION = "no_subscription"
     TOKEN_DISABLED = "token_disabled"  # noqa: S105 - a reason, not a secret
     NOT_REACHED = "not_reached"
+    MOVED_TO_REST = "moved_to_rest"  # a SOAP token served it; an active REST connection reaches it now
 
 
 # May serve a link it already serves: the token is not known to be bad.
@@ -63,6 +67,12 @@ class TokenView:
     # Its last answer showed a sharp reach drop, not yet confirmed: its stored reach may be stale, so it keeps
     # the links it serves but takes on (or brings back) none.
     drop_suspected: bool = False
+    kind: CredentialKind = CredentialKind.SOAP_TOKEN
+
+    @property
+    def takes_links(self) -> bool:
+        """May take on a link (activation, failover, a move to REST): active, and its reach not in doubt."""
+        return self.state in TAKES_LINKS and not self.drop_suspected
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +97,14 @@ class LinkChange:
     from_token: int | None
     to_token: int | None
     reason: str
+    from_kind: CredentialKind | None = None  # the kind of from_token (None: no token)
+    to_kind: CredentialKind | None = None
 
 
-def _preference(token: TokenView) -> tuple[int, float, int]:
+def _preference(token: TokenView) -> tuple[int, int, float, int]:
     validated = token.last_valid_at.timestamp() if token.last_valid_at else float("-inf")
-    return (0 if token.level == "debtor" else 1, -validated, token.id)
+    return (0 if token.kind is CredentialKind.REST_CONNECTION else 1, 0 if token.level == "debtor" else 1,
+            -validated, token.id)
 
 
 def _matches(link: LinkView, token: TokenView) -> bool:
@@ -116,6 +129,45 @@ def suspension_reason(serving: TokenView | None, lost_reason: str | None) -> str
     return lost_reason or Reason.NOT_REACHED
 
 
+def _kind_of(tokens: Mapping[int, TokenView], token_id: int | None) -> CredentialKind | None:
+    token = tokens.get(token_id) if token_id is not None else None
+    return token.kind if token is not None else None
+
+
+def _keeps(link: LinkView, serving: TokenView | None, candidates: list[TokenView]) -> bool:
+    """Whether the link stays with the token that serves it. A suspected token keeps a link it serves, but only
+    a good token (re)activates one."""
+    good_enough = TAKES_LINKS if link.state is not LinkState.ACTIVE else KEEPS_LINKS
+    return (
+        serving is not None
+        and serving.state in good_enough
+        and (link.state is LinkState.ACTIVE or not serving.drop_suspected)
+        and any(t.id == serving.id for t in candidates)
+    )
+
+
+def _decide_link(
+    link: LinkView, serving: TokenView | None, candidates: list[TokenView], *, breaker_open: bool,
+    lost_reasons: Mapping[tuple[int, int], str],
+) -> tuple[LinkState, int | None, str] | None:
+    """(state, token, reason) the link moves to, or None when it stays as it is."""
+    takers = sorted((t for t in candidates if t.takes_links), key=_preference)
+    if _keeps(link, serving, candidates):
+        assert serving is not None
+        if link.state is not LinkState.ACTIVE:
+            return LinkState.ACTIVE, link.token_id, Reason.REACHED
+        rest = [t for t in takers if t.kind is CredentialKind.REST_CONNECTION]
+        if serving.kind is CredentialKind.SOAP_TOKEN and rest and not breaker_open:
+            return LinkState.ACTIVE, rest[0].id, Reason.MOVED_TO_REST
+        return None
+    if takers:
+        return LinkState.ACTIVE, takers[0].id, Reason.FAILOVER if link.state is LinkState.ACTIVE else Reason.REACHED
+    if link.state is LinkState.ACTIVE and not breaker_open:
+        lost = lost_reasons.get((link.token_id, link.company_id)) if link.token_id is not None else None
+        return LinkState.SUSPENDED, link.token_id, suspension_reason(serving, lost)
+    return None
+
+
 def reconcile_links(
     links: Iterable[LinkView],
     tokens: Mapping[int, TokenView],
@@ -137,29 +189,11 @@ def reconcile_links(
         candidates = [tokens[t] for t in reachers.get(link.company_id, ()) if t in tokens]
         candidates = [t for t in candidates if _matches(link, t)]
         serving = tokens.get(link.token_id) if link.token_id is not None else None
-        # A suspected token keeps a link it serves, but only a good token (re)activates one.
-        good_enough = TAKES_LINKS if link.state is not LinkState.ACTIVE else KEEPS_LINKS
-        keeps = (
-            serving is not None
-            and serving.state in good_enough
-            and (link.state is LinkState.ACTIVE or not serving.drop_suspected)
-            and any(t.id == serving.id for t in candidates)
-        )
-        if keeps:
-            if link.state is not LinkState.ACTIVE:
-                changes.append(LinkChange(link.id, link.state, LinkState.ACTIVE, link.token_id, link.token_id,
-                                          Reason.REACHED))
-            continue
-        takers = sorted((t for t in candidates if t.state in TAKES_LINKS and not t.drop_suspected), key=_preference)
-        if takers:
-            best = takers[0]
-            reason = Reason.FAILOVER if link.state is LinkState.ACTIVE else Reason.REACHED
-            changes.append(LinkChange(link.id, link.state, LinkState.ACTIVE, link.token_id, best.id, reason))
-            continue
-        if link.state is LinkState.ACTIVE and not breaker_open:
-            lost = lost_reasons.get((link.token_id, link.company_id)) if link.token_id is not None else None
-            changes.append(LinkChange(link.id, link.state, LinkState.SUSPENDED, link.token_id, link.token_id,
-                                      suspension_reason(serving, lost)))
+        move = _decide_link(link, serving, candidates, breaker_open=breaker_open, lost_reasons=lost_reasons)
+        if move is not None:
+            to_state, to_token, reason = move
+            changes.append(LinkChange(link.id, link.state, to_state, link.token_id, to_token, reason,
+                                      _kind_of(tokens, link.token_id), _kind_of(tokens, to_token)))
     return changes
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from l1nda_sync.engine.link_rules import LinkChange, LinkState, LinkView, TokenView, reconcile_links
-from l1nda_sync.engine.token_state import TokenState
+from l1nda_sync.engine.token_state import CredentialKind, TokenState
 
 if TYPE_CHECKING:
     from psycopg2.extensions import cursor as Cursor
@@ -34,9 +34,10 @@ def load_link_world(cur: Cursor) -> tuple[list[LinkView], dict[int, TokenView], 
            WHERE state <> 'cancelled' AND wanted ORDER BY id FOR UPDATE"""
     )
     links = [LinkView(i, c, LinkState(s), t, e, r) for i, c, s, t, e, r in cur.fetchall()]
-    cur.execute("""SELECT id, level, state, domain, last_valid_at, drop_since IS NOT NULL FROM tokens
+    cur.execute("""SELECT id, level, state, domain, last_valid_at, drop_since IS NOT NULL, kind FROM tokens
                    WHERE state <> 'removed'""")
-    tokens = {i: TokenView(i, lvl, TokenState(s), d, v, dropped) for i, lvl, s, d, v, dropped in cur.fetchall()}
+    tokens = {i: TokenView(i, lvl, TokenState(s), d, v, dropped, CredentialKind(k))
+              for i, lvl, s, d, v, dropped, k in cur.fetchall()}
     cur.execute(
         """SELECT company_id, token_id, debtor_id FROM reach_companies
            WHERE lost_at IS NULL AND company_id = ANY(%s)""",

@@ -20,7 +20,7 @@ import psycopg2
 
 from l1nda_sync.engine.applying import AppliedCheck, ApplyHooks, ApplySummary, apply_pending, unit_of_work
 from l1nda_sync.engine.checking import KeysCannotDecrypt, Prober, load_tokens, probe_all, store_checks
-from l1nda_sync.engine.link_rules import LinkChange, LinkState
+from l1nda_sync.engine.link_rules import LinkChange, LinkState, Reason
 from l1nda_sync.engine.planning import (
     Plan,
     batched,
@@ -71,6 +71,7 @@ class RunReport:
     links_activated: int = 0
     links_failed_over: int = 0
     links_suspended: int = 0
+    links_moved_to_rest: int = 0  # active links that a SOAP token served, now served by a REST connection
     state_changes: list[dict[str, Any]] = field(default_factory=list)
     link_changes: list[dict[str, Any]] = field(default_factory=list)
     suspected: list[dict[str, Any]] = field(default_factory=list)  # seen once, not confirmed: nobody mailed
@@ -118,18 +119,22 @@ class RunReport:
         if suspected is not None:
             self.suspected.append({"token_id": a.token_id, "label": a.label, "suspected": suspected})
         if a.transition.changed_state:
-            self.state_changes.append({"token_id": a.token_id, "label": a.label,
+            self.state_changes.append({"token_id": a.token_id, "label": a.label, "kind": a.kind.value,
                                        "from": a.transition.before.state.value, "to": a.transition.after.state.value})
 
     def _count_link_change(self, c: LinkChange) -> None:
         if c.to_state is LinkState.SUSPENDED:
             self.links_suspended += 1
+        elif c.reason == Reason.MOVED_TO_REST:
+            self.links_moved_to_rest += 1
         elif c.from_state is LinkState.ACTIVE:
             self.links_failed_over += 1
         else:
             self.links_activated += 1
         self.link_changes.append({"link_id": c.link_id, "from": c.from_state.value, "to": c.to_state.value,
-                                  "token": c.to_token, "reason": str(c.reason)})
+                                  "token": c.to_token, "reason": str(c.reason),
+                                  "kind": c.to_kind.value if c.to_kind is not None else None,
+                                  "from_kind": c.from_kind.value if c.from_kind is not None else None})
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -147,6 +152,8 @@ class RunReport:
             ("reach gained / lost", f"{self.reach_gained} / {self.reach_lost}"),
             ("links activated / failed over / suspended",
              f"{self.links_activated} / {self.links_failed_over} / {self.links_suspended}"),
+            *([("links moved to REST connections", str(self.links_moved_to_rest))] if self.links_moved_to_rest
+              else []),
             ("token state changes", str(len(self.state_changes))),
             *([("suspected, not yet confirmed", ", ".join(f"token {s['token_id']} {s['suspected']}"
                                                           for s in self.suspected[:10])

@@ -38,6 +38,13 @@ class TokenState(StrEnum):
     REMOVED = "removed"
 
 
+class CredentialKind(StrEnum):
+    """What a token row holds (tokens.kind): a SOAP token, or a REST connection (an OAuth2 consent)."""
+
+    SOAP_TOKEN = "soap_token"  # noqa: S105 - a kind, not a secret
+    REST_CONNECTION = "rest_connection"
+
+
 class Outcome(StrEnum):
     """The class of one check's result; mirrors `NmbrsError.outcome` plus `valid`."""
 

@@ -1,5 +1,9 @@
 """Writing webhook events inside the engine's transactions (the engine's ApplyHooks and LinkHooks); the run
-pipeline (`l1nda_sync.pipeline.compose_hooks`) adds them beside the alert hooks."""
+pipeline (`l1nda_sync.pipeline.compose_hooks`) adds them beside the alert hooks.
+
+Every event names the credential's kind (`soap_token` or `rest_connection`): `kind` of the token in
+`token.state_changed`; `from_kind` and `to_kind` of the tokens a link moved between in `link.state_changed` (null
+where there is no token), so the platform sees a link move from a SOAP token to a REST connection."""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ class WebhookHooks:
         if not transition.changed_state:
             return
         _insert(cur, "token.state_changed", {
-            "token_id": applied.token_id, "label": applied.label, "level": applied.level,
+            "token_id": applied.token_id, "label": applied.label, "level": applied.level, "kind": applied.kind.value,
             "from": transition.before.state.value, "to": transition.after.state.value,
             "missing_operation": transition.after.missing_operation, "run_id": run_id, "at": now.isoformat(),
         })
@@ -41,5 +45,7 @@ class WebhookHooks:
             _insert(cur, "link.state_changed", {
                 "link_id": change.link_id, "from": change.from_state.value, "to": change.to_state.value,
                 "from_token_id": change.from_token, "to_token_id": change.to_token, "reason": str(change.reason),
+                "from_kind": change.from_kind.value if change.from_kind is not None else None,
+                "to_kind": change.to_kind.value if change.to_kind is not None else None,
                 "run_id": run_id, "at": now.isoformat(),
             })

@@ -18,7 +18,7 @@ from l1nda_sync.engine.link_rules import (
     apply_link_changes,
     reconcile_links,
 )
-from l1nda_sync.engine.token_state import Outcome, TokenState
+from l1nda_sync.engine.token_state import CredentialKind, Outcome, TokenState
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 ACC = TokenView(1, "accountant", TokenState.ACTIVE, "acme", NOW)
@@ -167,3 +167,124 @@ def test_a_token_with_a_suspected_reach_drop_keeps_its_links_but_takes_none() ->
     assert changes == [], "its stored reach may be stale until the drop is confirmed or cleared"
     healthy = TokenView(1, "debtor", TokenState.ACTIVE)
     assert {c.link_id for c in reconcile_links(links, {1: healthy}, {100: [1], 200: [1], 300: [1]})} == {8, 9}
+
+
+# -- REST connections beside SOAP tokens ---------------------------------------------------------------------------
+REST = TokenView(5, "debtor", TokenState.ACTIVE, None, NOW - timedelta(hours=3), kind=CredentialKind.REST_CONNECTION)
+
+
+def test_a_pending_link_prefers_a_rest_connection_over_any_soap_token() -> None:
+    change = one(reconcile_links([LinkView(7, 100, LinkState.PENDING)], tokens(ACC, DEB, REST), {100: [1, 2, 5]}))
+    assert (change.to_token, change.reason, change.to_kind) == (5, Reason.REACHED, CredentialKind.REST_CONNECTION)
+    assert change.from_kind is None
+
+
+def test_failover_prefers_a_rest_connection() -> None:
+    revoked = TokenView(1, "accountant", TokenState.REVOKED, "acme", NOW)
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=1)
+    change = one(reconcile_links([link], tokens(revoked, DEB, REST), {100: [1, 2, 5]}))
+    assert (change.to_token, change.reason) == (5, Reason.FAILOVER)
+    assert (change.from_kind, change.to_kind) == (CredentialKind.SOAP_TOKEN, CredentialKind.REST_CONNECTION)
+
+
+def test_a_link_a_soap_token_serves_moves_to_an_active_rest_connection() -> None:
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=2)
+    change = one(reconcile_links([link], tokens(DEB, REST), {100: [2, 5]}))
+    assert (change.from_state, change.to_state, change.from_token, change.to_token, change.reason) == (
+        LinkState.ACTIVE, LinkState.ACTIVE, 2, 5, Reason.MOVED_TO_REST)
+    after = apply_link_changes([link], [change])
+    assert reconcile_links(after, tokens(DEB, REST), {100: [2, 5]}) == [], "and stays there"
+
+
+@pytest.mark.parametrize("serving_state", [TokenState.INVALID, TokenState.UNREACHABLE])
+def test_a_link_of_a_suspected_soap_token_moves_to_an_active_rest_connection(serving_state: TokenState) -> None:
+    soap = TokenView(2, "debtor", serving_state, "acme", NOW)
+    change = one(reconcile_links([LinkView(7, 100, LinkState.ACTIVE, token_id=2)], tokens(soap, REST),
+                                 {100: [2, 5]}))
+    assert (change.to_token, change.reason) == (5, Reason.MOVED_TO_REST)
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        TokenView(5, "debtor", TokenState.INVALID, kind=CredentialKind.REST_CONNECTION),  # one unconfirmed refusal
+        TokenView(5, "debtor", TokenState.UNREACHABLE, kind=CredentialKind.REST_CONNECTION),  # transient faults
+        TokenView(5, "debtor", TokenState.NEW, kind=CredentialKind.REST_CONNECTION),  # never answered yet
+        TokenView(5, "debtor", TokenState.REVOKED, kind=CredentialKind.REST_CONNECTION),
+        TokenView(5, "debtor", TokenState.ACTIVE, drop_suspected=True, kind=CredentialKind.REST_CONNECTION),
+    ],
+    ids=["invalid", "unreachable", "new", "revoked", "drop_suspected"],
+)
+def test_a_link_moves_to_rest_only_when_the_connection_takes_links(rest: TokenView) -> None:
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=2)
+    assert reconcile_links([link], tokens(DEB, rest), {100: [2, 5]}) == []
+
+
+def test_no_move_to_rest_while_the_breaker_is_open() -> None:
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=2)
+    assert reconcile_links([link], tokens(DEB, REST), {100: [2, 5]}, breaker_open=True) == []
+
+
+def test_a_rest_connection_that_does_not_reach_the_company_takes_nothing() -> None:
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=2)
+    assert reconcile_links([link], tokens(DEB, REST), {100: [2], 200: [5]}) == []
+
+
+def test_a_revoked_consent_fails_over_to_the_soap_token_and_comes_back_when_consented_again() -> None:
+    link = LinkView(7, 100, LinkState.ACTIVE, token_id=5)
+    revoked = TokenView(5, "debtor", TokenState.REVOKED, kind=CredentialKind.REST_CONNECTION)
+    change = one(reconcile_links([link], tokens(ACC, revoked), {100: [1, 5]}))
+    assert (change.to_token, change.reason, change.to_kind) == (1, Reason.FAILOVER, CredentialKind.SOAP_TOKEN)
+    link = apply_link_changes([link], [change])[0]
+    assert reconcile_links([link], tokens(ACC, revoked), {100: [1, 5]}) == []
+    back = one(reconcile_links([link], tokens(ACC, REST), {100: [1, 5]}))
+    assert (back.to_token, back.reason) == (5, Reason.MOVED_TO_REST)
+
+
+def test_a_revoked_consent_without_a_soap_token_suspends_as_revoked() -> None:
+    revoked = TokenView(5, "debtor", TokenState.REVOKED, kind=CredentialKind.REST_CONNECTION)
+    change = one(reconcile_links([LinkView(7, 100, LinkState.ACTIVE, token_id=5)], tokens(revoked), {100: [5]}))
+    assert (change.to_state, change.reason) == (LinkState.SUSPENDED, Reason.REVOKED)
+
+
+kinded_views = st.builds(
+    TokenView, id=st.integers(1, 6), level=st.sampled_from(["debtor", "accountant"]), state=states,
+    environment=st.sampled_from([None, "acme"]), last_valid_at=st.sampled_from([None, NOW, NOW - timedelta(1)]),
+    drop_suspected=st.booleans(), kind=st.sampled_from(list(CredentialKind)))
+
+
+@given(st.lists(kinded_views, max_size=6, unique_by=lambda t: t.id),
+       st.lists(link_views, max_size=12, unique_by=lambda link: link.id),
+       st.dictionaries(st.integers(1, 8), st.sets(st.integers(1, 6)), max_size=8),
+       st.booleans())
+def test_links_with_rest_connections_converge_and_move_only_to_a_connection_that_takes_links(
+        token_list, links, reach, breaker_open) -> None:
+    toks = tokens(*token_list)
+    changes = reconcile_links(links, toks, reach, breaker_open=breaker_open)
+    assert len({c.link_id for c in changes}) == len(changes)
+    for c in changes:
+        assert c.from_kind == (toks[c.from_token].kind if c.from_token in toks else None)
+        assert c.to_kind == (toks[c.to_token].kind if c.to_token in toks else None)
+        if c.reason == Reason.MOVED_TO_REST:
+            assert not breaker_open
+            assert (c.from_kind, c.to_kind) == (CredentialKind.SOAP_TOKEN, CredentialKind.REST_CONNECTION)
+            assert toks[c.to_token].state is TokenState.ACTIVE
+            assert not toks[c.to_token].drop_suspected
+        link = next(lk for lk in links if lk.id == c.link_id)
+        gave_up = c.from_token != c.to_token and c.from_kind is CredentialKind.REST_CONNECTION
+        if link.state is LinkState.ACTIVE and gave_up:
+            # A REST connection gives an active link up only when it must: known to be bad, or it lost the company.
+            old = toks[c.from_token]
+            reaches = c.from_token in reach.get(link.company_id, set()) and (
+                link.environment is None or old.environment in (None, link.environment))
+            assert old.state not in KEEPS_LINKS or not reaches
+    after = apply_link_changes(links, changes)
+    assert reconcile_links(after, toks, reach, breaker_open=breaker_open) == []
+    if not breaker_open:
+        # No active link stays with a SOAP token while an active REST connection reaches its company.
+        for link in after:
+            served = toks.get(link.token_id) if link.token_id is not None else None
+            if link.state is LinkState.ACTIVE and served is not None and served.kind is CredentialKind.SOAP_TOKEN:
+                assert not any(toks[t].kind is CredentialKind.REST_CONNECTION and toks[t].takes_links
+                               and (link.environment is None or toks[t].environment in (None, link.environment))
+                               for t in reach.get(link.company_id, set()) if t in toks)

@@ -100,6 +100,8 @@ def test_state_changes_are_posted_in_order_with_idempotency_keys(world: StoryWor
     assert (token_event["data"]["from"], token_event["data"]["to"]) == ("new", "active")
     assert link_event["data"]["to"] == "active"
     assert link_event["data"]["to_token_id"] == world.ids["horeca"]
+    assert token_event["data"]["kind"] == "soap_token"
+    assert (link_event["data"]["from_kind"], link_event["data"]["to_kind"]) == (None, "soap_token")
     assert LOGINS["horeca"][2] not in json.dumps(receiver.posts)
     assert world.query("SELECT count(*) FROM webhook_outbox WHERE state <> 'sent'") == [(0,)]
 
