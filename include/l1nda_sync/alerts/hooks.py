@@ -81,7 +81,7 @@ class AlertHooks:
 
     def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
         after = applied.transition.after
-        causes = token_causes(after.state, after.missing_operation)
+        causes = token_causes(after.state, after.missing_operation, applied.kind)
         if causes is not None:
             track(cur, applied.token_id, causes, now=now, settings=self.settings)
 

@@ -4,9 +4,10 @@ A problem is one (token, kind) that needs a person; it is what gets mailed, neve
 when its cause appears, stays open (one row, one announcement) however many runs see the cause again, and
 resolves only after its cause has stayed clear for the quiet period, so a flapping cause cannot send a
 storm of opened/resolved mails. `revoked` first opens silently as "suspected" (one unconfirmed 1001) and is
-announced only when the token is confirmed revoked; `provider_incident` likewise opens silently and is announced
-only once the circuit breaker stayed tripped for the confirmation spacing; a suspicion that clears was never
-announced and closes without a word.
+announced only when the token is confirmed revoked (a REST connection's `consent_revoked` likewise: it is that
+kind, not `revoked` or `rejected`, whose mails say how to consent again); `provider_incident` likewise opens
+silently and is announced only once the circuit breaker stayed tripped for the confirmation spacing; a suspicion
+that clears was never announced and closes without a word.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from l1nda_sync.engine.token_state import TokenState
+from l1nda_sync.engine.token_state import CredentialKind, TokenState
 
 if TYPE_CHECKING:
     from l1nda_sync.settings import Settings
@@ -37,12 +38,13 @@ class Kind(StrEnum):
     OUTBOX_STUCK = "outbox_stuck"  # mails uncertain or failed: a person decides (alerts.delivery_problems)
     WEBHOOK_FAILING = "webhook_failing"  # webhook events parked, or failing for a while (alerts.delivery_problems)
     LINK_PENDING = "link_pending"  # a requested link no token reaches for longer than link_pending_after
+    CONSENT_REVOKED = "consent_revoked"  # a REST connection's consent was withdrawn in Nmbrs, or it expired
 
 
 class Stage(StrEnum):
     """Whether a problem is announced yet."""
 
-    SUSPECTED = "suspected"  # not announced; only `revoked` has it
+    SUSPECTED = "suspected"  # not announced; `revoked`, `consent_revoked` and the provider-wide kinds have it
     CONFIRMED = "confirmed"
 
 
@@ -68,9 +70,11 @@ class Verb(StrEnum):
 
 
 # Kinds the token's own state decides; access_lost follows links, provider_incident the circuit breaker.
-TOKEN_KINDS = (Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION, Kind.UNREACHABLE)
+TOKEN_KINDS = (Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION, Kind.UNREACHABLE,
+               Kind.CONSENT_REVOKED)
 # The customer must act on these; for the others only operations is mailed.
-CUSTOMER_KINDS = frozenset({Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION})
+CUSTOMER_KINDS = frozenset({Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION,
+                            Kind.CONSENT_REVOKED})
 # Link suspension reasons that mean "the token is fine but no longer reaches the company".
 REACH_REASONS = frozenset({"tag_or_filter", "company_ended", "filter_or_company_ended", "not_reached"})
 # Token states that end the token's problems without any mail: the operator took the token out of service.
@@ -196,19 +200,24 @@ def reminder_due_at(problem: Problem, policy: Policy) -> datetime | None:
     return max(bases) + policy.reminder_interval
 
 
-def token_causes(state: TokenState, missing_operation: str | None = None) -> dict[Kind, Cause] | None:
-    """The cause of every token kind, from the token's state; None when the state says nothing yet ('new')."""
+def token_causes(state: TokenState, missing_operation: str | None = None,
+                 credential: CredentialKind = CredentialKind.SOAP_TOKEN) -> dict[Kind, Cause] | None:
+    """The cause of every token kind, from the token's state and what kind of credential it is; None when the
+    state says nothing yet ('new'). A REST connection that is refused (suspected, then revoked or rejected) has
+    the one kind `consent_revoked`: the customer consents again, nobody sends a token."""
     if state is TokenState.NEW:
         return None
     if state in WITHDRAWN_STATES:
         return {kind: Cause(False, withdrawn=True) for kind in TOKEN_KINDS}
     causes = {kind: Cause.absent() for kind in TOKEN_KINDS}
+    rest = credential is CredentialKind.REST_CONNECTION
     if state is TokenState.INVALID:
-        causes[Kind.REVOKED] = Cause(True, Stage.SUSPECTED)
+        causes[Kind.CONSENT_REVOKED if rest else Kind.REVOKED] = Cause(True, Stage.SUSPECTED)
     elif state is TokenState.REVOKED:
-        causes[Kind.REVOKED] = Cause(True, Stage.CONFIRMED)
+        causes[Kind.CONSENT_REVOKED if rest else Kind.REVOKED] = Cause(True, Stage.CONFIRMED)
     elif state is TokenState.REJECTED:
-        causes[Kind.REJECTED] = Cause(True, Stage.CONFIRMED)
+        causes[Kind.CONSENT_REVOKED if rest else Kind.REJECTED] = Cause(
+            True, Stage.CONFIRMED, detail={"never_worked": True} if rest else {})
     elif state is TokenState.RIGHTS_MISSING:
         causes[Kind.RIGHTS_MISSING] = Cause(True, detail={"missing_operation": missing_operation},
                                             topic=missing_operation)

@@ -137,13 +137,16 @@ def update_problem(cur: Cursor, problem_id: int, *, detail: Mapping[str, Any] | 
 
 _TOKEN_COLUMNS = (
     "id", "label", "username", "level", "token_hint", "domain", "state", "contact_emails", "contact_language",
-    "first_invalid_at", "first_transient_at", "last_valid_at",
+    "first_invalid_at", "first_transient_at", "last_valid_at", "kind", "customer_ref",
 )
 
 
 def load_token(cur: Cursor, token_id: int) -> dict[str, Any] | None:
-    """The token as mails show it: never its secret, only the stored hint ('…a7c3')."""
-    cur.execute(f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM tokens WHERE id = %s", (token_id,))
+    """The token as mails show it: never its secret, only the stored hint ('…a7c3'); its `kind` (a REST
+    connection shows as a connection) and, for a REST connection, the customer it was consented for."""
+    columns = ", ".join(f"t.{c}" for c in _TOKEN_COLUMNS[:-1])
+    cur.execute(f"""SELECT {columns}, rc.customer_ref FROM tokens t
+                    LEFT JOIN rest_connections rc ON rc.token_id = t.id WHERE t.id = %s""", (token_id,))
     row = cur.fetchone()
     if row is None:
         return None

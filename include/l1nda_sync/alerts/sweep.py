@@ -20,7 +20,7 @@ from l1nda_sync.alerts.store import ProblemRow
 from l1nda_sync.alerts.tracker import carry_out, follow_up
 from l1nda_sync.engine.applying import judge_recent
 from l1nda_sync.engine.breaker import BreakerVerdict
-from l1nda_sync.engine.token_state import TokenState
+from l1nda_sync.engine.token_state import CredentialKind, TokenState
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -51,9 +51,10 @@ def current_cause(cur: Cursor, row: ProblemRow, latest: BreakerVerdict | None, s
         return None  # outbox_stuck, webhook_failing: judged by delivery_problems.track_delivery at the end of sweep()
     if row.kind is Kind.ACCESS_LOST:
         return access_cause(cur, row.token_id)
-    cur.execute("SELECT state, missing_operation FROM tokens WHERE id = %s", (row.token_id,))
+    cur.execute("SELECT state, missing_operation, kind FROM tokens WHERE id = %s", (row.token_id,))
     found = cur.fetchone()
-    causes = token_causes(TokenState(found[0]), found[1]) if found else token_causes(TokenState.REMOVED)
+    causes = (token_causes(TokenState(found[0]), found[1], CredentialKind(found[2])) if found
+              else token_causes(TokenState.REMOVED))
     if causes is None or row.kind not in TOKEN_KINDS:
         return None
     return causes[row.kind]

@@ -1,0 +1,199 @@
+"""`consent_revoked`: a REST connection's consent withdrawn in Nmbrs (or expired). The decisions (pure), every
+mail it writes (event x audience x language), and the story end to end over the registry with the real hooks,
+sweep and drain: silent on one answer, mailed once confirmed, links fail over, recovery after the quiet period."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from l1nda_sync.alerts.problems import CUSTOMER_KINDS, TOKEN_KINDS, Cause, Event, Kind, Stage, audiences, token_causes
+from l1nda_sync.alerts.rendering import render
+from l1nda_sync.engine.token_state import CredentialKind, Outcome, TokenState
+from tests.l1nda_sync.alerts.harness import HOUR, OPS, MailServer, World, parts, probe
+from tests.l1nda_sync.alerts.test_rendering import context
+
+REST = CredentialKind.REST_CONNECTION
+
+
+# -- decisions ------------------------------------------------------------------------------------------------
+def test_a_rest_connection_has_consent_revoked_instead_of_revoked_or_rejected() -> None:
+    assert Kind.CONSENT_REVOKED in TOKEN_KINDS
+    assert Kind.CONSENT_REVOKED in CUSTOMER_KINDS
+    assert audiences(Kind.CONSENT_REVOKED) == ("ops", "customer")
+    suspected = token_causes(TokenState.INVALID, None, REST)
+    assert suspected is not None
+    assert suspected[Kind.CONSENT_REVOKED] == Cause(True, Stage.SUSPECTED)
+    assert not suspected[Kind.REVOKED].present
+    revoked = token_causes(TokenState.REVOKED, None, REST)
+    assert revoked is not None
+    assert revoked[Kind.CONSENT_REVOKED] == Cause(True, Stage.CONFIRMED)
+    assert not revoked[Kind.REVOKED].present
+    rejected = token_causes(TokenState.REJECTED, None, REST)
+    assert rejected is not None
+    assert rejected[Kind.CONSENT_REVOKED].present
+    assert rejected[Kind.CONSENT_REVOKED].detail == {"never_worked": True}
+    assert not rejected[Kind.REJECTED].present
+
+
+@pytest.mark.parametrize("state", list(TokenState))
+def test_a_soap_token_never_has_consent_revoked_and_keeps_its_kinds(state: TokenState) -> None:
+    soap = token_causes(state, "x")
+    assert soap == token_causes(state, "x", CredentialKind.SOAP_TOKEN)
+    if soap is not None:
+        assert not soap[Kind.CONSENT_REVOKED].present
+
+
+@pytest.mark.parametrize("state", [TokenState.RIGHTS_MISSING, TokenState.NO_SUBSCRIPTION, TokenState.UNREACHABLE,
+                                   TokenState.ACTIVE, TokenState.DISABLED, TokenState.REMOVED, TokenState.NEW])
+def test_other_states_of_a_connection_have_the_kinds_of_a_token(state: TokenState) -> None:
+    assert token_causes(state, "company.info.read", REST) == token_causes(state, "company.info.read")
+
+
+# -- mails ----------------------------------------------------------------------------------------------------
+def rest_context(*, never_worked: bool = False, mailed: bool = True) -> dict[str, Any]:
+    ctx = context()
+    ctx["problem"]["kind"] = "consent_revoked"
+    ctx["token"].update(kind="rest_connection", customer_ref="CUST-7", username="hr@jansen.example", domain=None,
+                        hint="…r3fr")
+    ctx["detail"] = {"never_worked": True} if never_worked else {}
+    if not mailed:
+        ctx["customer"] = {"mailed": False, "contacts": []}
+    return ctx
+
+
+CASES = [(e, a, lang) for e in Event for a in audiences(Kind.CONSENT_REVOKED) for lang in ("en", "nl")]
+CONSENT_WORDS = {"en": "consent", "nl": "toestemming"}
+
+
+@pytest.mark.parametrize(("event", "audience", "lang"), CASES)
+@pytest.mark.parametrize("never_worked", [False, True], ids=["withdrawn", "never_worked"])
+def test_every_consent_revoked_mail_renders(event: Event, audience: str, lang: str, never_worked: bool) -> None:
+    mail = render("consent_revoked", event.value, audience, lang, rest_context(never_worked=never_worked))
+    assert mail.subject.startswith("[L1NDA] ")
+    assert "Bakkerij Jansen (…r3fr)" in mail.subject
+    assert mail.html.lstrip().startswith("<!DOCTYPE html>")
+    assert "\n\n\n" not in mail.text
+    assert "hr@jansen.example" in mail.text, "who consented"
+    assert ("Connection" if lang == "en" else "Koppeling") in mail.text, "a connection, not a token"
+    assert "API token" not in mail.text, "no token steps for a connection"
+    assert "API-token" not in mail.text
+    if event is Event.RESOLVED:
+        assert ("works again" if lang == "en" else "werkt weer") in mail.subject + mail.text
+        return
+    assert CONSENT_WORDS[lang] in mail.subject.lower()
+    assert "C-1" in mail.text, "affected links are listed"
+    if audience == "customer":
+        assert "l1nda-sync" not in mail.text, "no operator commands for customers"
+        assert ("do not reply with one" if lang == "en" else "stuur er ook geen mee") in mail.text
+        assert ("Allow" if lang == "en" else "Toestaan") in mail.text
+        assert ("Allow" if lang == "en" else "Toestaan") in mail.html
+        for asking in ("send it to us", "stuur het ons", "Activeer L1NDA token", "Nieuw account"):
+            assert asking not in mail.text, "never ask for a token by reply"
+    else:
+        assert ("l1nda-sync connections start --customer CUST-7 --contact piet@jansen.example --language nl"
+                in mail.text)
+        assert "l1nda-sync connections finish --callback-url URL" in mail.text
+        assert "l1nda-sync connections start --customer CUST-7" in mail.html
+        assert "tokens replace" not in mail.text
+        assert "l1nda-sync problems mute 12" in mail.text
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_ops_without_a_customer_contact_are_told_to_reach_the_customer(lang: str) -> None:
+    mail = render("consent_revoked", "escalated", "ops", lang, rest_context(mailed=False))
+    assert "--contact EMAIL" in mail.text
+    assert ("contact the customer yourself" if lang == "en" else "neem zelf contact op") in mail.text
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_a_connection_that_never_worked_says_so(lang: str) -> None:
+    text = render("consent_revoked", "escalated", "customer", lang, rest_context(never_worked=True)).text
+    assert ("never answered validly" if lang == "en" else "werkte nog nooit") in text
+
+
+@pytest.mark.parametrize("kind", ["revoked", "rights_missing", "no_subscription", "unreachable", "access_lost"])
+def test_other_mails_about_a_connection_show_it_as_a_connection(kind: str) -> None:
+    ctx = {**rest_context(), "detail": context()["detail"]}
+    text = render(kind, "opened", "ops", "en", ctx).text
+    assert "Consent by:     hr@jansen.example" in text
+    assert "Kind:           REST connection (OAuth2 consent)" in text
+
+
+# -- end to end over the registry ---------------------------------------------------------------------------
+CUSTOMER = "piet@klant.example"
+REACH = probe(debtors=[(1, "Jansen Holding")], companies=[(11, 1, "Bakkerij Jansen"), (12, 1, "Jansen Logistiek")])
+ONLY_11 = probe(debtors=[(1, "Jansen Holding")], companies=[(11, 1, "Bakkerij Jansen")])
+
+
+def make_connection(world: World, token_id: int, customer_ref: str = "CUST-REF") -> None:
+    """Turn a registered token into a REST connection, as `connections finish` stores one (migration 0007)."""
+    with world.conn, world.conn.cursor() as cur:
+        cur.execute("""UPDATE tokens SET kind = 'rest_connection', level = 'debtor', token_ciphertext = NULL,
+                              username = 'hr@jansen.example', token_hint = '…r3fr' WHERE id = %s""", (token_id,))
+        cur.execute("""INSERT INTO rest_connections (token_id, customer_ref, user_id, user_email)
+                       VALUES (%s, %s, gen_random_uuid(), 'hr@jansen.example')""", (token_id, customer_ref))
+
+
+def links_of(world: World) -> list[tuple[int, str, int | None, str | None]]:
+    with world.conn, world.conn.cursor() as cur:
+        cur.execute("SELECT company_id, state, token_id, reason FROM links ORDER BY company_id")
+        return cur.fetchall()
+
+
+def test_a_withdrawn_consent_is_confirmed_mailed_fails_over_and_recovers(world: World, smtp: MailServer) -> None:
+    soap = world.add_token("Jansen accountant", level="accountant", contacts=("acc@kantoor.example",))
+    conn = world.add_token("Bakkerij Jansen", contacts=(CUSTOMER,), language="nl")
+    make_connection(world, conn)
+    world.add_link(11, "CUST-11")
+    world.add_link(12, "CUST-12")
+    world.run({soap: (Outcome.VALID, ONLY_11), conn: (Outcome.VALID, REACH)})
+    assert [(c, s, t) for c, s, t, _ in links_of(world)] == [(11, "active", conn), (12, "active", conn)], (
+        "a REST connection is preferred")
+
+    world.run({conn: Outcome.CONSENT_REVOKED})
+    assert smtp.received == [], "one refusal: suspected, nobody mailed"
+    [problem] = world.problems(state="open")
+    assert (problem["kind"], problem["stage"]) == ("consent_revoked", "suspected")
+    assert [(c, s, t) for c, s, t, _ in links_of(world)] == [(11, "active", conn), (12, "active", conn)]
+
+    world.run({conn: Outcome.CONSENT_REVOKED})  # ten minutes later: confirmed
+    assert smtp.tally() == {(OPS, "escalated"): 1, (CUSTOMER, "escalated"): 1}
+    assert [p["kind"] for p in world.problems(state="open")] == ["consent_revoked"], "never 'revoked' as well"
+    assert links_of(world) == [(11, "active", soap, "failover"), (12, "suspended", conn, "revoked")]
+    customer_text, customer_html = parts(smtp.messages(CUSTOMER)[0])
+    assert "Toestaan" in customer_text
+    assert "Toestaan" in customer_html
+    assert "l1nda-sync" not in customer_text
+    ops_text = parts(smtp.messages(OPS)[0])[0]
+    assert "l1nda-sync connections start --customer CUST-REF --contact piet@klant.example --language nl" in ops_text
+    assert smtp.subjects(OPS)[0].startswith("[L1NDA] Consent for L1NDA in Nmbrs withdrawn or expired: Bakkerij")
+
+    for _ in range(3):
+        world.run({conn: Outcome.CONSENT_REVOKED})
+    assert len(smtp.received) == 2, "no mail on the runs after"
+
+    world.run({conn: (Outcome.VALID, REACH)})  # consented again
+    assert links_of(world) == [(11, "active", conn, "moved_to_rest"), (12, "active", conn, "reached")]
+    for _ in range(5):
+        world.run({conn: (Outcome.VALID, REACH)})
+    assert len(smtp.received) == 2, "nothing during the quiet period"
+    world.run({conn: (Outcome.VALID, REACH)})
+    assert world.problems(state="open") == []
+    assert smtp.tally() == {(OPS, "escalated"): 1, (CUSTOMER, "escalated"): 1, (OPS, "resolved"): 1,
+                            (CUSTOMER, "resolved"): 1}
+    assert "Nmbrs-koppeling werkt weer" in smtp.subjects(CUSTOMER)[-1]
+
+
+def test_a_suspicion_that_clears_mails_nobody(world: World, smtp: MailServer) -> None:
+    conn = world.add_token("Bakkerij Jansen")
+    make_connection(world, conn)
+    world.add_link(11, "CUST-11")
+    world.run({conn: (Outcome.VALID, REACH)})
+    world.run({conn: Outcome.CONSENT_REVOKED})
+    world.run({conn: (Outcome.VALID, REACH)})
+    world.run({conn: (Outcome.VALID, REACH)}, step=2 * HOUR)
+    world.run({conn: (Outcome.VALID, REACH)})
+    assert smtp.received == []
+    assert world.problems(state="open") == []
