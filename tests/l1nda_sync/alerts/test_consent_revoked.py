@@ -197,3 +197,28 @@ def test_a_suspicion_that_clears_mails_nobody(world: World, smtp: MailServer) ->
     world.run({conn: (Outcome.VALID, REACH)})
     assert smtp.received == []
     assert world.problems(state="open") == []
+
+
+# -- a REST connection's missing scope is rights_missing, and its mails say so -----------------------------------
+SCOPE_CASES = [(e, a, lang) for e in Event for a in audiences(Kind.RIGHTS_MISSING) for lang in ("en", "nl")]
+
+
+@pytest.mark.parametrize(("event", "audience", "lang"), SCOPE_CASES)
+def test_a_missing_scope_mail_asks_for_a_new_consent_not_an_api_template(event: Event, audience: str,
+                                                                         lang: str) -> None:
+    ctx = {**rest_context(), "detail": {"missing_operation": "company.info.read"}}
+    mail = render("rights_missing", event.value, audience, lang, ctx)
+    assert "Bakkerij Jansen (…r3fr)" in mail.subject
+    for soap_words in ("API user template", "API-gebruikerstemplate", "1002", "API token", "API-token"):
+        assert soap_words not in mail.text
+    assert "\n\n\n" not in mail.text
+    if event is Event.RESOLVED:
+        return
+    assert "company.info.read" in mail.subject
+    assert "company.info.read" in mail.text
+    assert "company.info.read" in mail.html
+    if audience == "customer":
+        assert "l1nda-sync" not in mail.text
+        assert ("Allow" if lang == "en" else "Toestaan") in mail.text
+    else:
+        assert "l1nda-sync connections start --customer CUST-7" in mail.text
