@@ -32,7 +32,7 @@ from l1nda_sync.engine.planning import (
 )
 from l1nda_sync.engine.reach import Change, Entity
 from l1nda_sync.engine.reconciling import LinkHooks, reconcile_all
-from l1nda_sync.engine.token_state import StatePolicy
+from l1nda_sync.engine.token_state import CredentialKind, StatePolicy
 from l1nda_sync.registry.db import fetch_one
 from l1nda_sync.settings import Settings
 
@@ -116,6 +116,8 @@ class RunReport:
             elif e.entity is Entity.COMPANY and e.change is Change.LOST:
                 self.reach_lost += 1
         suspected = a.transition.after.suspected
+        if suspected == "invalid" and a.kind is CredentialKind.REST_CONNECTION:
+            suspected = "consent_revoked"  # a connection's refusal runs in the 1001 streak; say what it is
         if suspected is not None:
             self.suspected.append({"token_id": a.token_id, "label": a.label, "suspected": suspected})
         if a.transition.changed_state:

@@ -83,3 +83,12 @@ def test_a_soap_only_report_has_no_rest_line() -> None:
     report = RunReport.of_apply(ApplySummary(), [CHANGES[3]], run_id=3, dry_run=False)
     assert "REST" not in report.table()
     assert report.link_changes[0]["kind"] == "soap_token"
+
+
+def test_a_suspected_withdrawn_consent_is_reported_as_such() -> None:
+    transition = decide(TokenHealth(TokenState.ACTIVE, last_valid_at=NOW.replace(hour=8)),
+                        CheckResult(Outcome.CONSENT_REVOKED, NOW), StatePolicy())
+    rest = AppliedCheck(1, 5, "conn", "debtor", Outcome.CONSENT_REVOKED, transition, None, REST)
+    soap = AppliedCheck(2, 6, "tok", "debtor", Outcome.INVALID, transition, None, SOAP)
+    report = RunReport.of_apply(ApplySummary(applied=[rest, soap]), [], run_id=3, dry_run=False)
+    assert [s["suspected"] for s in report.suspected] == ["consent_revoked", "invalid"]
