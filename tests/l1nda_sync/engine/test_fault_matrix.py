@@ -5,9 +5,10 @@ Each row runs the real `SyncEngine` (plan -> check -> finish, exactly what the D
 PostgreSQL registry, with the sweep after every run, on a 10-minute schedule over a story clock. Nmbrs itself is
 a *scripted client*: an object with `probe(credentials, previous)` that returns real `Probe` records or raises the
 client's real error classes (built with `error_for_fault` / `error_for_http`, the functions the client uses on
-real answers). The matrix has 162 rows of up to 15 hours of 10-minute runs each, which cannot run against real
-HTTP in time; how real HTTP answers (5xx and 403 pages, empty lists, a missing result element, unknown codes,
-time-outs) map to these errors is tested against the Nmbrs simulator in tests/l1nda_sync/nmbrs/.
+real answers, and the REST client's ConsentRevoked and Throttled). The matrix has 198 rows of up to 15 hours of
+10-minute runs each, which cannot run against real HTTP in time; how real HTTP answers (5xx and 403 pages, empty
+lists, a missing result element, unknown codes, time-outs) map to these errors is tested against the Nmbrs
+simulator in tests/l1nda_sync/nmbrs/.
 
 Schedule of a row: register the fleet, request one link per company, one healthy run at T0 activates them all;
 then 10-minute ticks from T0. The fault starts at T0 + 1 h and lasts one answer (the first probe of each token
@@ -35,11 +36,13 @@ from l1nda_sync.alerts.sweep import sweep
 from l1nda_sync.engine.sync import SyncEngine
 from l1nda_sync.engine.token_state import CHECKABLE_STATES
 from l1nda_sync.nmbrs.errors import (
+    ConsentRevoked,
     CredentialInvalid,
     MalformedAnswer,
     NmbrsError,
     NoSubscription,
     OperationNotAllowed,
+    Throttled,
     TransientError,
     UnknownNmbrsError,
     error_for_fault,
@@ -83,6 +86,10 @@ FAULTS: dict[str, Callable[[str], NmbrsError | str]] = {
                                                operation=op),
     "timeout": lambda op: TransientError(f"DebtorService.{op}: no answer within the call deadline",
                                          service="DebtorService", operation=op),
+    # REST answers, as the REST client raises them: an identity server that refuses every refresh (read as a
+    # withdrawn consent, confirmed like a 1001) and a 42908 throttling storm (transient)
+    "consent_revoked": lambda op: ConsentRevoked(f"{op}: invalid_grant that no other worker explains"),
+    "42908": lambda op: Throttled(f"GET /api/debtors: 429 42908 Too_Many_Calls ({op})", code=42908),
 }
 DURATIONS: dict[str, timedelta | None] = {"one_answer": None, "12min": timedelta(minutes=12),
                                           "12h": timedelta(hours=12)}
@@ -95,7 +102,8 @@ def test_the_fault_classes_are_the_clients_real_ones() -> None:
     assert isinstance(FAULTS["1004"]("List_GetAll"), NoSubscription)
     assert isinstance(FAULTS["unknown_code"]("List_GetAll"), UnknownNmbrsError)
     assert FAULTS["unknown_code"]("List_GetAll").code == 1234
-    for kind in ("missing_result", "http_5xx", "http_403_page", "timeout"):
+    assert isinstance(FAULTS["consent_revoked"]("List_GetAll"), ConsentRevoked)
+    for kind in ("missing_result", "http_5xx", "http_403_page", "timeout", "42908"):
         assert isinstance(FAULTS[kind]("List_GetAll"), TransientError), kind
 
 
