@@ -162,9 +162,9 @@ class RunPipeline:
             report = self.engine.run_once(token_ids=request.token_ids, force=request.force, dry_run=True)
             log.info("dry run, nothing written:\n%s", report.table())
             for change in report.state_changes:
-                log.info("would move token %(token_id)s (%(label)s) from %(from)s to %(to)s", change)
+                log.info("would move %(kind)s %(token_id)s (%(label)s) from %(from)s to %(to)s", change)
             for change in report.link_changes:
-                log.info("would move link %(link_id)s from %(from)s to %(to)s (token %(token)s, %(reason)s)",
+                log.info("would move link %(link_id)s from %(from)s to %(to)s (%(kind)s %(token)s, %(reason)s)",
                          change)
             return PlannedRun(None, (), True, False, report.counts())
         plan = self.engine.plan(token_ids=request.token_ids, force=request.force, dag_run_id=dag_run_id)
