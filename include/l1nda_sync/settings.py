@@ -224,6 +224,8 @@ SETTINGS: tuple[Setting, ...] = (
             "redirect_uri)", parse=_http_url_exact, conn_id=REST_CONN_ID),
     Setting("nmbrs_rest_scopes", DEFAULT_REST_SCOPES, "OAuth2 scopes a consent asks for, space or comma separated "
             "(connection extra: scopes)", parse=_scopes, conn_id=REST_CONN_ID),
+    Setting("rest_authorization_ttl", 86400.0, "seconds a started consent (`connections start`) stays usable; "
+            "its link works once", parse=_positive_float),
     # Nmbrs client
     Setting("nmbrs_connect_timeout", 5.0, "seconds to connect to Nmbrs", parse=_positive_float),
     Setting("nmbrs_read_timeout", 60.0, "seconds to wait for one Nmbrs answer", parse=_positive_float),
@@ -396,6 +398,7 @@ class Settings:
     nmbrs_rest_secondary_key: Secret | None = field(default=None, repr=False)
     nmbrs_rest_redirect_uri: str | None = None
     nmbrs_rest_scopes: tuple[str, ...] = DEFAULT_REST_SCOPES
+    rest_authorization_ttl: float = 86400.0
     nmbrs_connect_timeout: float = 5.0
     nmbrs_read_timeout: float = 60.0
     nmbrs_call_deadline: float = 120.0

@@ -98,3 +98,21 @@ def test_an_unreadable_connection_falls_back_to_the_default(monkeypatch: pytest.
     monkeypatch.delenv("L1NDA_NMBRS_BASE_URL", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_NMBRS_SOAP", "{not json")
     assert Settings.load().nmbrs_base_url == "https://api.nmbrs.nl/soap/v3/"
+
+
+def test_rest_authorization_ttl_defaults_to_a_day_and_reaches_the_connection_store() -> None:
+    from l1nda_sync.registry.connections import ConnectionStore
+    from l1nda_sync.registry.crypto import generate_key
+
+    key = generate_key()
+    assert Settings.load({}, use_airflow=False).rest_authorization_ttl == 86400.0
+    s = Settings.load({"L1NDA_REST_AUTHORIZATION_TTL": "900", "L1NDA_FERNET_KEYS": key}, use_airflow=False)
+    assert s.rest_authorization_ttl == 900.0
+    assert ConnectionStore.from_settings(s).authorization_ttl == 900.0
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+def test_rest_authorization_ttl_must_be_positive(value: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.load({"L1NDA_REST_AUTHORIZATION_TTL": value}, use_airflow=False)
+    assert str(err.value).startswith("L1NDA_REST_AUTHORIZATION_TTL")

@@ -176,8 +176,7 @@ class ConnectionStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionStore:
-        ttl = getattr(settings, "rest_authorization_ttl", None) or DEFAULT_AUTHORIZATION_TTL
-        return cls(TokenCipher.from_settings(settings), authorization_ttl=float(ttl))
+        return cls(TokenCipher.from_settings(settings), authorization_ttl=settings.rest_authorization_ttl)
 
     # -- a started consent -----------------------------------------------------------------------------------
     def start(self, conn: Connection, *, customer_ref: str, contact: str, language: str | None, label: str | None,
