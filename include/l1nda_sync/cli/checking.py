@@ -35,6 +35,10 @@ _REFUSALS = {
                        "renew it first",
     "data_not_allowed": "Nmbrs answered {code} while listing what the token reaches (the login's filter changed "
                         "under us); try again in a minute",
+    "consent_revoked": "Nmbrs no longer accepts this consent (consent_revoked): the customer withdrew L1NDA's "
+                       "access in Nmbrs (App Manager), or the consent expired; a REST connection is not a token, "
+                       "so the customer consents again: `l1nda-sync connections start --customer REF --contact "
+                       "EMAIL`, then `l1nda-sync connections finish --callback-url URL`",
 }
 
 

@@ -120,7 +120,7 @@ def run_finish(ctx: Context) -> int:
         authorization = store.take_authorization(conn, callback.state)
         assert callback.code is not None  # parse_callback raised for an answer without one
         grant = consenting.exchange(app, callback.code, authorization.code_verifier)
-        reached, grant = consenting.probe(ctx.settings, app, grant)
+        reached, grant = consenting.probe(ctx.settings, app, grant, again=consenting.start_again(authorization))
         consent = Consent(app.client_id, reached.user_id, reached.user_email, reached.debtor_ids, grant)
         saved = store.save_connection(conn, authorization, consent, actor=ctx.actor)
     c = saved.connection

@@ -8,6 +8,7 @@ L1NDA's own app refused (`invalid_client`) is configuration (exit 1). Nmbrs not 
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from l1nda_sync.nmbrs.rest.config import RestApp
     from l1nda_sync.nmbrs.rest.oauth import Callback, Grant
     from l1nda_sync.nmbrs.rest.records import RestReach
+    from l1nda_sync.registry.connections import Authorization
     from l1nda_sync.settings import Settings
 
 _REFUSALS = {
@@ -36,7 +38,8 @@ _REFUSALS = {
                       "customer to consent again and allow it. ",
     "no_subscription": "Nmbrs answered {code}: the customer's environment has no valid subscription; the customer "
                        "must renew it, then consent again. ",
-    "consent_revoked": "Nmbrs no longer accepts this consent (withdrawn in the App Manager?). ",
+    "consent_revoked": "Nmbrs no longer accepts this consent (consent_revoked): the customer withdrew L1NDA's "
+                       "access in Nmbrs (App Manager) or the consent expired before it was finished. ",
     "invalid": "Nmbrs refused the new access token. ",
     "data_not_allowed": "Nmbrs refused a debtor the consent itself listed (the user's rights changed?). ",
 }
@@ -66,6 +69,15 @@ class Reached:
                                                "consent again and allow it. Nothing was written.")
         data = reach.to_dict()
         return cls(user.user_id, user.email, data["debtors"], data["companies"], reach.calls)
+
+
+def start_again(authorization: Authorization) -> str:
+    """What to do after a failed finish, as a command for the same customer, contact and language (and label)."""
+    argv = ["l1nda-sync", "connections", "start", "--customer", authorization.customer_ref, "--contact",
+            authorization.contact, "--language", authorization.language]
+    if authorization.label:
+        argv += ["--label", authorization.label]
+    return f"start a new consent with `{shlex.join(argv)}` and send the customer the new link"
 
 
 def read_callback(url: str) -> Callback:
@@ -109,21 +121,22 @@ def exchange(app: RestApp, code: str, verifier: str) -> Grant:
                                "The code may be spent already: if finishing again says so, " + START_AGAIN) from None
 
 
-def probe(settings: Settings, app: RestApp, grant: Grant) -> tuple[Reached, Grant]:
+def probe(settings: Settings, app: RestApp, grant: Grant, *, again: str = START_AGAIN) -> tuple[Reached, Grant]:
     """Probe the new connection once (all debtors, then each debtor's companies, and who consented). Returns what
-    it reaches and the grant to store (a refresh during the probe rotates it)."""
+    it reaches and the grant to store (a refresh during the probe rotates it). `again` says how to start over
+    (`start_again` of the consent being finished)."""
     from l1nda_sync.nmbrs.rest.client import probe_grant
 
     try:
         reach, latest = probe_grant(settings, app, grant)
     except ConsentRevoked as exc:
-        raise InvalidInput(CALLBACK_FIELD, _REFUSALS["consent_revoked"] + f"nothing was written ({str(exc)[:200]}); "
-                           + START_AGAIN) from None
+        raise InvalidInput(CALLBACK_FIELD, _REFUSALS["consent_revoked"] + f"Nothing was written ({str(exc)[:200]}); "
+                           + again) from None
     except NmbrsError as exc:
         message = _REFUSALS.get(getattr(exc, "outcome", ""))
         if message is None:
             raise NmbrsUnavailable(f"Nmbrs could not be asked what the connection reaches ({str(exc)[:300]}); "
-                                   "nothing was written; " + START_AGAIN) from None
+                                   "nothing was written; " + again) from None
         text = message.format(operation=getattr(exc, "operation", None) or "?", code=getattr(exc, "code", None) or "")
         raise InvalidInput(CALLBACK_FIELD, text + "Nothing was written.") from None
     return Reached.of(reach), latest

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 SHOW_ROWS = 25
 KIND_NAMES = {"soap_token": "soap", "rest_connection": "rest"}  # tokens list: the credential's kind, short
+KINDS = {short: kind for kind, short in KIND_NAMES.items()}  # tokens list --kind soap|rest
 ARGV_REFUSAL = (
     "a token is never taken from the command line (shell history and process lists keep it); "
     "pipe it in (`... < token.txt`) or type it at the hidden prompt"
@@ -73,6 +74,7 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     lst = sub.add_parser("list", parents=[common], help="list tokens")
     lst.add_argument("--state", choices=v.TOKEN_STATES, help="only tokens in this state")
     lst.add_argument("--all", action="store_true", help="include removed tokens")
+    lst.add_argument("--kind", choices=tuple(KINDS), help="only SOAP tokens (soap) or REST connections (rest)")
     lst.set_defaults(handler=run_list)
 
     show = sub.add_parser("show", parents=[common], help="a token with its reach, checks, links and problems")
@@ -215,15 +217,18 @@ def run_replace(ctx: Context) -> int:
 
 def run_list(ctx: Context) -> int:
     conn = ctx.connect()
-    found = tokens.list_tokens(conn, state=ctx.args.state, include_removed=ctx.args.all)
+    kind = KINDS[ctx.args.kind] if ctx.args.kind else None
+    found = tokens.list_tokens(conn, state=ctx.args.state, include_removed=ctx.args.all, kind=kind)
     rows = [(t.id, KIND_NAMES.get(t.kind, t.kind), t.label, t.level, t.username, t.token_hint, t.state,
              t.state_since, t.last_valid_at, t.next_check_at if t.state not in ("disabled", "removed") else None,
              t.domain) for t in found]
     ctx.emit(found, lambda: output.table(
         ("id", "kind", "label", "level", "username", "token", "state", "since", "last valid", "next check",
          "domain"), rows,
-        empty="no tokens" + (f" in state {ctx.args.state}" if ctx.args.state else "") +
-              "; add one with `l1nda-sync tokens add`"))
+        empty=("no REST connections" if ctx.args.kind == "rest" else "no tokens") +
+              (f" in state {ctx.args.state}" if ctx.args.state else "") +
+              ("; start one with `l1nda-sync connections start`" if ctx.args.kind == "rest" else
+               "; add one with `l1nda-sync tokens add`")))
     return 0
 
 

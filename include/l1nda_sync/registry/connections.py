@@ -189,7 +189,7 @@ class ConnectionStore:
         chosen = v.label(label) if label is not None else None
         with conn.cursor() as cur:
             if chosen is not None:
-                taken = tokens._label_taken(cur, chosen)
+                taken = tokens.label_taken(cur, chosen)
                 if taken is not None:
                     raise Conflict("--label", f"{chosen!r} is already the label of token {taken}; choose another "
                                               "label (see `l1nda-sync tokens list`)")
@@ -240,7 +240,7 @@ class ConnectionStore:
     def fingerprint(self, cur: Cursor, client_id: str, user_id: str) -> str:
         """HMAC-SHA256 of 'rest:<client id>:<user id>' under the registry's fingerprint key (made when missing;
         the caller holds locks.lock_token_writes)."""
-        key = TokenStore(self.cipher)._stable_key(cur, create=True)
+        key = TokenStore(self.cipher).stable_key(cur, create=True)
         assert key is not None  # create=True makes it
         message = f"rest:{client_id}:{user_id.strip().lower()}".encode()
         return hmac.new(key, message, hashlib.sha256).hexdigest()
@@ -281,7 +281,7 @@ def _choose_label(cur: Cursor, authorization: Authorization, email: str, current
     customer ref (with the user's e-mail when a SOAP token of the customer already has that label)."""
     exclude = None if current is None else current.id
     if authorization.label is not None:
-        taken = tokens._label_taken(cur, authorization.label, exclude)
+        taken = tokens.label_taken(cur, authorization.label, exclude)
         if taken is not None:
             raise Conflict("--label", f"{authorization.label!r} became the label of token {taken} after the consent "
                                       "was started; nothing was written. " + START_AGAIN + " with another --label")
@@ -289,7 +289,7 @@ def _choose_label(cur: Cursor, authorization: Authorization, email: str, current
     if current is not None:
         return current.label
     for candidate in (authorization.customer_ref, f"{authorization.customer_ref} ({email})"[: v.LABEL_MAX]):
-        if tokens._label_taken(cur, candidate, exclude) is None:
+        if tokens.label_taken(cur, candidate, exclude) is None:
             return candidate
     raise Conflict("--label", f"the labels {authorization.customer_ref!r} and '{authorization.customer_ref} "
                               f"({email})' are taken; nothing was written. " + START_AGAIN + " with --label")
@@ -315,7 +315,7 @@ def _insert(cur: Cursor, authorization: Authorization, label: str, email: str, h
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::uuid[], now())""",
         (token_id, authorization.customer_ref, *secrets),
     )
-    tokens._event(cur, token_id, actor, "added", None, state, {
+    tokens.record_event(cur, token_id, actor, "added", None, state, {
         "kind": KIND, "label": label, "customer_ref": authorization.customer_ref, "username": email,
         "contacts": [authorization.contact], "language": authorization.language, "scopes": list(secrets[3]),
         "debtors": len(secrets[6]), "authorization": authorization.id,
@@ -339,8 +339,8 @@ def _renew(cur: Cursor, current: Token, authorization: Authorization, label: str
            WHERE token_id = %s""",
         (*secrets, authorization.customer_ref, current.id),
     )
-    tokens._void_pending_checks(cur, current.id, "the connection was replaced by a new consent after this check")
-    tokens._event(cur, current.id, actor, "replaced", current.state, state, {
+    tokens.void_pending_checks(cur, current.id, "the connection was replaced by a new consent after this check")
+    tokens.record_event(cur, current.id, actor, "replaced", current.state, state, {
         "kind": KIND, "reason": "the same user consented again", "old_hint": current.token_hint, "new_hint": hint,
         "customer_ref": authorization.customer_ref, "scopes": list(secrets[3]), "debtors": len(secrets[6]),
         "authorization": authorization.id,

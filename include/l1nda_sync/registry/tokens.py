@@ -164,8 +164,9 @@ class RotationReport:
     keys: int  # keys configured
 
 
-def _void_pending_checks(cur: Cursor, token_id: int, why: str) -> int:
-    """Pending checks of a token probed what it was before (the old secret, a disabled token): never apply them.
+def void_pending_checks(cur: Cursor, token_id: int, why: str) -> int:
+    """Pending checks of a token probed what it was before (the old secret, a disabled token, a replaced
+    consent): never apply them. Returns how many were voided; inside the caller's transaction.
 
     The engine applies only checks with applied_at NULL, so marking them applied makes them inert.
     """
@@ -177,8 +178,10 @@ def _void_pending_checks(cur: Cursor, token_id: int, why: str) -> int:
     return int(cur.rowcount)
 
 
-def _event(cur: Cursor, token_id: int, actor: str, action: str, before: str | None, after: str | None,
-           detail: dict[str, Any] | None = None) -> None:
+def record_event(cur: Cursor, token_id: int, actor: str, action: str, before: str | None, after: str | None,
+                 detail: dict[str, Any] | None = None) -> None:
+    """One row of a token's audit trail (`token_events`): who (`actor`) did what (`action`: added, replaced,
+    disabled, ...), the state before and after, and a JSON `detail`; inside the caller's transaction."""
     cur.execute(
         """INSERT INTO token_events (token_id, actor, action, from_state, to_state, detail)
            VALUES (%s, %s, %s, %s, %s, %s::jsonb)""",
@@ -230,7 +233,9 @@ def tokens_with_login(conn: Connection, username: str, *, exclude_id: int | None
         return [Token.from_row(r) for r in cur.fetchall()]
 
 
-def _label_taken(cur: Cursor, label: str, exclude_id: int | None = None) -> int | None:
+def label_taken(cur: Cursor, label: str, exclude_id: int | None = None) -> int | None:
+    """The id of the live token or connection that already has `label` (case ignored), other than `exclude_id`;
+    None when the label is free. Labels are unique among live credentials."""
     cur.execute(
         "SELECT id FROM tokens WHERE lower(label) = lower(%s) AND removed_at IS NULL AND id IS DISTINCT FROM %s",
         (label, exclude_id),
@@ -262,7 +267,7 @@ class TokenStore:
         return cls(TokenCipher.from_settings(settings))
 
     # -- the stable fingerprint key -------------------------------------------------------------------------
-    def _stable_key(self, cur: Cursor, *, create: bool) -> bytes | None:
+    def stable_key(self, cur: Cursor, *, create: bool) -> bytes | None:
         """The registry's fingerprint key; made (and every live token re-fingerprinted) when `create` and missing.
 
         Creating needs the caller to hold locks.lock_token_writes. Raises EncryptionKeyError when the configured
@@ -303,7 +308,7 @@ class TokenStore:
         return key
 
     def _fingerprints(self, cur: Cursor, username: str, token: str, *, create: bool) -> list[str]:
-        key = self._stable_key(cur, create=create)
+        key = self.stable_key(cur, create=create)
         if key is None:
             return self.cipher.legacy_fingerprint_candidates(username, token)
         return [self.cipher.fingerprint(username, token, key)]
@@ -367,7 +372,7 @@ class TokenStore:
             self._refuse_clashes(cur, new)
 
     def _refuse_clashes(self, cur: Cursor, new: NewToken, *, create: bool = False) -> None:
-        taken = _label_taken(cur, new.label)
+        taken = label_taken(cur, new.label)
         if taken is not None:
             raise Conflict("--label", f"{new.label!r} is already the label of token {taken}; choose another "
                                       "label (see `l1nda-sync tokens list`)")
@@ -381,7 +386,7 @@ class TokenStore:
         with conn.cursor() as cur:
             locks.lock_token_writes(cur)
             self._refuse_clashes(cur, new, create=True)
-            key = self._stable_key(cur, create=False)
+            key = self.stable_key(cur, create=False)
             cur.execute(
                 f"""INSERT INTO tokens (label, level, username, token_ciphertext, token_hint, fingerprint, domain,
                                         contact_emails, contact_language, notes)
@@ -391,7 +396,7 @@ class TokenStore:
                  new.notes),
             )
             token = Token.from_row(fetch_one(cur))
-            _event(cur, token.id, actor, "added", None, token.state, {
+            record_event(cur, token.id, actor, "added", None, token.state, {
                 "label": token.label, "level": token.level, "username": token.username, "domain": token.domain,
                 "contacts": list(token.contact_emails), "language": token.contact_language, **(detail or {}),
             })
@@ -420,7 +425,7 @@ class TokenStore:
             _live(current, "replaced")
             _soap_only(current, "replaced")
             self._refuse_replacement_clash(cur, current, token, create=True)
-            key = self._stable_key(cur, create=False)
+            key = self.stable_key(cur, create=False)
             cur.execute(
                 f"""UPDATE tokens SET token_ciphertext = %s, token_hint = %s, fingerprint = %s,
                         domain = coalesce(%s, domain), state = 'new', state_since = now(), missing_operation = NULL,
@@ -432,8 +437,8 @@ class TokenStore:
                  self.cipher.fingerprint(current.username, token, key), domain, token_id),
             )
             updated = Token.from_row(fetch_one(cur))
-            _void_pending_checks(cur, token_id, "the token was replaced after this check")
-            _event(cur, token_id, actor, "replaced", current.state, updated.state,
+            void_pending_checks(cur, token_id, "the token was replaced after this check")
+            record_event(cur, token_id, actor, "replaced", current.state, updated.state,
                    {"old_hint": current.token_hint, "new_hint": updated.token_hint, **(detail or {})})
         return StateChange(updated, current.state, True)
 
@@ -531,8 +536,8 @@ def _set_state(conn: Connection, token_id: int, *, actor: str, action: str, to_s
             (to_state, token_id),
         )
         updated = Token.from_row(fetch_one(cur))
-        _void_pending_checks(cur, token_id, f"the token was {action} after this check")
-        _event(cur, token_id, actor, action, current.state, to_state, {"reason": reason} if reason else {})
+        void_pending_checks(cur, token_id, f"the token was {action} after this check")
+        record_event(cur, token_id, actor, action, current.state, to_state, {"reason": reason} if reason else {})
     return StateChange(updated, current.state, True)
 
 

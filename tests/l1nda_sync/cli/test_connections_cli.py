@@ -273,3 +273,23 @@ def test_companies_unmatched_and_match(rest: Cli, registry_url: str) -> None:
     assert matched.code == 0, matched.err
     assert matched.json["entity"]["key"] == 50102
     assert "no unmatched" in rest("companies", "unmatched").out
+
+
+def test_tokens_list_kind_shows_soap_tokens_or_rest_connections(rest: Cli, sim: RunningSim) -> None:
+    added = rest("tokens", "add", "--no-check", "--label", "Acme master", "--level", "accountant", "--username",
+                 "payroll@acme.nl", "--contact", "it@acme.nl", stdin="9f86d081884c7d659a2feaa0c55ad015")
+    assert added.code == 0, added.err
+    empty = rest("tokens", "list", "--kind", "rest")
+    assert empty.code == 0
+    assert "no REST connections; start one with `l1nda-sync connections start`" in empty.out
+    assert finish(rest, consent(sim, start(rest)["url"])).code == 0
+    assert [(t["id"], t["kind"]) for t in rest("tokens", "list", "--json").json] == [
+        (1, "soap_token"), (2, "rest_connection")]
+    assert [t["id"] for t in rest("tokens", "list", "--kind", "soap", "--json").json] == [1]
+    assert [t["id"] for t in rest("tokens", "list", "--kind", "rest", "--json").json] == [2]
+    lines = rest("tokens", "list", "--kind", "rest").out.splitlines()
+    assert len(lines) == 3  # header, rule, the connection
+    assert lines[2].split()[:2] == ["2", "rest"]
+    bad = rest("tokens", "list", "--kind", "rest_connection")
+    assert bad.code == 2
+    assert "--kind" in bad.err
