@@ -222,3 +222,55 @@ def test_a_missing_scope_mail_asks_for_a_new_consent_not_an_api_template(event: 
         assert ("Allow" if lang == "en" else "Toestaan") in mail.text
     else:
         assert "l1nda-sync connections start --customer CUST-7" in mail.text
+
+
+# -- no_subscription, unreachable and access_lost about a connection say "connection", never "API token" -----------
+WORDING_KINDS = (Kind.NO_SUBSCRIPTION, Kind.UNREACHABLE, Kind.ACCESS_LOST)
+WORDING_CASES = [(k, e, a, lang) for k in WORDING_KINDS for e in Event for a in audiences(k) for lang in ("en", "nl")]
+CONNECTION_WORDS = {"en": "the connection", "nl": "de rest-koppeling"}
+
+
+@pytest.mark.parametrize(("kind", "event", "audience", "lang"), WORDING_CASES)
+def test_mails_about_a_connection_call_it_a_connection(kind: Kind, event: Event, audience: str, lang: str) -> None:
+    ctx = {**rest_context(), "detail": context()["detail"]}
+    ctx["problem"] = {**ctx["problem"], "kind": kind.value}
+    mail = render(kind.value, event.value, audience, lang, ctx)
+    for soap_words in ("API token", "API-token", "1004", "debtor tags", "debiteurtags", "environment \u201c?",
+                       'environment "?', 'omgeving "?'):
+        assert soap_words not in mail.text, soap_words
+        assert soap_words not in mail.html, soap_words
+    assert " token " not in mail.subject, "the subject calls it a connection"
+    assert "\n\n\n" not in mail.text
+    body = "\n\n".join(mail.text.split("\n\n")[1:3])  # after the greeting (and a reminder's first line)
+    assert CONNECTION_WORDS[lang] in body.lower(), body
+    if event is not Event.RESOLVED and kind is Kind.NO_SUBSCRIPTION:
+        assert "40304" in mail.text
+        assert "40304" in mail.html
+    if audience == "customer":
+        assert "l1nda-sync" not in mail.text
+        if event is not Event.RESOLVED:
+            assert ("no new consent is needed" if lang == "en" else "opnieuw toestemming geven is niet nodig") in (
+                mail.text)
+    if kind is Kind.ACCESS_LOST and event is not Event.RESOLVED:
+        assert "l1nda-sync connections start --customer CUST-7" in mail.text
+        assert "l1nda-sync connections start --customer CUST-7" in mail.html
+
+
+@pytest.mark.parametrize(("kind", "event", "audience", "lang"), WORDING_CASES)
+def test_a_soap_token_without_a_kind_renders_as_one_with_kind_soap_token(kind: Kind, event: Event, audience: str,
+                                                                         lang: str) -> None:
+    """Older rows and contexts have no kind: they are SOAP tokens, and their mails are the SOAP ones."""
+    untyped = context()
+    typed = context()
+    typed["token"]["kind"] = "soap_token"
+    assert render(kind.value, event.value, audience, lang, untyped) == render(kind.value, event.value, audience,
+                                                                             lang, typed)
+    text = render(kind.value, event.value, audience, lang, untyped).text
+    assert ("API token" if lang == "en" else "API-token") in text
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_the_connection_block_keeps_its_columns(lang: str) -> None:
+    text = render("unreachable", "opened", "ops", lang, rest_context()).text
+    consent_line = next(line for line in text.splitlines() if "hr@jansen.example" in line and ":" in line)
+    assert consent_line.split(":", 1)[1].startswith(" "), consent_line
