@@ -88,3 +88,35 @@ def test_every_path_in_the_code_map_exists() -> None:
     for path in set(paths):
         base = "include/l1nda_sync/" if "/" not in path and path.endswith(".py") else ""
         assert (root / base / path).exists(), f"the README's code map names {path}, which does not exist"
+
+
+PLACEHOLDER = re.compile(r"[A-Z]+(_[A-Z]+)+")
+EXAMPLES = {"CUSTOMER_REF": "CUST-GRAAF", "CONTACT_EMAIL": "jan@bakkerij-degraaf.example",
+            "CALLBACK_URL": "https://l1nda.example/nmbrs/callback?code=x&state=y", "CONNECTION_ID": "1",
+            "REST_UUID": "6f1c7d9e-0b3a-4c52-9a8e-2d4f6b8a0c11", "COMPANY_ID": "50101"}
+
+
+def test_the_rest_connection_commands_parse_and_run_as_written(registry_url, fernet_keys, monkeypatch,  # noqa: F811
+                                                               capsys) -> None:
+    """The "REST connections" block: every line parses (placeholders filled with examples); the lines without
+    a placeholder run against an empty registry."""
+    import shlex
+
+    from l1nda_sync.cli import main
+
+    lines = _sh_block("### REST connections")
+    assert {shlex.split(line, comments=True)[1] for line in lines} == {"connections", "companies", "tokens"}
+    parser = build_parser()
+    monkeypatch.setenv("L1NDA_DATABASE_URL", registry_url)
+    ran = 0
+    for line in lines:
+        argv = shlex.split(line, comments=True)[1:]
+        parser.parse_args([EXAMPLES.get(a, a) for a in argv])  # exits 2 on a wrong option
+        if any(PLACEHOLDER.fullmatch(a) for a in argv):
+            assert all(a in EXAMPLES for a in argv if PLACEHOLDER.fullmatch(a)), line
+            continue
+        code = main(argv)
+        _out, err = capsys.readouterr()
+        assert code == 0, f"`{line}` exited {code}: {err}"
+        ran += 1
+    assert ran >= 3
