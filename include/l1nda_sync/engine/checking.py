@@ -25,8 +25,10 @@ from l1nda_sync.engine.token_state import Outcome, StatePolicy, is_sharp_drop
 if TYPE_CHECKING:
     from psycopg2.extensions import cursor as Cursor
 
+    from l1nda_sync.engine.rest_checking import RestChecking
     from l1nda_sync.masking import Secret
     from l1nda_sync.nmbrs import Credentials, Probe
+    from l1nda_sync.nmbrs.rest.records import RestReach
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,16 @@ class Prober(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class TokenToCheck:
-    """A token as a probe needs it: its login, the stored probe and the encrypted secret."""
+    """A token as a probe needs it: its login, the stored probe and the encrypted secret. A REST connection
+    (`kind` rest_connection) has no ciphertext here (its grant lives in rest_connections) but its scopes."""
 
     id: int
     username: str
     domain: str | None
     probe_cache: dict[str, Any] | None
-    ciphertext: str = field(repr=False)
+    ciphertext: str | None = field(repr=False)
+    kind: str = "soap_token"
+    scopes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,8 @@ class CheckRecord:
     debtors: int | None = None
     companies: int | None = None
     undecryptable: bool = False  # the configured keys cannot read the token: a deployment fault, never stored
+    no_rest_app: bool = False  # a REST connection while no REST app is configured: a deployment fault, never stored
+    rest_reach: RestReach | None = field(default=None, repr=False)  # a valid REST probe's UUIDs, until resolved
 
 
 class KeysCannotDecrypt(RuntimeError):
@@ -81,12 +88,15 @@ class KeysCannotDecrypt(RuntimeError):
 
 
 def load_tokens(cur: Cursor, token_ids: Sequence[int]) -> list[TokenToCheck]:
-    """The tokens to probe, in id order."""
+    """The tokens (and REST connections) to probe, in id order."""
     cur.execute(
-        "SELECT id, username, domain, probe_cache, token_ciphertext FROM tokens WHERE id = ANY(%s) ORDER BY id",
+        """SELECT t.id, t.username, t.domain, t.probe_cache, t.token_ciphertext, t.kind, r.scopes
+           FROM tokens t LEFT JOIN rest_connections r ON r.token_id = t.id
+           WHERE t.id = ANY(%s) ORDER BY t.id""",
         (list(token_ids),),
     )
-    return [TokenToCheck(*row) for row in cur.fetchall()]
+    return [TokenToCheck(i, user, domain, cache, cipher, kind, None if scopes is None else tuple(scopes))
+            for i, user, domain, cache, cipher, kind, scopes in cur.fetchall()]
 
 
 def probe_one(
@@ -96,14 +106,23 @@ def probe_one(
     client: Prober,
     now: Callable[[], datetime],
     policy: StatePolicy | None = None,
+    rest: RestChecking | None = None,
 ) -> CheckRecord:
-    """Probe one token; never raises (a fault on one token never stops the others)."""
+    """Probe one token; never raises (a fault on one token never stops the others). A REST connection is probed
+    through `rest` (`engine.rest_checking`); its UUIDs are resolved later, by `finish_rest`."""
     from l1nda_sync.nmbrs import Credentials, Probe
     from l1nda_sync.registry.errors import EncryptionKeyError
 
     policy = policy or StatePolicy()
     started = time.monotonic()
     checked_at = now()  # when the probe began: a replacement after this moment supersedes it
+    if token.kind == "rest_connection":
+        from l1nda_sync.engine.rest_checking import probe_connection
+
+        return probe_connection(token, rest=rest, checked_at=checked_at,
+                                started=lambda: int((time.monotonic() - started) * 1000))
+    if token.ciphertext is None:  # a SOAP row always holds its secret (0007 made the column nullable for REST)
+        return CheckRecord(token.id, checked_at, Outcome.UNKNOWN, None, "no secret stored", None, 0, 0, None)
     probe: dict[str, Any] | None = None
     calls = 0
     unchanged = False
@@ -154,13 +173,15 @@ def probe_all(
     now: Callable[[], datetime],
     threads: int,
     policy: StatePolicy | None = None,
+    rest: RestChecking | None = None,
 ) -> list[CheckRecord]:
     """Probe every token in a pool of up to `threads` workers; the records in the tokens' order."""
     tokens = list(tokens)
     if not tokens:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(tokens))), thread_name_prefix="probe") as pool:
-        return list(pool.map(lambda t: probe_one(t, reveal=reveal, client=client, now=now, policy=policy), tokens))
+        return list(pool.map(lambda t: probe_one(t, reveal=reveal, client=client, now=now, policy=policy, rest=rest),
+                             tokens))
 
 
 def store_checks(cur: Cursor, run_id: int | None, records: Iterable[CheckRecord]) -> int:

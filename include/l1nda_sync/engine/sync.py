@@ -32,6 +32,7 @@ from l1nda_sync.engine.planning import (
 )
 from l1nda_sync.engine.reach import Change, Entity
 from l1nda_sync.engine.reconciling import LinkHooks, reconcile_all
+from l1nda_sync.engine.rest_checking import RestAppMissing, RestChecking, RestProber, finish_rest
 from l1nda_sync.engine.token_state import CredentialKind, StatePolicy
 from l1nda_sync.registry.db import fetch_one
 from l1nda_sync.settings import Settings
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from psycopg2.extensions import cursor as Cursor
 
     from l1nda_sync.masking import Secret
+    from l1nda_sync.nmbrs.rest.config import RestApp
+    from l1nda_sync.nmbrs.rest.grants import GrantStore
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +210,18 @@ class SyncEngine:
         reveal: Callable[[str], Secret] | None = None,
         hooks: EngineHooks | None = None,
         clock: Callable[[], datetime] = utcnow,
+        rest_app: RestApp | None = None,
+        rest_client: RestProber | None = None,
+        grant_store: GrantStore | None = None,
     ) -> None:
         self.database_url = database_url
         self.settings = settings or Settings.load()
         self._client = client
         self._reveal = reveal
+        self._rest_app = rest_app
+        self._rest_client = rest_client
+        self._grant_store = grant_store
+        self._rest: RestChecking | None = None
         self.hooks = hooks
         self.clock = clock
         self.policy = StatePolicy.from_settings(self.settings)
@@ -232,6 +242,29 @@ class SyncEngine:
 
             self._reveal = TokenCipher.from_settings(self.settings).decrypt
         return self._reveal
+
+    @property
+    def rest(self) -> RestChecking | None:
+        """What checking a REST connection needs (L1NDA's app, the REST client, the registry's grant store), or
+        None when no REST app is configured (`Settings.rest_app()`); built on first use, so SOAP-only runs never
+        build it."""
+        if self._rest is None:
+            app = self._rest_app or self.settings.rest_app()
+            if app is None:
+                return None
+            client = self._rest_client
+            if client is None:
+                from l1nda_sync.nmbrs.rest.client import RestClient
+
+                client = self._rest_client = RestClient(app, self.settings)
+            store = self._grant_store
+            if store is None:
+                from l1nda_sync.registry.crypto import TokenCipher
+                from l1nda_sync.registry.grant_store import RegistryGrantStore
+
+                store = RegistryGrantStore(self.connect, TokenCipher.from_settings(self.settings))
+            self._rest = RestChecking(app, client, store, self.clock)
+        return self._rest
 
     def connect(self) -> Connection:
         return psycopg2.connect(self.database_url, application_name="l1nda-sync")
@@ -296,7 +329,8 @@ class SyncEngine:
         A dry run stores them on `conn`, uncommitted: the caller rolls that connection back when it is done.
         Tokens the configured keys cannot decrypt are not checked and nothing about them is stored; after the
         others are stored, `KeysCannotDecrypt` names them and the setting to fix (a deployment fault, never
-        blamed on Nmbrs)."""
+        blamed on Nmbrs). Likewise REST connections while no REST app is configured: `RestAppMissing`.
+        A REST connection's UUIDs are resolved to L1NDA keys in the transaction that stores its check."""
         _require_rollback_conn(dry_run, conn)
         own = conn is None
         conn = conn or self.connect()
@@ -306,14 +340,21 @@ class SyncEngine:
             loaded_at = self.clock()
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 tokens = load_tokens(cur, token_ids)
-            records = probe_all(tokens, reveal=self.reveal, client=self.client, now=lambda: loaded_at,
-                                threads=self.settings.nmbrs_max_concurrency, policy=self.policy)
+            soap = [t for t in tokens if t.kind != "rest_connection"]
+            rest = self.rest if len(soap) < len(tokens) else None
+            records = probe_all(tokens, reveal=self.reveal if soap else _no_reveal,
+                                client=self.client if soap else _NO_PROBER, now=lambda: loaded_at,
+                                threads=self.settings.nmbrs_max_concurrency, policy=self.policy, rest=rest)
             unreadable = [r.token_id for r in records if r.undecryptable]
-            records = [r for r in records if not r.undecryptable]
+            no_app = [r.token_id for r in records if r.no_rest_app]
+            records = [r for r in records if not (r.undecryptable or r.no_rest_app)]
             with unit_of_work(conn, dry_run=dry_run) as cur:
+                records = finish_rest(cur, records, tokens, policy=self.policy)
                 store_checks(cur, run_id, records)
             if unreadable:
                 raise KeysCannotDecrypt(unreadable)
+            if no_app:
+                raise RestAppMissing(no_app)
             counts = Counter(r.outcome.value for r in records)
             return {"checked": len(records), "calls": sum(r.calls for r in records), **counts}
         finally:
@@ -445,6 +486,20 @@ class SyncEngine:
                 return int(fetch_one(cur)[0])
         finally:
             conn.close()
+
+
+def _no_reveal(ciphertext: str) -> Secret:  # a batch of REST connections only: no SOAP secret is read
+    raise AssertionError("no SOAP token in this batch")
+
+
+class _NoProber:
+    """The SOAP client of a batch without SOAP tokens: never built, never called."""
+
+    def probe(self, credentials: Any, previous: Any = None, /) -> Any:
+        raise AssertionError("no SOAP token in this batch")
+
+
+_NO_PROBER = _NoProber()
 
 
 def _require_rollback_conn(dry_run: bool, conn: Connection | None) -> None:

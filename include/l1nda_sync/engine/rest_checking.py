@@ -1,0 +1,133 @@
+"""The check step for REST connections: an access token (rotated safely), the REST probe, and its UUIDs resolved
+to L1NDA keys before the check is stored.
+
+A connection is probed in the worker pool like a SOAP token: `grants.access_token` gives its access token (a
+refresh only when due, under the row lock, committed before use: `RegistryGrantStore`), and
+`RestClient.probe(RestCredentials(id, access, scopes))` what it reaches, with UUIDs. The UUIDs become integer keys
+in the transaction that stores the checks (`finish_rest`, `rest_resolution.resolve`), so the stored probe is the
+same `Probe` a SOAP probe gives: the apply step, reach diffs and link rules need nothing new.
+
+Without L1NDA's REST app configured (`Settings.rest_app()` None) no connection can be checked: that is a deployment
+fault (`RestAppMissing`), never an Nmbrs one: no outcome is stored for them and nothing about them moves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from l1nda_sync.engine.outcomes import outcome_of
+from l1nda_sync.engine.rest_resolution import resolve, same_reach
+from l1nda_sync.engine.token_state import Outcome, StatePolicy, is_sharp_drop
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.engine.checking import CheckRecord, TokenToCheck
+    from l1nda_sync.masking import Secret
+    from l1nda_sync.nmbrs.rest.config import RestApp
+    from l1nda_sync.nmbrs.rest.grants import GrantStore
+    from l1nda_sync.nmbrs.rest.records import RestCredentials, RestReach
+
+log = logging.getLogger(__name__)
+
+REST_KIND = "rest_connection"
+REST_SETTINGS = ("the Airflow connection nmbrs_rest (type http: host = API base URL, login = client id, password = "
+                 "client secret; extra: subscription_key, redirect_uri) or L1NDA_NMBRS_REST_CLIENT_ID, "
+                 "L1NDA_NMBRS_REST_CLIENT_SECRET, L1NDA_NMBRS_REST_SUBSCRIPTION_KEY and L1NDA_NMBRS_REST_REDIRECT_URI")
+
+
+class RestProber(Protocol):
+    """What probing needs of the REST client (`RestClient`): what one connection reaches."""
+
+    def probe(self, connection: RestCredentials, /) -> RestReach: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RestChecking:
+    """L1NDA's REST app, its client and the registry's grant store: all a connection's check needs."""
+
+    app: RestApp
+    client: RestProber
+    store: GrantStore
+    clock: Callable[[], datetime]  # the access tokens' 'now' (a refresh is due by this clock)
+
+    def credentials(self, token: TokenToCheck) -> RestCredentials:
+        from l1nda_sync.nmbrs.rest.grants import access_token
+        from l1nda_sync.nmbrs.rest.records import RestCredentials
+
+        def access(force_refresh: bool) -> Secret:
+            return access_token(self.app, self.store, token.id, now=self.clock(), force_refresh=force_refresh)
+
+        return RestCredentials(token.id, access, token.scopes)
+
+
+class RestAppMissing(RuntimeError):
+    """REST connections are due but L1NDA's Nmbrs REST app is not configured: a deployment fault."""
+
+    def __init__(self, token_ids: Sequence[int]) -> None:
+        self.token_ids = sorted(token_ids)
+        shown = ", ".join(map(str, self.token_ids[:20])) + (" ..." if len(self.token_ids) > 20 else "")
+        super().__init__(
+            f"L1NDA's Nmbrs REST app is not configured, so REST connection(s) {shown} were not checked and nothing "
+            f"about them changed. Set {REST_SETTINGS} on every worker; `l1nda-sync settings` shows them."
+        )
+
+
+def probe_connection(token: TokenToCheck, *, rest: RestChecking | None, checked_at: datetime,
+                     started: Callable[[], int]) -> CheckRecord:
+    """Probe one REST connection; never raises. A valid answer carries its `RestReach` (UUIDs) for
+    `finish_rest`; `started()` gives the milliseconds since the probe began."""
+    from l1nda_sync.engine.checking import CheckRecord
+    from l1nda_sync.registry.errors import EncryptionKeyError
+
+    if rest is None:
+        return CheckRecord(token.id, checked_at, Outcome.UNKNOWN, None, None, None, 0, 0, None, no_rest_app=True)
+    try:
+        reach = rest.client.probe(rest.credentials(token))
+    except EncryptionKeyError:
+        return CheckRecord(token.id, checked_at, Outcome.UNKNOWN, None, None, None, 0, 0, None, undecryptable=True)
+    except Exception as exc:
+        outcome, code, missing = outcome_of(exc)
+        if outcome is Outcome.UNKNOWN and code is None:
+            log.warning("REST connection %s: unexpected %s during probe", token.id, type(exc).__name__)
+        return CheckRecord(token.id, checked_at, outcome, code, f"{type(exc).__name__}: {exc}"[:500], missing,
+                           started(), getattr(exc, "calls", None) or 0, None)
+    return CheckRecord(token.id, checked_at, Outcome.VALID, None, None, None, started(), reach.calls, None,
+                       debtors=len(reach.debtors), companies=len(reach.companies), rest_reach=reach)
+
+
+def finish_rest(cur: Cursor, records: Sequence[CheckRecord], tokens: Sequence[TokenToCheck], *,
+                policy: StatePolicy) -> list[CheckRecord]:
+    """Resolve the UUIDs of every valid REST probe (in the caller's transaction, before the checks are stored)
+    and judge it as a SOAP probe is judged (unchanged, reach drop). A resolution that fails (a SOAP id out of
+    range, ...) is rolled back to its savepoint and stored as `unknown`: the connection's state stays."""
+    by_id = {t.id: t for t in tokens}
+    return [_finish_one(cur, r, by_id[r.token_id], policy) if r.rest_reach is not None else r for r in records]
+
+
+def _finish_one(cur: Cursor, record: CheckRecord, token: TokenToCheck, policy: StatePolicy) -> CheckRecord:
+    from l1nda_sync.nmbrs.records import Probe
+
+    reach = record.rest_reach
+    assert reach is not None
+    cur.execute("SAVEPOINT rest_resolution")
+    try:
+        probe = resolve(cur, token.id, reach, at=record.checked_at)
+    except Exception as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT rest_resolution")
+        log.warning("REST connection %s: its companies could not be resolved: %s", token.id, type(exc).__name__)
+        return replace(record, outcome=Outcome.UNKNOWN, detail=f"resolving REST ids: {type(exc).__name__}: {exc}"
+                       [:500], rest_reach=None, debtors=None, companies=None)
+    cur.execute("RELEASE SAVEPOINT rest_resolution")
+    previous = Probe.from_dict(token.probe_cache) if token.probe_cache else None
+    unchanged = same_reach(probe, previous)
+    outcome, detail = Outcome.VALID, None
+    if previous is not None and is_sharp_drop(len(previous.companies), len(probe.companies), policy):
+        outcome = Outcome.REACH_DROP
+        detail = f"reach dropped from {len(previous.companies)} to {len(probe.companies)} companies: confirming"
+    return replace(record, outcome=outcome, detail=detail, unchanged=unchanged,
+                   probe=None if unchanged else probe.to_dict(), rest_reach=None)

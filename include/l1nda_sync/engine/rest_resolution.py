@@ -1,0 +1,230 @@
+"""One company, two ids, in the check step: a REST probe's UUIDs turned into L1NDA's integer keys, then into the
+same `Probe` records a SOAP probe gives, so that the apply step, reach diffs and link rules work unchanged.
+
+For each REST debtor (first) and company of a probe (docs/rest-connections.md, "One company, two ids"):
+
+- known and decided (`rest_entities.match` number, operator or new): its key as stored;
+- never seen: `company_matching.match_debtor` / `match_company` over the candidates (the current SOAP reach:
+  `reach_companies` of `soap_token` rows with their `reach_debtors` number) and the customer's links
+  (`rest_connections.customer_ref` -> `links.customer_ref`), stored with `rest_entities.create`: the SOAP id when
+  matched, a negative key when unmatched or ambiguous;
+- known but still open (unmatched or ambiguous): decided again on every check of a connection that reaches it
+  (the SOAP reach may have changed): a match now gives it the SOAP id (`set_match(..., match='number')`, which
+  moves the REST reach rows under the old negative key); otherwise changed candidates are stored (`reopen`).
+
+A SOAP id that another REST entity of the same kind already holds is never given twice: that match stays open
+(ambiguous, with the candidates) for an operator. The pure decision is `decide`; `resolve` does the I/O in the
+caller's transaction (the one that stores the check, so a dry run writes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from l1nda_sync.engine.company_matching import (
+    Match,
+    MatchKind,
+    RestCompany,
+    RestDebtor,
+    SoapCompany,
+    SoapDebtor,
+    match_company,
+    match_debtor,
+    number_key,
+)
+from l1nda_sync.nmbrs.records import Company, Debtor, Probe
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.nmbrs.rest.records import RestReach
+    from l1nda_sync.registry.rest_entities import RestEntity, SeenEntity
+
+ACTOR = "engine"  # matched_by of the engine's own matches
+DECIDED = ("number", "operator", "new")
+OPEN = ("unmatched", "ambiguous")
+REST_PERIOD = "None"  # the REST probe names no wage-tax period
+
+
+class Step(StrEnum):
+    """What `resolve` does with one REST entity."""
+
+    KEEP = "keep"  # its stored key stands (decided, or still open with the same candidates)
+    CREATE = "create"  # first seen: store the decision
+    PROMOTE = "promote"  # open until now, matched now: give it the SOAP id
+    REOPEN = "reopen"  # still open, but its kind or candidates changed
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """`decide`'s answer: the step, the automatic match kind to store, the SOAP id (CREATE or PROMOTE with a
+    'number' match) and the candidates."""
+
+    step: Step
+    match: str | None = None
+    key: int | None = None
+    candidates: tuple[int, ...] = ()
+
+
+def decide(stored: RestEntity | None, match: Match, *, taken: Collection[int] = ()) -> Decision:
+    """What to do with one REST entity: `stored` is its rest_entities row (None when never seen), `match` the
+    matcher's verdict now, `taken` the SOAP ids other REST entities of its kind hold already. Pure."""
+    if stored is not None and stored.match in DECIDED:
+        return Decision(Step.KEEP)
+    kind, key = match.kind.value, match.id
+    if match.kind is MatchKind.NUMBER and key in taken:
+        kind, key = MatchKind.AMBIGUOUS.value, None  # one SOAP id is one REST id: an operator decides
+    candidates = tuple(sorted(set(match.candidates)))
+    if stored is None:
+        return Decision(Step.CREATE, kind, key if kind == MatchKind.NUMBER else None, candidates)
+    if kind == MatchKind.NUMBER:
+        return Decision(Step.PROMOTE, kind, key, candidates)
+    if stored.match == kind and tuple(sorted(stored.candidates)) == candidates:
+        return Decision(Step.KEEP)
+    return Decision(Step.REOPEN, kind, None, candidates)
+
+
+# -- the candidates -------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """What the registry knows to match a connection's entities against: SOAP reach and the customer's links."""
+
+    customer_ref: str
+    companies: tuple[SoapCompany, ...]
+    debtors: tuple[SoapDebtor, ...]
+    linked_companies: frozenset[int]
+    linked_debtors: frozenset[int]
+
+
+def load_candidates(cur: Cursor, token_id: int, reach: RestReach) -> Candidates:
+    """The current SOAP reach with the numbers `reach` names, and the connection's customer's links."""
+    cur.execute("SELECT customer_ref FROM rest_connections WHERE token_id = %s", (token_id,))
+    row = cur.fetchone()
+    customer = str(row[0]) if row is not None else ""
+    debtor_numbers = sorted({n for n in (number_key(d.number) for d in reach.debtors) if n is not None})
+    cur.execute(
+        """SELECT DISTINCT rc.company_id, rc.number, rd.number, rc.name
+           FROM reach_companies rc JOIN tokens t ON t.id = rc.token_id AND t.kind = 'soap_token'
+           JOIN reach_debtors rd ON rd.token_id = rc.token_id AND rd.debtor_id = rc.debtor_id
+           WHERE rc.lost_at IS NULL AND t.removed_at IS NULL AND btrim(rd.number) = ANY(%s)""",
+        (debtor_numbers,),
+    )
+    companies = tuple(SoapCompany(int(i), n, dn, name) for i, n, dn, name in cur.fetchall())
+    cur.execute(
+        """SELECT DISTINCT rd.debtor_id, rd.number, rd.name
+           FROM reach_debtors rd JOIN tokens t ON t.id = rd.token_id AND t.kind = 'soap_token'
+           WHERE rd.lost_at IS NULL AND t.removed_at IS NULL AND btrim(rd.number) = ANY(%s)""",
+        (debtor_numbers,),
+    )
+    debtors = tuple(SoapDebtor(int(i), n, name) for i, n, name in cur.fetchall())
+    cur.execute(
+        """SELECT l.company_id, l.debtor_id FROM links l
+           WHERE l.wanted AND upper(l.customer_ref) = upper(%s)""",
+        (customer,),
+    )
+    links = cur.fetchall()
+    linked_companies = frozenset(int(c) for c, _ in links)
+    cur.execute(
+        """SELECT DISTINCT rc.debtor_id FROM reach_companies rc JOIN tokens t ON t.id = rc.token_id
+           WHERE t.kind = 'soap_token' AND rc.company_id = ANY(%s) AND rc.debtor_id IS NOT NULL""",
+        (sorted(linked_companies),),
+    )
+    linked_debtors = frozenset({int(r[0]) for r in cur.fetchall()} | {int(d) for _, d in links if d is not None})
+    return Candidates(customer, companies, debtors, linked_companies, linked_debtors)
+
+
+# -- resolution (I/O in the caller's transaction) -------------------------------------------------------------
+def resolve(cur: Cursor, token_id: int, reach: RestReach, *, at: datetime) -> Probe:
+    """The probe of a REST connection with L1NDA keys, every entity of `reach` stored in rest_entities."""
+    from l1nda_sync.registry import rest_entities as store
+
+    found = load_candidates(cur, token_id, reach)
+    known = store.lookup(cur, [*(d.uuid for d in reach.debtors), *(c.uuid for c in reach.companies)])
+    taken = _taken(cur)
+    debtor_of = {d.uuid: d for d in reach.debtors}
+    keys: dict[str, int] = {}
+    for d in reach.debtors:
+        verdict = match_debtor(RestDebtor(d.uuid, d.number, d.name), found.debtors, found.linked_debtors)
+        seen = store.SeenEntity(d.uuid, "debtor", found.customer_ref, d.number, d.name)
+        keys[d.uuid] = _apply(cur, seen, known.get(d.uuid), verdict, taken.setdefault("debtor", set()))
+    for c in reach.companies:
+        owner = debtor_of.get(c.debtor_uuid)
+        debtor_number = owner.number if owner is not None else None
+        verdict = match_company(RestCompany(c.uuid, c.number, debtor_number, c.name), found.companies,
+                                found.linked_companies)
+        seen = store.SeenEntity(c.uuid, "company", found.customer_ref, c.number, c.name, c.debtor_uuid,
+                                debtor_number)
+        keys[c.uuid] = _apply(cur, seen, known.get(c.uuid), verdict, taken.setdefault("company", set()))
+    store.mark_seen(cur, [_seen_of(e, reach, found.customer_ref) for e in known.values()])
+    return build_probe(reach, keys, at=at)
+
+
+def _taken(cur: Cursor) -> dict[str, set[int]]:
+    """SOAP ids held by REST entities, by kind, so that one SOAP id is never given to two UUIDs. An entity that
+    asks holds none itself (only open ones are decided again)."""
+    cur.execute("SELECT DISTINCT entity, key FROM rest_entities WHERE match IN ('number', 'operator')")
+    taken: dict[str, set[int]] = {}
+    for entity, key in cur.fetchall():
+        taken.setdefault(str(entity), set()).add(int(key))
+    return taken
+
+
+def _apply(cur: Cursor, seen: SeenEntity, stored: RestEntity | None, verdict: Match, taken: set[int]) -> int:
+    from l1nda_sync.registry import rest_entities as store
+
+    decision = decide(stored, verdict, taken=taken)
+    if decision.step is Step.KEEP and stored is not None:
+        return stored.key
+    if decision.step is Step.CREATE:
+        assert decision.match is not None
+        created = store.create(cur, seen, match=decision.match, key=decision.key, candidates=decision.candidates,
+                               actor=ACTOR)
+        if created.match == "number":
+            taken.add(created.key)
+        return created.key
+    if decision.step is Step.PROMOTE:
+        assert decision.key is not None
+        change = store.set_match(cur, seen.uuid, company_id=decision.key, actor=ACTOR, match="number")
+        taken.add(change.entity.key)
+        return change.entity.key
+    assert decision.match is not None
+    return store.reopen(cur, seen.uuid, match=decision.match, candidates=decision.candidates).key
+
+
+def _seen_of(entity: RestEntity, reach: RestReach, customer: str) -> SeenEntity:
+    from l1nda_sync.registry.rest_entities import SeenEntity
+
+    if entity.entity == "debtor":
+        d = next(x for x in reach.debtors if x.uuid == entity.uuid)
+        return SeenEntity(d.uuid, "debtor", customer, d.number, d.name)
+    c = next(x for x in reach.companies if x.uuid == entity.uuid)
+    owner = next((x for x in reach.debtors if x.uuid == c.debtor_uuid), None)
+    return SeenEntity(c.uuid, "company", customer, c.number, c.name, c.debtor_uuid,
+                      owner.number if owner is not None else None)
+
+
+# -- the records ----------------------------------------------------------------------------------------------
+def company_number(value: str | None) -> int:
+    """A REST company number as the SOAP records hold it (an integer); 0 when it is not one."""
+    text = number_key(value)
+    return int(text) if text is not None and text.isdigit() and len(text) < 10 else 0
+
+
+def build_probe(reach: RestReach, keys: Mapping[str, int], *, at: datetime) -> Probe:
+    """The `Probe` a SOAP probe of the same reach would give, with L1NDA keys for the UUIDs. Pure."""
+    debtors = tuple(sorted((Debtor(keys[d.uuid], d.number, d.name) for d in reach.debtors), key=lambda d: d.id))
+    companies = tuple(sorted(
+        (Company(keys[c.uuid], company_number(c.number), c.name, REST_PERIOD, None, keys.get(c.debtor_uuid))
+         for c in reach.companies), key=lambda c: c.id))
+    return Probe(environment=None, domain="", debtors=debtors, companies=companies, calls=reach.calls,
+                 mapping_refreshed_at=at, mapping_reused=True, is_owner=None)
+
+
+def same_reach(probe: Probe, previous: Probe | None) -> bool:
+    """Nothing to write but the check itself: the same debtors and companies as the stored probe."""
+    return previous is not None and probe.debtors == previous.debtors and probe.companies == previous.companies
+
