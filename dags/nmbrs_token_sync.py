@@ -40,8 +40,10 @@ DAG_ID = "nmbrs_token_sync"
     doc_md=__doc__,
     params={
         "token_ids": Param(
-            [], type="array", items={"type": "integer", "minimum": 1}, title="Token ids",
-            description="Check only these tokens (ids from `l1nda-sync tokens list`). Empty: every token that is due.",
+            [], type="array", items={"type": "integer", "minimum": 1},
+            title="Credential ids (tokens or connections)",
+            description="Check only these credentials: SOAP tokens and REST connections alike (ids from "
+                        "`l1nda-sync tokens list` or `l1nda-sync connections list`). Empty: every one that is due.",
         ),
         "force": Param(
             False, type="boolean", title="Force",
