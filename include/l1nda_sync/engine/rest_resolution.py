@@ -139,11 +139,15 @@ def load_candidates(cur: Cursor, token_id: int, reach: RestReach) -> Candidates:
 
 # -- resolution (I/O in the caller's transaction) -------------------------------------------------------------
 def resolve(cur: Cursor, token_id: int, reach: RestReach, *, at: datetime) -> Probe:
-    """The probe of a REST connection with L1NDA keys, every entity of `reach` stored in rest_entities."""
+    """The probe of a REST connection with L1NDA keys, every entity of `reach` stored in rest_entities. When every
+    one is known and decided (a connection's usual check), the candidates are not even read."""
     from l1nda_sync.registry import rest_entities as store
 
-    found = load_candidates(cur, token_id, reach)
     known = store.lookup(cur, [*(d.uuid for d in reach.debtors), *(c.uuid for c in reach.companies)])
+    store.mark_seen(cur, [_seen_of(e, reach) for e in known.values()])
+    if len(known) == len(reach.debtors) + len(reach.companies) and all(e.match in DECIDED for e in known.values()):
+        return build_probe(reach, {u: e.key for u, e in known.items()}, at=at)
+    found = load_candidates(cur, token_id, reach)
     taken = _taken(cur)
     debtor_of = {d.uuid: d for d in reach.debtors}
     keys: dict[str, int] = {}
@@ -159,7 +163,6 @@ def resolve(cur: Cursor, token_id: int, reach: RestReach, *, at: datetime) -> Pr
         seen = store.SeenEntity(c.uuid, "company", found.customer_ref, c.number, c.name, c.debtor_uuid,
                                 debtor_number)
         keys[c.uuid] = _apply(cur, seen, known.get(c.uuid), verdict, taken.setdefault("company", set()))
-    store.mark_seen(cur, [_seen_of(e, reach, found.customer_ref) for e in known.values()])
     return build_probe(reach, keys, at=at)
 
 
@@ -195,15 +198,16 @@ def _apply(cur: Cursor, seen: SeenEntity, stored: RestEntity | None, verdict: Ma
     return store.reopen(cur, seen.uuid, match=decision.match, candidates=decision.candidates).key
 
 
-def _seen_of(entity: RestEntity, reach: RestReach, customer: str) -> SeenEntity:
+def _seen_of(entity: RestEntity, reach: RestReach) -> SeenEntity:
+    """What this probe says of a known entity (to refresh its number, name and last_seen; its key stays)."""
     from l1nda_sync.registry.rest_entities import SeenEntity
 
     if entity.entity == "debtor":
         d = next(x for x in reach.debtors if x.uuid == entity.uuid)
-        return SeenEntity(d.uuid, "debtor", customer, d.number, d.name)
+        return SeenEntity(d.uuid, "debtor", entity.customer_ref, d.number, d.name)
     c = next(x for x in reach.companies if x.uuid == entity.uuid)
     owner = next((x for x in reach.debtors if x.uuid == c.debtor_uuid), None)
-    return SeenEntity(c.uuid, "company", customer, c.number, c.name, c.debtor_uuid,
+    return SeenEntity(c.uuid, "company", entity.customer_ref, c.number, c.name, c.debtor_uuid,
                       owner.number if owner is not None else None)
 
 
