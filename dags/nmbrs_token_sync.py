@@ -84,6 +84,10 @@ def nmbrs_token_sync() -> None:
         return orchestration.close_report(planned, applied, delivered)
 
     # Each call below returns a reference to a task's XCom, resolved when the task runs (hence Any).
+    @task(trigger_rule="all_done")
+    def close_run(planned: dict[str, Any]) -> dict[str, Any]:
+        return orchestration.close_run(planned)
+
     planned: Any = plan()
     checked = check.expand_kwargs(batches(planned))
     applied: Any = apply(planned)
@@ -91,6 +95,7 @@ def nmbrs_token_sync() -> None:
     delivered: Any = deliver(planned)
     applied >> delivered
     close_report(planned, applied, delivered)
+    [checked, applied] >> close_run(planned)
 
 
 nmbrs_token_sync()
