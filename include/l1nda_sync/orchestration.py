@@ -163,12 +163,12 @@ def close_report(planned: Mapping[str, Any], applied: Mapping[str, Any], deliver
     return _pipeline().close(run, applied, delivered).counts()
 
 
-def close_run(planned: Mapping[str, Any]) -> dict[str, int]:
+def close_run(planned: Mapping[str, Any] | None) -> dict[str, int]:
     """The DAG's last word on its run, whatever happened (trigger rule all_done): a run the apply step did not
     finish (a check or the apply failed for good) is marked failed and its claims are released at once, as
     `sync run` does, instead of holding its tokens until the lease ends. Its stored checks stay pending; the next
     run applies them. After a successful apply this changes nothing."""
-    run = PlannedRun.from_xcom(planned)
+    run = PlannedRun.from_xcom(planned or {})  # None: the plan failed, no run was opened
     if run.run_id is None:
         return {"released": 0}
     released = _pipeline().engine.abort(run.run_id, "a check or the apply step failed; see the failed task's log")

@@ -43,7 +43,7 @@ def test_sync_dag_shape(dagbag) -> None:
         "plan", "batches", "check", "apply", "deliver", "close_report", "close_run"]
     close_run = dag.task_dict["close_run"]
     assert close_run.trigger_rule == "all_done", "a failed check or apply must still close the run"
-    assert close_run.upstream_task_ids == {"plan", "check", "apply"}
+    assert close_run.upstream_task_ids == {"check", "apply"}
 
 
 def test_schedule_comes_from_the_environment(monkeypatch) -> None:
