@@ -86,6 +86,11 @@ def nmbrs_token_sync() -> None:
         return orchestration.close_report(planned, applied, delivered)
 
     # Each call below returns a reference to a task's XCom, resolved when the task runs (hence Any).
+    @task(trigger_rule="all_done")
+    def close_run() -> dict[str, Any]:
+        # The plan is read here, not passed in: when the plan task itself failed there is nothing to close.
+        return orchestration.close_run(get_current_context()["ti"].xcom_pull(task_ids="plan"))
+
     planned: Any = plan()
     checked = check.expand_kwargs(batches(planned))
     applied: Any = apply(planned)
@@ -93,6 +98,7 @@ def nmbrs_token_sync() -> None:
     delivered: Any = deliver(planned)
     applied >> delivered
     close_report(planned, applied, delivered)
+    [checked, applied] >> close_run()
 
 
 nmbrs_token_sync()

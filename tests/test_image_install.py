@@ -34,6 +34,15 @@ MISSING_C_EXTENSION = re.compile(rf"\S+ \S+ requires ({'|'.join(map(re.escape, N
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
+def _dockerignore(directory: str, names: list[str]) -> list[str]:
+    """What Docker leaves out of the build context (.dockerignore), for shutil.copytree."""
+    from tests.test_deployment import DOCKERIGNORE, _ignored
+
+    patterns = [p.strip() for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")]
+    rel = Path(directory).resolve().relative_to(REPO)
+    return [n for n in names if _ignored((rel / n).as_posix(), patterns)]
+
+
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -130,8 +139,7 @@ def test_the_dockerfile_extends_the_official_image_and_pip_check_passes(tmp_path
             local = REPO / source
             into = target / local.name if destination.endswith("/") and local.is_file() else target
             if local.is_dir():
-                shutil.copytree(local, into, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "l1nda_dev"))
+                shutil.copytree(local, into, dirs_exist_ok=True, ignore=_dockerignore)
             else:
                 into.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(local, into)
@@ -166,7 +174,8 @@ def test_the_dockerfile_extends_the_official_image_and_pip_check_passes(tmp_path
     assert problems in ([], ["No broken requirements found."]), final.stdout
     smoke = run([str(venv / "bin" / "l1nda-sync"), "--help"], env={**env, "AIRFLOW_HOME": str(tmp_path / "home")})
     assert "tokens" in smoke.stdout
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     dev = subprocess.run([str(python), "-c", "import l1nda_dev"], capture_output=True, text=True, check=False,
-                         cwd=tmp_path)
+                         cwd=tmp_path, env=clean)
     assert dev.returncode != 0, "the dev tools shipped (.dockerignore leaves include/l1nda_dev out)"
     assert "No module named 'l1nda_dev'" in dev.stderr

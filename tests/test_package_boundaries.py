@@ -88,3 +88,31 @@ def test_the_core_never_imports_the_layers_that_compose_it() -> None:
 ])
 def test_the_reader_finds_imports_inside_functions_and_relative_ones(source: str, expected: str) -> None:
     assert expected in [t for _, t in imports_of(source, "l1nda_sync.alerts.outbox")]
+
+
+DAGS = INCLUDE.parent / "dags"
+
+
+def test_dag_files_reach_the_code_through_the_task_bodies_only() -> None:
+    """A DAG file wires tasks; everything it calls lives in `l1nda_sync.orchestration`."""
+    found = []
+    for path in sorted(DAGS.glob("*.py")):
+        for line, target in imports_of(path.read_text(), path.stem):
+            if under(target, "l1nda_sync") and target not in ("l1nda_sync", "l1nda_sync.orchestration"):
+                found.append(f"dags/{path.name}:{line}: imports {target}")
+            if under(target, "nmbrs_sim") or under(target, "l1nda_dev"):
+                found.append(f"dags/{path.name}:{line}: imports {target}")
+    assert found == []
+    assert list(DAGS.glob("*.py")), "no DAG file found"
+
+
+def test_the_runtime_imports_nothing_by_name_at_run_time() -> None:
+    """importlib.import_module / __import__ would hide an import from the checks above."""
+    found = []
+    for path in sorted((INCLUDE / "l1nda_sync").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+                if name in ("import_module", "__import__"):
+                    found.append(f"{path.relative_to(INCLUDE)}:{node.lineno}")
+    assert found == []

@@ -11,14 +11,17 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from email.message import EmailMessage
+from typing import Any, ParamSpec, TypeVar
 
-from l1nda_sync.engine.sync import RunReport, SyncEngine
+from l1nda_sync.engine.sync import RunReport
 from l1nda_sync.pipeline import PlannedRun, RunPipeline, RunRequest
 from l1nda_sync.settings import Settings
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class ParamError(ValueError):
@@ -48,13 +51,16 @@ def parse_params(params: Mapping[str, Any]) -> RunRequest:
 
 
 def _renamed(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Old param names still work. Airflow fills every declared param's default into a run's params, so an old
+    name arrives beside the new one's default: both must allow sending, else the mails are held (holding them is
+    the safe side: they wait in the outbox)."""
     out = dict(params)
     for old, new in RENAMED_PARAMS.items():
         if old in out:
-            if new in out and out[new] != out[old]:
-                raise ParamError(f"{old}: renamed to {new}; give only {new}")
+            given = _flag(out, old, True)
             log.warning("param %s is renamed to %s; please use %s", old, new, new)
-            out[new] = out.pop(old)
+            out.pop(old)
+            out[new] = given and _flag(out, new, True)
     return out
 
 
@@ -83,17 +89,10 @@ def _flag(params: Mapping[str, Any], name: str, default: bool) -> bool:
     return value
 
 
-def build_engine(settings: Settings | None = None) -> SyncEngine:
-    """The pipeline's engine (kept here for the callers that only need the engine)."""
-    from l1nda_sync.pipeline import build_engine as build
+def _pipeline() -> RunPipeline:
+    from l1nda_sync.pipeline import RunPipeline, build_engine
 
-    return build(settings)
-
-
-def _pipeline(settings: Settings | None = None) -> RunPipeline:
-    from l1nda_sync.pipeline import RunPipeline
-
-    return RunPipeline(build_engine(settings))
+    return RunPipeline(build_engine())
 
 
 def _fail_without_retry(exc: Exception) -> Exception:
@@ -107,6 +106,7 @@ def _fail_without_retry(exc: Exception) -> Exception:
 
 def plan(params: Mapping[str, Any], dag_run_id: str | None) -> dict[str, Any]:
     """First task: validate params, claim due tokens, cut batches. A dry run does all its work here."""
+    from l1nda_sync.engine.checking import KeysCannotDecrypt
     from l1nda_sync.engine.planning import PlanError
     from l1nda_sync.registry.schema import SchemaError
     from l1nda_sync.settings import SettingsError
@@ -114,7 +114,8 @@ def plan(params: Mapping[str, Any], dag_run_id: str | None) -> dict[str, Any]:
     try:
         request = parse_params(params)
         return _pipeline().plan(request, dag_run_id=dag_run_id).to_xcom()
-    except (ParamError, PlanError, SchemaError, SettingsError) as exc:
+    except (ParamError, PlanError, SchemaError, SettingsError, KeysCannotDecrypt) as exc:
+        # KeysCannotDecrypt: a dry run probes here; as in the check task, retrying brings no key back.
         raise _fail_without_retry(exc) from None
 
 
@@ -162,6 +163,20 @@ def close_report(planned: Mapping[str, Any], applied: Mapping[str, Any], deliver
     return _pipeline().close(run, applied, delivered).counts()
 
 
+def close_run(planned: Mapping[str, Any] | None) -> dict[str, int]:
+    """The DAG's last word on its run, whatever happened (trigger rule all_done): a run the apply step did not
+    finish (a check or the apply failed for good) is marked failed and its claims are released at once, as
+    `sync run` does, instead of holding its tokens until the lease ends. Its stored checks stay pending; the next
+    run applies them. After a successful apply this changes nothing."""
+    run = PlannedRun.from_xcom(planned or {})  # None: the plan failed, no run was opened
+    if run.run_id is None:
+        return {"released": 0}
+    released = _pipeline().engine.abort(run.run_id, "a check or the apply step failed; see the failed task's log")
+    if released:
+        log.info("run %s closed as failed; claims on %d token(s) released", run.run_id, released)
+    return {"released": released}
+
+
 def drain_outbox() -> dict[str, int]:
     """The outbox DAG's task: resolve quiet problems, send reminders, send what is due."""
     return _pipeline().deliver(send_mails=True).counts()
@@ -203,11 +218,11 @@ def mask_text(text: str) -> str:
     return _TOKENISH.sub(_mask_tokenish, redact_url(text))
 
 
-def _records_failure(body: Any) -> Any:
+def _records_failure(body: Callable[P, R]) -> Callable[P, R]:
     """Wrap a task body: its error (masked) is kept as XCom `l1nda_error`, so the failed-run mail can name it."""
 
     @functools.wraps(body)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return body(*args, **kwargs)
         except Exception as exc:
@@ -220,8 +235,16 @@ def _records_failure(body: Any) -> Any:
     return wrapper
 
 
-plan, check, apply, deliver, close_report, drain_outbox = (  # the DAG files call these at run time
-    _records_failure(f) for f in (plan, check, apply, deliver, close_report, drain_outbox))
+plan = _records_failure(plan)  # the DAG files call these at run time
+check = _records_failure(check)
+apply = _records_failure(apply)
+deliver = _records_failure(deliver)
+close_report = _records_failure(close_report)
+drain_outbox = _records_failure(drain_outbox)
+close_run = _records_failure(close_run)
+# The task bodies' names before the run pipeline: a DAG run that began on the previous release and resumes on this
+# one calls them (for one release).
+finish, notify, report = apply, deliver, close_report
 
 
 def run_url(dag_id: str, run_id: str, task_id: str | None = None) -> str:
@@ -255,7 +278,7 @@ def _recorded_error(ti: Any, dag_id: str, run_id: str) -> str | None:
     return None
 
 
-def failed_run_message(dag_id: str, context: Mapping[str, Any], settings: Any) -> Any:
+def failed_run_message(dag_id: str, context: Mapping[str, Any], settings: Settings) -> EmailMessage:
     """The failed-run mail: text and HTML, the failed task and its error (masked), the link to the run."""
     import html
     from email.message import EmailMessage
@@ -316,7 +339,7 @@ def _run_failure_notifier_class() -> type:
 
         template_fields = ()
 
-        def __init__(self, dag_id: str, settings: Any) -> None:
+        def __init__(self, dag_id: str, settings: Settings) -> None:
             super().__init__()
             self.dag_id = dag_id
             self.settings = settings

@@ -5,10 +5,11 @@ hooks, and it decides what each step's failure means. The DAG (`orchestration`, 
 batches on separate workers) and `l1nda-sync sync run` (`RunPipeline.run`, every step in one process) call it,
 so both give the same result for the same world:
 
-- bad input (a parameter, an unknown token id, a registry whose schema is behind): nothing is written; the DAG's
-  first task fails without retrying, the CLI exits 2;
-- a step fails after the plan: the run fails (the DAG retries the task, then mails operations; the CLI closes the
-  run at once, releases its claims and exits 1), and nothing is lost: stored checks stay pending;
+- bad input (a parameter, an unknown token id) or a registry whose schema is behind: nothing is written; the DAG's
+  first task fails without retrying, the CLI exits 2 (bad input) or 1 (the schema);
+- a check fails after the plan (every batch is still checked): the run is closed as failed and its claims are
+  released (the DAG's close_run task after its retries, then the failed-run mail; the CLI at once, exit 1), and
+  nothing is lost: stored checks stay pending;
 - some checks cannot be applied (`ChecksNotApplied`): the others are applied and the links reconciled, the run
   fails without sending mails (the outbox DAG sends them), and the next run applies the rest.
 """
@@ -111,9 +112,10 @@ class PlannedRun:
 
     @classmethod
     def from_xcom(cls, value: Mapping[str, Any]) -> PlannedRun:
+        # `notify`: the name a plan written by the previous release carries (a run that spans the upgrade).
+        send_mails = value.get("send_mails", value.get("notify", True))
         return cls(run_id=value.get("run_id"), batches=tuple(tuple(b) for b in value.get("batches", ())),
-                   dry_run=bool(value.get("dry_run")), send_mails=bool(value.get("send_mails", True)),
-                   dry_report=value.get("report"))
+                   dry_run=bool(value.get("dry_run")), send_mails=bool(send_mails), dry_report=value.get("report"))
 
 
 @dataclass
@@ -215,18 +217,23 @@ class RunPipeline:
             conn.close()
 
     def close(self, planned: PlannedRun, applied: Mapping[str, Any], delivery: Mapping[str, Any]) -> RunReport:
-        """Complete the run's stored summary (problems opened and resolved, mails sent) and return it."""
+        """Complete the run's stored summary (problems opened and resolved, mails sent) and log it."""
+        report = RunReport.from_summary(self._closed_summary(planned, applied, delivery), run_id=planned.run_id,
+                                        dry_run=planned.dry_run)
+        log.info("run summary:\n%s", report.table())
+        return report
+
+    def _closed_summary(self, planned: PlannedRun, applied: Mapping[str, Any], delivery: Mapping[str, Any]
+                        ) -> dict[str, Any]:
         summary: dict[str, Any] = {**applied, "mails_sent": int(delivery.get("sent", 0))}
         if planned.run_id is not None:
             summary = {**summary, **self.engine.close_report(planned.run_id, {"mails_sent": summary["mails_sent"]})}
-        report = RunReport.from_summary(summary, run_id=planned.run_id, dry_run=planned.dry_run)
-        log.info("run summary:\n%s", report.table())
-        return report
+        return summary
 
     # -- the whole run in this process (`l1nda-sync sync run`) ------------------------------------------------------
     def run(self, request: RunRequest, *, dag_run_id: str | None = None) -> RunOutcome:
         """Every step here, with the DAG's outcomes: see the module docstring. Raises `RunAborted` (a step after
-        the plan failed), `ChecksNotApplied`, or `DeliveryFailed`."""
+        the plan failed), `ChecksNotApplied`, or `DeliveryFailed` (also when closing the report failed)."""
         if request.dry_run:
             report = self.engine.run_once(token_ids=request.token_ids, force=request.force, dry_run=True)
             return RunOutcome(report, None, report.to_dict())
@@ -235,12 +242,13 @@ class RunPipeline:
             raise ChecksNotApplied(report)
         try:
             delivery = self.deliver(send_mails=request.send_mails)
+            planned = PlannedRun(report.run_id, (), False, request.send_mails)
+            summary = self._closed_summary(planned, report.to_dict(), {"sent": delivery.sent})
         except Exception as exc:
             raise DeliveryFailed(report.run_id, exc) from exc
-        planned = PlannedRun(report.run_id, (), False, request.send_mails)
-        closed = self.close(planned, report.to_dict(), {"sent": delivery.sent})
-        closed.seconds = report.seconds
-        return RunOutcome(closed, delivery, {**report.to_dict(), **closed.to_dict()})
+        # What only this process knows: the tokens skipped at plan time and the run's whole duration.
+        summary = {**summary, "skipped": report.skipped, "seconds": report.seconds}
+        return RunOutcome(RunReport.from_summary(summary, run_id=report.run_id), delivery, summary)
 
 
 class DeliveryFailed(RuntimeError):
@@ -248,6 +256,7 @@ class DeliveryFailed(RuntimeError):
 
     def __init__(self, run_id: int | None, cause: BaseException) -> None:
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        super().__init__(f"sync run {run_id} checked and applied its tokens, but sending the alerts failed: "
+        super().__init__(f"sync run {run_id} checked and applied its tokens, but sending the alerts (or closing the "
+                         f"run's report) failed: "
                          f"{first}; the mails wait in the outbox for the nmbrs_alert_outbox DAG or the next "
                          "`sync run`")

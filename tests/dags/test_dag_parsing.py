@@ -35,10 +35,16 @@ GUARD = textwrap.dedent("""
             raise RuntimeError(what + " while parsing the DAGs")
         return call
 
+    from airflow.models import Connection as ModelConnection, Variable as ModelVariable
+
     psycopg2.connect = refuse("registry connection")
     Connection.get = classmethod(refuse("connection lookup"))
     Variable.get = staticmethod(refuse("Variable lookup"))
     BaseHook.get_connection = classmethod(refuse("connection lookup"))
+    # The metadata-database classes are other classes: a lookup through them is answered by the environment or a
+    # secrets backend before any query, so only patching them shows it.
+    ModelVariable.get = staticmethod(refuse("Variable lookup"))
+    ModelConnection.get_connection_from_secrets = staticmethod(refuse("connection lookup"))
     event.listen(Engine, "before_cursor_execute", lambda c, cur, statement, *a: seen["queries"].append(statement))
 
     def finish(**extra):
@@ -56,7 +62,9 @@ SELF_TEST = GUARD + textwrap.dedent("""
     import sqlalchemy
     from airflow.settings import Session
     for attempt in (lambda: psycopg2.connect("postgresql://x"), lambda: Variable.get("l1nda_fernet_keys"),
-                    lambda: BaseHook.get_connection("l1nda_registry")):
+                    lambda: BaseHook.get_connection("l1nda_registry"),
+                    lambda: ModelVariable.get("l1nda_schedule"),
+                    lambda: ModelConnection.get_connection_from_secrets("nmbrs_soap")):
         try:
             attempt()
         except RuntimeError:
@@ -80,7 +88,8 @@ def _run(script: str, *args: str) -> dict[str, Any]:
 
 def test_the_guard_sees_queries_lookups_and_registry_connections(airflow_db: Path) -> None:
     seen = _run(SELF_TEST)
-    assert seen["refused"] == ["registry connection", "Variable lookup", "connection lookup"]
+    assert seen["refused"] == ["registry connection", "Variable lookup", "connection lookup", "Variable lookup",
+                               "connection lookup"]
     assert "SELECT 1" in seen["queries"]
 
 

@@ -40,7 +40,10 @@ def test_sync_dag_shape(dagbag) -> None:
         assert dag.params.get_param(name).description, f"param {name} has no description"
     assert dag.task_dict["check"].pool == "nmbrs_api"
     assert [t.task_id for t in dag.topological_sort()] == [
-        "plan", "batches", "check", "apply", "deliver", "close_report"]
+        "plan", "batches", "check", "apply", "deliver", "close_report", "close_run"]
+    close_run = dag.task_dict["close_run"]
+    assert close_run.trigger_rule == "all_done", "a failed check or apply must still close the run"
+    assert close_run.upstream_task_ids == {"check", "apply"}
 
 
 def test_schedule_comes_from_the_environment(monkeypatch) -> None:

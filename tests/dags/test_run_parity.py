@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 LABELS = ("horeca", "vandijk", "linde")
 COMPANIES = (50101, 50301, 50701)
-IGNORED_SUMMARY_KEYS = {"seconds", "calls"}  # wall time; calls include the retried apply's none
+IGNORED_SUMMARY_KEYS = {"seconds", "error"}  # wall time; the failure text names the step its own way
 
 
 def _admin(server_url: str, sql: str) -> None:
@@ -91,13 +91,15 @@ def _cli_run(url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
 
 
 def _both(dag_world: DagWorld, other: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-          prepare: Callable[[str], None] = lambda url: None) -> tuple[tuple[str, list[Any]], tuple[int, str, list]]:
+          prepare: Callable[[str], None] = lambda url: None, before_runs: Callable[[], None] = lambda: None,
+          ) -> tuple[tuple[str, list[Any]], tuple[int, str, list[Any]]]:
     """The same world on both registries; the DAG on the first, `sync run` on the second. Returns each one's end
     (run state, or exit status and stderr) with the recipients of the mails it sent."""
     for url in (dag_world.url, other):
         _build(url)
         prepare(url)
     dag_world.sim.admin.reset_token(LOGINS["horeca"][1])  # one refusal: suspected, nobody mailed, links kept
+    before_runs()
     dag = load_dag("nmbrs_token_sync")
     dag.get_task("apply").retries = 0  # a retry would apply nothing more here; keep the test fast
     state = dag.test().state
@@ -116,6 +118,7 @@ def test_a_run_ends_the_same_way_with_the_same_rows(dag_world: DagWorld, second_
     assert dag_rows == cli_rows
     assert sorted(dag_mails) == sorted(cli_mails)
     assert [s for s, _ in dag_rows["runs"]] == ["success"]
+    assert dag_rows["runs"][0][1]["calls"] > 0
     states = {r[0]: r[1] for r in dag_rows["tokens"]}
     assert states == {"horeca": "invalid", "linde": "active", "vandijk": "active"}
     # horeca's one refusal keeps its company pending (never reached), vandijk's activates
@@ -138,6 +141,33 @@ def test_a_check_that_cannot_be_applied_fails_both_the_same_way(dag_world: DagWo
     assert ("vandijk", "valid", False) in [tuple(r) for r in dag_rows["checks"]], "its check stays pending"
     states = {r[0]: r[1] for r in dag_rows["tokens"]}
     assert states == {"horeca": "invalid", "linde": "active", "vandijk": "new"}, "the others were applied"
+    assert [s for s, _ in dag_rows["runs"]] == ["failed"]
+    assert dag_world.query("SELECT count(*) FROM tokens WHERE claimed_by IS NOT NULL") == [(0,)]
     # Neither sends the run's alert mails; the DAG's failure callback mails operations (the CLI exits 1).
+    assert cli_mails == []
+    assert dag_mails == [[OPS]]
+
+
+def test_keys_that_cannot_decrypt_fail_both_the_same_way(dag_world: DagWorld, second_registry: str,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker with another deployment's key: nothing is probed or moved, the run is closed as failed at once
+    with its claims released (the DAG's close_run task, the CLI itself), and the tokens stay due."""
+    from cryptography.fernet import Fernet
+
+    def wrong_key() -> None:
+        monkeypatch.setenv("L1NDA_FERNET_KEYS", Fernet.generate_key().decode("ascii"))
+
+    (state, dag_mails), (code, err, cli_mails) = _both(dag_world, second_registry, monkeypatch, capsys,
+                                                       before_runs=wrong_key)
+    assert (state, code) == ("failed", 1), err
+    assert "L1NDA_FERNET_KEYS cannot decrypt token(s)" in err
+    dag_rows, cli_rows = _rows(dag_world.url), _rows(second_registry)
+    assert dag_rows == cli_rows
+    assert dag_rows["checks"] == []
+    assert {r[1] for r in dag_rows["tokens"]} == {"new"}
+    assert [s for s, _ in dag_rows["runs"]] == ["failed"]
+    for url in (dag_world.url, second_registry):
+        assert fetch_all(url, "SELECT count(*) FROM tokens WHERE claimed_by IS NOT NULL") == [(0,)]
     assert cli_mails == []
     assert dag_mails == [[OPS]]

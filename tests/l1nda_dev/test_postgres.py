@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import psycopg2
 import pytest
+
 from l1nda_dev.postgres import EmbeddedPostgres
 
 

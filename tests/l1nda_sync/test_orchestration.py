@@ -16,11 +16,26 @@ def test_token_ids_are_deduplicated_and_sorted_and_may_come_as_text() -> None:
     assert parse_params({"token_ids": [3, "1", 3]}).token_ids == (1, 3)
 
 
-def test_the_old_notify_param_still_holds_mails_but_not_beside_a_different_send_mails() -> None:
+def test_the_old_notify_param_still_holds_mails_also_beside_the_default_airflow_fills_in() -> None:
     assert parse_params({"notify": False}).send_mails is False
+    assert parse_params({"notify": False, "send_mails": True}).send_mails is False  # Airflow's default beside it
     assert parse_params({"notify": True, "send_mails": True}).send_mails is True
-    with pytest.raises(ParamError, match=r"^notify: renamed to send_mails"):
-        parse_params({"notify": False, "send_mails": True})
+    assert parse_params({"notify": True, "send_mails": False}).send_mails is False  # either one holds them
+
+
+def test_a_plan_written_by_the_previous_release_keeps_its_notify_false() -> None:
+    from l1nda_sync.pipeline import PlannedRun
+
+    old = {"run_id": 3, "batches": [[1]], "dry_run": False, "notify": False}
+    assert PlannedRun.from_xcom(old).send_mails is False
+    assert PlannedRun.from_xcom({**old, "notify": True}).send_mails is True
+
+
+def test_the_previous_task_body_names_still_run() -> None:
+    from l1nda_sync import orchestration
+
+    assert (orchestration.finish, orchestration.notify, orchestration.report) == (
+        orchestration.apply, orchestration.deliver, orchestration.close_report)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +48,7 @@ def test_the_old_notify_param_still_holds_mails_but_not_beside_a_different_send_
         ({"force": "yes"}, "force"),
         ({"dry_run": 1}, "dry_run"),
         ({"send_mails": "false"}, "send_mails"),
-        ({"notify": "false"}, "send_mails"),
+        ({"notify": "false"}, "notify"),
     ],
 )
 def test_bad_values_name_their_field(params: dict, field: str) -> None:
@@ -75,7 +90,7 @@ def test_plan_fails_a_bad_conf_without_retries_before_touching_the_registry(para
     from l1nda_sync import orchestration
 
     monkeypatch.delenv("L1NDA_DATABASE_URL", raising=False)
-    monkeypatch.setattr(orchestration, "build_engine", lambda: pytest.fail("the registry was touched"))
+    monkeypatch.setattr(orchestration, "_pipeline", lambda: pytest.fail("the registry was touched"))
     with pytest.raises(AirflowFailException) as err:
         orchestration.plan(params, "manual__1")
     assert str(err.value).startswith(next(iter(params)) + ": ") or str(err.value).startswith("token_ids: ")

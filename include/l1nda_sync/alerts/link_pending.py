@@ -2,7 +2,7 @@
 
 A link is pending until a sync finds an active token that reaches its company; when no registered token does
 (the customer's token was never added, or its filter leaves the company out) that would otherwise go unseen.
-`evaluate` is called once per notify step (the sweep): it opens one provider-wide problem (token_id NULL) when
+`evaluate` is called once per delivery step (the sweep): it opens one provider-wide problem (token_id NULL) when
 some wanted link has been pending longer than the setting, keeps its list current while it lasts, reminds like
 every problem, and resolves it after the quiet period once no link is waiting. Operations only; the mails
 say, per link, why it is pending (`registry.links.pending_reasons`). `link_pending_after = 0` turns it off

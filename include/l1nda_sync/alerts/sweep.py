@@ -1,4 +1,4 @@
-"""The sweep (the DAG's notify step, before draining the outbox): what time alone decides.
+"""The sweep (the run pipeline's delivery step, before draining the outbox): what time alone decides.
 
 Resolves problems whose cause stayed clear for the quiet period, sends reminders that are due, clears a
 provider incident once the breaker's window no longer trips, closes the problems of tokens an

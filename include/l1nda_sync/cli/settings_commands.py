@@ -31,7 +31,8 @@ def run_settings(ctx: Context) -> int:
     for s in SETTINGS:
         value = getattr(resolved, s.name)
         if s.secret:
-            value = f"({len(value)} set)" if value else None
+            # A count of keys, never a secret's length.
+            value = (f"({len(value)} set)" if isinstance(value, tuple | list) else "(set)") if value else None
         elif s.name == "database_url" and value:
             value = redact_url(value)
         rows.append({"name": s.name, "env_var": s.env_var, "value": value, "default": s.default, "help": s.help})

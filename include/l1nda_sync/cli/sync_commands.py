@@ -7,11 +7,16 @@ scripts. The DAG remains the scheduled path; both claim tokens the same way, so 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from l1nda_sync.cli.context import Context
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.errors import InvalidInput, RegistryError
+
+if TYPE_CHECKING:
+    from l1nda_sync.cli.context import Commands
 
 LIMIT_MAX = 1000
 RUN_ID_MAX = 2**63 - 1
@@ -21,9 +26,9 @@ class SyncRunFailed(RegistryError):
     """A `sync run` that failed after it opened a run (exit 1); the message says what was and was not written."""
 
 
-def _arg(check: Any) -> Any:
+def _arg(check: Callable[[str], int]) -> Callable[[str], int]:
     """An argparse type from a validation function: bad values exit 2 with the message, before anything runs."""
-    def parse(value: str) -> Any:
+    def parse(value: str) -> int:
         try:
             return check(value)
         except InvalidInput as exc:
@@ -36,7 +41,7 @@ limit_arg = _arg(lambda value: v.whole_number(value, "--limit", low=1, high=LIMI
 run_id_arg = _arg(lambda value: v.whole_number(value, "ID", low=1, high=RUN_ID_MAX))
 
 
-def register(commands: Any, common: argparse.ArgumentParser) -> None:
+def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     group = commands.add_parser("sync", help="run a sync now (what the nmbrs_token_sync DAG runs)",
                                 description="Check tokens, rediscover their reach, reconcile links, send alerts.")
     group.set_defaults(group_parser=group)
@@ -70,13 +75,15 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def run_sync(ctx: Context) -> int:
     """The run pipeline in this process; the exit status follows the DAG's run state (see `l1nda_sync.pipeline`)."""
+    from l1nda_sync.engine.checking import KeysCannotDecrypt
     from l1nda_sync.engine.planning import PlanError
     from l1nda_sync.engine.sync import RunAborted
     from l1nda_sync.pipeline import ChecksNotApplied, DeliveryFailed, RunPipeline, RunRequest, build_engine
 
     args = ctx.args
     ctx.connect()  # refuses a registry whose schema is behind, before anything is probed
-    pipeline = RunPipeline(build_engine(ctx.settings))
+    # The registry the command was pointed at (--database-url wins over the environment), as every command.
+    pipeline = RunPipeline(build_engine(dataclasses.replace(ctx.settings, database_url=ctx.database_url())))
     request = RunRequest(token_ids=tuple(args.token_ids), force=args.force, dry_run=args.dry_run,
                          send_mails=args.send_mails)
     try:
@@ -86,6 +93,8 @@ def run_sync(ctx: Context) -> int:
     except RunAborted as exc:
         if exc.interrupted:
             raise KeyboardInterrupt(str(exc)) from None
+        raise SyncRunFailed(str(exc)) from None
+    except KeysCannotDecrypt as exc:  # a dry run's probe (a real run's is a RunAborted)
         raise SyncRunFailed(str(exc)) from None
     except ChecksNotApplied as exc:
         ctx.note(exc.report.table())

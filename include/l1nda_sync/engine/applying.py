@@ -407,7 +407,8 @@ def apply_locked(
     """Apply locked pending checks, each of a different token, inside the caller's transaction: decide each,
     write the reach it carries, then every token's health in one `write_health`; a check that must not be
     applied is marked with why. Returns what was applied, in the order given."""
-    assert len({p.token_id for p in pending}) == len(pending), "one check per token in a batch"
+    if len({p.token_id for p in pending}) != len(pending):  # two writes of one token's health would race
+        raise ValueError("apply_locked takes one check per token in a batch")
     writes: list[HealthWrite] = []
     for p in pending:
         note = p.skip_note

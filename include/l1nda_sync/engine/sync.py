@@ -297,7 +297,8 @@ class SyncEngine:
                     """INSERT INTO runs (id, dag_run_id, started_at, dry_run, forced, state, summary)
                        VALUES (%s, %s, %s, false, %s, 'running', %s::jsonb)""",
                     (run_id, dag_run_id, now, force,
-                     json.dumps({"planned": len(ids), "skipped": [t for t, _ in skipped]})),
+                     json.dumps({"planned": len(ids),
+                                 "skipped": [{"token_id": t, "run_id": r} for t, r in skipped]})),
                 )
             plan = Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size), skipped)
             if plan.skipped:
@@ -397,10 +398,14 @@ class SyncEngine:
         run_id = report.run_id
         if run_id is not None:
             release_claims(cur, run_id)  # a check that could not be applied must not block its token
+            stored = report.to_dict()
+            if not report.skipped:
+                stored.pop("skipped")  # the plan stored them; this step does not know them
             cur.execute(
-                """UPDATE runs SET finished_at = %s, state = 'success',
+                """UPDATE runs SET finished_at = %s, state = %s,
                        summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE id = %s""",
-                (self.clock(), json.dumps(report.to_dict(), default=str), run_id),
+                (self.clock(), "failed" if report.apply_errors else "success", json.dumps(stored, default=str),
+                 run_id),
             )
         if self.settings.check_retention > 0:
             report.checks_pruned = prune_checks(
@@ -460,20 +465,29 @@ class SyncEngine:
         return report
 
     def _check_and_apply(self, plan: Plan, *, dry_run: bool, conn: Connection | None) -> RunReport:
-        calls = stored = 0
+        """Every batch is checked even when one fails (as the DAG's mapped check tasks are); a failure then closes
+        the run before anything is applied, as the DAG's close_run task does."""
+        calls = 0
+        failure: BaseException | None = None
         step = "checking"
         try:
             for batch in plan.batches:
-                counts = self.check_batch(plan.run_id, batch, dry_run=dry_run, conn=conn)
-                calls += counts.get("calls", 0)
-                stored += counts.get("checked", 0)
+                try:
+                    calls += self.check_batch(plan.run_id, batch, dry_run=dry_run, conn=conn).get("calls", 0)
+                except Exception as exc:
+                    if dry_run or plan.run_id is None:
+                        raise
+                    log.warning("run %s: a batch of %d token(s) failed: %s", plan.run_id, len(batch), exc)
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
             step = "applying"
             report = self.apply_checks(plan.run_id, dry_run=dry_run, conn=conn)
         except (Exception, KeyboardInterrupt) as exc:
             if dry_run or plan.run_id is None:
                 raise
             released = self.abort(plan.run_id, f"{step}: {str(exc) or type(exc).__name__}")
-            stored = stored or self._stored_checks(plan.run_id)
+            stored = self._stored_checks(plan.run_id)
             raise RunAborted(plan.run_id, step, exc, released=released, stored=stored) from exc
         report.calls = report.calls or calls
         return report
@@ -503,8 +517,11 @@ _NO_PROBER = _NoProber()
 
 
 def _require_rollback_conn(dry_run: bool, conn: Connection | None) -> None:
+    """`conn` is for a dry run only: the connection whose transaction the caller rolls back."""
     if dry_run and conn is None:
         raise ValueError("a dry run needs `conn`: the connection whose transaction the caller rolls back")
+    if conn is not None and not dry_run:
+        raise ValueError("`conn` is for a dry run only; a real step opens and commits its own connection")
 
 
 PRUNE_LIMIT = 20_000  # per run: a backlog shrinks over a few runs instead of one long delete

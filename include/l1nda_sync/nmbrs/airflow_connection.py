@@ -12,6 +12,7 @@ also when the server echoes it. The form of the connection type is declared in `
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import requests
 from airflow.providers.http.hooks.http import HttpHook
 
 from l1nda_sync import provider_info
-from l1nda_sync.masking import Scrubber, Secret, mask
+from l1nda_sync.masking import Scrubber, Secret, mask, redact_url
 from l1nda_sync.nmbrs.client import NmbrsClient
 from l1nda_sync.nmbrs.errors import (
     CredentialInvalid,
@@ -172,15 +173,20 @@ class NmbrsSoapHook(HttpHook):
             values = self.get_connection_values()
         except Exception as exc:
             return False, (f"the Airflow connection {self.nmbrs_conn_id!r} cannot be read ({type(exc).__name__}: "
-                           f"{str(exc)[:300]}); define it with type {provider_info.CONN_TYPE!r} and the SOAP base "
-                           f"URL as host, e.g. {provider_info.DEFAULT_BASE_URL}")
+                           f"{_redact_urls(str(exc))[:300]}); define it with type {provider_info.CONN_TYPE!r} "
+                           f"and the SOAP base URL as host, e.g. {provider_info.DEFAULT_BASE_URL}")
         token = values.test_token.reveal() if values.test_token is not None else ""
         scrub = Scrubber(token)
         try:
             ok, message = _ConnectionTest(self, values).run()
         except Exception as exc:  # a bug or an unforeseen answer: still an answer for the UI, never a 500
             ok, message = False, f"the test failed unexpectedly: {type(exc).__name__}: {str(exc)[:500]}"
-        return ok, scrub(message)
+        return ok, scrub(_redact_urls(message))  # a user:password@ in the host never reaches the UI either
+
+
+def _redact_urls(text: str) -> str:
+    """Every URL in a message with its password hidden (`redact_url`), the rest of the text left as it is."""
+    return re.sub(r"[a-z][a-z0-9+.-]*://\S+", lambda m: redact_url(m.group(0)), text)
 
 
 class _ConnectionTest:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from l1nda_dev.bench.figures import percentile, task_instances
 from l1nda_dev.bench.run import main
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from l1nda_dev.bench import nmbrs_client as bench
 
 

@@ -268,3 +268,11 @@ def test_the_test_button_through_the_api_server(sim: RunningSim, monkeypatch: py
     form = next(m for m in meta if m["connection_type"] == "nmbrs_soap")
     assert form["standard_fields"]["host"]["title"] == "SOAP base URL"
     assert set(form["extra_fields"]) == {"test_login", "test_token"}
+
+
+def test_a_password_in_the_host_never_reaches_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, f"http://ops:Hunter2Hunter2@127.0.0.1:{closed_port()}/soap/v3/")
+    ok, message = NmbrsSoapHook().test_connection()
+    assert not ok
+    assert "Hunter2Hunter2" not in message
+    assert "ops:***@127.0.0.1" in message

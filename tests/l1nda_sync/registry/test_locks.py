@@ -115,3 +115,12 @@ def test_session_locks_exclude_a_second_session_until_unlocked(database_url: str
     finally:
         first.close()
         second.close()
+
+
+def test_the_keys_are_the_ones_every_release_takes() -> None:
+    """Workers of two releases run side by side during a deploy: a changed key would let both into the same
+    section. The values are pinned here, not compared with themselves."""
+    assert (locks.SCHEMA_LOCK_KEY, locks.TOKEN_WRITE_LOCK_KEY, locks.WEBHOOK_DELIVERY_LOCK_KEY) == (
+        0x4C314E444101, 0x4C314E444102, 0x4C314E4457)
+    assert locks.LINK_REQUEST_LOCK_CLASS == 0x4C31
+    assert (locks.OUTBOX_DRAIN_LOCK_NAME, locks.PROBLEM_LOCK_PREFIX) == ("l1nda-outbox-drain", "l1nda-problem")
