@@ -87,6 +87,31 @@ def scenario_tokens(path: Path = DEMO_SCENARIO) -> dict[str, str]:
     return {login["username"]: login["token"] for env in scenario["environments"] for login in env["logins"]}
 
 
+REST_APP_ID = "PartnerApp_L1NDA_demo"  # L1NDA's Nmbrs app in the demo scenario's `rest.clients`
+
+
+def scenario_rest_app(path: Path = DEMO_SCENARIO, client_id: str = REST_APP_ID) -> dict[str, Any]:
+    """L1NDA's Nmbrs app as the scenario registers it: client id, secret, redirect URIs, subscription keys."""
+    scenario = yaml.safe_load(path.read_text())
+    for client in (scenario.get("rest") or {}).get("clients") or []:
+        if client["client_id"] == client_id:
+            return dict(client)
+    raise DemoError(f"{path.name} registers no REST client {client_id}")
+
+
+def rest_settings(root_url: str, path: Path = DEMO_SCENARIO) -> dict[str, str]:
+    """The L1NDA_NMBRS_REST_* settings for L1NDA's app on the simulator (API and identity server on one host)."""
+    app = scenario_rest_app(path)
+    return {
+        "L1NDA_NMBRS_REST_API_BASE_URL": root_url,
+        "L1NDA_NMBRS_REST_IDENTITY_BASE_URL": root_url,
+        "L1NDA_NMBRS_REST_CLIENT_ID": str(app["client_id"]),
+        "L1NDA_NMBRS_REST_CLIENT_SECRET": str(app["client_secret"]),
+        "L1NDA_NMBRS_REST_SUBSCRIPTION_KEY": str(app["subscription_keys"][0]),
+        "L1NDA_NMBRS_REST_REDIRECT_URI": str(app["redirect_uris"][0]),
+    }
+
+
 def repo_root() -> Path:
     """The checkout (the packages are installed editable from include/); else the working directory."""
     here = Path(__file__).resolve().parents[3]
@@ -199,6 +224,8 @@ class DemoStack:
             "L1NDA_FERNET_KEYS": Fernet.generate_key().decode(),
             "L1NDA_OPS_RECIPIENTS": OPS,
             "L1NDA_NMBRS_WSDL_CACHE_DIR": str(self.paths.work / "wsdl-cache"),
+            # L1NDA's own Nmbrs REST app (the scenario's PartnerApp_L1NDA_demo), for consents and REST checks.
+            **rest_settings(self.sim.root_url),
             **SHORTENED,
         }
         if self.ui_port is not None:

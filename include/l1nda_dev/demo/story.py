@@ -241,9 +241,17 @@ def run(stack: DemoStack) -> int:
     after = snapshot(stack)
     problems = _rows(stack.cli_json("problems", "list"))
     console.raw(tell(stack, before, after, problems))
+    misses = expectations(stack, after)
+    if misses:
+        raise DemoError("the story did not go as expected: " + "; ".join(misses))
+    from l1nda_dev.demo import rest_story
+
+    chapter = rest_story.run_chapter(stack, run_dag, wait_until_due, links=after.links,
+                                     labels={tid: str(t.get("label")) for tid, t in after.tokens.items()})
+    console.raw(rest_story.tell(chapter))
+    misses = rest_story.expectations(chapter)
     for number, summary in _query(stack, "SELECT id, summary FROM runs ORDER BY id"):
         print(f"registry run {number}: {summary}", flush=True)  # into the log
-    misses = expectations(stack, after)
     if misses:
         raise DemoError("the story did not go as expected: " + "; ".join(misses))
     return 0

@@ -97,6 +97,15 @@ def test_the_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> 
     assert re.search(r"50401 .*suspended: the token no longer reaches it", out), out
     assert re.search(r"50202 .*pending.*active via Horeca office", out), out
     assert "revoked - Modehuis Van Dijk" in out
+    # The REST chapter: consent, the link moves to the connection, withdrawal, failover back, mails.
+    assert "$ l1nda-sync connections start --customer CUST-ANKER" in out
+    assert re.search(r"connections finish --callback-url .* -> connection \d+, consented by "
+                     r"salaris@brasserie-hetanker\.example, reaching 1 debtor\(s\) and 2 companies", out), out
+    assert re.search(r"50101 .*active via Horeca office\s+active via CUST-ANKER \(moved to the customer's REST "
+                     r"connection\)\s+active via Horeca office", out), out
+    assert re.search(r"connection \d+ 'CUST-ANKER' .*\n.*state revoked", out), out
+    assert "consent_revoked - CUST-ANKER" in out
+    assert "code=…" in out  # the callback's code and state are shown masked
     # Every mail listed exists in var/mail and reads as a mail: subject and recipients as listed.
     listed = re.findall(r"^  (\[L1NDA\].*)\n      to (.*)\n      (/.*\.eml)$", out, re.M)
     assert len(listed) >= 3, out
@@ -109,7 +118,8 @@ def test_the_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> 
         assert message.get_all("X-Original-To") == to.split(", ")
         assert message.get_body(("plain",)).get_content().strip()
         recipients.update(to.split(", "))
-    assert {"support@l1nda.example", "payroll@modehuis-vandijk.example"} <= recipients
+    assert {"support@l1nda.example", "payroll@modehuis-vandijk.example",
+            "salaris@brasserie-hetanker.example"} <= recipients
     # No secret on screen: the scenario's tokens appear masked only.
     assert "0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a" not in out
     assert "…4f5a" in out
