@@ -183,6 +183,85 @@ def table(figures: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.append("")
+    if figures.get("rest"):
+        rest = figures["rest"]
+        lines += [f"REST connections ({rest['connections']}, consented in {rest['consent_seconds']:.1f} s; "
+                  f"rest_expired: the simulated clock {rest['clock_advanced_s']:.0f} s on):", rest_table(rest), ""]
     for t in figures["targets"]:
         lines.append(f"{t['verdict']:<5} {t['name']}: {t['measured']} (target {t['limit']})")
     return "\n".join(lines)
+
+
+# -- the REST sweep (issue 18) ----------------------------------------------------------------------------------
+def rest_sweep_figures(raw: dict[str, Any], calls: list[int], *, token_calls: int, latency_ms: float,
+                       concurrency: int) -> dict[str, Any]:
+    """A REST sweep's figures: the SOAP sweep's, plus the identity server's token calls. Its calls and latency
+    bound count the API calls and the token calls (a refresh comes before its connection's probe): every call
+    waits out the latency, `concurrency` at a time, and one connection's calls one after another."""
+    figures = sweep_figures(raw, calls, latency_ms=latency_ms, concurrency=concurrency)
+    total = sum(calls) + token_calls
+    per_connection = max(calls, default=0) + (1 if token_calls else 0)
+    bound = max(bound_seconds(total, latency_ms, concurrency), per_connection * latency_ms / 1000)
+    seconds = raw["seconds"]
+    figures.update({
+        "connections": raw["tokens"],
+        "api_calls": sum(calls),
+        "token_calls": token_calls,
+        "calls": total,
+        "calls_per_second": round(total / seconds, 1) if seconds else None,
+        "bound_seconds": round(bound, 3),
+        "wall_to_bound": round(seconds / bound, 3) if bound else None,
+        "check_to_bound": round(raw["check_seconds"] / bound, 3) if bound else None,
+    })
+    return figures
+
+
+def rest_targets(rest: dict[str, Any], *, concurrency: int) -> list[Target]:
+    """Issue 18's: an unchanged sweep of REST connections within 1.3x of its latency bound; access tokens
+    refreshed only when due (none within the hour, one per connection once the clock passed their expiry)."""
+    sweeps = rest["sweeps"]
+    unchanged, expired = sweeps["rest_unchanged"], sweeps["rest_expired"]
+    ratio = unchanged["wall_to_bound"]
+    n = rest["connections"]
+    quiet, due = unchanged["token_calls"], expired["token_calls"]
+    return [
+        Target("rest_bound_ratio", f"unchanged REST sweep of {n} connections / latency bound (concurrency "
+               f"{concurrency})", "n/a (no latency)" if ratio is None else f"{ratio:.2f}x", f"<= {MAX_BOUND_RATIO}x",
+               None if ratio is None else ratio <= MAX_BOUND_RATIO),
+        Target("rest_refresh", "access token refreshes: within the hour / after the clock passed expiry",
+               f"{quiet} / {due}", f"0 / {n} (one per connection)", quiet == 0 and due == n),
+    ]
+
+
+def rest_table(rest: dict[str, Any]) -> str:
+    """The REST sweeps side by side, as the SOAP sweeps are shown."""
+    sweeps = rest["sweeps"]
+    names = list(sweeps)
+    rows: list[tuple[str, ...]] = [("", *names)]
+
+    def row(label: str, get: Any) -> None:
+        rows.append((label, *(get(sweeps[n]) for n in names)))
+
+    def num(value: Any, fmt: str = "{}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    row("connections", lambda s: str(s["connections"]))
+    row("wall (s)", lambda s: f"{s['seconds']:.2f}")
+    row("  plan / check / finish (s)",
+        lambda s: f"{s['plan_seconds']:.2f} / {s['check_seconds']:.2f} / {s['finish_seconds']:.2f}")
+    row("calls: API + /connect/token", lambda s: f"{s['api_calls']} + {s['token_calls']}")
+    row("calls/s", lambda s: num(s["calls_per_second"]))
+    row("API calls/connection med / max",
+        lambda s: f"{s['calls_per_token']['median']:g} / {s['calls_per_token']['max']}")
+    row("latency bound (s)", lambda s: f"{s['bound_seconds']:.2f}")
+    row("wall / bound", lambda s: num(s["wall_to_bound"], "{:.2f}x"))
+    row("check CPU (s) / ms per call",
+        lambda s: f"{s['check_cpu_seconds']:.2f} / {num(s['cpu_ms_per_call'], '{:.2f}')}")
+    row("statements / connection", lambda s: num(s["statements_per_token"]))
+    row("outcomes", lambda s: ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items())) or "-")
+    row("links act. / failover / susp.",
+        lambda s: f"{s['links_activated']} / {s['links_failed_over']} / {s['links_suspended']}")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths,
+                                                                                                    strict=True)))
+                     for r in rows)

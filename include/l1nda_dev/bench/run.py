@@ -24,6 +24,7 @@ from typing import Any
 import psycopg2
 
 from l1nda_dev.bench import figures as fig
+from l1nda_dev.bench.rest import add_rest, consent_connections, rest_env, token_calls
 from l1nda_dev.bench.sweep import SweepJob, run_sweep
 from l1nda_dev.bench.world import (
     apply_churn,
@@ -34,8 +35,11 @@ from l1nda_dev.bench.world import (
     write_scenario,
 )
 from l1nda_dev.postgres import create_database
+from nmbrs_sim.rest_clients import RestSettings
 
 QUICK_TOKENS = 200
+REST_CONNECTIONS = 500
+QUICK_REST_CONNECTIONS = 50
 DB_NAME = "l1nda_bench"
 
 
@@ -56,6 +60,7 @@ class Options:
     profile_on_miss: bool = True
     airflow_tokens: int = 0
     airflow_batch_size: int = 10
+    rest_connections: int = 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,16 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens for the one real `airflow dags test` run (default 100; 0 = skip; --quick: 0)")
     p.add_argument("--airflow-batch-size", type=int, default=10,
                    help="batch size in the Airflow run, so that it maps several batches (default 10)")
+    p.add_argument("--rest-connections", type=int, default=None,
+                   help=f"REST connections for the REST sweep (default {REST_CONNECTIONS}; --quick: "
+                        f"{QUICK_REST_CONNECTIONS}; 0 = skip)")
     return p
 
 
 def options_from(args: argparse.Namespace) -> Options:
     airflow = args.airflow_tokens if args.airflow_tokens is not None else (0 if args.quick else 100)
+    rest = (args.rest_connections if args.rest_connections is not None
+            else QUICK_REST_CONNECTIONS if args.quick else REST_CONNECTIONS)
     return Options(tokens=QUICK_TOKENS if args.quick else args.tokens, latency_ms=args.latency_ms,
                    concurrency=args.concurrency, batch_size=args.batch_size, parallel_batches=args.parallel_batches,
                    calls_per_second=args.calls_per_second, link_share=args.link_share, churn_share=args.churn_share,
                    seed=args.seed, out=args.out, profile_on_miss=not args.no_profile, airflow_tokens=airflow,
-                   airflow_batch_size=args.airflow_batch_size)
+                   airflow_batch_size=args.airflow_batch_size, rest_connections=rest)
 
 
 def say(message: str) -> None:
@@ -109,9 +119,11 @@ class Bench:
             "nmbrs_wsdl_cache_dir": wsdl_cache, "nmbrs_read_timeout": 120.0, "nmbrs_call_deadline": 300.0,
         }
 
-    def sweep(self, *, force: bool, profile: bool = False) -> dict[str, Any]:
+    def sweep(self, *, force: bool, profile: bool = False, token_ids: Sequence[int] = (),
+              access_clock_offset_s: float = 0.0) -> dict[str, Any]:
         job = SweepJob(self.database_url, self.settings_overrides, self.env, force=force,
-                       parallel_batches=self.opts.parallel_batches, profile=profile)
+                       parallel_batches=self.opts.parallel_batches, profile=profile, token_ids=tuple(token_ids),
+                       access_clock_offset_s=access_clock_offset_s)
         before = self.server_rows_written()
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
             raw = pool.submit(run_sweep, job).result()
@@ -167,6 +179,7 @@ def run(opts: Options) -> dict[str, Any]:
         t = time.perf_counter()
         scenario = generate_world(tokens=opts.tokens, seed=opts.seed)
         summary = summarize(scenario)
+        rest_users = add_rest(scenario, opts.rest_connections, random.Random(opts.seed + 18))  # noqa: S311
         world = index_world(scenario)
         scenario_path = Path(tmp) / "world.json"
         write_scenario(scenario, scenario_path)
@@ -185,6 +198,7 @@ def run(opts: Options) -> dict[str, Any]:
                 schema.upgrade(conn)
             finally:
                 conn.close()
+            env.update(rest_env(sim.root_url))  # L1NDA's Nmbrs REST app; no SOAP sweep has a connection to check
             settings = Settings.load(env, use_airflow=False)
             t = time.perf_counter()
             token_ids = register_tokens(url, settings, world.logins)
@@ -241,6 +255,10 @@ def run(opts: Options) -> dict[str, Any]:
             if opts.profile_on_miss:
                 result["profiles"] = replay_missed(bench, admin, world, targets, opts, rng,
                                                    linked={c.id for c in linked})
+            if rest_users:
+                result["rest"] = rest_sweeps(bench, admin, url, settings, rest_users)
+                result["targets"] += [t.to_dict() for t in fig.rest_targets(result["rest"],
+                                                                            concurrency=opts.concurrency)]
             if opts.airflow_tokens:
                 from l1nda_dev.bench.airflow_run import airflow_figures
 
@@ -261,6 +279,38 @@ def run(opts: Options) -> dict[str, Any]:
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     return result
+
+
+def rest_sweeps(bench: Bench, admin: Any, url: str, settings: Any, usernames: list[str]) -> dict[str, Any]:
+    """Consent every REST login (no latency while setting up), then sweep the connections three times through
+    the check and apply path: first (new connections: matching), unchanged (within the hour: no refresh), and
+    after the simulated clock passed the access tokens' expiry (the engine's access-token clock moved on as far:
+    one refresh per connection)."""
+    opts = bench.opts
+    admin.set_latency(0)
+    t = time.perf_counter()
+    ids = consent_connections(url, settings, admin, usernames)
+    consent_seconds = time.perf_counter() - t
+    admin.set_latency(opts.latency_ms)
+    say(f"REST: {len(ids)} connections consented through the simulator's admin API and stored "
+        f"({consent_seconds:.1f} s)")
+    raws: dict[str, dict[str, Any]] = {}
+    expiry = float(RestSettings().access_token_seconds) + 120  # the bench world keeps the default lifetime
+    for name, offset in (("rest_first", 0.0), ("rest_unchanged", 0.0), ("rest_expired", expiry)):
+        if offset:
+            admin.advance_clock(offset)
+        before = token_calls(admin)
+        raw = bench.sweep(force=True, token_ids=ids, access_clock_offset_s=offset)
+        raw["token_calls"] = token_calls(admin) - before
+        raws[name] = raw
+        say(f"REST sweep {name}: {raw['seconds']:.2f} s, {raw['calls']} API calls, {raw['token_calls']} token calls")
+    sweeps = {name: fig.rest_sweep_figures(raw, bench.calls_of(raw["run_id"]), token_calls=raw["token_calls"],
+                                           latency_ms=opts.latency_ms, concurrency=opts.concurrency)
+              for name, raw in raws.items()}
+    for name, raw in raws.items():
+        sweeps[name]["links_moved_to_rest"] = raw.get("links_moved_to_rest", 0)
+    return {"connections": len(ids), "consent_seconds": round(consent_seconds, 2), "clock_advanced_s": expiry,
+            "sweeps": sweeps}
 
 
 def replay_missed(bench: Bench, admin: Any, world: Any, targets: list[fig.Target], opts: Options,
