@@ -257,8 +257,14 @@ def run(opts: Options) -> dict[str, Any]:
                                                    linked={c.id for c in linked})
             if rest_users:
                 result["rest"] = rest_sweeps(bench, admin, url, settings, rest_users)
-                result["targets"] += [t.to_dict() for t in fig.rest_targets(result["rest"],
-                                                                            concurrency=opts.concurrency)]
+                rest_targets = fig.rest_targets(result["rest"], concurrency=opts.concurrency)
+                result["targets"] += [t.to_dict() for t in rest_targets]
+                if opts.profile_on_miss and any(t.key == "rest_bound_ratio" and t.ok is False for t in rest_targets):
+                    say("profiling an unchanged REST sweep (a missed target)...")
+                    rest = result["rest"]
+                    result["profiles"]["rest_unchanged"] = bench.sweep(
+                        force=True, profile=True, token_ids=rest["connection_ids"],
+                        access_clock_offset_s=rest["clock_advanced_s"])["profile"]
             if opts.airflow_tokens:
                 from l1nda_dev.bench.airflow_run import airflow_figures
 
@@ -309,8 +315,8 @@ def rest_sweeps(bench: Bench, admin: Any, url: str, settings: Any, usernames: li
               for name, raw in raws.items()}
     for name, raw in raws.items():
         sweeps[name]["links_moved_to_rest"] = raw.get("links_moved_to_rest", 0)
-    return {"connections": len(ids), "consent_seconds": round(consent_seconds, 2), "clock_advanced_s": expiry,
-            "sweeps": sweeps}
+    return {"connections": len(ids), "connection_ids": ids, "consent_seconds": round(consent_seconds, 2),
+            "clock_advanced_s": expiry, "sweeps": sweeps}
 
 
 def replay_missed(bench: Bench, admin: Any, world: Any, targets: list[fig.Target], opts: Options,

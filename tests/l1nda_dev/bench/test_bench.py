@@ -37,7 +37,7 @@ def test_task_instances_are_batches_plus_the_fixed_tasks() -> None:
 def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     assert main(["--tokens", "20", "--latency-ms", "0", "--airflow-tokens", "0", "--link-share", "0.5",
-                 "--churn-share", "0.05", "--out", str(out)]) == 0
+                 "--churn-share", "0.05", "--rest-connections", "5", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     printed = capsys.readouterr().out
 
@@ -69,7 +69,7 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
 
     verdicts = {t["key"]: t["verdict"] for t in result["targets"]}
     assert set(verdicts) == {"bound_ratio", "unchanged_calls", "unchanged_writes", "reconcile", "peak_rss",
-                             "task_instances"}
+                             "task_instances", "rest_bound_ratio", "rest_refresh"}
     assert verdicts["bound_ratio"] == "n/a"
     assert verdicts["unchanged_calls"] == verdicts["unchanged_writes"] == verdicts["task_instances"] == "PASS"
     # Claim, check row, applied mark, token row: four rows per unchanged token, counted by the server.
@@ -77,6 +77,7 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     # Applying unchanged checks: one statement per token (the alert hook's look-up) plus a fixed few.
     assert unchanged["statements_by_phase"]["finish"] <= unchanged["tokens"] + 15
     assert "tokens/s" in printed
+    _assert_rest_figures(result, verdicts, printed)
     assert f"wrote {out}" in printed
 
 
@@ -92,3 +93,47 @@ def test_diagnosis_compares_cpu_per_call_with_the_rate_the_bound_assumes() -> No
     assert "1.28x the bound" in text
     assert diagnosis({"sweeps": {"unchanged": {**unchanged, "bound_seconds": 0.0}}}, latency_ms=0,
                      concurrency=32) is None
+
+
+def _assert_rest_figures(result: dict, verdicts: dict[str, str], printed: str) -> None:
+    """Five connections consented, swept three times: 2 API calls each, refreshes only once the clock passed."""
+    rest = result["rest"]
+    assert rest["connections"] == 5
+    assert set(rest["sweeps"]) == {"rest_first", "rest_unchanged", "rest_expired"}
+    for name, sweep in rest["sweeps"].items():
+        assert sweep.keys() >= SWEEP_FIGURES | {"connections", "api_calls", "token_calls", "calls",
+                                                "calls_per_second", "links_moved_to_rest"}, name
+        assert sweep["connections"] == sweep["tokens"] == 5, name
+        assert sweep["outcomes"] == {"valid": 5}, name
+        # One debtor each: /api/debtors, then its companies.
+        assert sweep["calls_per_token"]["max"] == sweep["calls_per_token"]["median"] == 2, name
+        assert sweep["api_calls"] == 10, name
+        assert sweep["calls"] == sweep["api_calls"] + sweep["token_calls"], name
+        assert sweep["calls_per_second"] > 0, name
+        assert 0 < sweep["seconds"] < 60, name
+        assert sweep["bound_seconds"] == 0  # no latency
+        assert sweep["wall_to_bound"] is None
+    sweeps = rest["sweeps"]
+    assert sweeps["rest_first"]["token_calls"] == sweeps["rest_unchanged"]["token_calls"] == 0
+    assert sweeps["rest_expired"]["token_calls"] == 5  # one refresh per connection, none repeated
+    assert sweeps["rest_unchanged"]["reach_gained"] == sweeps["rest_unchanged"]["reach_lost"] == 0
+    assert verdicts["rest_refresh"] == "PASS"
+    assert verdicts["rest_bound_ratio"] == "n/a"
+    assert "REST connections (5, consented in" in printed
+    assert "calls: API + /connect/token" in printed
+    assert "PASS  access token refreshes: within the hour / after the clock passed expiry: 0 / 5" in printed
+
+
+def test_rest_bound_counts_token_calls_and_one_connection_in_sequence() -> None:
+    from l1nda_dev.bench.figures import rest_sweep_figures
+
+    raw = {"tokens": 64, "batches": 1, "seconds": 0.5, "plan_seconds": 0.01, "check_seconds": 0.45,
+           "finish_seconds": 0.04, "statements": {"check": 10}, "rows_written": {}, "peak_rss_mb": 80.0,
+           "outcomes": {"valid": 64}, "reach_gained": 0, "reach_lost": 0, "links_activated": 0,
+           "links_failed_over": 0, "links_suspended": 0}
+    figures = rest_sweep_figures(raw, [2] * 64, token_calls=64, latency_ms=50, concurrency=32)
+    assert figures["calls"] == 192
+    assert figures["bound_seconds"] == 0.3  # 192 calls x 50 ms / 32
+    assert figures["wall_to_bound"] == pytest.approx(1.667, abs=0.001)
+    few = rest_sweep_figures({**raw, "tokens": 2}, [2, 2], token_calls=0, latency_ms=50, concurrency=32)
+    assert few["bound_seconds"] == 0.1  # one connection's two calls, one after the other
