@@ -8,9 +8,11 @@ an RFC 6749 error body becomes `InvalidGrant`, `InvalidClient` or `Authorization
 ends up in an exception is scrubbed of the secrets the call sent (client secret, code, verifier, refresh token),
 in every form a server may echo them in (`l1nda_sync.masking`); none of them ever reaches a log line.
 
-A refresh whose answer is lost (a read time-out) is not retried: the server may have rotated the token already, so
-a repeat could only answer `invalid_grant`. Connection errors and 5xx before an answer are retried under the same
-`RetryPolicy` as every Nmbrs call.
+Both token grants spend what they send (a code, a refresh token: single use), so a token call is retried only
+when the request provably never reached the server: the connection could not be opened (refused, DNS, a connect
+time-out) or the server refused it unprocessed (429). Everything after the request may have been sent (a reset or
+read time-out, a 5xx, a truncated or unreadable answer) is transient but not retried (`retryable` False): the
+server may have rotated the token already, so a repeat could only answer `invalid_grant`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NameResolutionError, NewConnectionError
 
 from l1nda_sync.masking import Scrubber, Secret
 from l1nda_sync.nmbrs.errors import (
@@ -44,6 +47,7 @@ from l1nda_sync.nmbrs.retry import Deadline, RetryPolicy, call_with_retry
 
 IDENTITY = "Identity"
 TRANSIENT_STATUS = frozenset({408, 425, 429})
+UNPROCESSED_STATUS = frozenset({429})  # the server refused the request without processing it: safe to send again
 DEFAULT_TIMEOUT = (5.0, 30.0)
 DEFAULT_RETRY = RetryPolicy(attempts=3, deadline=60.0)
 BASIC = "client_secret_basic"  # authlib's name of the client authentication method
@@ -153,7 +157,12 @@ def _token_call(app: RestApp, form: Mapping[str, str], *, now: datetime, operati
     with _guarded(hidden) as scrub, _session(app, session) as oauth:
 
         def attempt(deadline: Deadline) -> dict[str, Any]:
-            return _post_token(oauth, app, form, scrub, operation, deadline)
+            try:
+                return _post_token(oauth, app, form, scrub, operation, deadline)
+            except NmbrsError as error:
+                if not getattr(error, "unsent", False):
+                    error.retryable = False  # it may have been sent: the code or token may be spent
+                raise
 
         body = call_with_retry(attempt, retry or DEFAULT_RETRY)
         return _grant(body, now, refresh_token, scrub)
@@ -173,14 +182,26 @@ def _post_token(oauth: OAuth2Session, app: RestApp, form: Mapping[str, str], scr
     except NmbrsError:
         raise
     except requests.ReadTimeout:
-        error = TransientError(f"{IDENTITY}.{operation}: no answer in time", service=IDENTITY, operation=operation)
-        error.retryable = grant_type != "refresh_token"  # the server may have rotated it: a repeat cannot help
-        raise error from None
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise TransientError(f"{IDENTITY}.{operation}: {type(exc).__name__}", service=IDENTITY,
+        raise TransientError(f"{IDENTITY}.{operation}: no answer in time", service=IDENTITY,
                              operation=operation) from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        error = TransientError(f"{IDENTITY}.{operation}: {type(exc).__name__}", service=IDENTITY,
+                               operation=operation)
+        error.unsent = _never_sent(exc)  # type: ignore[attr-defined]
+        raise error from None
     except Exception as exc:  # authlib's OAuthError (RFC 6749 body) or anything it could not read
         raise _oauth_error(exc, scrub, operation) from None
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True only when the request provably never left: no connection could be opened (refused, DNS, a connect
+    time-out). A reset or a dropped connection after the request was written may follow its processing."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError | NameResolutionError)
 
 
 def _oauth_error(exc: Exception, scrub: Callable[[str], str], operation: str) -> NmbrsError:
@@ -254,6 +275,7 @@ def _judge_answer(response: requests.Response) -> requests.Response:
     if status >= 500 or status in TRANSIENT_STATUS:
         error = TransientError(f"{IDENTITY}.token: HTTP {status}", service=IDENTITY, operation="token")
         error.retry_after = _retry_after(response.headers.get("Retry-After"))
+        error.unsent = status in UNPROCESSED_STATUS  # type: ignore[attr-defined]
         raise error
     try:
         body = response.json()

@@ -194,30 +194,81 @@ def test_the_callback_keeps_the_granted_scope(sim: RunningSim, app: RestApp) -> 
     assert callback.code is not None
 
 
-def test_identity_server_errors_are_transient_and_retried(sim: RunningSim, app: RestApp, clock: SimClock) -> None:
+def test_identity_server_errors_after_sending_are_transient_and_not_retried(sim: RunningSim, app: RestApp,
+                                                                             clock: SimClock) -> None:
+    """A 5xx may come after the server rotated the token: a repeat would send a spent token (invalid_grant)."""
     grant = consent(sim, app, BUSINESS, clock())
     sim.admin.clear_calls()
     sim.admin.inject_fault("http_502", path="/connect/token", count=1)
+    with pytest.raises(TransientError) as caught:
+        oauth.refresh(app, grant.refresh_token or "", now=clock(), retry=FAST)
+    assert caught.value.outcome == "transient"
+    assert not caught.value.retryable
+    assert "502" in str(caught.value)
+    assert sim.admin.call_count(service="Identity", operation="token") == 1
+    sim.admin.inject_fault("http_403_html", path="/connect/token", count=1)  # a WAF page: not JSON
+    with pytest.raises(TransientError) as page:
+        oauth.refresh(app, grant.refresh_token or "", now=clock(), retry=FAST)
+    assert not page.value.retryable
+    assert sim.admin.call_count(service="Identity", operation="token") == 2
+    assert oauth.refresh(app, grant.refresh_token or "", now=clock()).refresh_token is not None  # not used up
+
+
+def test_a_429_is_refused_unprocessed_and_retried(sim: RunningSim, app: RestApp, clock: SimClock) -> None:
+    grant = consent(sim, app, BUSINESS, clock())
+    sim.admin.clear_calls()
+    sim.admin.inject_fault("http_429", path="/connect/token", count=1, retry_after=0)
     rotated = oauth.refresh(app, grant.refresh_token or "", now=clock(), retry=FAST)
     assert rotated.refresh_token is not None
     assert sim.admin.call_count(service="Identity", operation="token") == 2
-    sim.admin.inject_fault("http_503", path="/connect/token")
-    with pytest.raises(TransientError) as caught:
-        oauth.refresh(app, rotated.refresh_token, now=clock(), retry=FAST)
-    assert caught.value.outcome == "transient"
-    assert "503" in str(caught.value)
-    sim.admin.clear_faults()
-    sim.admin.inject_fault("http_403_html", path="/connect/token", count=1)  # a WAF page: not JSON
-    with pytest.raises(TransientError):
-        oauth.refresh(app, rotated.refresh_token, now=clock(), retry=RetryPolicy(attempts=1))
-    assert oauth.refresh(app, rotated.refresh_token, now=clock()).refresh_token is not None  # nothing was used up
 
 
-def test_a_connection_reset_is_transient(sim: RunningSim, app: RestApp, clock: SimClock) -> None:
+def test_a_connection_reset_is_transient_and_not_retried(sim: RunningSim, app: RestApp, clock: SimClock) -> None:
     grant = consent(sim, app, BUSINESS, clock())
-    sim.admin.inject_fault("reset", path="/connect/token")
-    with pytest.raises(TransientError, match="ConnectionError"):
+    sim.admin.clear_calls()
+    sim.admin.inject_fault("reset", path="/connect/token", count=1)
+    with pytest.raises(TransientError, match="ConnectionError") as caught:
         oauth.refresh(app, grant.refresh_token or "", now=clock(), retry=FAST)
+    assert not caught.value.retryable
+    assert sim.admin.call_count(service="Identity", operation="token") == 1
+
+
+def test_a_code_exchange_is_not_retried_after_sending(sim: RunningSim, app: RestApp, clock: SimClock) -> None:
+    request = oauth.start_authorization(app)
+    query = _query(request.url)
+    code = oauth.parse_callback(sim.admin.authorize(BUSINESS, APP_ID, CALLBACK, query["scope"], query["state"],
+                                                    code_challenge=query["code_challenge"],
+                                                    code_challenge_method="S256")).code
+    assert code is not None
+    sim.admin.clear_calls()
+    sim.admin.inject_fault("http_503", path="/connect/token", count=1)
+    with pytest.raises(TransientError) as caught:
+        oauth.exchange_code(app, code, request.code_verifier, now=clock(), retry=FAST)
+    assert not caught.value.retryable
+    assert sim.admin.call_count(service="Identity", operation="token") == 1
+
+
+def test_a_connection_never_opened_is_retried(clock: SimClock, sim: RunningSim) -> None:
+    import socket
+    from dataclasses import replace
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused, nothing sent
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    closed = replace(rest_app(sim), identity_base=f"http://127.0.0.1:{port}")
+    tries: list[int] = []
+    real = oauth._post_token
+
+    def counting(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        tries.append(1)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(oauth, "_post_token", counting)
+        with pytest.raises(TransientError) as caught:
+            oauth.refresh(closed, "rt", now=clock(), retry=FAST)
+    assert caught.value.retryable
+    assert len(tries) == 3
 
 
 def test_app_repr_hides_its_secrets(sim: RunningSim) -> None:
