@@ -87,7 +87,8 @@ CREATE TABLE rest_entities (
         END),
     CONSTRAINT rest_entities_company_has_debtor CHECK (entity = 'debtor' OR debtor_uuid IS NOT NULL)
 );
-CREATE INDEX rest_entities_key ON rest_entities (entity, key);
+-- One SOAP id is one REST id (per entity): two checks resolving at once cannot both take the same key.
+CREATE UNIQUE INDEX rest_entities_key ON rest_entities (entity, key);
 CREATE INDEX rest_entities_open ON rest_entities (customer_ref) WHERE match IN ('unmatched', 'ambiguous');
 
 -- problems.kind 'consent_revoked': a REST connection's consent was withdrawn (or its refresh token expired).
