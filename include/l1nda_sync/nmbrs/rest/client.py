@@ -6,8 +6,9 @@ when its error is `retryable` (5xx, 408, 425, 42908 after `Retry-After` or backo
 42909; and counts as one call. When the API gateway refuses the subscription key and a secondary key is
 configured, the client switches to it (for the rest of its life) and sends the request again. A
 `RestConversation` is one connection's probe: it refreshes the access token at most once, on a 401 (40101/40102);
-a second refusal is `ConsentRevoked`. No secret ever reaches a message or a log line: server texts are scrubbed of
-the access token and the keys, and the redaction filter guards them while a request is in flight.
+a refusal after a successful refresh is transient (the refresh proved the consent alive); only the identity
+server's `invalid_grant` is `ConsentRevoked`. No secret ever reaches a message or a log line: server texts are
+scrubbed of the access token and the keys, and the redaction filter guards them while a request is in flight.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import requests
 
 from l1nda_sync.masking import Scrubber, Secret
-from l1nda_sync.nmbrs.errors import ConsentRevoked, MalformedAnswer, NmbrsError, TransientError
+from l1nda_sync.nmbrs.errors import MalformedAnswer, NmbrsError, TransientError
 from l1nda_sync.nmbrs.limits import CallGate, shared_gate
 from l1nda_sync.nmbrs.redaction import guarding, install_log_redaction
 from l1nda_sync.nmbrs.rest.answers import (
@@ -190,15 +191,13 @@ class RestConversation:
             return self._get(endpoint, path, params, self.token)
         except TokenRefused as refused:
             if self.refreshed:
-                raise ConsentRevoked(f"{refused} after a refresh: the consent is gone", code=refused.code,
-                                     service=refused.service, operation=refused.operation) from None
+                raise _refused_after_refresh(refused) from None
         self.refreshed = True
-        self.token = self.connection.access(True)
+        self.token = self.connection.access(True)  # invalid_grant here is the consent: ConsentRevoked
         try:
             return self._get(endpoint, path, params, self.token)
         except TokenRefused as again:
-            raise ConsentRevoked(f"{again} after a refresh: the consent is gone", code=again.code,
-                                 service=again.service, operation=again.operation) from None
+            raise _refused_after_refresh(again) from None
 
     def _get(self, endpoint: Endpoint, path: str, params: Mapping[str, Any], token: Secret) -> Any:
         return self.client.get(endpoint, path, params, token, scopes=self.connection.scopes, counter=self._counter)
@@ -214,6 +213,17 @@ class RestConversation:
                 return rows
         raise MalformedAnswer(f"{REST}.{endpoint.operation}: more than {MAX_PAGES} pages", service=REST,
                               operation=endpoint.operation)
+
+
+def _refused_after_refresh(refused: TokenRefused) -> TransientError:
+    """A 401 for a token the identity server has just issued: the refresh proved the consent alive, so this is
+    the API's problem of the moment (a replica not knowing the token yet, a clock skew), never `consent_revoked`;
+    only the identity server's `invalid_grant` says the consent is gone."""
+    error = TransientError(f"{refused} right after a successful refresh (the consent is alive; the API refused a "
+                           "fresh access token)", code=refused.code, service=refused.service,
+                           operation=refused.operation)
+    error.retryable = False  # not within this probe: the next check tries again
+    return error
 
 
 def probe_grant(settings: Settings, app: RestApp, grant: Grant, *, client: RestClient | None = None,
