@@ -8,8 +8,11 @@ debtor with the same debtor number. When several SOAP records share those number
 operator: `unmatched` when no candidate has the numbers, `ambiguous` (with every candidate's id) when the tie
 stands. Nothing here ever guesses, and the candidates' order never decides anything.
 
-The caller passes the candidates of one customer only (its SOAP reach); the result does not depend on how many
-times a candidate is listed (one company reached by several tokens) or in which order.
+The caller passes the candidates of one customer only: the SOAP companies (and debtors) that the customer's own
+links name, never the whole SOAP reach. Numbers are only unique within a customer (every small customer has a
+company "1" under a debtor "1"), so a candidate from another customer's reach would match the wrong company. The
+result does not depend on how many times a candidate is listed (one company reached by several tokens) or in
+which order.
 """
 
 from __future__ import annotations
@@ -142,8 +145,8 @@ def _equal_by_id(pairs: Iterable[tuple[int, bool, str | None]]) -> dict[int, str
 def match_company(
     rest: RestCompany, candidates: Iterable[SoapCompany], customer_links: Collection[int] = ()
 ) -> Match:
-    """The SOAP company that `rest` is, among one customer's SOAP companies; `customer_links` holds the ids of
-    the companies the customer has links for."""
+    """The SOAP company that `rest` is, among one customer's SOAP companies (those its links name);
+    `customer_links` holds the ids of the companies the customer has links for."""
     number, debtor = number_key(rest.number), number_key(rest.debtor_number)
     if number is None or debtor is None:
         return Match(MatchKind.UNMATCHED)

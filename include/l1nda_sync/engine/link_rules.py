@@ -3,7 +3,9 @@
 A link is active while an active token reaches its company. It stays with the token that serves it; when
 that token is revoked, loses rights or the company, it fails over to another active token that reaches the
 company (a REST connection before a SOAP token, then debtor level before accountant level, then the most recently
-validated, then the lowest id); when none does, it is suspended with the reason. A pending link activates as soon
+validated, then the lowest id); when none does, it is suspended with the reason. A REST connection serves and takes only
+the links of its own customer (`TokenView.customer_ref` = `LinkView.customer_ref`); SOAP tokens match by
+environment as before. A pending link activates as soon
 as a token reaches it. The one exception to "it stays": a link that a SOAP token serves moves to an active REST
 connection that reaches its company (`moved_to_rest`), since SOAP ends; never while the breaker is open, and
 never to a connection that is only suspected or whose reach is in doubt, so a transient fault never moves it.
@@ -68,6 +70,8 @@ class TokenView:
     # the links it serves but takes on (or brings back) none.
     drop_suspected: bool = False
     kind: CredentialKind = CredentialKind.SOAP_TOKEN
+    # A REST connection's customer (rest_connections.customer_ref): it serves and takes that customer's links only.
+    customer_ref: str | None = None
 
     @property
     def takes_links(self) -> bool:
@@ -85,6 +89,7 @@ class LinkView:
     token_id: int | None = None
     environment: str | None = None
     reason: str | None = None
+    customer_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +112,16 @@ def _preference(token: TokenView) -> tuple[int, int, float, int]:
             -validated, token.id)
 
 
+def _customer_key(value: str | None) -> str | None:
+    return value.strip().upper() or None if value is not None else None
+
+
 def _matches(link: LinkView, token: TokenView) -> bool:
+    """Whether `token` may serve `link` at all. A REST connection has no environment, so its customer decides: it
+    serves only its own customer's links (never another customer's company with the same numbers)."""
+    if token.kind is CredentialKind.REST_CONNECTION:
+        mine = _customer_key(token.customer_ref)
+        return mine is not None and mine == _customer_key(link.customer_ref)
     return link.environment is None or token.environment is None or link.environment == token.environment
 
 
@@ -207,5 +221,5 @@ def apply_link_changes(links: Iterable[LinkView], changes: Iterable[LinkChange])
             out.append(link)
         else:
             out.append(LinkView(link.id, link.company_id, change.to_state, change.to_token, link.environment,
-                                change.reason))
+                                change.reason, link.customer_ref))
     return out

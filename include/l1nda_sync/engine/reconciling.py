@@ -30,14 +30,16 @@ DebtorOf = dict[tuple[int, int], int | None]
 def load_link_world(cur: Cursor) -> tuple[list[LinkView], dict[int, TokenView], dict[int, set[int]], DebtorOf]:
     """The wanted links (locked for update), the tokens not removed, and who reaches the linked companies."""
     cur.execute(
-        """SELECT id, company_id, state, token_id, environment, reason FROM links
+        """SELECT id, company_id, state, token_id, environment, reason, customer_ref FROM links
            WHERE state <> 'cancelled' AND wanted ORDER BY id FOR UPDATE"""
     )
-    links = [LinkView(i, c, LinkState(s), t, e, r) for i, c, s, t, e, r in cur.fetchall()]
-    cur.execute("""SELECT id, level, state, domain, last_valid_at, drop_since IS NOT NULL, kind FROM tokens
-                   WHERE state <> 'removed'""")
-    tokens = {i: TokenView(i, lvl, TokenState(s), d, v, dropped, CredentialKind(k))
-              for i, lvl, s, d, v, dropped, k in cur.fetchall()}
+    links = [LinkView(i, c, LinkState(s), t, e, r, ref) for i, c, s, t, e, r, ref in cur.fetchall()]
+    cur.execute("""SELECT t.id, t.level, t.state, t.domain, t.last_valid_at, t.drop_since IS NOT NULL, t.kind,
+                          rc.customer_ref
+                   FROM tokens t LEFT JOIN rest_connections rc ON rc.token_id = t.id
+                   WHERE t.state <> 'removed'""")
+    tokens = {i: TokenView(i, lvl, TokenState(s), d, v, dropped, CredentialKind(k), ref)
+              for i, lvl, s, d, v, dropped, k, ref in cur.fetchall()}
     cur.execute(
         """SELECT company_id, token_id, debtor_id FROM reach_companies
            WHERE lost_at IS NULL AND company_id = ANY(%s)""",

@@ -4,10 +4,11 @@ same `Probe` records a SOAP probe gives, so that the apply step, reach diffs and
 For each REST debtor (first) and company of a probe (docs/rest-connections.md, "One company, two ids"):
 
 - known and decided (`rest_entities.match` number, operator or new): its key as stored;
-- never seen: `company_matching.match_debtor` / `match_company` over the candidates (the current SOAP reach:
-  `reach_companies` of `soap_token` rows with their `reach_debtors` number) and the customer's links
-  (`rest_connections.customer_ref` -> `links.customer_ref`), stored with `rest_entities.create`: the SOAP id when
-  matched, a negative key when unmatched or ambiguous;
+- never seen: `company_matching.match_debtor` / `match_company` over the candidates: only the SOAP companies (and
+  their debtors) that the connection's customer's own links name (`rest_connections.customer_ref` ->
+  `links.customer_ref`), as the current SOAP reach (`reach_companies` of `soap_token` rows with their
+  `reach_debtors` number) shows them; stored with `rest_entities.create`: the SOAP id when matched, a negative key
+  when unmatched or ambiguous. Another customer's company with the same numbers is never a candidate;
 - known but still open (unmatched or ambiguous): decided again on every check of a connection that reaches it
   (the SOAP reach may have changed): a match now gives it the SOAP id (`set_match(..., match='number')`, which
   moves the REST reach rows under the old negative key); otherwise changed candidates are stored (`reopen`).
@@ -101,29 +102,17 @@ class Candidates:
 
 
 def load_candidates(cur: Cursor, token_id: int, reach: RestReach) -> Candidates:
-    """The current SOAP reach with the numbers `reach` names, and the connection's customer's links."""
+    """The SOAP companies and debtors the connection's customer links (`links.customer_ref` =
+    `rest_connections.customer_ref`), as the current SOAP reach shows them with the numbers `reach` names. Nothing
+    outside the customer's own links is ever a candidate: another customer's company with the same numbers (every
+    small customer has a company "1" under a debtor "1") is not this one, and a REST connection, preferred and
+    environment-less, would take that customer's link (docs/rest-connections.md, "One company, two ids")."""
     cur.execute("SELECT customer_ref FROM rest_connections WHERE token_id = %s", (token_id,))
     row = cur.fetchone()
     customer = str(row[0]) if row is not None else ""
-    debtor_numbers = sorted({n for n in (number_key(d.number) for d in reach.debtors) if n is not None})
-    cur.execute(
-        """SELECT DISTINCT rc.company_id, rc.number, rd.number, rc.name
-           FROM reach_companies rc JOIN tokens t ON t.id = rc.token_id AND t.kind = 'soap_token'
-           JOIN reach_debtors rd ON rd.token_id = rc.token_id AND rd.debtor_id = rc.debtor_id
-           WHERE rc.lost_at IS NULL AND t.removed_at IS NULL AND btrim(rd.number) = ANY(%s)""",
-        (debtor_numbers,),
-    )
-    companies = tuple(SoapCompany(int(i), n, dn, name) for i, n, dn, name in cur.fetchall())
-    cur.execute(
-        """SELECT DISTINCT rd.debtor_id, rd.number, rd.name
-           FROM reach_debtors rd JOIN tokens t ON t.id = rd.token_id AND t.kind = 'soap_token'
-           WHERE rd.lost_at IS NULL AND t.removed_at IS NULL AND btrim(rd.number) = ANY(%s)""",
-        (debtor_numbers,),
-    )
-    debtors = tuple(SoapDebtor(int(i), n, name) for i, n, name in cur.fetchall())
     cur.execute(
         """SELECT l.company_id, l.debtor_id FROM links l
-           WHERE l.wanted AND upper(l.customer_ref) = upper(%s)""",
+           WHERE l.wanted AND upper(btrim(l.customer_ref)) = upper(btrim(%s))""",
         (customer,),
     )
     links = cur.fetchall()
@@ -134,6 +123,24 @@ def load_candidates(cur: Cursor, token_id: int, reach: RestReach) -> Candidates:
         (sorted(linked_companies),),
     )
     linked_debtors = frozenset({int(r[0]) for r in cur.fetchall()} | {int(d) for _, d in links if d is not None})
+    debtor_numbers = sorted({n for n in (number_key(d.number) for d in reach.debtors) if n is not None})
+    cur.execute(
+        """SELECT DISTINCT rc.company_id, rc.number, rd.number, rc.name
+           FROM reach_companies rc JOIN tokens t ON t.id = rc.token_id AND t.kind = 'soap_token'
+           JOIN reach_debtors rd ON rd.token_id = rc.token_id AND rd.debtor_id = rc.debtor_id
+           WHERE rc.lost_at IS NULL AND t.removed_at IS NULL AND btrim(rd.number) = ANY(%s)
+             AND rc.company_id = ANY(%s)""",
+        (debtor_numbers, sorted(linked_companies)),
+    )
+    companies = tuple(SoapCompany(int(i), n, dn, name) for i, n, dn, name in cur.fetchall())
+    cur.execute(
+        """SELECT DISTINCT rd.debtor_id, rd.number, rd.name
+           FROM reach_debtors rd JOIN tokens t ON t.id = rd.token_id AND t.kind = 'soap_token'
+           WHERE rd.lost_at IS NULL AND t.removed_at IS NULL AND btrim(rd.number) = ANY(%s)
+             AND rd.debtor_id = ANY(%s)""",
+        (debtor_numbers, sorted(linked_debtors)),
+    )
+    debtors = tuple(SoapDebtor(int(i), n, name) for i, n, name in cur.fetchall())
     return Candidates(customer, companies, debtors, linked_companies, linked_debtors)
 
 

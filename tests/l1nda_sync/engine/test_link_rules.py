@@ -170,25 +170,37 @@ def test_a_token_with_a_suspected_reach_drop_keeps_its_links_but_takes_none() ->
 
 
 # -- REST connections beside SOAP tokens ---------------------------------------------------------------------------
-REST = TokenView(5, "debtor", TokenState.ACTIVE, None, NOW - timedelta(hours=3), kind=CredentialKind.REST_CONNECTION)
+REST = TokenView(5, "debtor", TokenState.ACTIVE, None, NOW - timedelta(hours=3), kind=CredentialKind.REST_CONNECTION,
+                 customer_ref="CUST")
+
+
+def connection(state: TokenState, *, drop_suspected: bool = False) -> TokenView:
+    """REST connection 5 of customer CUST."""
+    return TokenView(5, "debtor", state, drop_suspected=drop_suspected, kind=CredentialKind.REST_CONNECTION,
+                     customer_ref="CUST")
+
+
+def mine(state: LinkState, token_id: int | None = None) -> LinkView:
+    """Link 7 of customer CUST, to company 100."""
+    return LinkView(7, 100, state, token_id=token_id, customer_ref="CUST")
 
 
 def test_a_pending_link_prefers_a_rest_connection_over_any_soap_token() -> None:
-    change = one(reconcile_links([LinkView(7, 100, LinkState.PENDING)], tokens(ACC, DEB, REST), {100: [1, 2, 5]}))
+    change = one(reconcile_links([mine(LinkState.PENDING)], tokens(ACC, DEB, REST), {100: [1, 2, 5]}))
     assert (change.to_token, change.reason, change.to_kind) == (5, Reason.REACHED, CredentialKind.REST_CONNECTION)
     assert change.from_kind is None
 
 
 def test_failover_prefers_a_rest_connection() -> None:
     revoked = TokenView(1, "accountant", TokenState.REVOKED, "acme", NOW)
-    link = LinkView(7, 100, LinkState.ACTIVE, token_id=1)
+    link = mine(LinkState.ACTIVE, 1)
     change = one(reconcile_links([link], tokens(revoked, DEB, REST), {100: [1, 2, 5]}))
     assert (change.to_token, change.reason) == (5, Reason.FAILOVER)
     assert (change.from_kind, change.to_kind) == (CredentialKind.SOAP_TOKEN, CredentialKind.REST_CONNECTION)
 
 
 def test_a_link_a_soap_token_serves_moves_to_an_active_rest_connection() -> None:
-    link = LinkView(7, 100, LinkState.ACTIVE, token_id=2)
+    link = mine(LinkState.ACTIVE, 2)
     change = one(reconcile_links([link], tokens(DEB, REST), {100: [2, 5]}))
     assert (change.from_state, change.to_state, change.from_token, change.to_token, change.reason) == (
         LinkState.ACTIVE, LinkState.ACTIVE, 2, 5, Reason.MOVED_TO_REST)
@@ -199,7 +211,7 @@ def test_a_link_a_soap_token_serves_moves_to_an_active_rest_connection() -> None
 @pytest.mark.parametrize("serving_state", [TokenState.INVALID, TokenState.UNREACHABLE])
 def test_a_link_of_a_suspected_soap_token_moves_to_an_active_rest_connection(serving_state: TokenState) -> None:
     soap = TokenView(2, "debtor", serving_state, "acme", NOW)
-    change = one(reconcile_links([LinkView(7, 100, LinkState.ACTIVE, token_id=2)], tokens(soap, REST),
+    change = one(reconcile_links([mine(LinkState.ACTIVE, 2)], tokens(soap, REST),
                                  {100: [2, 5]}))
     assert (change.to_token, change.reason) == (5, Reason.MOVED_TO_REST)
 
@@ -207,32 +219,32 @@ def test_a_link_of_a_suspected_soap_token_moves_to_an_active_rest_connection(ser
 @pytest.mark.parametrize(
     "rest",
     [
-        TokenView(5, "debtor", TokenState.INVALID, kind=CredentialKind.REST_CONNECTION),  # one unconfirmed refusal
-        TokenView(5, "debtor", TokenState.UNREACHABLE, kind=CredentialKind.REST_CONNECTION),  # transient faults
-        TokenView(5, "debtor", TokenState.NEW, kind=CredentialKind.REST_CONNECTION),  # never answered yet
-        TokenView(5, "debtor", TokenState.REVOKED, kind=CredentialKind.REST_CONNECTION),
-        TokenView(5, "debtor", TokenState.ACTIVE, drop_suspected=True, kind=CredentialKind.REST_CONNECTION),
+        connection(TokenState.INVALID),  # one unconfirmed refusal
+        connection(TokenState.UNREACHABLE),  # transient faults
+        connection(TokenState.NEW),  # never answered yet
+        connection(TokenState.REVOKED),
+        connection(TokenState.ACTIVE, drop_suspected=True),
     ],
     ids=["invalid", "unreachable", "new", "revoked", "drop_suspected"],
 )
 def test_a_link_moves_to_rest_only_when_the_connection_takes_links(rest: TokenView) -> None:
-    link = LinkView(7, 100, LinkState.ACTIVE, token_id=2)
+    link = mine(LinkState.ACTIVE, 2)
     assert reconcile_links([link], tokens(DEB, rest), {100: [2, 5]}) == []
 
 
 def test_no_move_to_rest_while_the_breaker_is_open() -> None:
-    link = LinkView(7, 100, LinkState.ACTIVE, token_id=2)
+    link = mine(LinkState.ACTIVE, 2)
     assert reconcile_links([link], tokens(DEB, REST), {100: [2, 5]}, breaker_open=True) == []
 
 
 def test_a_rest_connection_that_does_not_reach_the_company_takes_nothing() -> None:
-    link = LinkView(7, 100, LinkState.ACTIVE, token_id=2)
+    link = mine(LinkState.ACTIVE, 2)
     assert reconcile_links([link], tokens(DEB, REST), {100: [2], 200: [5]}) == []
 
 
 def test_a_revoked_consent_fails_over_to_the_soap_token_and_comes_back_when_consented_again() -> None:
-    link = LinkView(7, 100, LinkState.ACTIVE, token_id=5)
-    revoked = TokenView(5, "debtor", TokenState.REVOKED, kind=CredentialKind.REST_CONNECTION)
+    link = mine(LinkState.ACTIVE, 5)
+    revoked = connection(TokenState.REVOKED)
     change = one(reconcile_links([link], tokens(ACC, revoked), {100: [1, 5]}))
     assert (change.to_token, change.reason, change.to_kind) == (1, Reason.FAILOVER, CredentialKind.SOAP_TOKEN)
     link = apply_link_changes([link], [change])[0]
@@ -242,19 +254,30 @@ def test_a_revoked_consent_fails_over_to_the_soap_token_and_comes_back_when_cons
 
 
 def test_a_revoked_consent_without_a_soap_token_suspends_as_revoked() -> None:
-    revoked = TokenView(5, "debtor", TokenState.REVOKED, kind=CredentialKind.REST_CONNECTION)
-    change = one(reconcile_links([LinkView(7, 100, LinkState.ACTIVE, token_id=5)], tokens(revoked), {100: [5]}))
+    revoked = connection(TokenState.REVOKED)
+    change = one(reconcile_links([mine(LinkState.ACTIVE, 5)], tokens(revoked), {100: [5]}))
     assert (change.to_state, change.reason) == (LinkState.SUSPENDED, Reason.REVOKED)
 
 
 kinded_views = st.builds(
     TokenView, id=st.integers(1, 6), level=st.sampled_from(["debtor", "accountant"]), state=states,
     environment=st.sampled_from([None, "acme"]), last_valid_at=st.sampled_from([None, NOW, NOW - timedelta(1)]),
-    drop_suspected=st.booleans(), kind=st.sampled_from(list(CredentialKind)))
+    drop_suspected=st.booleans(), kind=st.sampled_from(list(CredentialKind)),
+    customer_ref=st.sampled_from([None, "CUST", "OTHER"]))
+customer_links = st.builds(
+    LinkView, id=st.integers(1, 1000), company_id=st.integers(1, 8),
+    state=st.sampled_from(list(LinkState)), token_id=st.one_of(st.none(), st.integers(1, 6)),
+    environment=st.sampled_from([None, "acme"]), customer_ref=st.sampled_from(["CUST", "OTHER"]))
+
+
+def may_serve(link: LinkView, token: TokenView) -> bool:
+    if token.kind is CredentialKind.REST_CONNECTION:
+        return token.customer_ref is not None and token.customer_ref == link.customer_ref
+    return link.environment is None or token.environment in (None, link.environment)
 
 
 @given(st.lists(kinded_views, max_size=6, unique_by=lambda t: t.id),
-       st.lists(link_views, max_size=12, unique_by=lambda link: link.id),
+       st.lists(customer_links, max_size=12, unique_by=lambda link: link.id),
        st.dictionaries(st.integers(1, 8), st.sets(st.integers(1, 6)), max_size=8),
        st.booleans())
 def test_links_with_rest_connections_converge_and_move_only_to_a_connection_that_takes_links(
@@ -271,12 +294,13 @@ def test_links_with_rest_connections_converge_and_move_only_to_a_connection_that
             assert toks[c.to_token].state is TokenState.ACTIVE
             assert not toks[c.to_token].drop_suspected
         link = next(lk for lk in links if lk.id == c.link_id)
+        if c.to_kind is CredentialKind.REST_CONNECTION and c.to_state is LinkState.ACTIVE:
+            assert toks[c.to_token].customer_ref == link.customer_ref, "a connection takes its customer's links only"
         gave_up = c.from_token != c.to_token and c.from_kind is CredentialKind.REST_CONNECTION
         if link.state is LinkState.ACTIVE and gave_up:
             # A REST connection gives an active link up only when it must: known to be bad, or it lost the company.
             old = toks[c.from_token]
-            reaches = c.from_token in reach.get(link.company_id, set()) and (
-                link.environment is None or old.environment in (None, link.environment))
+            reaches = c.from_token in reach.get(link.company_id, set()) and may_serve(link, old)
             assert old.state not in KEEPS_LINKS or not reaches
     after = apply_link_changes(links, changes)
     assert reconcile_links(after, toks, reach, breaker_open=breaker_open) == []
@@ -286,5 +310,28 @@ def test_links_with_rest_connections_converge_and_move_only_to_a_connection_that
             served = toks.get(link.token_id) if link.token_id is not None else None
             if link.state is LinkState.ACTIVE and served is not None and served.kind is CredentialKind.SOAP_TOKEN:
                 assert not any(toks[t].kind is CredentialKind.REST_CONNECTION and toks[t].takes_links
-                               and (link.environment is None or toks[t].environment in (None, link.environment))
-                               for t in reach.get(link.company_id, set()) if t in toks)
+                               and may_serve(link, toks[t]) for t in reach.get(link.company_id, set()) if t in toks)
+
+
+# -- a REST connection serves its own customer only ------------------------------------------------------------------
+def test_a_rest_connection_never_takes_another_customers_link() -> None:
+    """Another customer's company "1"/"1" that the connection reaches (its keys matched) is not its to take: no
+    move to REST, no activation, no failover; its own customer's link moves."""
+    theirs = LinkView(7, 100, LinkState.ACTIVE, token_id=2, customer_ref="OTHER")
+    pending = LinkView(8, 100, LinkState.PENDING, customer_ref="OTHER")
+    revoked = TokenView(2, "debtor", TokenState.REVOKED, "acme", NOW)
+    changes = reconcile_links([theirs, pending], tokens(DEB, REST), {100: [2, 5]})
+    assert [(c.link_id, c.to_token) for c in changes] == [(8, 2)], "the pending one activates with the SOAP token"
+    changes = reconcile_links([theirs, pending], tokens(revoked, REST), {100: [2, 5]})
+    assert [(c.link_id, c.to_state, c.to_token) for c in changes] == [(7, LinkState.SUSPENDED, 2)]
+    mine = LinkView(9, 100, LinkState.ACTIVE, token_id=2, customer_ref="cust ")
+    assert one(reconcile_links([mine], tokens(DEB, REST), {100: [2, 5]})).reason == Reason.MOVED_TO_REST
+
+
+def test_a_rest_connection_serving_another_customers_link_gives_it_up() -> None:
+    theirs = LinkView(7, 100, LinkState.ACTIVE, token_id=5, customer_ref="OTHER")
+    change = one(reconcile_links([theirs], tokens(DEB, REST), {100: [2, 5]}))
+    assert (change.to_token, change.reason) == (2, Reason.FAILOVER)
+    no_customer = TokenView(5, "debtor", TokenState.ACTIVE, kind=CredentialKind.REST_CONNECTION)
+    assert reconcile_links([LinkView(8, 100, LinkState.PENDING, customer_ref="CUST")], tokens(no_customer),
+                           {100: [5]}) == []

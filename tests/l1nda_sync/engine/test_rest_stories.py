@@ -244,7 +244,7 @@ def test_an_ambiguous_company_is_listed_and_never_linked_until_an_operator_match
     world.sim.admin.add_debtor("demo-accountants", id=2099, number="D005", name="Thuiszorg De Linde (kopie)")
     world.sim.admin.add_company(2099, id=50599, number=501, name="Thuiszorg De Linde B.V.")
     world.add_token("all")
-    world.request(50501, 50599, customer="CUST-LINDE")
+    world.request(50501, 50502, 50599, customer="CUST-LINDE")  # candidates: the customer's links only
     world.run()
     conn = world.consent(LINDE, customer="CUST-LINDE", contact=CUSTOMER, label="linde-rest")
     world.advance(MIN)
