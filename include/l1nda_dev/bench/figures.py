@@ -261,6 +261,7 @@ def rest_table(rest: dict[str, Any]) -> str:
     row("outcomes", lambda s: ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items())) or "-")
     row("links act. / failover / susp.",
         lambda s: f"{s['links_activated']} / {s['links_failed_over']} / {s['links_suspended']}")
+    row("links moved to REST", lambda s: str(s.get("links_moved_to_rest", 0)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths,
                                                                                                     strict=True)))
