@@ -14,7 +14,11 @@ For each REST debtor (first) and company of a probe (docs/rest-connections.md, "
   moves the REST reach rows under the old negative key); otherwise changed candidates are stored (`reopen`).
 
 A SOAP id that another REST entity of the same kind already holds is never given twice: that match stays open
-(ambiguous, with the candidates) for an operator. The pure decision is `decide`; `resolve` does the I/O in the
+(ambiguous, with the candidates) for an operator. `_taken` is read before the writes, so two checks resolving at
+once could both see the id free: the unique index on rest_entities (entity, key) refuses the second write
+(`rest_entities.KeyTaken`, under a savepoint) and that entity is stored ambiguous instead.
+
+The pure decision is `decide`; `resolve` does the I/O in the
 caller's transaction (the one that stores the check, so a dry run writes nothing).
 """
 
@@ -191,14 +195,22 @@ def _apply(cur: Cursor, seen: SeenEntity, stored: RestEntity | None, verdict: Ma
         return stored.key
     if decision.step is Step.CREATE:
         assert decision.match is not None
-        created = store.create(cur, seen, match=decision.match, key=decision.key, candidates=decision.candidates,
-                               actor=ACTOR)
+        try:
+            created = store.create(cur, seen, match=decision.match, key=decision.key,
+                                   candidates=decision.candidates, actor=ACTOR)
+        except store.KeyTaken as taken_now:  # a concurrent check gave that SOAP id to another UUID first
+            taken.add(taken_now.key)
+            created = store.create(cur, seen, match="ambiguous", candidates=decision.candidates, actor=ACTOR)
         if created.match == "number":
             taken.add(created.key)
         return created.key
     if decision.step is Step.PROMOTE:
         assert decision.key is not None
-        change = store.set_match(cur, seen.uuid, company_id=decision.key, actor=ACTOR, match="number")
+        try:
+            change = store.set_match(cur, seen.uuid, company_id=decision.key, actor=ACTOR, match="number")
+        except store.KeyTaken as taken_now:  # idem: it stays open, ambiguous, for an operator
+            taken.add(taken_now.key)
+            return store.reopen(cur, seen.uuid, match="ambiguous", candidates=decision.candidates).key
         taken.add(change.entity.key)
         return change.entity.key
     assert decision.match is not None

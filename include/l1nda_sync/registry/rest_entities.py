@@ -15,7 +15,8 @@ Functions take a cursor or connection and leave the transaction to the caller.
 from __future__ import annotations
 
 import uuid as uuid_module
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -34,8 +35,39 @@ OPEN = ("unmatched", "ambiguous")
 MATCHES = (*MATCHED, "new", *OPEN)
 REST_ONLY_FROM = 2_000_000_000  # keys of 'new' entities; a SOAP id this high is refused, never merged
 
+_KEY_INDEX = "rest_entities_key"  # UNIQUE (entity, key): one SOAP id is one REST id
+
 _COLUMNS = ("uuid::text, entity, key, customer_ref, number, debtor_uuid::text, debtor_number, name, match, "
             "candidates, matched_by, matched_at, first_seen, last_seen")
+
+
+class KeyTaken(Conflict):
+    """Another REST entity of the same kind holds this key already (found by the unique index, so also when two
+    checks resolve at once). The statement was rolled back to a savepoint: the caller's transaction goes on."""
+
+    def __init__(self, entity: str, key: int, holder: str | None = None) -> None:
+        holder = holder or f"another REST {entity}"
+        super().__init__("--company", f"{entity} {key} is matched to {holder} already; one SOAP id is one REST id")
+        self.entity = entity
+        self.key = key
+
+
+@contextmanager
+def _key_guard(cur: Cursor, entity: str, key: int | None) -> Iterator[None]:
+    """Run one write under a savepoint; a violation of the unique (entity, key) index rolls back to it and is
+    `KeyTaken`, any other error propagates."""
+    from psycopg2 import errors as pg_errors
+
+    cur.execute("SAVEPOINT rest_entity_key")
+    try:
+        yield
+    except pg_errors.UniqueViolation as exc:
+        if exc.diag.constraint_name != _KEY_INDEX:
+            raise
+        cur.execute("ROLLBACK TO SAVEPOINT rest_entity_key")
+        cur.execute("RELEASE SAVEPOINT rest_entity_key")
+        raise KeyTaken(entity, key if key is not None else 0) from None
+    cur.execute("RELEASE SAVEPOINT rest_entity_key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,23 +165,30 @@ def create(cur: Cursor, seen: SeenEntity, *, match: str, key: int | None = None,
            candidates: Sequence[int] = (), actor: str | None = None) -> RestEntity:
     """Store the key of an entity seen for the first time: `key` (the SOAP id) for 'number' and 'operator';
     a negative key for 'unmatched' and 'ambiguous'; a rest-only key for 'new'. When another worker stored the
-    same UUID first, its decision stands and is returned."""
+    same UUID first, its decision stands and is returned. `KeyTaken` when another entity of the kind holds `key`
+    (also one stored by a concurrent check): nothing is written, the caller's transaction goes on."""
     if seen.entity not in ENTITIES or match not in MATCHES:
         raise ValueError(f"entity {seen.entity!r} / match {match!r} unknown")
     key_sql, key_arg = _key_sql(match, key)
     matched = match in (*MATCHED, "new")
+    with _key_guard(cur, seen.entity, key):
+        _insert(cur, seen, key_sql, key_arg, match, candidates, actor if matched else None, matched)
+        row = cur.fetchone()
+    if row is not None:
+        return RestEntity.from_row(row)
+    return lookup(cur, [seen.uuid])[_uuid(seen.uuid)]
+
+
+def _insert(cur: Cursor, seen: SeenEntity, key_sql: str, key_arg: tuple[int, ...], match: str,
+            candidates: Sequence[int], actor: str | None, matched: bool) -> None:
     cur.execute(
         f"""INSERT INTO rest_entities (uuid, entity, key, customer_ref, number, debtor_uuid, debtor_number, name,
                                        match, candidates, matched_by, matched_at)
             VALUES (%s, %s, {key_sql}, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
             ON CONFLICT (uuid) DO NOTHING RETURNING {_COLUMNS}""",
         (_uuid(seen.uuid), seen.entity, *key_arg, seen.customer_ref, seen.number, _opt_uuid(seen.debtor_uuid),
-         seen.debtor_number, seen.name, match, list(candidates), actor if matched else None, matched),
+         seen.debtor_number, seen.name, match, list(candidates), actor, matched),
     )
-    row = cur.fetchone()
-    if row is not None:
-        return RestEntity.from_row(row)
-    return lookup(cur, [seen.uuid])[_uuid(seen.uuid)]
 
 
 def _key_sql(match: str, key: int | None) -> tuple[str, tuple[int, ...]]:
@@ -197,7 +236,8 @@ def set_match(cur: Cursor, uuid: str, *, company_id: int | None = None, new: boo
               match: str = "operator") -> KeyChange:
     """Give an entity its key for good: the SOAP id `company_id` (match 'operator', or 'number' when the engine
     calls it), or a rest-only key (`new`). The REST connections' reach rows and reach events under the old key
-    move to the new one in the caller's transaction. Refuses a key another REST entity of the same kind has."""
+    move to the new one in the caller's transaction. Refuses a key another REST entity of the same kind has
+    (`KeyTaken`, also when a concurrent check stored it after the look-up: the unique index decides)."""
     if (company_id is None) == (not new):
         raise InvalidInput("--company", "give either --company ID (the SOAP company it is) or --new, not both")
     cur.execute(f"SELECT {_COLUMNS} FROM rest_entities WHERE uuid = %s FOR UPDATE", (_uuid(uuid),))
@@ -207,14 +247,17 @@ def set_match(cur: Cursor, uuid: str, *, company_id: int | None = None, new: boo
     current = RestEntity.from_row(row)
     if company_id is not None:
         key = _soap_key(cur, current, company_id)
-        cur.execute(f"""UPDATE rest_entities SET key = %s, match = %s, matched_by = %s, matched_at = now()
-                        WHERE uuid = %s RETURNING {_COLUMNS}""", (key, match, actor, current.uuid))
+        with _key_guard(cur, current.entity, key):
+            cur.execute(f"""UPDATE rest_entities SET key = %s, match = %s, matched_by = %s, matched_at = now()
+                            WHERE uuid = %s RETURNING {_COLUMNS}""", (key, match, actor, current.uuid))
+            updated_row = fetch_one(cur)
     elif current.match == "new":
         raise Conflict("--new", f"{current.entity} {current.uuid} has its own key {current.key} already")
     else:
         cur.execute(f"""UPDATE rest_entities SET key = nextval('rest_only_keys'), match = 'new', matched_by = %s,
                             matched_at = now() WHERE uuid = %s RETURNING {_COLUMNS}""", (actor, current.uuid))
-    updated = RestEntity.from_row(fetch_one(cur))
+        updated_row = fetch_one(cur)
+    updated = RestEntity.from_row(updated_row)
     rows, events = _rewrite_reach(cur, current.entity, current.key, updated.key)
     return KeyChange(updated, current.key, rows, events)
 
@@ -228,8 +271,7 @@ def _soap_key(cur: Cursor, current: RestEntity, company_id: int) -> int:
                 (current.entity, key, current.uuid))
     other = cur.fetchone()
     if other is not None:
-        raise Conflict("--company", f"{current.entity} {key} is matched to REST {current.entity} {other[0]} already; "
-                                    "one SOAP id is one REST id")
+        raise KeyTaken(current.entity, key, f"REST {current.entity} {other[0]}")
     if current.entity == "company" and key not in current.candidates and not _known_company(cur, key):
         raise InvalidInput("--company", f"no SOAP token reaches company {key} and no link names it; give the SOAP "
                                         "company id (see the candidates in `l1nda-sync companies unmatched`)")

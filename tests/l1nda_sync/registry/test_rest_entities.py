@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
+from l1nda_sync.engine import rest_resolution
+from l1nda_sync.nmbrs.rest.records import RestCompany, RestDebtor, RestReach
 from l1nda_sync.registry import db, rest_entities
 from l1nda_sync.registry.errors import Conflict, InvalidInput
 from l1nda_sync.registry.rest_entities import SeenEntity
 
 DEBTOR = str(uuid.uuid4())
+AT = datetime(2027, 3, 1, 9, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -128,3 +132,57 @@ def test_a_debtor_match_rewrites_the_rest_debtor_rows_and_the_companies_debtor(c
         assert cur.fetchall() == [(world["soap"], 2001), (world["rest"], 2001)]
         cur.execute("SELECT debtor_id FROM reach_companies WHERE token_id = %s", (world["rest"],))
         assert cur.fetchall() == [(2001,)]
+
+
+# -- one SOAP id is one REST id, also when two checks resolve at once --------------------------------------------
+def test_the_unique_index_refuses_a_second_uuid_on_one_key_and_the_transaction_goes_on(conn: db.Connection) -> None:
+    with db.transaction(conn) as cur:
+        first = rest_entities.create(cur, company(), match="number", key=50101)
+        with pytest.raises(rest_entities.KeyTaken):
+            rest_entities.create(cur, company(), match="number", key=50101)
+        open_one = rest_entities.create(cur, company(), match="unmatched")  # the transaction is still usable
+    with db.transaction(conn) as cur:
+        found = rest_entities.lookup(cur, [first.uuid, open_one.uuid])
+        cur.execute("SELECT count(*) FROM rest_entities WHERE entity = 'company' AND key = 50101")
+        assert cur.fetchone()[0] == 1
+    assert found[first.uuid].key == 50101
+    assert found[open_one.uuid].key < 0
+
+
+def reach_of_anker() -> RestReach:
+    debtor = str(uuid.uuid4())
+    return RestReach((RestDebtor(debtor, "D001", "Anker"),),
+                     (RestCompany(str(uuid.uuid4()), "101", "Anker B.V.", debtor),), None, 2)
+
+
+def test_a_check_that_read_the_soap_id_as_free_before_another_check_took_it_stores_it_ambiguous(
+        conn: db.Connection, world: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two checks resolve at once: both read `_taken` before either wrote (simulated: the second's read is stale).
+    The unique index refuses the second UUID on 50101; it is stored ambiguous, and the check goes on."""
+    with db.transaction(conn) as cur:
+        cur.execute("INSERT INTO links (customer_ref, company_id, state) VALUES ('CUST', 50101, 'pending')")
+        first = rest_resolution.resolve(cur, world["rest"], reach_of_anker(), at=AT)
+    monkeypatch.setattr(rest_resolution, "_taken", lambda cur: {})
+    with db.transaction(conn) as cur:
+        second = rest_resolution.resolve(cur, world["rest"], reach_of_anker(), at=AT)
+        cur.execute("SELECT match, count(*) FROM rest_entities WHERE entity = 'company' GROUP BY 1 ORDER BY 1")
+        matches = cur.fetchall()
+    assert [c.id for c in first.companies] == [50101]
+    assert second.companies[0].id < 0
+    assert matches == [("ambiguous", 1), ("number", 1)]
+
+
+def test_a_promotion_onto_a_key_taken_meanwhile_stays_open(conn: db.Connection, world: dict[str, int],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    reach = reach_of_anker()
+    with db.transaction(conn) as cur:
+        waiting = rest_resolution.resolve(cur, world["rest"], reach, at=AT)  # no link yet: unmatched
+        cur.execute("INSERT INTO links (customer_ref, company_id, state) VALUES ('CUST', 50101, 'pending')")
+        rest_entities.create(cur, company(), match="operator", key=50101, actor="op")
+    assert waiting.companies[0].id < 0
+    monkeypatch.setattr(rest_resolution, "_taken", lambda cur: {})
+    with db.transaction(conn) as cur:
+        again = rest_resolution.resolve(cur, world["rest"], reach, at=AT)
+        stored = rest_entities.lookup(cur, [reach.companies[0].uuid])[reach.companies[0].uuid]
+    assert again.companies[0].id == waiting.companies[0].id
+    assert (stored.match, stored.candidates) == ("ambiguous", (50101,))
