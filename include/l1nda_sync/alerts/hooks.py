@@ -55,7 +55,19 @@ def incident_cause(cur: Cursor, verdict: BreakerVerdict, run_id: int | None, *, 
     return Cause(verdict.tripped, stage, detail={
         "run_id": run_id, "checked": verdict.checked, "failing": verdict.failing,
         "share_pct": round(100 * verdict.share), "failure": verdict.failure,
+        "kind": verdict.kind.value if verdict.kind is not None else "all",  # the credential kind that tripped
     })
+
+
+def grant_lost(cur: Cursor, token_id: int, state: TokenState) -> bool:
+    """A confirmed refused REST connection whose refresh token L1NDA spent itself: a refresh of its current
+    generation was sent and its answer (or its save) was lost (`nmbrs.rest.grants.GrantLost`)."""
+    if state not in (TokenState.REVOKED, TokenState.REJECTED):
+        return False
+    cur.execute("SELECT refresh_generation IS NOT DISTINCT FROM generation FROM rest_connections WHERE token_id = %s",
+                (token_id,))
+    row = cur.fetchone()
+    return bool(row and row[0])
 
 
 def unknown_present(verdict: BreakerVerdict, settings: Settings) -> bool:
@@ -81,7 +93,8 @@ class AlertHooks:
 
     def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
         after = applied.transition.after
-        causes = token_causes(after.state, after.missing_operation, applied.kind)
+        causes = token_causes(after.state, after.missing_operation, applied.kind,
+                              lost_by_l1nda=grant_lost(cur, applied.token_id, after.state))
         if causes is not None:
             track(cur, applied.token_id, causes, now=now, settings=self.settings)
 

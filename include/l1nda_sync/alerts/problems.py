@@ -201,10 +201,13 @@ def reminder_due_at(problem: Problem, policy: Policy) -> datetime | None:
 
 
 def token_causes(state: TokenState, missing_operation: str | None = None,
-                 credential: CredentialKind = CredentialKind.SOAP_TOKEN) -> dict[Kind, Cause] | None:
+                 credential: CredentialKind = CredentialKind.SOAP_TOKEN, *,
+                 lost_by_l1nda: bool = False) -> dict[Kind, Cause] | None:
     """The cause of every token kind, from the token's state and what kind of credential it is; None when the
     state says nothing yet ('new'). A REST connection that is refused (suspected, then revoked or rejected) has
-    the one kind `consent_revoked`: the customer consents again, nobody sends a token."""
+    the one kind `consent_revoked`: the customer consents again, nobody sends a token. `lost_by_l1nda`: its
+    refresh token was spent by a refresh whose answer L1NDA lost (`grant_lost`), so the mails say so, not that
+    the customer withdrew it."""
     if state is TokenState.NEW:
         return None
     if state in WITHDRAWN_STATES:
@@ -214,10 +217,12 @@ def token_causes(state: TokenState, missing_operation: str | None = None,
     if state is TokenState.INVALID:
         causes[Kind.CONSENT_REVOKED if rest else Kind.REVOKED] = Cause(True, Stage.SUSPECTED)
     elif state is TokenState.REVOKED:
-        causes[Kind.CONSENT_REVOKED if rest else Kind.REVOKED] = Cause(True, Stage.CONFIRMED)
+        causes[Kind.CONSENT_REVOKED if rest else Kind.REVOKED] = Cause(
+            True, Stage.CONFIRMED, detail={"lost_by_l1nda": True} if rest and lost_by_l1nda else {})
     elif state is TokenState.REJECTED:
+        lost = {"lost_by_l1nda": True} if lost_by_l1nda else {}
         causes[Kind.CONSENT_REVOKED if rest else Kind.REJECTED] = Cause(
-            True, Stage.CONFIRMED, detail={"never_worked": True} if rest else {})
+            True, Stage.CONFIRMED, detail={"never_worked": True, **lost} if rest else {})
     elif state is TokenState.RIGHTS_MISSING:
         causes[Kind.RIGHTS_MISSING] = Cause(True, detail={"missing_operation": missing_operation},
                                             topic=missing_operation)

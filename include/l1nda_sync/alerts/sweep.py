@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from l1nda_sync.alerts import link_pending, store
 from l1nda_sync.alerts.delivery_problems import track_delivery
-from l1nda_sync.alerts.hooks import access_cause, unknown_present
+from l1nda_sync.alerts.hooks import access_cause, grant_lost, unknown_present
 from l1nda_sync.alerts.problems import TOKEN_KINDS, Cause, Kind, Policy, Verb, plan_problem, token_causes
 from l1nda_sync.alerts.store import ProblemRow
 from l1nda_sync.alerts.tracker import carry_out, follow_up
@@ -53,7 +53,8 @@ def current_cause(cur: Cursor, row: ProblemRow, latest: BreakerVerdict | None, s
         return access_cause(cur, row.token_id)
     cur.execute("SELECT state, missing_operation, kind FROM tokens WHERE id = %s", (row.token_id,))
     found = cur.fetchone()
-    causes = (token_causes(TokenState(found[0]), found[1], CredentialKind(found[2])) if found
+    causes = (token_causes(TokenState(found[0]), found[1], CredentialKind(found[2]),
+                           lost_by_l1nda=grant_lost(cur, row.token_id, TokenState(found[0]))) if found
               else token_causes(TokenState.REMOVED))
     if causes is None or row.kind not in TOKEN_KINDS:
         return None

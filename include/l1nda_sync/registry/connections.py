@@ -335,7 +335,8 @@ def _renew(cur: Cursor, current: Token, authorization: Authorization, label: str
     cur.execute(
         """UPDATE rest_connections SET refresh_ciphertext = %s, access_ciphertext = %s, access_expires_at = %s,
                scopes = %s, user_id = %s, user_email = %s, debtor_ids = %s::uuid[], customer_ref = %s,
-               generation = generation + 1, refreshed_at = now()
+               generation = generation + 1, refreshed_at = now(), refresh_generation = NULL,
+               refresh_started_at = NULL
            WHERE token_id = %s""",
         (*secrets, authorization.customer_ref, current.id),
     )

@@ -274,3 +274,29 @@ def test_the_connection_block_keeps_its_columns(lang: str) -> None:
     text = render("unreachable", "opened", "ops", lang, rest_context()).text
     consent_line = next(line for line in text.splitlines() if "hr@jansen.example" in line and ":" in line)
     assert consent_line.split(":", 1)[1].startswith(" "), consent_line
+
+
+# -- a token L1NDA lost (a refresh whose answer never arrived), not the customer's withdrawal --------------------
+def test_a_connection_whose_token_l1nda_lost_carries_it_in_the_cause_detail() -> None:
+    revoked = token_causes(TokenState.REVOKED, None, REST, lost_by_l1nda=True)
+    assert revoked is not None
+    assert revoked[Kind.CONSENT_REVOKED] == Cause(True, Stage.CONFIRMED, detail={"lost_by_l1nda": True})
+    rejected = token_causes(TokenState.REJECTED, None, REST, lost_by_l1nda=True)
+    assert rejected is not None
+    assert rejected[Kind.CONSENT_REVOKED].detail == {"never_worked": True, "lost_by_l1nda": True}
+    assert token_causes(TokenState.REVOKED, None, lost_by_l1nda=True) == token_causes(TokenState.REVOKED)
+
+
+@pytest.mark.parametrize(("audience", "lang"), [(a, lang) for a in ("ops", "customer") for lang in ("en", "nl")])
+def test_a_lost_token_mail_says_l1nda_lost_it_not_that_the_customer_withdrew(audience: str, lang: str) -> None:
+    ctx = rest_context()
+    ctx["detail"] = {"lost_by_l1nda": True}
+    mail = render("consent_revoked", "escalated", audience, lang, ctx)
+    lost = "L1NDA lost the token" if lang == "en" else "L1NDA is het token"
+    not_customer = "not caused by the customer" if lang == "en" else "ligt niet aan de klant"
+    withdrew = "was withdrawn or has expired" if lang == "en" else "is ingetrokken of verlopen"
+    for body in (mail.text, mail.html):
+        assert lost in body
+        assert not_customer in body
+        assert withdrew not in body
+    assert CONSENT_WORDS[lang] in mail.text.lower()

@@ -354,3 +354,124 @@ def test_keys_rotate_reencrypts_rest_secrets_and_keys_check_sees_them(conn: db.C
         assert ConnectionStore(newest).take_authorization(conn, "open-consent").code_verifier.reveal() == (
             "verifier-open-consent")
     assert TokenStore(newest).key_report(conn).ok
+
+
+# -- a refresh whose answer is lost; lock and idle time-outs (review of issue 18) ----------------------------------
+
+
+def test_a_lost_refresh_answer_is_marked_and_the_next_invalid_grant_is_l1ndas_loss(
+        conn: db.Connection, store: ConnectionStore) -> None:
+    from l1nda_sync.nmbrs.errors import ConsentRevoked, InvalidGrant, TransientError
+    from l1nda_sync.nmbrs.rest.grants import GrantLost
+
+    c = connect_user(store, conn, "s1", grant(expires_in=10)).connection
+    grant_store = RegistryGrantStore(lambda: db.connect(conn.dsn), store.cipher)
+
+    def lost(app: object, refresh_token: Secret, *, now: datetime) -> Grant:
+        raise TransientError("Identity.refresh: no answer in time")  # the server may have rotated it
+
+    def spent(app: object, refresh_token: Secret, *, now: datetime) -> Grant:
+        raise InvalidGrant("Identity.refresh: invalid_grant", error="invalid_grant", description="used already")
+
+    with pytest.raises(TransientError):
+        grants.access_token(None, grant_store, c.id, now=datetime.now(UTC), refresher=lost)  # type: ignore[arg-type]
+    row = grant_store.load(c.id)
+    assert (row.generation, row.refresh_in_flight) == (0, 0)  # committed although the lock's transaction rolled back
+    assert one(conn, "SELECT refresh_started_at IS NOT NULL FROM rest_connections WHERE token_id = %s", c.id)
+    with pytest.raises(GrantLost) as caught:
+        grants.access_token(None, grant_store, c.id, now=datetime.now(UTC), refresher=spent)  # type: ignore[arg-type]
+    assert isinstance(caught.value, ConsentRevoked)
+    assert caught.value.outcome == "consent_revoked"
+    # a saved refresh clears the marker: a later invalid_grant is the customer's again
+    grant_store.save(c.id, grant(2, expires_in=10), 1)
+    assert grant_store.load(c.id).refresh_in_flight is None
+    with pytest.raises(ConsentRevoked) as withdrawn:
+        grants.access_token(None, grant_store, c.id, now=datetime.now(UTC), refresher=spent)  # type: ignore[arg-type]
+    assert not isinstance(withdrawn.value, GrantLost)
+
+
+def test_a_save_whose_held_connection_broke_is_retried_once_on_a_fresh_one(
+        conn: db.Connection, store: ConnectionStore) -> None:
+    c = connect_user(store, conn, "s1", grant(expires_in=10)).connection
+    grant_store = RegistryGrantStore(lambda: db.connect(conn.dsn), store.cipher)
+    rotated = grant(2)
+
+    def refresher(app: object, refresh_token: Secret, *, now: datetime) -> Grant:
+        (held,) = grant_store._held.values()
+        with db.transaction(conn) as cur:  # the server drops the lock's connection while Nmbrs answers
+            cur.execute("SELECT pg_terminate_backend(%s)", (held.get_backend_pid(),))
+        time.sleep(0.2)
+        return rotated
+
+    token = grants.access_token(None, grant_store, c.id, now=datetime.now(UTC),  # type: ignore[arg-type]
+                                refresher=refresher)
+    assert token == rotated.access_token
+    row = grant_store.load(c.id)
+    assert (row.generation, row.refresh_token, row.refresh_in_flight) == (1, rotated.refresh_token, None)
+
+
+def test_waiting_for_another_refresh_is_bounded_by_the_lock_timeout(
+        conn: db.Connection, store: ConnectionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from l1nda_sync.nmbrs.errors import TransientError
+    from l1nda_sync.registry import grant_store as module
+
+    c = connect_user(store, conn, "s1", grant()).connection
+    grant_store = RegistryGrantStore(lambda: db.connect(conn.dsn), store.cipher)
+    monkeypatch.setattr(module, "LOCK_TIMEOUT", "300ms")
+    holds, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with grant_store.locked(c.id):
+            holds.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert holds.wait(5)
+        began = time.monotonic()
+        with pytest.raises(TransientError, match="lock"), grant_store.locked(c.id):
+            pass
+        assert time.monotonic() - began < 5
+    finally:
+        done.set()
+        thread.join(10)
+
+
+def test_the_lock_s_transaction_has_an_idle_timeout_and_its_connection_keepalives(
+        conn: db.Connection, store: ConnectionStore) -> None:
+    import socket
+
+    c = connect_user(store, conn, "s1", grant()).connection
+    grant_store = RegistryGrantStore(lambda: db.connect(conn.dsn), store.cipher)
+    with grant_store.locked(c.id):
+        (held,) = grant_store._held.values()
+        with held.cursor() as cur:
+            cur.execute("SHOW idle_in_transaction_session_timeout")
+            assert cur.fetchone()[0] == "150s"
+            cur.execute("SHOW lock_timeout")
+            assert cur.fetchone()[0] == "90s"
+        sock = socket.socket(fileno=__import__("os").dup(held.fileno()))
+        try:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        finally:
+            sock.close()
+
+
+def test_the_alerts_see_a_confirmed_connection_whose_token_l1nda_lost(conn: db.Connection,
+                                                                       store: ConnectionStore) -> None:
+    from l1nda_sync.alerts.hooks import grant_lost
+    from l1nda_sync.engine.token_state import TokenState
+
+    c = connect_user(store, conn, "s1", grant()).connection
+    grant_store = RegistryGrantStore(lambda: db.connect(conn.dsn), store.cipher)
+    with db.reading(conn) as cur:
+        assert not grant_lost(cur, c.id, TokenState.REVOKED)
+    grant_store.begin_refresh(c.id, 0)
+    with db.reading(conn) as cur:
+        assert grant_lost(cur, c.id, TokenState.REVOKED)
+        assert grant_lost(cur, c.id, TokenState.REJECTED)
+        assert not grant_lost(cur, c.id, TokenState.INVALID)  # suspected: not mailed, nothing to say yet
+    grant_store.save(c.id, grant(2), 1)
+    with db.reading(conn) as cur:
+        assert not grant_lost(cur, c.id, TokenState.REVOKED)

@@ -11,6 +11,13 @@ the old one answers `invalid_grant`. So, for each connection (`access_token`):
 4. an `invalid_grant` is judged only after re-reading the row (`GrantStore.load`): when its generation moved,
    somebody rotated it (that one is used); only a row nobody rotated is the consent: `ConsentRevoked`.
 
+A refresh whose answer is lost (a read time-out, a 5xx after processing, a truncated answer, the save failing)
+leaves a refresh token the identity server has spent. So before the refresh is sent, `GrantStore.begin_refresh`
+commits a marker "refresh in flight at generation g" (on a connection of its own: it survives any rollback), and
+`save` clears it. An `invalid_grant` for a row whose marker names its current generation was sent with a token
+L1NDA itself may have spent: `GrantLost` (still `consent_revoked`: a new consent is needed; but the mails say that
+L1NDA lost the token, not that the customer withdrew).
+
 The store is a Protocol: the registry implements it on PostgreSQL (`registry.connections`); `InMemoryGrantStore`
 is the reference for tests.
 """
@@ -20,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -42,6 +49,12 @@ class StoredGrant:
     access_token: Secret | None = field(default=None)
     access_expires_at: datetime | None = None
     generation: int = 0
+    refresh_in_flight: int | None = None  # the generation whose refresh was started and never saved
+
+    @property
+    def refresh_was_lost(self) -> bool:
+        """A refresh of this very generation was sent before and its answer never saved: the token may be spent."""
+        return self.refresh_in_flight is not None and self.refresh_in_flight == self.generation
 
     def usable_at(self, now: datetime) -> Secret | None:
         """The cached access token when it has more than `MIN_LIFETIME` left at `now`, else None."""
@@ -66,6 +79,19 @@ class GrantStore(Protocol):
     def load(self, connection_id: int) -> StoredGrant:
         """Read the row as committed now, without the lock."""
         ...
+
+    def begin_refresh(self, connection_id: int, generation: int) -> None:
+        """Commit (durably, whatever happens to the lock's transaction) that a refresh of `generation` is about to
+        be sent; `save` clears it."""
+        ...
+
+
+class GrantLost(ConsentRevoked):
+    """`invalid_grant` for a refresh token L1NDA may have spent itself: an earlier refresh of the same generation
+    was sent and its answer (or its save) was lost. A new consent is needed all the same (`consent_revoked`), but
+    it is L1NDA's loss, not the customer's withdrawal."""
+
+    lost_by_l1nda = True
 
 
 def access_token(app: RestApp, store: GrantStore, connection_id: int, *, now: datetime, force_refresh: bool = False,
@@ -94,6 +120,7 @@ def _refresh_locked(app: RestApp, store: GrantStore, connection_id: int, *, now:
             raise ConsentRevoked(f"REST connection {connection_id}: the access token expired and the consent holds "
                                  "no refresh token (granted without offline_access): the customer must consent again",
                                  service=oauth.IDENTITY, operation="refresh")
+        store.begin_refresh(connection_id, stored.generation)
         try:
             grant = refresher(app, stored.refresh_token, now=now)
         except InvalidGrant as refused:
@@ -110,6 +137,12 @@ def _after_invalid_grant(store: GrantStore, connection_id: int, used: StoredGran
         if cached is not None:
             return cached  # another worker rotated it (outside our lock): its token is good
     reason = refused.description or "invalid_grant"
+    if used.refresh_was_lost and current.generation == used.generation:
+        raise GrantLost(f"REST connection {connection_id}: Nmbrs refused the refresh token ({reason}) after an "
+                        "earlier refresh of it was sent and its answer or its save was lost: L1NDA lost the "
+                        "connection's token; the customer must consent again",
+                        code=refused.code, service=refused.service, operation=refused.operation,
+                        text=refused.text) from None
     raise ConsentRevoked(f"REST connection {connection_id}: Nmbrs refused the refresh token ({reason}): "
                          "the consent was withdrawn or its refresh token expired",
                          code=refused.code, service=refused.service, operation=refused.operation,
@@ -143,6 +176,12 @@ class InMemoryGrantStore:
             self._rows[connection_id] = StoredGrant(grant.refresh_token or old.refresh_token, grant.access_token,
                                                     grant.expires_at, generation)
             self.saves += 1
+
+    def begin_refresh(self, connection_id: int, generation: int) -> None:
+        with self._guard:
+            row = self._rows[connection_id]
+            if row.generation == generation:
+                self._rows[connection_id] = replace(row, refresh_in_flight=generation)
 
     def load(self, connection_id: int) -> StoredGrant:
         with self._guard:

@@ -18,6 +18,9 @@ CREATE INDEX tokens_kind ON tokens (kind) WHERE removed_at IS NULL;
 -- The secrets and facts of a REST connection. Ciphertexts are Fernet under the registry's keys (as
 -- tokens.token_ciphertext); both are cleared when the connection is removed. `generation` counts rotations of
 -- the refresh token (single use at Nmbrs): a save that does not hold the generation it read saves nothing.
+-- refresh_generation / refresh_started_at: "a refresh of this generation was sent" (committed before the refresh
+-- POST, cleared by the save of its answer). Still naming the current generation means the answer or its save was
+-- lost and Nmbrs may have spent the token: an invalid_grant then is L1NDA's loss, not the customer's withdrawal.
 CREATE TABLE rest_connections (
     token_id           bigint PRIMARY KEY REFERENCES tokens (id),
     customer_ref       text NOT NULL CHECK (customer_ref <> ''),
@@ -30,7 +33,10 @@ CREATE TABLE rest_connections (
     debtor_ids         uuid[] NOT NULL DEFAULT '{}',
     generation         bigint NOT NULL DEFAULT 0 CHECK (generation >= 0),
     refreshed_at       timestamptz,
+    refresh_generation bigint,
+    refresh_started_at timestamptz,
     created_at         timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT rest_connections_refresh_marker CHECK ((refresh_generation IS NULL) = (refresh_started_at IS NULL)),
     CONSTRAINT rest_connections_access_has_expiry CHECK (access_ciphertext IS NULL OR access_expires_at IS NOT NULL)
 );
 CREATE INDEX rest_connections_customer ON rest_connections (customer_ref);

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -38,18 +39,24 @@ class FileGrantStore:
         self._write(StoredGrant(grant.refresh_token or old.refresh_token, grant.access_token, grant.expires_at,
                                 generation))
 
+    def begin_refresh(self, connection_id: int, generation: int) -> None:
+        row = self.load(connection_id)
+        if row.generation == generation:
+            self._write(replace(row, refresh_in_flight=generation))
+
     def load(self, connection_id: int) -> StoredGrant:
         data = json.loads(self.path.read_text())
+        in_flight = data.get("in_flight")
         return StoredGrant(Secret(data["refresh"]) if data["refresh"] else None,
                            Secret(data["access"]) if data["access"] else None,
                            datetime.fromisoformat(data["expires"]) if data["expires"] else None,
-                           int(data["generation"]))
+                           int(data["generation"]), None if in_flight is None else int(in_flight))
 
     def _write(self, row: StoredGrant) -> None:
         data = {"refresh": row.refresh_token.reveal() if row.refresh_token else None,
                 "access": row.access_token.reveal() if row.access_token else None,
                 "expires": row.access_expires_at.isoformat() if row.access_expires_at else None,
-                "generation": row.generation}
+                "generation": row.generation, "in_flight": row.refresh_in_flight}
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(data))
         os.replace(temporary, self.path)  # committed: a reader sees the old or the new row, never half

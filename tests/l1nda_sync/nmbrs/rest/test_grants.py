@@ -170,3 +170,38 @@ def test_threads_racing_refresh_once() -> None:
     assert results == ["a1"] * 8
     assert identity.used == ["r0"]
     assert store.saves == 1
+
+
+def test_a_lost_refresh_answer_makes_the_next_invalid_grant_l1ndas_loss_not_the_customers() -> None:
+    """Run 1: the server rotated r0 but its answer was lost (a read time-out). Run 2: r0 is spent: invalid_grant.
+    That is L1NDA's loss (GrantLost, still consent_revoked), never read as the customer's withdrawal."""
+    from l1nda_sync.nmbrs.rest.grants import GrantLost
+
+    store, identity = _setup(10)
+
+    def lost(app: RestApp, refresh_token: str, *, now: datetime, **kw: Any) -> Grant:
+        identity(app, refresh_token, now=now)  # the server rotates it...
+        raise TransientError("Identity.refresh: no answer in time")  # ...and the answer never arrives
+
+    with pytest.raises(TransientError):
+        access_token(APP, store, 1, now=NOW, refresher=lost)
+    assert store.load(1).refresh_in_flight == 0
+    with pytest.raises(GrantLost) as caught:
+        access_token(APP, store, 1, now=NOW, refresher=identity)
+    assert isinstance(caught.value, ConsentRevoked)
+    assert caught.value.outcome == "consent_revoked"
+    assert caught.value.lost_by_l1nda
+    assert "L1NDA lost" in str(caught.value)
+
+
+def test_a_saved_refresh_clears_the_marker_and_a_later_withdrawal_is_the_customers() -> None:
+    from l1nda_sync.nmbrs.rest.grants import GrantLost
+
+    store, identity = _setup(10)
+    assert access_token(APP, store, 1, now=NOW, refresher=identity).reveal() == "a1"
+    assert store.load(1).refresh_in_flight is None
+    assert not store.load(1).refresh_was_lost
+    identity.live = "withdrawn"
+    with pytest.raises(ConsentRevoked) as caught:
+        access_token(APP, store, 1, now=NOW + timedelta(hours=2), refresher=identity)
+    assert not isinstance(caught.value, GrantLost)
