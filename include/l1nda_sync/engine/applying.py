@@ -3,8 +3,9 @@
 For each pending check (oldest first) the token row is locked (FOR UPDATE), so two runs never apply the same
 token at once; a check that another run already applied, or that is older than what the token already knows,
 is marked and skipped, so a rerun after a crash converges to the same state. The circuit breaker is judged
-over a sliding window of checks across runs (`breaker.judge_window`) before anything moves, so a run that applies
-another run's pending checks judges them with all the evidence, never in pieces.
+over a sliding window of checks across runs, per credential kind (`breaker.judge_by_kind`), before anything
+moves, so a run that applies another run's pending checks judges them with all the evidence, never in pieces; a
+tripped kind freezes only its own credentials.
 
 Checks that write no reach (a failure, or an unchanged probe: nearly every check of a quiet sweep) of tokens
 with no other pending check are applied in bulk, many tokens per transaction with the same decisions and the
@@ -23,7 +24,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from l1nda_sync.engine.breaker import CLEAR, BreakerVerdict, Evidence, is_news, judge_window
+from l1nda_sync.engine.breaker import (
+    CLEAR,
+    Breakers,
+    BreakerVerdict,
+    Evidence,
+    Frozen,
+    is_frozen,
+    is_news,
+    judge_by_kind,
+)
 from l1nda_sync.engine.outcomes import reach_from_probe
 from l1nda_sync.engine.reach import Reach, ReachDiff, diff_reach
 from l1nda_sync.engine.token_state import (
@@ -89,10 +99,11 @@ class ApplySummary:
     skipped: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)  # (check id, error type): left pending
     verdict: BreakerVerdict = CLEAR
+    frozen: frozenset[CredentialKind] = frozenset()  # the credential kinds whose breaker tripped
 
     @property
     def breaker_open(self) -> bool:
-        return self.verdict.tripped
+        return bool(self.frozen) or self.verdict.tripped
 
     def outcomes(self) -> Counter[str]:
         return Counter(a.outcome.value for a in self.applied)
@@ -118,16 +129,23 @@ def unit_of_work(conn: Connection, *, dry_run: bool) -> Iterator[Cursor]:
 def judge_recent(
     cur: Cursor, *, now: datetime, window: timedelta, share: float
 ) -> BreakerVerdict:
-    """The breaker's verdict over every check (applied or pending, of any run) made inside the window. The window
-    reaches back from the oldest pending check, so checks applied late (a long check phase, a crashed run's
-    leftovers) are judged with the evidence of their own time."""
+    """The breaker's verdict to report (`Breakers.verdict`) over the checks made inside the window."""
+    return judge_recent_by_kind(cur, now=now, window=window, share=share).verdict
+
+
+def judge_recent_by_kind(
+    cur: Cursor, *, now: datetime, window: timedelta, share: float
+) -> Breakers:
+    """The breaker's verdicts, per credential kind, over every check (applied or pending, of any run) made inside
+    the window. The window reaches back from the oldest pending check, so checks applied late (a long check phase,
+    a crashed run's leftovers) are judged with the evidence of their own time."""
     cur.execute("SELECT min(checked_at) FROM checks WHERE applied_at IS NULL AND checked_at <= %s", (now,))
     row = cur.fetchone()
     oldest = row[0] if row is not None else None
     if oldest is not None and oldest < now:
         window += min(now - oldest, MAX_LATE)
     cur.execute(
-        """SELECT DISTINCT ON (c.token_id) c.token_id, c.checked_at, c.outcome, t.state
+        """SELECT DISTINCT ON (c.token_id) c.token_id, c.checked_at, c.outcome, t.state, t.kind
            FROM checks c JOIN tokens t ON t.id = c.token_id
            WHERE c.checked_at > %s AND c.checked_at <= %s
            ORDER BY c.token_id, c.checked_at DESC, c.id DESC""",
@@ -135,10 +153,10 @@ def judge_recent(
     )
     known = {o.value for o in Outcome}
     evidence = []
-    for token_id, at, text, state in cur.fetchall():
+    for token_id, at, text, state, kind in cur.fetchall():
         outcome = Outcome(text) if text in known else Outcome.UNKNOWN
-        evidence.append(Evidence(token_id, at, outcome, is_news(state, outcome)))
-    return judge_window(evidence, now=now, window=window, share=share)
+        evidence.append(Evidence(token_id, at, outcome, is_news(state, outcome), CredentialKind(kind)))
+    return judge_by_kind(evidence, now=now, window=window, share=share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +189,7 @@ class _Applier:
     conn: Connection
     policy: StatePolicy
     now: Callable[[], datetime]
-    verdict: BreakerVerdict
+    frozen: frozenset[CredentialKind]
     hooks: ApplyHooks
     dry_run: bool
 
@@ -184,7 +202,7 @@ class _Applier:
             try:
                 with unit_of_work(self.conn, dry_run=self.dry_run) as cur:
                     applied_chunk, skipped = apply_checks_bulk(cur, chunk, policy=self.policy,
-                                                               breaker_open=self.verdict.tripped, now=self.now)
+                                                               breaker_open=self.frozen, now=self.now)
                     for applied, rid in applied_chunk:
                         self.hooks.token_applied(cur, applied, run_id=rid, now=self.now())
             except Exception as exc:
@@ -201,7 +219,7 @@ class _Applier:
         for check_id, rid in pending:
             try:
                 with unit_of_work(self.conn, dry_run=self.dry_run) as cur:
-                    applied = apply_check(cur, check_id, policy=self.policy, breaker_open=self.verdict.tripped,
+                    applied = apply_check(cur, check_id, policy=self.policy, breaker_open=self.frozen,
                                           now=self.now(), run_id=rid)
                     if applied is None:
                         summary.skipped += 1
@@ -229,8 +247,9 @@ def apply_pending(
     """Apply every pending check (of `run_id`, or of any run: checks a crashed run left behind)."""
     hooks = hooks or NoHooks()
     with unit_of_work(conn, dry_run=dry_run) as cur:
-        verdict = judge_recent(cur, now=now(), window=breaker_window, share=breaker_share)
-    summary = ApplySummary(verdict=verdict)
+        breakers = judge_recent_by_kind(cur, now=now(), window=breaker_window, share=breaker_share)
+    verdict = breakers.verdict
+    summary = ApplySummary(verdict=verdict, frozen=breakers.frozen)
     with unit_of_work(conn, dry_run=dry_run) as cur:
         hooks.breaker_judged(cur, verdict, run_id=run_id, now=now())
     listed = _list_pending(conn, run_id, dry_run=dry_run)
@@ -238,7 +257,7 @@ def apply_pending(
     # one transaction with a constant number of statements. If a bulk chunk fails, its checks go the single way
     # below, where one token's fault is rolled back alone. Everything else: one token per transaction, in order.
     # Both ways write a token's health through the same `write_health`.
-    applier = _Applier(conn, policy, now, verdict, hooks, dry_run)
+    applier = _Applier(conn, policy, now, breakers.frozen, hooks, dry_run)
     per_token = Counter(c.token_id for c in listed)
     bulk = [(c.check_id, c.run_id) for c in listed if c.no_reach and per_token[c.token_id] == 1]
     done = applier.in_bulk(bulk, summary)
@@ -402,7 +421,7 @@ def _write_carried_reach(
 
 
 def apply_locked(
-    cur: Cursor, pending: Sequence[PendingCheck], *, policy: StatePolicy, breaker_open: bool, at: datetime
+    cur: Cursor, pending: Sequence[PendingCheck], *, policy: StatePolicy, breaker_open: Frozen, at: datetime
 ) -> list[HealthWrite]:
     """Apply locked pending checks, each of a different token, inside the caller's transaction: decide each,
     write the reach it carries, then every token's health in one `write_health`; a check that must not be
@@ -415,7 +434,7 @@ def apply_locked(
         if note is not None:
             _mark_applied(cur, p.check_id, at, note)
             continue
-        transition = decide(p.health, p.result, policy, breaker_open=breaker_open)
+        transition = decide(p.health, p.result, policy, breaker_open=is_frozen(breaker_open, p.kind))
         diff, probe_cache, domain = _write_carried_reach(cur, p, transition)
         applied = AppliedCheck(p.check_id, p.token_id, p.label, p.level, p.result.outcome, transition, diff,
                                p.kind)
@@ -425,7 +444,7 @@ def apply_locked(
 
 
 def apply_checks_bulk(
-    cur: Cursor, checks: Sequence[tuple[int, int | None]], *, policy: StatePolicy, breaker_open: bool,
+    cur: Cursor, checks: Sequence[tuple[int, int | None]], *, policy: StatePolicy, breaker_open: Frozen,
     now: Callable[[], datetime],
 ) -> tuple[list[tuple[AppliedCheck, int | None]], int]:
     """Apply checks that write no reach (a failure, or a probe equal to the stored reach), each of a different
@@ -446,7 +465,7 @@ def _mark_applied(cur: Cursor, check_id: int, now: datetime, note: str | None = 
 
 
 def apply_check(
-    cur: Cursor, check_id: int, *, policy: StatePolicy, breaker_open: bool, now: datetime, run_id: int | None
+    cur: Cursor, check_id: int, *, policy: StatePolicy, breaker_open: Frozen, now: datetime, run_id: int | None
 ) -> AppliedCheck | None:
     """Apply one pending check inside the caller's transaction (a batch of one, reach included, on the bulk
     path's write path); None when there was nothing to apply. `run_id` is the run its events are recorded for."""

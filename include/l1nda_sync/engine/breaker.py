@@ -10,16 +10,34 @@ them): too few tokens cannot tell an outage from a customer's change, and a late
 one. Every failure counts, of any class (1001, 1002, 1004, a sharp reach drop, outages, unknown answers); a
 check that only repeats what its token's state already says (a revoked token's 1001) is no news and does not
 count either way, so confirmed problems cannot hold the breaker open.
+
+It is judged per credential kind (`judge_by_kind`): SOAP tokens and REST connections fail through different
+machinery (SOAP's auth backend vs. Nmbrs' identity server, API gateway and quota), so a REST-wide fault (every
+refresh answered `invalid_grant`, a 40102 storm, 42909 quota) trips the REST breaker however few connections there
+are beside the SOAP tokens, and a REST-only fault never freezes SOAP tokens (nor the other way round). A tripped
+kind freezes only its own credentials' state moves and the suspension of links they serve.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from l1nda_sync.engine.token_state import Outcome
+from l1nda_sync.engine.token_state import CredentialKind, Outcome
+
+# Which credentials the breaker freezes: True (all, as before kinds were judged apart), False (none), or the set
+# of kinds whose breaker tripped.
+Frozen = bool | Set[CredentialKind]
+
+
+def is_frozen(breaker_open: Frozen, kind: CredentialKind | None) -> bool:
+    """Whether a credential of `kind` is frozen (kind None, not known: frozen while any kind is)."""
+    if isinstance(breaker_open, bool):
+        return breaker_open
+    return bool(breaker_open) if kind is None else kind in breaker_open
+
 
 # Failure classes: what "failing the same way" means. Transient-looking answers are one class (an outage
 # mixes 5xx pages, resets and time-outs); unknown answers are their own, so that they are visible as such.
@@ -61,6 +79,7 @@ class Evidence:
     at: datetime
     outcome: Outcome
     news: bool = True
+    kind: CredentialKind = CredentialKind.SOAP_TOKEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +93,7 @@ class BreakerVerdict:
     unknown: int = 0  # tokens whose latest answer in the window L1NDA could not read
     last_failure_at: datetime | None = None  # the newest failing check in the window (fresh evidence?)
     last_unknown_at: datetime | None = None
+    kind: CredentialKind | None = None  # the credential kind judged (None: all of them together)
 
     @property
     def share(self) -> float:
@@ -111,6 +131,39 @@ def judge_window(
         checked, failing, failing > share * checked, top if 2 * top_count > failing else "mixed",
         len(unknowns), max(e.at for e in failures), max(unknowns, default=None),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Breakers:
+    """The breaker judged per credential kind, with the verdict over all kinds (for unreadable answers)."""
+
+    overall: BreakerVerdict = CLEAR
+    by_kind: Mapping[CredentialKind, BreakerVerdict] = field(default_factory=dict)
+
+    @property
+    def frozen(self) -> frozenset[CredentialKind]:
+        """The kinds whose breaker tripped: their credentials' states and links must not move."""
+        return frozenset(k for k, v in self.by_kind.items() if v.tripped)
+
+    @property
+    def verdict(self) -> BreakerVerdict:
+        """One verdict to report: the tripped kind's (both tripped: the overall one, marked tripped, no kind);
+        else the overall one, never tripped (a mix of kinds trips nothing by itself)."""
+        tripped = [self.by_kind[k] for k in CredentialKind if k in self.frozen]
+        if len(tripped) == 1:
+            return tripped[0]
+        return replace(self.overall, tripped=bool(tripped), kind=None)
+
+
+def judge_by_kind(
+    evidence: Iterable[Evidence], *, now: datetime, window: timedelta, share: float = 0.5,
+) -> Breakers:
+    """`judge_window` for each credential kind apart, and over all of them."""
+    items = list(evidence)
+    by_kind = {k: replace(judge_window([e for e in items if e.kind is k], now=now, window=window, share=share),
+                          kind=k)
+               for k in CredentialKind if any(e.kind is k for e in items)}
+    return Breakers(judge_window(items, now=now, window=window, share=share), by_kind)
 
 
 def judge(outcomes: Iterable[Outcome], *, share: float = 0.5) -> BreakerVerdict:

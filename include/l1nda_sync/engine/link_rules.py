@@ -9,6 +9,8 @@ environment as before. A pending link activates as soon
 as a token reaches it. The one exception to "it stays": a link that a SOAP token serves moves to an active REST
 connection that reaches its company (`moved_to_rest`), since SOAP ends; never while the breaker is open, and
 never to a connection that is only suspected or whose reach is in doubt, so a transient fault never moves it.
+The breaker is judged per credential kind: a tripped kind freezes the suspension of the links its credentials
+serve (and any move to REST), never the other kind's.
 
 Tokens that are only `invalid` (one unconfirmed 1001) or `unreachable` (transient faults) keep the links
 they serve: neither is a verdict on the token, and a transient fault never moves a link. While the circuit
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from l1nda_sync.engine.breaker import Frozen, is_frozen
 from l1nda_sync.engine.token_state import CredentialKind, TokenState
 
 
@@ -161,22 +164,25 @@ def _keeps(link: LinkView, serving: TokenView | None, candidates: list[TokenView
 
 
 def _decide_link(
-    link: LinkView, serving: TokenView | None, candidates: list[TokenView], *, breaker_open: bool,
+    link: LinkView, serving: TokenView | None, candidates: list[TokenView], *, breaker_open: Frozen,
     lost_reasons: Mapping[tuple[int, int], str],
 ) -> tuple[LinkState, int | None, str] | None:
-    """(state, token, reason) the link moves to, or None when it stays as it is."""
+    """(state, token, reason) the link moves to, or None when it stays as it is. `breaker_open` freezes the kinds
+    whose breaker tripped: no move to REST while either kind involved is frozen, and no suspension of a link whose
+    serving credential's kind is frozen."""
     takers = sorted((t for t in candidates if t.takes_links), key=_preference)
     if _keeps(link, serving, candidates):
         assert serving is not None
         if link.state is not LinkState.ACTIVE:
             return LinkState.ACTIVE, link.token_id, Reason.REACHED
         rest = [t for t in takers if t.kind is CredentialKind.REST_CONNECTION]
-        if serving.kind is CredentialKind.SOAP_TOKEN and rest and not breaker_open:
+        if (serving.kind is CredentialKind.SOAP_TOKEN and rest and not is_frozen(breaker_open, serving.kind)
+                and not is_frozen(breaker_open, CredentialKind.REST_CONNECTION)):
             return LinkState.ACTIVE, rest[0].id, Reason.MOVED_TO_REST
         return None
     if takers:
         return LinkState.ACTIVE, takers[0].id, Reason.FAILOVER if link.state is LinkState.ACTIVE else Reason.REACHED
-    if link.state is LinkState.ACTIVE and not breaker_open:
+    if link.state is LinkState.ACTIVE and not is_frozen(breaker_open, serving.kind if serving is not None else None):
         lost = lost_reasons.get((link.token_id, link.company_id)) if link.token_id is not None else None
         return LinkState.SUSPENDED, link.token_id, suspension_reason(serving, lost)
     return None
@@ -188,7 +194,7 @@ def reconcile_links(
     reachers: Mapping[int, Iterable[int]],
     *,
     lost_reasons: Mapping[tuple[int, int], str] | None = None,
-    breaker_open: bool = False,
+    breaker_open: Frozen = False,
 ) -> list[LinkChange]:
     """The changes that bring every link in line with who reaches what.
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from l1nda_sync.engine.breaker import Frozen
 from l1nda_sync.engine.link_rules import LinkChange, LinkState, LinkView, TokenView, reconcile_links
 from l1nda_sync.engine.token_state import CredentialKind, TokenState
 
@@ -74,7 +75,7 @@ def reconcile_all(
     *,
     now: Callable[[], datetime],
     run_id: int | None = None,
-    breaker_open: bool = False,
+    breaker_open: Frozen = False,
     hooks: LinkHooks | None = None,
 ) -> list[LinkChange]:
     """Bring every link in line, inside the caller's transaction; returns the changes made."""

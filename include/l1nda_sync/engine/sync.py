@@ -378,7 +378,7 @@ class SyncEngine:
                 breaker_window=timedelta(seconds=self.settings.breaker_window), hooks=self.hooks, dry_run=dry_run,
             )
             with unit_of_work(conn, dry_run=dry_run) as cur:
-                changes = reconcile_all(cur, now=self.clock, run_id=run_id, breaker_open=summary.breaker_open,
+                changes = reconcile_all(cur, now=self.clock, run_id=run_id, breaker_open=summary.frozen,
                                         hooks=self.hooks)
             report = RunReport.of_apply(summary, changes, run_id=run_id, dry_run=dry_run)
             with unit_of_work(conn, dry_run=dry_run) as cur:

@@ -22,6 +22,7 @@ the scheduled run finishes.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ from l1nda_sync.alerts.hooks import AlertHooks
 from l1nda_sync.alerts.sweep import sweep
 from l1nda_sync.engine.sync import SyncEngine
 from l1nda_sync.engine.token_state import CHECKABLE_STATES
+from l1nda_sync.masking import Secret
 from l1nda_sync.nmbrs.errors import (
     ConsentRevoked,
     CredentialInvalid,
@@ -49,6 +51,9 @@ from l1nda_sync.nmbrs.errors import (
     error_for_http,
 )
 from l1nda_sync.nmbrs.records import Company, Credentials, Debtor, Environment, Probe
+from l1nda_sync.nmbrs.rest.config import RestApp
+from l1nda_sync.nmbrs.rest.grants import InMemoryGrantStore
+from l1nda_sync.nmbrs.rest.records import RestCompany, RestCredentials, RestDebtor, RestReach
 from l1nda_sync.settings import Settings
 from tests.l1nda_sync.engine.story_world import register_token, request_links
 
@@ -415,6 +420,138 @@ def test_a_provider_fault_raises_no_false_alarm(fleet_factory: Callable[[int, Sc
     assert states == {"active"}, states
     (active,), = fleet.query("SELECT count(*) FROM links WHERE state = 'active'")
     assert active == sum(len(t.companies) for t in fleet.tokens)
+
+
+# -- a mixed fleet: SOAP tokens and REST connections, judged apart ------------------------------------------------
+REST_APP = RestApp("http://api.invalid", "http://id.invalid", "app", Secret("s"), Secret("k"), None,
+                   "http://127.0.0.1/cb", ("offline_access", "company.info.read"))
+
+
+class ScriptedRest:
+    """Stands in for `RestClient`: a connection reaches one debtor and company of its own (no SOAP counterpart)
+    until the script says otherwise."""
+
+    def __init__(self, clock: Callable[[], datetime], script: Script) -> None:
+        self.by_id: dict[int, FleetToken] = {}
+        self.clock = clock
+        self.script = script
+        self.lock = threading.Lock()
+
+    def probe(self, connection: RestCredentials, /) -> RestReach:
+        token = self.by_id[connection.connection_id]
+        with self.lock:
+            answer = self.script(token, self.clock())
+        if isinstance(answer, NmbrsError):
+            answer.calls = 2
+            raise answer
+        debtor = str(uuid.UUID(int=2 * token.index + 1))
+        company = str(uuid.UUID(int=2 * token.index + 2))
+        return RestReach((RestDebtor(debtor, f"R{token.index}", f"Rest debtor {token.index}"),),
+                         (RestCompany(company, "1", f"Rest company {token.index}", debtor),), None, 2)
+
+
+class MixedFleet(Fleet):
+    """`size` tokens of which the last `rest` are REST connections (of customers of their own, with no links:
+    their companies have no SOAP counterpart); links for the SOAP tokens' companies."""
+
+    def __init__(self, url: str, settings: Settings, size: int, rest: int, script: Script) -> None:
+        self.rest_client = ScriptedRest(lambda: self.now, script)
+        super().__init__(url, settings, size, script)
+        self.rest_tokens = self.tokens[size - rest:]
+        self.soap_tokens = self.tokens[:size - rest]
+        rest_companies = [c.id for t in self.rest_tokens for c in t.companies]
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute("DELETE FROM link_events WHERE link_id IN (SELECT id FROM links WHERE company_id = ANY(%s))",
+                        (rest_companies,))
+            cur.execute("DELETE FROM links WHERE company_id = ANY(%s)", (rest_companies,))
+            for t in self.rest_tokens:
+                cur.execute("""UPDATE tokens SET kind = 'rest_connection', level = 'debtor', token_ciphertext = NULL
+                               WHERE id = %s""", (self.ids[t.label],))
+                cur.execute("""INSERT INTO rest_connections (token_id, customer_ref, user_id, user_email)
+                               VALUES (%s, %s, gen_random_uuid(), %s)""",
+                            (self.ids[t.label], f"REST-{t.index}", t.username))
+                self.rest_client.by_id[self.ids[t.label]] = t
+
+    def _engine(self) -> KeptConnectionEngine:
+        return KeptConnectionEngine(self.url, settings=self.settings, client=self.client,
+                                    hooks=AlertHooks(self.settings), clock=lambda: self.now, rest_app=REST_APP,
+                                    rest_client=self.rest_client, grant_store=InMemoryGrantStore())
+
+    def start(self) -> None:
+        report = self.engine.run_once()
+        assert report.checked == len(self.tokens)
+        sweep(self.conn, self.now, self.settings)
+        (active,), = self.query("SELECT count(*) FROM links WHERE state = 'active'")
+        assert active == sum(len(t.companies) for t in self.soap_tokens)
+        self.t0 = self.now
+
+    def states(self, tokens: list[FleetToken]) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.query("SELECT label, state FROM tokens WHERE id = ANY(%s)",
+                                                [self.ids[t.label] for t in tokens])}
+
+
+def rest_fault(kind: str, start: datetime, duration: timedelta, *, soap_revoked: int | None = None) -> Script:
+    """Every REST connection (debtor numbers 'R...') fails with `kind` from `start` for `duration`; SOAP tokens
+    answer as always, but for the token `soap_revoked` (index), really revoked (1001) from `start` on."""
+    def script(token: FleetToken, now: datetime) -> NmbrsError | str | None:
+        if now < start:
+            return None
+        if token.index == soap_revoked:
+            return FAULTS["1001"]("Environment_Get")
+        if token.index >= REST_FROM[0] and now < start + duration:
+            return FAULTS[kind]("List_GetAll")
+        return None
+
+    return script
+
+
+REST_FROM = [0]  # the index of the fleet's first REST connection (set per row)
+
+
+@pytest.mark.parametrize(("size", "rest"), [(8, 2), (8, 6)], ids=["soap_majority", "rest_majority"])
+def test_a_rest_wide_fault_in_a_mixed_fleet_revokes_nothing_and_leaves_soap_alone(
+        registry_url: str, settings: Settings, size: int, rest: int) -> None:
+    """Every REST connection's refresh answered invalid_grant for 3 hours (the identity server, not the customers):
+    with SOAP tokens the majority, the REST breaker still trips (REST is judged on its own), so no connection is
+    confirmed consent_revoked and nobody is mailed but ops (one provider incident naming rest_connection); with REST
+    the majority, SOAP is not frozen: a SOAP token that is really revoked meanwhile is found and its links move."""
+    holder: dict[str, Script] = {"script": lambda t, now: None}
+    REST_FROM[0] = size - rest
+    fleet = MixedFleet(registry_url, settings, size, rest, lambda t, now: holder["script"](t, now))
+    try:
+        fleet.start()
+        assert fleet.t0 is not None
+        start = fleet.t0 + FAULT_AFTER
+        length = 3 * HOUR
+        victim = 0 if rest > size // 2 else None  # an accountant-level SOAP token, really revoked meanwhile
+        holder["script"] = rest_fault("consent_revoked", start, length, soap_revoked=victim)
+        fleet.run_until(start + length + TAIL)
+
+        mails = fleet.mails()
+        bad = fleet.bad_state_events()
+        assert not [m for m in mails if m[0] == "customer" and m[1] != "revoked"], mails
+        assert {m[1] for m in mails if m[0] == "ops"} <= {"provider_incident", "revoked", "access_lost"}, mails
+        assert not [b for b in bad if b[0] in {t.label for t in fleet.rest_tokens}], "no REST revocation"
+        assert set(fleet.states(fleet.rest_tokens).values()) == {"active"}
+        incidents = fleet.query("SELECT detail->>'kind' FROM problems WHERE kind = 'provider_incident'")
+        assert incidents, "one provider incident"
+        assert {r[0] for r in incidents} == {"rest_connection"}, incidents
+        soap = fleet.states(fleet.soap_tokens)
+        if victim is None:
+            assert bad == []
+            assert set(soap.values()) == {"active"}, soap
+            (active,), = fleet.query("SELECT count(*) FROM links WHERE state = 'active'")
+            assert active == sum(len(t.companies) for t in fleet.soap_tokens)
+            assert not [m for m in mails if m[0] == "customer"], mails
+        else:
+            label = fleet.soap_tokens[victim].label
+            assert bad == [(label, "revoked")], "the SOAP fleet is judged on its own: a real revocation is found"
+            assert {v for k, v in soap.items() if k != label} == {"active"}
+            lost = [c.id for c in fleet.soap_tokens[victim].companies]
+            states = fleet.query("SELECT DISTINCT state FROM links WHERE company_id = ANY(%s)", lost)
+            assert states == [("suspended",)], states
+    finally:
+        fleet.close()
 
 
 # -- real changes --------------------------------------------------------------------------------------------------
