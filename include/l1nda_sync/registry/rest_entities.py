@@ -7,8 +7,8 @@ Reach, links and reach events keep integer keys; a REST debtor or company (a UUI
 - 'new' (an operator said it has no SOAP counterpart): a key from `rest_only_keys` (2,000,000,000 up).
 
 The decision is the engine's (`engine/company_matching.py`); this module stores it. An operator's match changes
-the key: the reach rows of REST connections under the old key (and their reach events) are rewritten in the same
-transaction. SOAP tokens' rows are never touched (a positive old key is also a SOAP company's id).
+the key: the reach rows of REST connections under the old key (and their reach events and cached probes) are
+rewritten in the same transaction. SOAP tokens' rows are never touched (a positive old key is also a SOAP company's id).
 Functions take a cursor or connection and leave the transaction to the caller.
 """
 
@@ -306,7 +306,37 @@ def _rewrite_reach(cur: Cursor, entity: str, old: int, new: int) -> tuple[int, i
                         AND token_id IN ({_REST_TOKENS})""", (new, old))
     cur.execute(f"""UPDATE reach_events SET entity_id = %s WHERE entity = %s AND entity_id = %s
                     AND token_id IN ({_REST_TOKENS})""", (new, entity, old))
-    return rows, int(cur.rowcount)
+    events = int(cur.rowcount)
+    _rewrite_probe_caches(cur, entity, old, new)
+    return rows, events
+
+
+def _rewrite_probe_caches(cur: Cursor, entity: str, old: int, new: int) -> int:
+    """Rewrite key `old` to `new` in the REST connections' cached probes (tokens.probe_cache), so that the next
+    apply compares the new reach with the same keys (else it would record 'gained new' and 'lost old'). The
+    records stay sorted by id, as `rest_resolution.build_probe` gives them."""
+    import json
+
+    field = "companies" if entity == "company" else "debtors"
+    cur.execute("""SELECT id, probe_cache FROM tokens
+                   WHERE kind = 'rest_connection' AND probe_cache IS NOT NULL
+                     AND (jsonb_path_exists(probe_cache, '$.companies[*] ? (@.id == $k || @.debtor_id == $k)', %s)
+                          OR jsonb_path_exists(probe_cache, '$.debtors[*] ? (@.id == $k)', %s))
+                   ORDER BY id FOR UPDATE""", (json.dumps({"k": old}), json.dumps({"k": old})))
+    changed = 0
+    for token_id, cache in cur.fetchall():
+        data = dict(cache)
+        records = [dict(r) for r in data.get(field) or ()]
+        for r in records:
+            if r.get("id") == old:
+                r["id"] = new
+        data[field] = sorted(records, key=lambda r: int(r.get("id") or 0))
+        if entity == "debtor":
+            data["companies"] = [{**c, "debtor_id": new} if c.get("debtor_id") == old else c
+                                 for c in data.get("companies") or ()]
+        cur.execute("UPDATE tokens SET probe_cache = %s::jsonb WHERE id = %s", (json.dumps(data), token_id))
+        changed += 1
+    return changed
 
 
 # -- what an operator must decide -----------------------------------------------------------------------------

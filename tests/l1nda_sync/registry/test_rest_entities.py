@@ -3,6 +3,7 @@ rewriting the REST reach under the old key (and never a SOAP token's rows)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -186,3 +187,33 @@ def test_a_promotion_onto_a_key_taken_meanwhile_stays_open(conn: db.Connection, 
         stored = rest_entities.lookup(cur, [reach.companies[0].uuid])[reach.companies[0].uuid]
     assert again.companies[0].id == waiting.companies[0].id
     assert (stored.match, stored.candidates) == ("ambiguous", (50101,))
+
+
+def test_a_match_rewrites_the_connections_cached_probe_so_the_next_apply_sees_no_change(
+        conn: db.Connection, world: dict[str, int]) -> None:
+    """The cached probe (tokens.probe_cache) is what the next check is compared with: left with the old negative
+    keys, an unchanged reach would be recorded as 'gained 50102' and 'lost -N'."""
+    from l1nda_sync.nmbrs.records import Probe
+
+    reach = reach_of_anker()
+    debtor_uuid, company_uuid = reach.debtors[0].uuid, reach.companies[0].uuid
+    with db.transaction(conn) as cur:
+        debtor = rest_entities.create(cur, SeenEntity(debtor_uuid, "debtor", "CUST", "D001", "Anker"),
+                                      match="unmatched")
+        company_row = rest_entities.create(cur, SeenEntity(company_uuid, "company", "CUST", "101", "Anker B.V.",
+                                                           debtor_uuid, "D001"), match="ambiguous",
+                                           candidates=[50101, 50102])
+        before = rest_resolution.build_probe(reach, {debtor_uuid: debtor.key, company_uuid: company_row.key}, at=AT)
+        cur.execute("UPDATE tokens SET probe_cache = %s::jsonb WHERE id = %s",
+                    (json.dumps(before.to_dict()), world["rest"]))
+        rest_entities.set_match(cur, company_uuid, company_id=50102, actor="op")
+        rest_entities.set_match(cur, debtor_uuid, company_id=2001, actor="op")
+        cur.execute("SELECT probe_cache FROM tokens WHERE id = %s", (world["rest"],))
+        cached = Probe.from_dict(cur.fetchone()[0])
+        cur.execute("SELECT probe_cache FROM tokens WHERE id = %s", (world["soap"],))
+        soap_cache = cur.fetchone()[0]
+    now = rest_resolution.build_probe(reach, {debtor_uuid: 2001, company_uuid: 50102}, at=AT)
+    assert [(c.id, c.debtor_id) for c in cached.companies] == [(50102, 2001)]
+    assert [d.id for d in cached.debtors] == [2001]
+    assert rest_resolution.same_reach(now, cached), "no phantom 'gained 50102' / 'lost -N' at the next apply"
+    assert soap_cache is None
