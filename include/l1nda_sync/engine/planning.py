@@ -42,6 +42,7 @@ class Plan:
     batches: tuple[tuple[int, ...], ...]
     skipped: tuple[tuple[int, int | None], ...] = ()  # (token id, run holding its claim): asked for, not checked
     witnesses: tuple[int, ...] = ()  # healthy tokens checked early as the breaker's evidence
+    rest_left_out: tuple[int, ...] = ()  # REST connections due but not checked: no REST app is configured
 
     def skipped_message(self) -> str | None:
         """Why asked-for tokens were not checked; None when none was skipped."""
@@ -78,9 +79,12 @@ def validate_token_ids(cur: Cursor, token_ids: Sequence[object]) -> None:
         )
 
 
-def _due_condition(token_ids: Sequence[int], force: bool) -> str:
-    """The WHERE clause of "check now" (parameters: states, ids, now), shared by the claim and the dry run."""
+def _due_condition(token_ids: Sequence[int], force: bool, *, soap_only: bool = False) -> str:
+    """The WHERE clause of "check now" (parameters: states, ids, now), shared by the claim and the dry run;
+    `soap_only` leaves REST connections out (no REST app is configured to check them)."""
     conditions = ["state = ANY(%(states)s)", "(claimed_until IS NULL OR claimed_until <= %(now)s)"]
+    if soap_only:
+        conditions.append("kind <> 'rest_connection'")
     if token_ids:
         conditions.append("id = ANY(%(ids)s)")
     if not force:
@@ -88,10 +92,20 @@ def _due_condition(token_ids: Sequence[int], force: bool) -> str:
     return " AND ".join(conditions)
 
 
-def due_tokens(cur: Cursor, now: datetime, *, token_ids: Sequence[int] = (), force: bool = False) -> list[int]:
+def due_tokens(cur: Cursor, now: datetime, *, token_ids: Sequence[int] = (), force: bool = False,
+               soap_only: bool = False) -> list[int]:
     """The ids `claim_tokens` would claim, without claiming them (a dry run writes nothing)."""
     cur.execute(
-        f"SELECT id FROM tokens WHERE {_due_condition(token_ids, force)} ORDER BY id",
+        f"SELECT id FROM tokens WHERE {_due_condition(token_ids, force, soap_only=soap_only)} ORDER BY id",
+        {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "due": now + DUE_GRACE},
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
+def rest_left_out(cur: Cursor, now: datetime, *, token_ids: Sequence[int] = (), force: bool = False) -> list[int]:
+    """The REST connections that would be due now: left out of a run while no REST app is configured."""
+    cur.execute(
+        f"SELECT id FROM tokens WHERE {_due_condition(token_ids, force)} AND kind = 'rest_connection' ORDER BY id",
         {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "due": now + DUE_GRACE},
     )
     return [row[0] for row in cur.fetchall()]
@@ -118,12 +132,14 @@ def claim_tokens(
     lease: timedelta = CLAIM_LEASE,
     run_id: int | None = None,
     witnesses: int = 0,
+    soap_only: bool = False,
 ) -> list[int]:
     """Claim the tokens to check now: the due ones (or exactly `token_ids`), skipping any another run holds.
 
     Due means next_check_at <= now; `force` ignores that, never a live claim. Rows locked by a concurrent
     planner are skipped (SKIP LOCKED). With `witnesses`, a run that rechecks a token whose last check failed
-    also claims up to that many healthy active tokens, least recently checked first.
+    also claims up to that many healthy active tokens, least recently checked first. `soap_only` claims no REST
+    connection (no REST app is configured).
     """
     params = {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "due": now + DUE_GRACE,
               "until": now + lease, "limit": limit, "run": run_id}
@@ -131,7 +147,7 @@ def claim_tokens(
         f"""
         WITH due AS (
             SELECT id FROM tokens
-            WHERE {_due_condition(token_ids, force)}
+            WHERE {_due_condition(token_ids, force, soap_only=soap_only)}
             ORDER BY next_check_at, id
             {"LIMIT %(limit)s" if limit else ""}
             FOR UPDATE SKIP LOCKED
@@ -154,6 +170,7 @@ def claim_tokens(
                 WITH w AS (
                     SELECT id FROM tokens
                     WHERE state = 'active' AND last_outcome = 'valid' AND NOT (id = ANY(%(claimed)s))
+                      AND NOT (%(soap_only)s AND kind = 'rest_connection')
                       AND (claimed_until IS NULL OR claimed_until <= %(now)s)
                     ORDER BY last_checked_at NULLS FIRST, id
                     LIMIT %(want)s
@@ -162,7 +179,7 @@ def claim_tokens(
                 UPDATE tokens t SET claimed_by = %(run)s, claimed_until = %(until)s
                 FROM w WHERE t.id = w.id RETURNING t.id
                 """,
-                {**params, "claimed": claimed, "want": want},
+                {**params, "claimed": claimed, "want": want, "soap_only": soap_only},
             )
             claimed = sorted(claimed + [row[0] for row in cur.fetchall()])
     return claimed

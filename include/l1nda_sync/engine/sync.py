@@ -28,6 +28,7 @@ from l1nda_sync.engine.planning import (
     claimed_elsewhere,
     due_tokens,
     release_claims,
+    rest_left_out,
     validate_token_ids,
 )
 from l1nda_sync.engine.reach import Change, Entity
@@ -79,6 +80,7 @@ class RunReport:
     link_changes: list[dict[str, Any]] = field(default_factory=list)
     suspected: list[dict[str, Any]] = field(default_factory=list)  # seen once, not confirmed: nobody mailed
     skipped: list[dict[str, Any]] = field(default_factory=list)  # asked for, but another run is checking them
+    rest_left_out: list[int] = field(default_factory=list)  # REST connections due, not checked: no REST app
     breaker_tripped: bool = False
     breaker_failure: str | None = None
     apply_errors: int = 0
@@ -165,6 +167,9 @@ class RunReport:
                 + (" ..." if len(self.suspected) > 10 else ""))] if self.suspected else []),
             *([("skipped (another run checks them)", ", ".join(str(s["token_id"]) for s in self.skipped))]
               if self.skipped else []),
+            *([("WARNING: REST connections NOT checked", ", ".join(map(str, self.rest_left_out))
+                + " (no Nmbrs REST app configured: set the L1NDA_NMBRS_REST_* settings or the Airflow connection "
+                "nmbrs_rest)")] if self.rest_left_out else []),
             ("problems opened / resolved", f"{self.problems_opened} / {self.problems_resolved}"),
             *([("mails sent", str(self.mails_sent))] if self.mails_sent is not None else []),
             ("circuit breaker", f"TRIPPED (provider incident: {self.breaker_failure or 'failures'})"
@@ -244,6 +249,11 @@ class SyncEngine:
         return self._reveal
 
     @property
+    def rest_configured(self) -> bool:
+        """Whether L1NDA's Nmbrs REST app is configured (without building the REST client)."""
+        return self._rest is not None or (self._rest_app or self.settings.rest_app()) is not None
+
+    @property
     def rest(self) -> RestChecking | None:
         """What checking a REST connection needs (L1NDA's app, the REST client, the registry's grant store), or
         None when no REST app is configured (`Settings.rest_app()`); built on first use, so SOAP-only runs never
@@ -285,22 +295,30 @@ class SyncEngine:
             with conn, conn.cursor() as cur:
                 validate_token_ids(cur, token_ids)
                 skipped = tuple(claimed_elsewhere(cur, now, token_ids))
+                # Without L1NDA's REST app no connection can be checked: they are left out (and reported), so the
+                # run's SOAP checks are still made and applied.
+                soap_only = not self.rest_configured
+                left_out = tuple(rest_left_out(cur, now, token_ids=token_ids, force=force)) if soap_only else ()
+                if left_out:
+                    log.warning("%s", RestAppMissing(left_out))
                 if dry_run:
-                    ids = due_tokens(cur, now, token_ids=token_ids, force=force)
-                    return Plan(None, tuple(ids), batched(ids, self.settings.batch_size), skipped)
+                    ids = due_tokens(cur, now, token_ids=token_ids, force=force, soap_only=soap_only)
+                    return Plan(None, tuple(ids), batched(ids, self.settings.batch_size), skipped,
+                                rest_left_out=left_out)
                 # The run's id first (no row yet), so that the claims can name it; the run row is written once.
                 cur.execute("SELECT nextval(pg_get_serial_sequence('runs', 'id'))")
                 run_id = fetch_one(cur)[0]
                 ids = claim_tokens(cur, now, token_ids=token_ids, force=force, run_id=run_id,
-                                   witnesses=self.settings.breaker_min_tokens)
+                                   witnesses=self.settings.breaker_min_tokens, soap_only=soap_only)
                 cur.execute(
                     """INSERT INTO runs (id, dag_run_id, started_at, dry_run, forced, state, summary)
                        VALUES (%s, %s, %s, false, %s, 'running', %s::jsonb)""",
                     (run_id, dag_run_id, now, force,
                      json.dumps({"planned": len(ids),
-                                 "skipped": [{"token_id": t, "run_id": r} for t, r in skipped]})),
+                                 "skipped": [{"token_id": t, "run_id": r} for t, r in skipped],
+                                 **({"rest_left_out": list(left_out)} if left_out else {})})),
                 )
-            plan = Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size), skipped)
+            plan = Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size), skipped, rest_left_out=left_out)
             if plan.skipped:
                 log.info("%s", plan.skipped_message())
             return plan
@@ -330,7 +348,9 @@ class SyncEngine:
         A dry run stores them on `conn`, uncommitted: the caller rolls that connection back when it is done.
         Tokens the configured keys cannot decrypt are not checked and nothing about them is stored; after the
         others are stored, `KeysCannotDecrypt` names them and the setting to fix (a deployment fault, never
-        blamed on Nmbrs). Likewise REST connections while no REST app is configured: `RestAppMissing`.
+        blamed on Nmbrs). REST connections while no REST app is configured are left out by the plan (and reported);
+        should this worker lack the app all the same, they are logged (`RestAppMissing`) and not checked, the
+        others are.
         A REST connection's UUIDs are resolved to L1NDA keys in the transaction that stores its check."""
         _require_rollback_conn(dry_run, conn)
         own = conn is None
@@ -352,10 +372,16 @@ class SyncEngine:
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 records = finish_rest(cur, records, tokens, policy=self.policy)
                 store_checks(cur, run_id, records)
+            if no_app:
+                # This worker has no REST app (the plan's had one): those connections are not checked and their
+                # claims end, but the batch's SOAP checks stand and the run is applied.
+                log.warning("%s", RestAppMissing(no_app))
+                if not dry_run:
+                    with unit_of_work(conn, dry_run=dry_run) as cur:
+                        cur.execute("UPDATE tokens SET claimed_by = NULL, claimed_until = NULL WHERE id = ANY(%s)",
+                                    (list(no_app),))
             if unreadable:
                 raise KeysCannotDecrypt(unreadable)
-            if no_app:
-                raise RestAppMissing(no_app)
             counts = Counter(r.outcome.value for r in records)
             return {"checked": len(records), "calls": sum(r.calls for r in records), **counts}
         finally:
@@ -401,6 +427,8 @@ class SyncEngine:
             stored = report.to_dict()
             if not report.skipped:
                 stored.pop("skipped")  # the plan stored them; this step does not know them
+            if not report.rest_left_out:
+                stored.pop("rest_left_out")  # idem
             cur.execute(
                 """UPDATE runs SET finished_at = %s, state = %s,
                        summary = coalesce(summary, '{}'::jsonb) || %s::jsonb WHERE id = %s""",
@@ -461,6 +489,7 @@ class SyncEngine:
                 conn.rollback()
                 conn.close()
         report.skipped = [{"token_id": t, "run_id": r} for t, r in plan.skipped]
+        report.rest_left_out = list(plan.rest_left_out)
         report.seconds = time.monotonic() - started
         return report
 

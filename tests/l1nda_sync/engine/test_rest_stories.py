@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import pytest
 
-from l1nda_sync.engine.sync import RunAborted, SyncEngine
+from l1nda_sync.engine.sync import SyncEngine
 from nmbrs_sim.testing import RunningSim, running_simulator
 from tests.l1nda_sync.alerts.harness import MailServer
 from tests.l1nda_sync.engine.rest_world import (
@@ -217,17 +217,29 @@ def test_sync_run_token_takes_a_connection_id(world: RestStoryWorld) -> None:
     assert world.query("SELECT outcome FROM checks WHERE token_id = %s", conn) == [("valid",)]
 
 
-def test_without_a_rest_app_a_connection_is_a_deployment_error(world: RestStoryWorld) -> None:
+def test_without_a_rest_app_connections_are_left_out_and_the_soap_checks_are_applied(world: RestStoryWorld) -> None:
+    """No REST app configured (a deployment fault): the plan leaves the due connections out and says so in the run
+    report; the SOAP tokens of the same run are checked and applied as always (a check task that raised would
+    have skipped the whole apply)."""
+    world.add_token("all")
+    world.request(50501, customer="CUST-LINDE")
     conn = world.consent(LINDE, customer="CUST-LINDE", contact=CUSTOMER)
     no_app = replace(world.settings, nmbrs_rest_client_id=None, nmbrs_rest_client_secret=None,
                      nmbrs_rest_subscription_key=None, nmbrs_rest_secondary_key=None, nmbrs_rest_redirect_uri=None)
     bare = SyncEngine(world.url, settings=no_app, client=world.client, clock=lambda: world.now)
     assert bare.rest is None
-    with pytest.raises(RunAborted, match="nmbrs_rest") as caught:
-        bare.run_once(token_ids=(conn,))
-    assert "L1NDA_NMBRS_REST_CLIENT_ID" in str(caught.value)
+    report = bare.run_once()
+    assert report.rest_left_out == [conn]
+    assert "REST connections NOT checked" in report.table()
+    assert "L1NDA_NMBRS_REST_" in report.table()
     assert world.query("SELECT count(*) FROM checks WHERE token_id = %s", conn)[0][0] == 0
     assert world.state(next(k for k, v in world.ids.items() if v == conn)) == "new"
+    assert world.state("all") == "active", "the SOAP check of the run is applied"
+    assert world.link(50501)[:2] == ("active", "all")
+    [stored] = world.query("SELECT summary->'rest_left_out' FROM runs WHERE id = %s", report.run_id)
+    assert stored[0] == [conn]
+    named = bare.run_once(token_ids=(conn,))  # asked for by id: left out all the same, nothing written about it
+    assert (named.checked, named.rest_left_out) == (0, [conn])
 
 
 # -- one company, two ids -------------------------------------------------------------------------------------
