@@ -5,14 +5,15 @@ hierarchy of `l1nda_sync.nmbrs.errors`, never from wording, always from status a
 |---|---|
 | 401 with 40101/40102 | `TokenRefused` (a `ConsentRevoked`): refreshed once and asked again, then final |
 | 401 without an API code (the gateway's body) | `SubscriptionKeyRejected`: L1NDA's key, not the customer |
-| 403/40303 on a path only a scope guards, or when the granted scopes lack it | `ScopeMissing(scope)` |
-| 403/40303 or 40305 elsewhere | `DataNotAllowed` (the login may not see that debtor) |
+| 403/40303 when the granted scopes lack it (scopes unknown: on a path only a scope guards) | `ScopeMissing(scope)` |
+| 403/40303 when the granted scopes include it; 40303 or 40305 on a debtor path | `DataNotAllowed` (rights) |
 | 403/40304 | `NoSubscription` |
 | 403 without an API code (a WAF's page) | transient, not retried within the call (as SOAP) |
 | 429/42908 (or a 429 without a code) | `Throttled`: retried after `Retry-After`, else backoff |
 | 429/42909 | `QuotaExceeded`: transient, never retried |
 | 5xx, 408, 425 (HTML or JSON) | `TransientError` (retried) |
 | 200 that is not `{pagination: {...}, data: [...]}` | `MalformedAnswer` (never an empty list) |
+| a page whose rows or pages disagree with `totalRecords` / `totalPages` | `MalformedAnswer` (a partial reach) |
 | anything else (400, 404 outside a debtor path, ...) | `UnknownNmbrsError` |
 """
 
@@ -83,7 +84,32 @@ def read_page(body: Any, endpoint: Endpoint) -> tuple[list[dict[str, Any]], bool
         raise MalformedAnswer(f"{where}: data holds entries that are not objects", service=REST,
                               operation=endpoint.operation)
     following = body["pagination"].get("nextPage")
+    _check_counts(body["pagination"], len(rows), bool(following), where, endpoint)
     return [dict(row) for row in rows], bool(following)
+
+
+def _count(pagination: Mapping[str, Any], key: str) -> int | None:
+    value = pagination.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _check_counts(pagination: Mapping[str, Any], rows: int, more: bool, where: str, endpoint: Endpoint) -> None:
+    """The page's rows against what `pagination` announces (`totalRecords`, `totalPages`, `pageNumber`,
+    `pageSize`, where given): a page short of its rows, or pages that end before `totalPages` (or go on past
+    it), are a partial answer: MalformedAnswer, never a smaller reach (a partial reach must never move links)."""
+    number, size = _count(pagination, "pageNumber"), _count(pagination, "pageSize")
+    total, pages = _count(pagination, "totalRecords"), _count(pagination, "totalPages")
+    problem = None
+    if number is not None and pages is not None and more != (number < pages):
+        problem = (f"page {number} of {pages} says {'more' if more else 'no more'} pages follow")
+    elif number is not None and size is not None and total is not None:
+        expected = max(0, min(size, total - (number - 1) * size))
+        if rows != expected:
+            problem = f"page {number} (size {size}) of {total} records holds {rows} rows, not {expected}"
+    elif not more and number == 1 and total is not None and rows != total:
+        problem = f"the only page holds {rows} of {total} records"
+    if problem is not None:
+        raise MalformedAnswer(f"{where}: a partial answer: {problem}", service=REST, operation=endpoint.operation)
 
 
 def error_for_status(status: int, body: Any, *, endpoint: Endpoint, scopes: tuple[str, ...] | None,
@@ -121,11 +147,15 @@ def _forbidden(where: str, code: int | None, detail: str, common: ErrorContext, 
     if code == NO_SUBSCRIPTION:
         return NoSubscription(f"{where}: {detail} (the environment has no valid subscription)", **common)
     if code == SCOPE_OR_DATA:
-        lacks_scope = scopes is not None and not has_scope(scopes, endpoint.scope)
-        if not endpoint.refuses_data or lacks_scope:
+        granted = scopes is not None and has_scope(scopes, endpoint.scope)
+        if not granted and (scopes is not None or not endpoint.refuses_data):
             # no service, operation = the scope: the engine's missing_operation is then the scope itself
             return ScopeMissing(f"{where}: {detail} (the consent lacks the scope {endpoint.scope})",
                                 scope=endpoint.scope, code=code, text=detail)
+        if granted and not endpoint.refuses_data:
+            # the consent has the scope, so it is not the scope: the consenting login lacks the rights in Nmbrs
+            return DataNotAllowed(f"{where}: {detail} (the consent has the scope {endpoint.scope}; the consenting "
+                                  "login lacks the rights to read this in Nmbrs)", data_kind="debtor", **common)
         return DataNotAllowed(f"{where}: {detail}", data_kind="debtor", **common)
     if code in DATA_CODES:
         return DataNotAllowed(f"{where}: {detail}", data_kind="debtor", **common)

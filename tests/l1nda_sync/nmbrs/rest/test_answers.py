@@ -45,7 +45,8 @@ def test_an_answer_without_data_and_pagination_is_malformed_never_empty(body: An
 @pytest.mark.parametrize(("following", "more"), [(None, False), ("", False), ("https://x/api/debtors?pageNumber=2",
                                                                                 True)])
 def test_next_page_null_or_blank_ends_the_pages(following: str | None, more: bool) -> None:
-    rows, has_more = read_page({"data": [{"a": 1}], "pagination": {**PAGINATION, "nextPage": following}}, DEBTORS)
+    pagination = {**PAGINATION, "totalPages": 2 if more else 1, "nextPage": following}
+    rows, has_more = read_page({"data": [{"a": 1}], "pagination": pagination}, DEBTORS)
     assert rows == [{"a": 1}]
     assert has_more is more
 
@@ -119,3 +120,44 @@ def test_rest_errors_pickle_with_their_fields() -> None:
     assert isinstance(copy, ScopeMissing)
     assert copy.scope == "company.info.read"
     assert str(copy) == str(error)
+
+
+def test_40303_on_the_debtor_list_with_the_scope_granted_is_the_logins_rights_not_the_scope() -> None:
+    """The consent has company.info.read, so a 40303 on /api/debtors is not a missing scope (a consent again would
+    not help): the consenting login lacks the rights in Nmbrs."""
+    granted = _error(403, 40303, scopes=("offline_access", "company.info.read"))
+    assert type(granted) is DataNotAllowed
+    assert "lacks the rights" in str(granted)
+    assert "company.info.read" in str(granted)
+    by_write = _error(403, 40303, scopes=("offline_access", "company.info"))
+    assert type(by_write) is DataNotAllowed
+    lacking = _error(403, 40303, scopes=("offline_access",))
+    assert isinstance(lacking, ScopeMissing)
+    assert isinstance(_error(403, 40303), ScopeMissing), "scopes unknown: as before"
+
+
+FULL = {"pageNumber": 1, "pageSize": 2, "totalPages": 2, "totalRecords": 3}
+
+
+@pytest.mark.parametrize(("pagination", "rows"), [
+    ({**FULL, "nextPage": None}, 2),  # page 1 of 2, but no next page: the rest never comes
+    ({**FULL, "nextPage": "p2"}, 1),  # page 1 of 2 short of its 2 rows
+    ({**FULL, "pageNumber": 2, "nextPage": None}, 2),  # the last page holds 1 of the 3 records, not 2
+    ({**FULL, "pageNumber": 2, "nextPage": "p3"}, 1),  # a page past totalPages
+    ({"pageNumber": 1, "totalRecords": 5, "nextPage": None}, 3),  # the only page, 3 of 5
+])
+def test_a_page_that_disagrees_with_its_totals_is_a_partial_answer(pagination: dict[str, Any], rows: int) -> None:
+    with pytest.raises(MalformedAnswer, match="partial") as caught:
+        read_page({"data": [{"a": i} for i in range(rows)], "pagination": pagination}, DEBTORS)
+    assert caught.value.outcome == "transient"
+
+
+@pytest.mark.parametrize(("pagination", "rows", "more"), [
+    ({**FULL, "nextPage": "p2"}, 2, True),
+    ({**FULL, "pageNumber": 2, "nextPage": ""}, 1, False),
+    ({"pageNumber": 1, "pageSize": 100, "totalPages": 0, "totalRecords": 0, "nextPage": None}, 0, False),
+    ({"pageNumber": 1, "pageSize": 100, "nextPage": None}, 1, False),  # no totals given: nothing to check
+])
+def test_pages_that_agree_with_their_totals_are_read(pagination: dict[str, Any], rows: int, more: bool) -> None:
+    found, following = read_page({"data": [{"a": i} for i in range(rows)], "pagination": pagination}, DEBTORS)
+    assert (len(found), following) == (rows, more)
