@@ -121,14 +121,15 @@ def exchange(app: RestApp, code: str, verifier: str) -> Grant:
                                "The code may be spent already: if finishing again says so, " + START_AGAIN) from None
 
 
-def probe(settings: Settings, app: RestApp, grant: Grant, *, again: str = START_AGAIN) -> tuple[Reached, Grant]:
+def probe(settings: Settings, app: RestApp, grant: Grant, *, again: str = START_AGAIN,
+          latest: list[Grant] | None = None) -> tuple[Reached, Grant]:
     """Probe the new connection once (all debtors, then each debtor's companies, and who consented). Returns what
     it reaches and the grant to store (a refresh during the probe rotates it). `again` says how to start over
-    (`start_again` of the consent being finished)."""
+    (`start_again` of the consent being finished); `latest` receives the newest grant even when the probe fails."""
     from l1nda_sync.nmbrs.rest.client import probe_grant
 
     try:
-        reach, latest = probe_grant(settings, app, grant)
+        reach, latest_grant = probe_grant(settings, app, grant, latest=latest)
     except ConsentRevoked as exc:
         raise InvalidInput(CALLBACK_FIELD, _REFUSALS["consent_revoked"] + f"Nothing was written ({str(exc)[:200]}); "
                            + again) from None
@@ -139,4 +140,25 @@ def probe(settings: Settings, app: RestApp, grant: Grant, *, again: str = START_
                                    "nothing was written; " + again) from None
         text = message.format(operation=getattr(exc, "operation", None) or "?", code=getattr(exc, "code", None) or "")
         raise InvalidInput(CALLBACK_FIELD, text + "Nothing was written.") from None
-    return Reached.of(reach), latest
+    return Reached.of(reach), latest_grant
+
+
+def abandon(app: RestApp, grant: Grant, failure: BaseException, again: str) -> InvalidInput:
+    """After the code was exchanged, finishing failed (the probe, the store, the commit): nothing is written, so
+    the grant is revoked at Nmbrs (no orphan grant with L1NDA's app) and the operator is told plainly that this
+    consent is spent: a new consent link is needed. The error to raise (exit 2)."""
+    from l1nda_sync.nmbrs.rest.oauth import revoke
+
+    why = str(failure).strip().splitlines()[0][:300] if str(failure).strip() else type(failure).__name__
+    revoked = "its grant was revoked at Nmbrs"
+    if grant.refresh_token is None:
+        revoked = "it holds no refresh token to revoke"
+    else:
+        try:
+            revoke(app, grant.refresh_token)
+        except NmbrsError as exc:
+            revoked = (f"revoking its grant at Nmbrs failed too ({str(exc)[:200]}); the customer may remove "
+                       "L1NDA in Nmbrs' App Manager")
+    return InvalidInput(CALLBACK_FIELD, f"finishing the consent failed after its code was exchanged ({why}); "
+                                        f"nothing was written and {revoked}. This consent is used up and cannot "
+                                        f"be finished again: {again}")

@@ -293,3 +293,28 @@ def test_tokens_list_kind_shows_soap_tokens_or_rest_connections(rest: Cli, sim: 
     bad = rest("tokens", "list", "--kind", "rest_connection")
     assert bad.code == 2
     assert "--kind" in bad.err
+
+
+def test_a_finish_failing_after_the_exchange_revokes_the_grant_and_asks_for_a_new_consent(
+        rest: Cli, sim: RunningSim, rows) -> None:
+    """The code is spent once exchanged: a later failure (here the probe) must not leave a live grant behind, nor
+    an operator trying `finish` again; it says plainly that a new consent link is needed (exit 2, nothing written)."""
+    def live() -> int:
+        return sum(c["live_refresh_tokens"] for c in sim.admin.consents()
+                   if c["username"] == BUSINESS and c["client_id"] == APP_ID)
+
+    callback = consent(sim, start(rest)["url"])
+    before, live_before = rows(), live()
+    sim.admin.inject_fault("http_503", path="/api/debtors")
+    try:
+        failed = finish(rest, callback)
+    finally:
+        sim.admin.clear_faults()
+    assert failed.code == 2, failed.err
+    assert "used up" in failed.err
+    assert "its grant was revoked at Nmbrs" in failed.err
+    assert ("l1nda-sync connections start --customer CUST-GRAAF --contact jan@bakkerij-degraaf.example "
+            "--language nl") in failed.err
+    assert rows() == before
+    assert live() == live_before  # the refresh token the exchange gave is dead again
+    assert sim.admin.call_count(service="Identity", operation="revocation") >= 1

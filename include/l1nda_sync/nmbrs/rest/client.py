@@ -227,9 +227,11 @@ def _refused_after_refresh(refused: TokenRefused) -> TransientError:
 
 
 def probe_grant(settings: Settings, app: RestApp, grant: Grant, *, client: RestClient | None = None,
-                now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> tuple[RestReach, Grant]:
+                now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                latest: list[Grant] | None = None) -> tuple[RestReach, Grant]:
     """Probe a grant that is not stored yet (a consent being finished): what it reaches, with the consenting user
-    when the grant holds `user.info.read`, and the grant to store (rotated when the probe had to refresh)."""
+    when the grant holds `user.info.read`, and the grant to store (rotated when the probe had to refresh).
+    `latest`, when given, receives the newest grant the probe knows even when it fails (to revoke it then)."""
     from l1nda_sync.nmbrs.rest.grants import InMemoryGrantStore, StoredGrant, access_token
     from l1nda_sync.nmbrs.rest.probe import USER_SCOPE
 
@@ -239,13 +241,18 @@ def probe_grant(settings: Settings, app: RestApp, grant: Grant, *, client: RestC
     def access(force: bool) -> Secret:
         return access_token(app, store, 0, now=now(), force_refresh=force)
 
+    def newest() -> Grant:
+        row = store.load(0)
+        if row.generation == 0 or row.access_token is None or row.access_expires_at is None:
+            return grant
+        return Grant(row.access_token, row.access_expires_at, row.refresh_token, grant.scopes)
+
     rest = client or RestClient(app, settings)
     try:
         reach = rest.probe(RestCredentials(0, access, grant.scopes or None), with_user=USER_SCOPE in grant.scopes)
     finally:
         if client is None:
             rest.close()
-    row = store.load(0)
-    if row.generation == 0 or row.access_token is None or row.access_expires_at is None:
-        return reach, grant
-    return reach, Grant(row.access_token, row.access_expires_at, row.refresh_token, grant.scopes)
+        if latest is not None:
+            latest.append(newest())
+    return reach, newest()

@@ -149,6 +149,33 @@ def refresh(app: RestApp, refresh_token: str, *, now: datetime, session: request
                        refresh_token=token)
 
 
+def revoke(app: RestApp, token: str, *, session: requests.Session | None = None,
+           retry: RetryPolicy | None = None) -> None:
+    """Revoke a refresh token (RFC 7009, `/connect/revocation`, client authentication as for the token endpoint):
+    the consent's grant dies at Nmbrs. Idempotent (any token answers 200), so it is retried like any call; a
+    failure is a TransientError (nothing to judge: the caller says what to do by hand)."""
+    install_log_redaction()
+    plain = _plain(token)
+    hidden = (app.client_secret.reveal(), _basic_credentials(app.client_id, app.client_secret.reveal()), plain)
+    with _guarded(hidden), _session(app, session) as oauth:
+
+        def attempt(deadline: Deadline) -> None:
+            timeout = (DEFAULT_TIMEOUT[0], max(0.1, min(DEFAULT_TIMEOUT[1], deadline.remaining())))
+            try:
+                response = oauth.revoke_token(app.revocation_url, token=plain, token_type_hint="refresh_token",  # noqa: S106
+                                              timeout=timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientError(f"{IDENTITY}.revocation: {type(exc).__name__}", service=IDENTITY,
+                                     operation="revocation") from None
+            if response.status_code != 200:
+                error = TransientError(f"{IDENTITY}.revocation: HTTP {response.status_code}", service=IDENTITY,
+                                       operation="revocation")
+                error.retryable = response.status_code >= 500 or response.status_code in TRANSIENT_STATUS
+                raise error
+
+        call_with_retry(attempt, retry or DEFAULT_RETRY)
+
+
 def _token_call(app: RestApp, form: Mapping[str, str], *, now: datetime, operation: str,
                 session: requests.Session | None, retry: RetryPolicy | None, secrets_sent: tuple[str, ...],
                 refresh_token: str | None = None) -> Grant:

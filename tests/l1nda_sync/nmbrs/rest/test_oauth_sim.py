@@ -277,3 +277,12 @@ def test_app_repr_hides_its_secrets(sim: RunningSim) -> None:
     assert APP_SECRET not in shown
     assert app.subscription_key.reveal() not in shown
     assert APP_ID in shown
+
+
+def test_revoke_kills_the_refresh_token(sim: RunningSim, app: RestApp, clock: SimClock) -> None:
+    grant = consent(sim, app, BUSINESS, clock())
+    assert grant.refresh_token is not None
+    oauth.revoke(app, grant.refresh_token)
+    with pytest.raises(InvalidGrant):
+        oauth.refresh(app, grant.refresh_token, now=clock())
+    oauth.revoke(app, grant.refresh_token)  # idempotent: any token answers 200
