@@ -3,7 +3,8 @@
 A company reached through SOAP (an integer id) and through REST (a UUID) is the same company when its debtor
 number and company number match within the customer. What the sync cannot decide for sure (no candidate, or
 several) is never guessed: it waits here, kept in the reach under a negative key that no link can use, until an
-operator says which SOAP company it is (`--company ID`) or that it has none (`--new`).
+operator says which SOAP company it is (`--company ID`: a candidate, the same debtor number within the customer,
+unless `--force`) or that it has none (`--new`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     which = match.add_mutually_exclusive_group(required=True)
     which.add_argument("--company", metavar="ID", type=company_arg, help="the SOAP company id it is")
     which.add_argument("--new", action="store_true", help="it has no SOAP counterpart: give it a key of its own")
+    match.add_argument("--force", action="store_true",
+                       help="accept a SOAP company id that is no candidate (not under the same debtor number within "
+                            "the customer)")
     match.set_defaults(handler=run_match)
 
 
@@ -70,7 +74,7 @@ def run_match(ctx: Context) -> int:
     conn = ctx.connect()
     with db.transaction(conn) as cur:
         change = rest_entities.set_match(cur, ctx.args.uuid, company_id=ctx.args.company, new=ctx.args.new,
-                                         actor=ctx.actor)
+                                         actor=ctx.actor, force=ctx.args.force)
     e = change.entity
     what = f"SOAP company {e.key}" if e.match == "operator" else f"a key of its own ({e.key}, no SOAP counterpart)"
     ctx.emit(change, f"matched REST company {e.uuid} ({e.name or '-'}, customer {e.customer_ref}) to {what}; "

@@ -233,11 +233,12 @@ def reopen(cur: Cursor, uuid: str, *, match: str, candidates: Sequence[int]) -> 
 
 # -- an operator's decision ----------------------------------------------------------------------------------
 def set_match(cur: Cursor, uuid: str, *, company_id: int | None = None, new: bool = False, actor: str,
-              match: str = "operator") -> KeyChange:
+              match: str = "operator", force: bool = False) -> KeyChange:
     """Give an entity its key for good: the SOAP id `company_id` (match 'operator', or 'number' when the engine
     calls it), or a rest-only key (`new`). The REST connections' reach rows and reach events under the old key
     move to the new one in the caller's transaction. Refuses a key another REST entity of the same kind has
-    (`KeyTaken`, also when a concurrent check stored it after the look-up: the unique index decides)."""
+    (`KeyTaken`, also when a concurrent check stored it after the look-up: the unique index decides). The SOAP id
+    must be a candidate (`is_candidate`: the same debtor number, within the customer) unless `force`."""
     if (company_id is None) == (not new):
         raise InvalidInput("--company", "give either --company ID (the SOAP company it is) or --new, not both")
     cur.execute(f"SELECT {_COLUMNS} FROM rest_entities WHERE uuid = %s FOR UPDATE", (_uuid(uuid),))
@@ -246,7 +247,7 @@ def set_match(cur: Cursor, uuid: str, *, company_id: int | None = None, new: boo
         raise NotFound("UUID", f"no REST company or debtor {uuid} is known; see `l1nda-sync companies unmatched`")
     current = RestEntity.from_row(row)
     if company_id is not None:
-        key = _soap_key(cur, current, company_id)
+        key = _soap_key(cur, current, company_id, force=force or match != "operator")
         with _key_guard(cur, current.entity, key):
             cur.execute(f"""UPDATE rest_entities SET key = %s, match = %s, matched_by = %s, matched_at = now()
                             WHERE uuid = %s RETURNING {_COLUMNS}""", (key, match, actor, current.uuid))
@@ -262,7 +263,7 @@ def set_match(cur: Cursor, uuid: str, *, company_id: int | None = None, new: boo
     return KeyChange(updated, current.key, rows, events)
 
 
-def _soap_key(cur: Cursor, current: RestEntity, company_id: int) -> int:
+def _soap_key(cur: Cursor, current: RestEntity, company_id: int, *, force: bool = False) -> int:
     key = v.positive_id(company_id, "--company")
     if key >= REST_ONLY_FROM:
         raise InvalidInput("--company", f"{key} is in L1NDA's range of REST-only keys (from {REST_ONLY_FROM}); a SOAP "
@@ -275,7 +276,33 @@ def _soap_key(cur: Cursor, current: RestEntity, company_id: int) -> int:
     if current.entity == "company" and key not in current.candidates and not _known_company(cur, key):
         raise InvalidInput("--company", f"no SOAP token reaches company {key} and no link names it; give the SOAP "
                                         "company id (see the candidates in `l1nda-sync companies unmatched`)")
+    if not force and not is_candidate(cur, current, key):
+        raise InvalidInput("--company", f"SOAP {current.entity} {key} is no candidate for REST {current.entity} "
+                                        f"{current.uuid}: it is not under debtor number {current.debtor_number or '?'}"
+                                        f" in customer {current.customer_ref}'s reach; check the id (see the "
+                                        "candidates in `l1nda-sync companies unmatched`), or give --force if you "
+                                        "are sure")
     return key
+
+
+def is_candidate(cur: Cursor, entity: RestEntity, key: int) -> bool:
+    """Whether SOAP id `key` may be `entity`: one of its stored candidates, or (a company) a SOAP company under the
+    same debtor number that the customer's links name, or (a debtor) a SOAP debtor with the same number."""
+    if key in entity.candidates:
+        return True
+    if entity.entity == "debtor":
+        cur.execute("""SELECT EXISTS (SELECT 1 FROM reach_debtors rd JOIN tokens t ON t.id = rd.token_id
+                                      WHERE t.kind = 'soap_token' AND rd.debtor_id = %s
+                                        AND btrim(rd.number) = btrim(%s))""", (key, entity.number))
+        return bool(fetch_one(cur)[0])
+    cur.execute("""SELECT EXISTS (SELECT 1 FROM reach_companies rc JOIN tokens t ON t.id = rc.token_id
+                                  JOIN reach_debtors rd ON rd.token_id = rc.token_id AND rd.debtor_id = rc.debtor_id
+                                  JOIN links l ON l.company_id = rc.company_id AND l.wanted
+                                   AND upper(btrim(l.customer_ref)) = upper(btrim(%s))
+                                  WHERE t.kind = 'soap_token' AND rc.company_id = %s
+                                    AND btrim(rd.number) = btrim(%s))""",
+                (entity.customer_ref, key, entity.debtor_number))
+    return bool(fetch_one(cur)[0])
 
 
 def _known_company(cur: Cursor, company_id: int) -> bool:
