@@ -187,7 +187,7 @@ def _show_text(c: RestConnection, d: details.TokenDetail) -> str:
     head = output.fields([
         ("connection", f"{c.id} {t.label}"), ("customer", c.customer_ref),
         ("consented by", f"{c.user_email} (Nmbrs user {c.user_id})"), ("scopes", " ".join(c.scopes)),
-        ("debtors", ", ".join(c.debtor_ids) or None), ("refresh token", t.token_hint),
+        ("debtors", ", ".join(c.debtor_ids) or None), ("consent's first token", t.token_hint),
         ("access token until", c.access_expires_at), ("rotations", c.generation), ("refreshed", c.refreshed_at),
     ])
     return head + "\n\n" + token_text(d)

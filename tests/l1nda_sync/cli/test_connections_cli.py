@@ -318,3 +318,12 @@ def test_a_finish_failing_after_the_exchange_revokes_the_grant_and_asks_for_a_ne
     assert rows() == before
     assert live() == live_before  # the refresh token the exchange gave is dead again
     assert sim.admin.call_count(service="Identity", operation="revocation") >= 1
+
+
+def test_show_labels_the_hint_as_the_consents_first_token_not_the_refresh_token(rest: Cli, sim: RunningSim) -> None:
+    """The hint is the end of the first refresh token: stale after the first rotation, so never 'refresh token'."""
+    assert finish(rest, consent(sim, start(rest)["url"])).code == 0
+    listed = rest("connections", "list", "--json").json
+    shown = rest("connections", "show", str(listed[-1]["token"]["id"])).out
+    assert "consent's first token" in shown
+    assert "refresh token" not in shown
