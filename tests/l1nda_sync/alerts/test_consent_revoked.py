@@ -136,6 +136,17 @@ def make_connection(world: World, token_id: int, customer_ref: str = "CUST-REF")
                        VALUES (%s, %s, gen_random_uuid(), 'hr@jansen.example')""", (token_id, customer_ref))
 
 
+def rest_witnesses(world: World, count: int = 2) -> None:
+    """Healthy REST connections checked in every run beside the SOAP bystanders: the breaker judges REST
+    connections apart from SOAP tokens, and one failing connection alone cannot tell a withdrawal from an
+    identity server refusing everyone."""
+    witnesses = [world.add_token(f"rest witness {n}") for n in range(count)]
+    for n, token_id in enumerate(witnesses):
+        make_connection(world, token_id, customer_ref=f"WITNESS-{n}")
+    world.bystander_ids = [world.add_token(f"bystander {n}", contacts=(f"bystander{n}@klant.example",))
+                           for n in range(world.bystanders)] + witnesses
+
+
 def links_of(world: World) -> list[tuple[int, str, int | None, str | None]]:
     with world.conn, world.conn.cursor() as cur:
         cur.execute("SELECT company_id, state, token_id, reason FROM links ORDER BY company_id")
@@ -146,8 +157,9 @@ def test_a_withdrawn_consent_is_confirmed_mailed_fails_over_and_recovers(world: 
     soap = world.add_token("Jansen accountant", level="accountant", contacts=("acc@kantoor.example",))
     conn = world.add_token("Bakkerij Jansen", contacts=(CUSTOMER,), language="nl")
     make_connection(world, conn)
-    world.add_link(11, "CUST-11")
-    world.add_link(12, "CUST-12")
+    rest_witnesses(world)
+    world.add_link(11, "CUST-REF")  # a REST connection serves its own customer's links only
+    world.add_link(12, "CUST-REF")
     world.run({soap: (Outcome.VALID, ONLY_11), conn: (Outcome.VALID, REACH)})
     assert [(c, s, t) for c, s, t, _ in links_of(world)] == [(11, "active", conn), (12, "active", conn)], (
         "a REST connection is preferred")
@@ -189,7 +201,8 @@ def test_a_withdrawn_consent_is_confirmed_mailed_fails_over_and_recovers(world: 
 def test_a_suspicion_that_clears_mails_nobody(world: World, smtp: MailServer) -> None:
     conn = world.add_token("Bakkerij Jansen")
     make_connection(world, conn)
-    world.add_link(11, "CUST-11")
+    rest_witnesses(world)
+    world.add_link(11, "CUST-REF")
     world.run({conn: (Outcome.VALID, REACH)})
     world.run({conn: Outcome.CONSENT_REVOKED})
     world.run({conn: (Outcome.VALID, REACH)})
