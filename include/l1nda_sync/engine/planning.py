@@ -138,7 +138,8 @@ def claim_tokens(
 
     Due means next_check_at <= now; `force` ignores that, never a live claim. Rows locked by a concurrent
     planner are skipped (SKIP LOCKED). With `witnesses`, a run that rechecks a token whose last check failed
-    also claims up to that many healthy active tokens, least recently checked first. `soap_only` claims no REST
+    also claims up to that many healthy active tokens of the same credential kind (the breaker judges each kind
+    apart), least recently checked first. `soap_only` claims no REST
     connection (no REST app is configured).
     """
     params = {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "due": now + DUE_GRACE,
@@ -154,23 +155,22 @@ def claim_tokens(
         )
         UPDATE tokens t SET claimed_by = %(run)s, claimed_until = %(until)s
         FROM due WHERE t.id = due.id
-        RETURNING t.id, t.state = 'active' AND t.last_outcome = 'valid', t.last_outcome <> 'valid'
+        RETURNING t.id, t.state = 'active' AND t.last_outcome = 'valid', t.last_outcome <> 'valid', t.kind
         """,
         params,
     )
     rows = cur.fetchall()
     claimed = sorted(row[0] for row in rows)
-    healthy = sum(1 for row in rows if row[1])
-    failing = sum(1 for row in rows if row[2])
-    if witnesses and failing:
-        want = witnesses - healthy
+    # The breaker judges each credential kind apart: a kind with a failing token gets witnesses of its own kind.
+    for kind in sorted({row[3] for row in rows if row[2]}):
+        want = witnesses - sum(1 for row in rows if row[1] and row[3] == kind)
         if want > 0:
             cur.execute(
                 """
                 WITH w AS (
                     SELECT id FROM tokens
                     WHERE state = 'active' AND last_outcome = 'valid' AND NOT (id = ANY(%(claimed)s))
-                      AND NOT (%(soap_only)s AND kind = 'rest_connection')
+                      AND kind = %(kind)s
                       AND (claimed_until IS NULL OR claimed_until <= %(now)s)
                     ORDER BY last_checked_at NULLS FIRST, id
                     LIMIT %(want)s
@@ -179,7 +179,7 @@ def claim_tokens(
                 UPDATE tokens t SET claimed_by = %(run)s, claimed_until = %(until)s
                 FROM w WHERE t.id = w.id RETURNING t.id
                 """,
-                {**params, "claimed": claimed, "want": want, "soap_only": soap_only},
+                {**params, "claimed": claimed, "want": want, "kind": kind},
             )
             claimed = sorted(claimed + [row[0] for row in cur.fetchall()])
     return claimed
