@@ -8,6 +8,7 @@ import random
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,16 +33,26 @@ CONSENT_WORKERS = 8
 IDENTITY, TOKEN = "Identity", "token"  # the call log's service and operation of /connect/token
 
 
-def add_rest(scenario: dict[str, Any], count: int, rng: random.Random) -> list[str]:
+@dataclass(frozen=True)
+class RestLogin:
+    """A client login that consents, and the customer its connection belongs to (that of its first company's
+    link, as `request_links` names them: a connection serves its own customer's links only)."""
+
+    username: str
+    customer_ref: str
+
+
+def add_rest(scenario: dict[str, Any], count: int, rng: random.Random) -> list[RestLogin]:
     """Register L1NDA's app in `scenario` and let `count` debtor-level client logins consent (a password);
-    answers their usernames, in a reproducible order."""
+    answers them in a reproducible order."""
     clients = [login for env in scenario["environments"] for login in env.get("logins") or []
                if login.get("level") == "client"]
     chosen = sorted(rng.sample(range(len(clients)), min(count, len(clients))))
     for n in chosen:
         clients[n]["password"] = PASSWORD
     scenario["rest"] = {"clients": [BENCH_APP]}
-    return [str(clients[n]["username"]) for n in chosen]
+    return [RestLogin(str(clients[n]["username"]), f"bench-customer-{min(clients[n].get('company_filter') or [n])}")
+            for n in chosen]
 
 
 def rest_env(root_url: str) -> dict[str, str]:
@@ -61,7 +72,7 @@ def token_calls(admin: SimAdmin) -> int:
     return admin.call_count(service=IDENTITY, operation=TOKEN)
 
 
-def consent_connections(database_url: str, settings: Settings, admin: SimAdmin, usernames: Sequence[str],
+def consent_connections(database_url: str, settings: Settings, admin: SimAdmin, logins: Sequence[RestLogin],
                         *, workers: int = CONSENT_WORKERS) -> list[int]:
     """Each login consents to L1NDA's app, and the connection is stored as `connections finish` stores it
     (a started consent, the callback's code exchanged, one probe naming the user, saved); answers the ids."""
@@ -86,10 +97,10 @@ def consent_connections(database_url: str, settings: Settings, admin: SimAdmin, 
             conn = local.conn = psycopg2.connect(database_url, options="-c timezone=UTC")
             with lock:
                 opened.append(conn)
-        username = usernames[n]
+        username = logins[n].username
         request = start_authorization(app)
         with conn:
-            store.start(conn, customer_ref=f"BENCH-REST-{n + 1:05d}", contact=username, language="en", label=None,
+            store.start(conn, customer_ref=logins[n].customer_ref, contact=username, language="en", label=None,
                         state=request.state, code_verifier=request.code_verifier, actor="bench")
         q = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
         location = admin.authorize(username, q["client_id"], q["redirect_uri"], q["scope"], q["state"],
@@ -108,7 +119,7 @@ def consent_connections(database_url: str, settings: Settings, admin: SimAdmin, 
 
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, range(len(usernames))))
+            return list(pool.map(one, range(len(logins))))
     finally:
         client.close()
         for conn in opened:

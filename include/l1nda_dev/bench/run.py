@@ -24,7 +24,7 @@ from typing import Any
 import psycopg2
 
 from l1nda_dev.bench import figures as fig
-from l1nda_dev.bench.rest import add_rest, consent_connections, rest_env, token_calls
+from l1nda_dev.bench.rest import RestLogin, add_rest, consent_connections, rest_env, token_calls
 from l1nda_dev.bench.sweep import SweepJob, run_sweep
 from l1nda_dev.bench.world import (
     apply_churn,
@@ -287,7 +287,7 @@ def run(opts: Options) -> dict[str, Any]:
     return result
 
 
-def rest_sweeps(bench: Bench, admin: Any, url: str, settings: Any, usernames: list[str]) -> dict[str, Any]:
+def rest_sweeps(bench: Bench, admin: Any, url: str, settings: Any, logins: list[RestLogin]) -> dict[str, Any]:
     """Consent every REST login (no latency while setting up), then sweep the connections three times through
     the check and apply path: first (new connections: matching), unchanged (within the hour: no refresh), and
     after the simulated clock passed the access tokens' expiry (the engine's access-token clock moved on as far:
@@ -295,7 +295,7 @@ def rest_sweeps(bench: Bench, admin: Any, url: str, settings: Any, usernames: li
     opts = bench.opts
     admin.set_latency(0)
     t = time.perf_counter()
-    ids = consent_connections(url, settings, admin, usernames)
+    ids = consent_connections(url, settings, admin, logins)
     consent_seconds = time.perf_counter() - t
     admin.set_latency(opts.latency_ms)
     say(f"REST: {len(ids)} connections consented through the simulator's admin API and stored "

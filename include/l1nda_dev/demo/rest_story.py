@@ -1,5 +1,8 @@
-"""The demo's REST chapter: a customer consents to L1NDA's Nmbrs app, its link moves to the connection, the
-customer withdraws the consent in Nmbrs' App Manager, and the link fails over to the accountant's SOAP token.
+"""The demo's REST chapter: two customers consent to L1NDA's Nmbrs app, their links move to the connections, one
+customer withdraws the consent in Nmbrs' App Manager, and its link fails over to the accountant's SOAP token.
+
+Two connections, not one: the circuit breaker judges REST connections apart from SOAP tokens, and with a single
+connection its refusal is every REST connection failing (a provider incident, never one customer's withdrawal).
 
 The consent needs no browser: `connections start` prints the authorize URL, the simulator's admin API
 (`POST /_sim/rest/authorize`) consents as the customer's login would on that page and answers the location the
@@ -26,6 +29,8 @@ LOGIN_PASSWORD = "anker-demo-pw"  # noqa: S105 - a login of the local simulator 
 COMPANIES = (50101, 50102)  # the debtor's companies, both visible to its login
 LINKED = 50101  # Brasserie Het Anker B.V.: requested for CUST-ANKER, served by the Horeca office until now
 ACCOUNTANT = "Horeca office"
+# The second customer that consents: Bakkerij De Graaf's own login (the scenario lets it consent).
+OTHER_CUSTOMER, OTHER_LOGIN, OTHER_LINKED = "CUST-DEGRAAF", "salaris@bakkerij-degraaf.example", 60101
 
 REASONS = {
     "moved_to_rest": "moved to the customer's REST connection",
@@ -38,8 +43,8 @@ REASONS = {
 class Chapter:
     """What the chapter saw: the connection, the links at three moments, the problems, the mails it caused."""
 
-    connection_id: int = 0
-    connection: dict[str, Any] = field(default_factory=dict)
+    connection_id: int = 0  # the connection whose consent is withdrawn (CUSTOMER's)
+    connections: list[dict[str, Any]] = field(default_factory=list)  # `connections list` at the end
     labels: dict[int, str] = field(default_factory=dict)
     links: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # moment -> company -> link
     problems: list[dict[str, Any]] = field(default_factory=list)
@@ -79,36 +84,28 @@ def run_chapter(stack: DemoStack, run_dag: Callable[..., dict[str, Any]],
     chapter = Chapter(labels=dict(labels))
     mails_before = len(stack.sink.stored)
     say("")
-    say("--- REST chapter: a customer consents to L1NDA's Nmbrs app ---")
+    say("--- REST chapter: two customers consent to L1NDA's Nmbrs app; one withdraws ---")
     say(f"L1NDA's app: {REST_APP_ID} (client id, secret, subscription key and redirect URI from the scenario, as "
         "L1NDA_NMBRS_REST_* settings)")
     admin.add_login(ENVIRONMENT, username=LOGIN, level="client", debtor=DEBTOR, company_filter=COMPANIES,
                     password=LOGIN_PASSWORD, name=LOGIN_NAME)
     say(f"Nmbrs: Brasserie Het Anker (debtor {DEBTOR}) gets a login of its own, {LOGIN}; link {LINKED} is served by "
-        f"the accountant's token ({ACCOUNTANT}) so far")
+        f"the accountant's token ({ACCOUNTANT}) so far; Bakkerij De Graaf ({OTHER_LOGIN}) connects too")
     chapter.links["before"] = dict(links)
-    started = stack.cli_json("connections", "start", "--customer", CUSTOMER, "--contact", LOGIN, "--language", "nl")
-    say(f"$ l1nda-sync connections start --customer {CUSTOMER} --contact {LOGIN} --language nl  -> send the "
-        f"customer {_shown_url(str(started['url']))}")
-    location = consent(stack, str(started["url"]), LOGIN)
-    say(f"the customer signs in and consents (the simulator's POST /_sim/rest/authorize stands in for the browser); "
-        f"Nmbrs redirects to {_shown_url(location)}")
-    finished = stack.cli_json("connections", "finish", "--callback-url", location)
-    connection = finished.get("connection") or {}
-    chapter.connection_id = int((connection.get("token") or {}).get("id") or 0)
-    if not chapter.connection_id:
-        raise DemoError(f"no connection id in `connections finish --json`: {str(finished)[:200]}")
-    reach = finished.get("reach") or {}
-    say(f"$ l1nda-sync connections finish --callback-url '<that URL>'  -> connection {chapter.connection_id}, "
-        f"consented by {connection.get('user_email')}, reaching {len(reach.get('debtors') or [])} debtor(s) and "
-        f"{len(reach.get('companies') or [])} companies; the next run checks it")
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each `l1nda-sync` command starts a Python (about 2 s)
+        made = list(pool.map(lambda who: connect(stack, *who), ((CUSTOMER, LOGIN, "nl"),
+                                                                 (OTHER_CUSTOMER, OTHER_LOGIN, "en"))))
+    for _, lines in made:
+        for line in lines:
+            say(line)
+    chapter.connection_id = made[0][0]
     say("")
-    run_dag(stack, "run 4, as scheduled (a new connection is due at once)")
+    run_dag(stack, "run 4, as scheduled (new connections are due at once)")
     chapter.links["consented"] = _links(stack)
     say("")
     withdraw(stack)
     say("")
-    run_dag(stack, "run 5, for the connection only (a healthy one is due hourly)",
+    run_dag(stack, "run 5, for the withdrawn connection only (a healthy one is due hourly)",
             {"token_ids": [chapter.connection_id]})
     wait_until_due(stack, chapter.connection_id)
     run_dag(stack, "run 6, as scheduled (the refused connection is due again)")
@@ -117,16 +114,40 @@ def run_chapter(stack: DemoStack, run_dag: Callable[..., dict[str, Any]],
     return chapter
 
 
+def connect(stack: DemoStack, customer: str, login: str, language: str) -> tuple[int, list[str]]:
+    """`connections start`, the customer's consent in Nmbrs, `connections finish`: the new connection's id and
+    what to show of it."""
+    started = stack.cli_json("connections", "start", "--customer", customer, "--contact", login, "--language",
+                             language)
+    location = consent(stack, str(started["url"]), login)
+    finished = stack.cli_json("connections", "finish", "--callback-url", location)
+    connection = finished.get("connection") or {}
+    connection_id = int((connection.get("token") or {}).get("id") or 0)
+    if not connection_id:
+        raise DemoError(f"no connection id in `connections finish --json`: {str(finished)[:200]}")
+    reach = finished.get("reach") or {}
+    return connection_id, [
+        f"$ l1nda-sync connections start --customer {customer} --contact {login} --language {language}  -> "
+        f"send the customer {_shown_url(str(started['url']))}",
+        f"    {login} signs in and consents (the simulator's POST /_sim/rest/authorize stands in for the "
+        f"browser); Nmbrs redirects to {_shown_url(location)}",
+        f"$ l1nda-sync connections finish --callback-url '<that URL>'  -> connection {connection_id}, consented "
+        f"by {connection.get('user_email')}, reaching {len(reach.get('debtors') or [])} debtor(s) and "
+        f"{len(reach.get('companies') or [])} companies; the next run checks it"]
+
+
 def _read_the_end(stack: DemoStack, chapter: Chapter) -> None:
     """Links, the connection and the open problems, three `l1nda-sync` commands at once."""
     from l1nda_dev.demo.story import _rows
 
-    commands = (("links", "list"), ("connections", "show", str(chapter.connection_id)), ("problems", "list"))
+    commands = (("links", "list"), ("connections", "list"), ("problems", "list"))
     with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-        links, shown, problems = pool.map(lambda argv: stack.cli_json(*argv), commands)
+        links, connections, problems = pool.map(lambda argv: stack.cli_json(*argv), commands)
     chapter.links["withdrawn"] = {lk["company_id"]: lk for lk in _rows(links)}
-    chapter.connection = dict(shown.get("connection") or {})
-    chapter.labels[chapter.connection_id] = str((chapter.connection.get("token") or {}).get("label"))
+    chapter.connections = list(connections) if isinstance(connections, list) else _rows(connections)
+    for c in chapter.connections:
+        token = c.get("token") or {}
+        chapter.labels[int(token.get("id") or 0)] = str(token.get("label"))
     chapter.problems = _rows(problems)
 
 
@@ -159,24 +180,23 @@ def tell(chapter: Chapter) -> str:
     """The chapter's summary: the connection, the customer's links at three moments, the problems and mails."""
     from l1nda_dev.demo.story import _shown_path, _table, company_names
 
-    c = chapter.connection
-    token = c.get("token") or {}
     names = company_names()
-    out = ["", "=== The REST chapter ===", "",
-           "The connection (`l1nda-sync connections show`):",
-           f"  connection {chapter.connection_id} '{token.get('label')}' of customer {c.get('customer_ref')}, "
-           f"consented by {c.get('user_email')}",
-           f"  scopes {' '.join(c.get('scopes') or [])}; state {token.get('state')}"]
+    out = ["", "=== The REST chapter ===", "", "The connections (`l1nda-sync connections list`):"]
+    for c in chapter.connections:
+        token = c.get("token") or {}
+        out.append(f"  connection {token.get('id')} '{token.get('label')}' of customer {c.get('customer_ref')}, "
+                   f"consented by {c.get('user_email')}; scopes {' '.join(c.get('scopes') or [])}; state "
+                   f"{token.get('state')}")
     companies = sorted({cid for moment in chapter.links.values() for cid, lk in moment.items()
-                        if lk.get("customer_ref") == CUSTOMER})
-    out += ["", f"Links of {CUSTOMER}:"]
+                        if lk.get("customer_ref") in (CUSTOMER, OTHER_CUSTOMER)})
+    out += ["", f"Links of {CUSTOMER} and {OTHER_CUSTOMER}:"]
     out.append(_table(("company", "name", "before the consent", "after run 4", "at the end"), [
         (str(cid), names.get(cid, "?"),
          *(_link_cell(chapter.links.get(m, {}).get(cid), chapter.labels)
            for m in ("before", "consented", "withdrawn"))) for cid in companies]))
-    mine = [p for p in chapter.problems if p.get("token_id") == chapter.connection_id
-            or p.get("token_label") == token.get("label")]
-    out += ["", "Its open problems (`l1nda-sync problems list`):"]
+    ids = {int((c.get("token") or {}).get("id") or 0) for c in chapter.connections}
+    mine = [p for p in chapter.problems if p.get("token_id") in ids]
+    out += ["", "Open problems of the connections (`l1nda-sync problems list`):"]
     out += [f"  {p.get('kind')} - {p.get('token_label')}" for p in mine] or ["  none"]
     out += ["", f"Mails of this chapter ({len(chapter.mails)}):"]
     for mail in chapter.mails:
@@ -197,7 +217,12 @@ def expectations(chapter: Chapter) -> list[str]:
     if end.get("token_id") == chapter.connection_id or end.get("state") not in ("active", "suspended"):
         misses.append(f"at the end link {LINKED} is {end.get('state')} via {end.get('token_id')}: it did not fail "
                       "over or suspend")
-    state = (chapter.connection.get("token") or {}).get("state")
+    other = chapter.links.get("withdrawn", {}).get(OTHER_LINKED, {})
+    if other.get("reason") != "moved_to_rest" or other.get("state") != "active":
+        misses.append(f"link {OTHER_LINKED} is {other.get('state')} ({other.get('reason')}), not active on "
+                      f"{OTHER_CUSTOMER}'s connection")
+    state = next(((c.get("token") or {}).get("state") for c in chapter.connections
+                  if (c.get("token") or {}).get("id") == chapter.connection_id), None)
     if state not in ("revoked", "rejected"):
         misses.append(f"connection {chapter.connection_id} is {state}, not revoked")
     if not any(p.get("kind") == "consent_revoked" for p in chapter.problems):

@@ -103,7 +103,10 @@ def test_the_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> 
                      r"salaris@brasserie-hetanker\.example, reaching 1 debtor\(s\) and 2 companies", out), out
     assert re.search(r"50101 .*active via Horeca office\s+active via CUST-ANKER \(moved to the customer's REST "
                      r"connection\)\s+active via Horeca office", out), out
-    assert re.search(r"connection \d+ 'CUST-ANKER' .*\n.*state revoked", out), out
+    assert re.search(r"60101 .*active via Bakkerij De Graaf\s+active via CUST-DEGRAAF \(moved to the customer's "
+                     r"REST connection\)\s+active via CUST-DEGRAAF", out), out
+    assert re.search(r"connection \d+ 'CUST-ANKER' .*state revoked", out), out
+    assert re.search(r"connection \d+ 'CUST-DEGRAAF' .*state active", out), out
     assert "consent_revoked - CUST-ANKER" in out
     assert "code=…" in out  # the callback's code and state are shown masked
     # Every mail listed exists in var/mail and reads as a mail: subject and recipients as listed.
