@@ -133,18 +133,21 @@ def test_two_workers_check_a_connection_whose_access_token_is_due_with_one_refre
 def test_a_withdrawn_consent_is_confirmed_fails_over_to_soap_and_mails(world: RestStoryWorld,
                                                                       smtp: MailServer) -> None:
     conn = linde_on_rest(world)
+    # a second connection as the breaker's witness: REST connections are judged apart from SOAP tokens, and one
+    # connection alone cannot tell its customer's withdrawal from an identity server refusing everyone
+    witness = world.consent(VANDIJK, customer="CUST-VANDIJK", contact="petra@modehuis-vandijk.example")
     world.deliver()
     smtp.clear()
     world.sim.admin.withdraw_consent(world.consent_id(LINDE))
     world.advance(10 * MIN)
-    first = world.run(token_ids=(conn,))
-    assert first.outcomes == {"consent_revoked": 1}
+    first = world.run(token_ids=(conn, witness))
+    assert first.outcomes == {"consent_revoked": 1, "valid": 1}
     assert first.suspected == [{"token_id": conn, "label": "linde-rest", "suspected": "consent_revoked"}]
     world.deliver()
     assert smtp.received == [], "one refusal: suspected, nobody mailed"
     assert [world.link(c)[:2] for c in (50501, 50502)] == [("active", "linde-rest")] * 2
     world.advance(30 * MIN)
-    world.run(token_ids=(conn,))
+    world.run(token_ids=(conn, witness))
     assert world.state("linde-rest") == "revoked"
     assert world.problems("linde-rest") == {"consent_revoked"}
     assert [world.link(c) for c in (50501, 50502)] == [("active", "all", "failover")] * 2
@@ -158,8 +161,10 @@ def test_a_refresh_token_expired_by_the_clock_is_a_confirmed_consent_revoked(wor
         world.add_token(label)
     linde_on_rest(world)
     world.advance(timedelta(days=31))  # idle past refresh_idle_days (30): the refresh token expired
+    # REST connections are judged apart: a fresh connection beside it is the REST breaker's witness
+    world.consent(VANDIJK, customer="CUST-VANDIJK", contact="petra@modehuis-vandijk.example")
     first = world.run()  # every token is due
-    assert first.outcomes == {"valid": 4, "consent_revoked": 1}
+    assert first.outcomes == {"valid": 5, "consent_revoked": 1}
     assert not first.breaker_tripped
     assert world.state("linde-rest") == "invalid"  # suspected: links kept, nobody told
     assert [world.link(c)[:2] for c in (50501, 50502)] == [("active", "linde-rest")] * 2
@@ -202,7 +207,12 @@ def test_a_throttling_storm_over_several_runs_raises_no_alarm(world: RestStoryWo
     assert world.state("linde-rest") == "active"
     assert world.problems("linde-rest") == set()
     assert [world.link(c)[:2] for c in (50501, 50502)] == [("active", "linde-rest")] * 2
-    assert smtp.received == []
+    # every REST connection throttled for hours is a REST-wide fault: at most a provider incident for ops (naming
+    # REST connections), never a customer mail
+    assert {r for r, _, _ in smtp.events()} <= {OPS}
+    assert {e for _, e, _ in smtp.events()} <= {"opened", "escalated"}
+    kinds = world.query("SELECT kind, detail->>'kind' FROM problems")
+    assert set(kinds) <= {("provider_incident", "rest_connection")}, kinds
     world.sim.admin.clear_faults()
     world.advance(30 * MIN)
     assert world.run(token_ids=(conn,)).outcomes.get("valid", 0) >= 1
