@@ -158,12 +158,23 @@ class Breakers:
 def judge_by_kind(
     evidence: Iterable[Evidence], *, now: datetime, window: timedelta, share: float = 0.5,
 ) -> Breakers:
-    """`judge_window` for each credential kind apart, and over all of them."""
+    """`judge_window` for each credential kind apart, and over all of them. A kind with a single credential in the
+    window beside the other kind's evidence cannot tell its own change from a fault of its kind: it takes the
+    overall verdict (as before kinds were judged apart), unless the other kind's own fault (two or more alike)
+    explains that verdict. So one customer's withdrawal can still be confirmed while a kind has one credential, a
+    REST-wide fault never freezes a lone SOAP token, and two or more failing alike trip their kind whatever the
+    other kind says."""
     items = list(evidence)
-    by_kind = {k: replace(judge_window([e for e in items if e.kind is k], now=now, window=window, share=share),
-                          kind=k)
-               for k in CredentialKind if any(e.kind is k for e in items)}
-    return Breakers(judge_window(items, now=now, window=window, share=share), by_kind)
+    overall = judge_window(items, now=now, window=window, share=share)
+    own = {k: replace(judge_window([e for e in items if e.kind is k], now=now, window=window, share=share), kind=k)
+           for k in CredentialKind if any(e.kind is k for e in items)}
+    by_kind: dict[CredentialKind, BreakerVerdict] = {}
+    for k, verdict in own.items():
+        if verdict.checked == 1 and overall.checked > 1:
+            explained = any(v.tripped and v.checked > 1 for other, v in own.items() if other is not k)
+            verdict = replace(verdict, tripped=overall.tripped and not explained)
+        by_kind[k] = verdict
+    return Breakers(overall, by_kind)
 
 
 def judge(outcomes: Iterable[Outcome], *, share: float = 0.5) -> BreakerVerdict:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l1nda_sync.engine.breaker import judge
+from l1nda_sync.engine.breaker import Evidence, judge, judge_by_kind
 from l1nda_sync.engine.link_rules import (
     KEEPS_LINKS,
     LinkState,
@@ -335,3 +335,30 @@ def test_a_rest_connection_serving_another_customers_link_gives_it_up() -> None:
     no_customer = TokenView(5, "debtor", TokenState.ACTIVE, kind=CredentialKind.REST_CONNECTION)
     assert reconcile_links([LinkView(8, 100, LinkState.PENDING, customer_ref="CUST")], tokens(no_customer),
                            {100: [5]}) == []
+
+
+# -- the breaker per credential kind ---------------------------------------------------------------------------------
+def _evidence(soap: list[Outcome], rest: list[Outcome]) -> list[Evidence]:
+    at = datetime(2027, 3, 1, tzinfo=UTC)
+    return [Evidence(n, at, o, kind=CredentialKind.SOAP_TOKEN) for n, o in enumerate(soap)] + [
+        Evidence(100 + n, at, o, kind=CredentialKind.REST_CONNECTION) for n, o in enumerate(rest)]
+
+
+def _frozen(soap: list[Outcome], rest: list[Outcome]) -> frozenset[CredentialKind]:
+    at = datetime(2027, 3, 1, tzinfo=UTC)
+    return judge_by_kind(_evidence(soap, rest), now=at, window=timedelta(minutes=15)).frozen
+
+
+V, R = Outcome.VALID, Outcome.CONSENT_REVOKED
+
+
+def test_the_breaker_is_judged_per_credential_kind() -> None:
+    rest_kind, soap_kind = CredentialKind.REST_CONNECTION, CredentialKind.SOAP_TOKEN
+    assert _frozen([V] * 8, [R] * 2) == {rest_kind}, "every connection refused beside a SOAP majority: REST trips"
+    assert _frozen([V] * 2, [R] * 8) == {rest_kind}, "a REST majority failing never freezes SOAP"
+    assert _frozen([Outcome.INVALID] * 3, [V] * 3) == {soap_kind}
+    assert _frozen([V] * 8, [R, V, V]) == frozenset(), "one of three: a customer's change"
+    assert _frozen([V] * 8, [R]) == frozenset(), "a single connection borrows the overall verdict"
+    assert _frozen([], [R]) == {rest_kind}, "alone in the window: its failure trips, as for any one-token fleet"
+    assert _frozen([Outcome.INVALID], [R] * 6) == {rest_kind}, "a lone SOAP token is not frozen by a REST fault"
+    assert _frozen([Outcome.INVALID], [R]) == {rest_kind, soap_kind}, "one of each, both failing: an outage"
