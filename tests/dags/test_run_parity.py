@@ -7,13 +7,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
 
 from l1nda_sync.cli import main
 from l1nda_sync.registry.db import fetch_all
+from tests.conftest import _admin, _with_database
 from tests.dags.conftest import OPS, DagWorld, load_dag
 from tests.l1nda_sync.engine.story_world import LOGINS, register_token, request_links
 
@@ -24,22 +24,12 @@ COMPANIES = (50101, 50301, 50701)
 IGNORED_SUMMARY_KEYS = {"seconds", "error"}  # wall time; the failure text names the step its own way
 
 
-def _admin(server_url: str, sql: str) -> None:
-    conn = psycopg2.connect(server_url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def second_registry(pg_server_url: str, registry_template: str) -> Iterator[str]:
     name = f"t_parity_{uuid.uuid4().hex[:12]}"
     _admin(pg_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{registry_template}"')
     try:
-        yield urlsplit(pg_server_url)._replace(path=f"/{name}").geturl()
+        yield _with_database(pg_server_url, name)
     finally:
         _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
