@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import logging
+import string
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from l1nda_sync.masking import Secret, mask
 
@@ -58,3 +61,49 @@ def test_scrub_handles_special_characters_and_leaves_other_text_alone() -> None:
     assert scrub("", TOKEN) == ""
     assert scrub("text", "") == "text"
     assert TOKEN not in repr(Scrubber(TOKEN))
+
+
+# A REST access token is a ~900-character JWT; its Scrubber looks for the token's tail before it builds the
+# whole pattern (see Scrubber), so these prove that shortcut loses no echoed form and stays cheap.
+ACCESS_TOKEN = "eyJhbGciOiJSUzI1NiJ9." + "aB3-_x9Q" * 110 + ".Zr7-Kq_2"
+
+
+def _encode(ch: str, how: int) -> str:
+    return (ch, ch.swapcase(), f"%{ord(ch):02X}", f"&#x{ord(ch):x};", f"&amp;#{ord(ch)};", ch + "-")[how]
+
+
+@pytest.mark.parametrize("how", range(6))
+def test_a_long_token_is_masked_in_every_echoed_form(how: int) -> None:
+    from l1nda_sync.masking import Scrubber
+
+    form = "".join(_encode(c, how) for c in ACCESS_TOKEN).rstrip("-")
+    scrub_it = Scrubber(ACCESS_TOKEN)
+    assert scrub_it(f"error: {form} & more") == "error: …Kq_2 & more"
+    assert scrub_it("a body without it, & with %41 and &#65;") == "a body without it, & with %41 and &#65;"
+
+
+def test_a_long_token_scrubber_compiles_the_whole_pattern_only_when_its_tail_is_echoed() -> None:
+    from l1nda_sync.masking import Scrubber
+
+    scrub_it = Scrubber(ACCESS_TOKEN)
+    scrub_it('{"data": [' + '{"id": "0b9e", "name": "Jansen & Zn"},' * 200 + "]}")
+    assert scrub_it._pattern is None  # the tail was not there: no ~150 ms compile
+    scrub_it(ACCESS_TOKEN[:-1])  # the tail minus one character is still not the secret
+    assert scrub_it._pattern is None
+    assert scrub_it(f"x{ACCESS_TOKEN}x") == "x…Kq_2x"
+
+
+@given(
+    secret=st.text(alphabet=string.ascii_letters + string.digits + "-_.~&%+<>\"' ", min_size=33, max_size=80),
+    hows=st.lists(st.integers(0, 5), min_size=80, max_size=80),
+    before=st.text(max_size=20),
+    after=st.text(max_size=20),
+)
+def test_the_tail_shortcut_masks_exactly_what_the_whole_pattern_masks(
+    secret: str, hows: list[int], before: str, after: str,
+) -> None:
+    from l1nda_sync.masking import Scrubber, secret_pattern
+
+    form = "".join(_encode(c, how) for c, how in zip(secret, hows, strict=False)).rstrip("-")
+    text = before + form + after
+    assert Scrubber(secret)(text) == secret_pattern(secret).sub(mask(secret), text)
