@@ -41,6 +41,7 @@ import psycopg2.errors
 from l1nda_sync.nmbrs.errors import TransientError
 from l1nda_sync.nmbrs.rest.grants import GrantStore, StoredGrant
 from l1nda_sync.registry.crypto import TokenCipher
+from l1nda_sync.registry import locks
 from l1nda_sync.registry.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 _SELECT = """SELECT r.refresh_ciphertext, r.access_ciphertext, r.access_expires_at, r.generation,
                     t.removed_at IS NOT NULL, r.refresh_generation
              FROM rest_connections r JOIN tokens t ON t.id = r.token_id WHERE r.token_id = %s"""
-LOCK_CLASS = 18_007  # the advisory lock space of REST connection refreshes (key 2: the connection id)
 LOCK_TIMEOUT = "90s"  # how long a worker waits for another's refresh (which is bounded by the retry deadline)
 IDLE_TIMEOUT = "150s"  # the lock's transaction idles through one refresh (deadline 60 s): above it, never forever
 CONNECT_KWARGS: dict[str, Any] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
@@ -90,8 +90,8 @@ class RegistryGrantStore:
         return conn
 
     # -- reading ---------------------------------------------------------------------------------------------
-    def _read(self, cur: Cursor, connection_id: int, *, lock: bool) -> StoredGrant:
-        cur.execute(_SELECT + (" FOR UPDATE OF r" if lock else ""), (connection_id,))
+    def _read(self, cur: Cursor, connection_id: int) -> StoredGrant:
+        cur.execute(_SELECT, (connection_id,))
         row = cur.fetchone()
         if row is None:
             raise NotFound("ID", f"no REST connection with id {connection_id}")
@@ -110,13 +110,13 @@ class RegistryGrantStore:
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:
-                return self._read(cur, connection_id, lock=False)
+                return self._read(cur, connection_id)
         finally:
             conn.close()
 
     @contextmanager
     def locked(self, connection_id: int) -> Iterator[StoredGrant]:
-        """Hold the connection's row lock for one refresh; yields the grant read under the lock."""
+        """Hold the connection's refresh lock (`locks.lock_rest_refresh`) for one refresh; yields the grant read under the lock."""
         key = (threading.get_ident(), connection_id)
         conn = self._connect()
         try:
@@ -124,12 +124,12 @@ class RegistryGrantStore:
                 cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                 cur.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_TIMEOUT}'")
                 try:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s, %s::integer)", (LOCK_CLASS, connection_id))
+                    locks.lock_rest_refresh(cur, connection_id)
                 except psycopg2.errors.LockNotAvailable:
                     raise TransientError(f"REST connection {connection_id}: another worker's refresh held its lock "
                                          f"for more than {LOCK_TIMEOUT}; the next check tries again",
                                          service="Registry", operation="refresh_lock") from None
-                stored = self._read(cur, connection_id, lock=False)
+                stored = self._read(cur, connection_id)
             with self._mutex:
                 self._held[key] = conn
             yield stored
@@ -211,6 +211,17 @@ class RegistryGrantStore:
             raise TransientError(f"REST connection {connection_id}: its row stayed locked for more than "
                                  f"{LOCK_TIMEOUT}; nothing was sent", service="Registry",
                                  operation="refresh_marker") from None
+        finally:
+            conn.close()
+
+    def cancel_refresh(self, connection_id: int, generation: int) -> None:
+        """Clear the marker of a refresh of `generation` that provably never left (no connection opened)."""
+        conn = self._connect()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SET LOCAL lock_timeout = %s", (LOCK_TIMEOUT,))
+                cur.execute("""UPDATE rest_connections SET refresh_generation = NULL, refresh_started_at = NULL
+                               WHERE token_id = %s AND refresh_generation = %s""", (connection_id, generation))
         finally:
             conn.close()
 

@@ -41,13 +41,17 @@ PROBLEM_LOCK_PREFIX: Final = "l1nda-problem"
 LINK_REQUEST_LOCK_CLASS: Final = 0x4C31
 """Link requests: one request at a time per company (transaction lock, second key the company id)."""
 
+REST_REFRESH_LOCK_CLASS: Final = 18_007
+"""REST connection refreshes: one refresh at a time per connection, across processes (transaction lock, second
+key the connection id); see registry/grant_store.py."""
+
 CONSTANT_KEYS: Final = {
     "schema upgrade": SCHEMA_LOCK_KEY,
     "token write": TOKEN_WRITE_LOCK_KEY,
     "webhook delivery": WEBHOOK_DELIVERY_LOCK_KEY,
 }
 HASHED_NAMES: Final = {"outbox drain": OUTBOX_DRAIN_LOCK_NAME}
-PAIR_CLASSES: Final = {"link request": LINK_REQUEST_LOCK_CLASS}
+PAIR_CLASSES: Final = {"link request": LINK_REQUEST_LOCK_CLASS, "REST refresh": REST_REFRESH_LOCK_CLASS}
 
 
 def _xact_lock(cur: Cursor, key: int) -> None:
@@ -69,6 +73,12 @@ def lock_link_requests(cur: Cursor, company_id: int) -> None:
     """Serialise link requests for one company until this transaction ends (the duplicate check and the
     insert cannot interleave)."""
     cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LINK_REQUEST_LOCK_CLASS, company_id))
+
+
+def lock_rest_refresh(cur: Cursor, connection_id: int) -> None:
+    """Serialise refreshes of one REST connection until this transaction ends (a rotated refresh token is
+    used once: two refreshes at once would make one of them read as a withdrawn consent)."""
+    cur.execute("SELECT pg_advisory_xact_lock(%s, %s::integer)", (REST_REFRESH_LOCK_CLASS, connection_id))
 
 
 def problem_lock_name(token_id: int | None, kind: str) -> str:

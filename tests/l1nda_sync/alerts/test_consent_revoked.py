@@ -313,3 +313,5 @@ def test_a_lost_token_mail_says_l1nda_lost_it_not_that_the_customer_withdrew(aud
         assert not_customer in body
         assert withdrew not in body
     assert CONSENT_WORDS[lang] in mail.text.lower()
+    assert ("L1NDA lost" if lang == "en" else "L1NDA is haar") in mail.subject
+    assert ("withdrawn" if lang == "en" else "ingetrokken") not in mail.subject, "the subject does not blame them"

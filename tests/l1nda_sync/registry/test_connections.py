@@ -388,6 +388,21 @@ def test_a_lost_refresh_answer_is_marked_and_the_next_invalid_grant_is_l1ndas_lo
     with pytest.raises(ConsentRevoked) as withdrawn:
         grants.access_token(None, grant_store, c.id, now=datetime.now(UTC), refresher=spent)  # type: ignore[arg-type]
     assert not isinstance(withdrawn.value, GrantLost)
+    # a refresh that never left (no connection opened) clears its marker: a later invalid_grant is the customer's
+    grant_store.save(c.id, grant(3, expires_in=10), 2)
+
+    def unreachable(app: object, refresh_token: Secret, *, now: datetime) -> Grant:
+        error = TransientError("Identity.refresh: ConnectionError")
+        error.unsent = True  # type: ignore[attr-defined]
+        raise error
+
+    with pytest.raises(TransientError):
+        grants.access_token(None, grant_store, c.id, now=datetime.now(UTC), refresher=unreachable)  # type: ignore[arg-type]
+    assert grant_store.load(c.id).refresh_in_flight is None
+    assert one(conn, "SELECT refresh_started_at IS NULL FROM rest_connections WHERE token_id = %s", c.id)
+    with pytest.raises(ConsentRevoked) as after_unsent:
+        grants.access_token(None, grant_store, c.id, now=datetime.now(UTC), refresher=spent)  # type: ignore[arg-type]
+    assert not isinstance(after_unsent.value, GrantLost)
 
 
 def test_a_save_whose_held_connection_broke_is_retried_once_on_a_fresh_one(

@@ -73,6 +73,7 @@ def _bigint(key: int) -> tuple[int, int, int]:
     (locks.lock_schema_upgrade, lambda cur: _bigint(locks.SCHEMA_LOCK_KEY)),
     (locks.lock_token_writes, lambda cur: _bigint(locks.TOKEN_WRITE_LOCK_KEY)),
     (lambda cur: locks.lock_link_requests(cur, 4711), lambda cur: (locks.LINK_REQUEST_LOCK_CLASS, 4711, 2)),
+    (lambda cur: locks.lock_rest_refresh(cur, 31), lambda cur: (locks.REST_REFRESH_LOCK_CLASS, 31, 2)),
     (lambda cur: locks.lock_problem(cur, None, Kind.REVOKED), lambda cur: _hashed(cur, "l1nda-problem:0:revoked")),
     (lambda cur: locks.lock_problem(cur, 12, Kind.REVOKED), lambda cur: _hashed(cur, "l1nda-problem:12:revoked")),
 ])
@@ -122,5 +123,5 @@ def test_the_keys_are_the_ones_every_release_takes() -> None:
     section. The values are pinned here, not compared with themselves."""
     assert (locks.SCHEMA_LOCK_KEY, locks.TOKEN_WRITE_LOCK_KEY, locks.WEBHOOK_DELIVERY_LOCK_KEY) == (
         0x4C314E444101, 0x4C314E444102, 0x4C314E4457)
-    assert locks.LINK_REQUEST_LOCK_CLASS == 0x4C31
+    assert (locks.LINK_REQUEST_LOCK_CLASS, locks.REST_REFRESH_LOCK_CLASS) == (0x4C31, 18_007)
     assert (locks.OUTBOX_DRAIN_LOCK_NAME, locks.PROBLEM_LOCK_PREFIX) == ("l1nda-outbox-drain", "l1nda-problem")

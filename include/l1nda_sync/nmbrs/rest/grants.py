@@ -24,6 +24,7 @@ is the reference for tests.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -32,11 +33,12 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from l1nda_sync.masking import Secret
-from l1nda_sync.nmbrs.errors import ConsentRevoked, InvalidGrant
+from l1nda_sync.nmbrs.errors import ConsentRevoked, InvalidGrant, TransientError
 from l1nda_sync.nmbrs.rest import oauth
 from l1nda_sync.nmbrs.rest.config import RestApp
 from l1nda_sync.nmbrs.rest.oauth import Grant
 
+_log = logging.getLogger(__name__)
 MIN_LIFETIME = timedelta(seconds=60)  # a token with less left is refreshed rather than sent
 Refresher = Callable[..., Grant]  # oauth.refresh's shape: (app, refresh_token, *, now) -> Grant
 
@@ -85,6 +87,10 @@ class GrantStore(Protocol):
         be sent; `save` clears it."""
         ...
 
+    def cancel_refresh(self, connection_id: int, generation: int) -> None:
+        """Clear the marker of `generation`'s refresh: it provably never left (no connection could be opened)."""
+        ...
+
 
 class GrantLost(ConsentRevoked):
     """`invalid_grant` for a refresh token L1NDA may have spent itself: an earlier refresh of the same generation
@@ -125,8 +131,23 @@ def _refresh_locked(app: RestApp, store: GrantStore, connection_id: int, *, now:
             grant = refresher(app, stored.refresh_token, now=now)
         except InvalidGrant as refused:
             return _after_invalid_grant(store, connection_id, stored, refused, now)
+        except TransientError as failed:
+            if getattr(failed, "unsent", False):
+                _cancel_marker(store, connection_id, stored.generation)
+            raise
         store.save(connection_id, grant, stored.generation + 1)
         return grant.access_token
+
+
+def _cancel_marker(store: GrantStore, connection_id: int, generation: int) -> None:
+    """A refresh that never left spent nothing: without its marker a later `invalid_grant` is read as the
+    customer's (ConsentRevoked), not as L1NDA's loss (GrantLost). Best effort: a marker left behind only changes
+    what a later mail says, never whether one is sent."""
+    try:
+        store.cancel_refresh(connection_id, generation)
+    except Exception:  # noqa: BLE001 - the refresh's own failure is the one to report
+        _log.warning("REST connection %s: could not clear the marker of a refresh that never left", connection_id,
+                     exc_info=True)
 
 
 def _after_invalid_grant(store: GrantStore, connection_id: int, used: StoredGrant, refused: InvalidGrant,
@@ -182,6 +203,12 @@ class InMemoryGrantStore:
             row = self._rows[connection_id]
             if row.generation == generation:
                 self._rows[connection_id] = replace(row, refresh_in_flight=generation)
+
+    def cancel_refresh(self, connection_id: int, generation: int) -> None:
+        with self._guard:
+            row = self._rows[connection_id]
+            if row.refresh_in_flight == generation:
+                self._rows[connection_id] = replace(row, refresh_in_flight=None)
 
     def load(self, connection_id: int) -> StoredGrant:
         with self._guard:

@@ -44,6 +44,11 @@ class FileGrantStore:
         if row.generation == generation:
             self._write(replace(row, refresh_in_flight=generation))
 
+    def cancel_refresh(self, connection_id: int, generation: int) -> None:
+        row = self.load(connection_id)
+        if row.refresh_in_flight == generation:
+            self._write(replace(row, refresh_in_flight=None))
+
     def load(self, connection_id: int) -> StoredGrant:
         data = json.loads(self.path.read_text())
         in_flight = data.get("in_flight")

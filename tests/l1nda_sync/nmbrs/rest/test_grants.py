@@ -194,6 +194,27 @@ def test_a_lost_refresh_answer_makes_the_next_invalid_grant_l1ndas_loss_not_the_
     assert "L1NDA lost" in str(caught.value)
 
 
+def test_a_refresh_that_never_left_clears_its_marker_and_a_later_withdrawal_is_the_customers() -> None:
+    """No connection could be opened (refused, DNS, connect time-out): r0 was not spent. The marker goes, so a
+    later withdrawal is the customer's (ConsentRevoked), not read as L1NDA's loss."""
+    from l1nda_sync.nmbrs.rest.grants import GrantLost
+
+    store, identity = _setup(10)
+
+    def unreachable(app: RestApp, refresh_token: str, *, now: datetime, **kw: Any) -> Grant:
+        error = TransientError("Identity.refresh: ConnectionError")
+        error.unsent = True  # type: ignore[attr-defined]
+        raise error
+
+    with pytest.raises(TransientError):
+        access_token(APP, store, 1, now=NOW, refresher=unreachable)
+    assert store.load(1).refresh_in_flight is None
+    identity.live = "withdrawn"
+    with pytest.raises(ConsentRevoked) as caught:
+        access_token(APP, store, 1, now=NOW, refresher=identity)
+    assert not isinstance(caught.value, GrantLost)
+
+
 def test_a_saved_refresh_clears_the_marker_and_a_later_withdrawal_is_the_customers() -> None:
     from l1nda_sync.nmbrs.rest.grants import GrantLost
 
