@@ -69,39 +69,49 @@ def secret_pattern(secret: str) -> re.Pattern[str]:
 
 
 _PREFILTER_CHARS = 16  # a secret longer than twice this is first looked for by its last 16 characters
+_LITERAL_NOISE = str.maketrans("", "", "-\t\n\r\x0b\x0c ")  # the separators a match may hold, and a secret's '-'
 
 
 class Scrubber:
     """Replaces every form of one secret in text by its mask ('…cdef'). Build one per secret and reuse it.
 
-    A long secret (a REST access token is ~900 characters) makes a pattern that takes ~150 ms to compile, while a
-    server echoes it almost never. So the text is first searched for the secret's last characters (in every
-    form, a pattern that compiles in ~3 ms); only where they occur is the whole pattern compiled and applied.
-    Sound: any match of the whole pattern contains a match of the pattern of any contiguous part of the secret.
+    Cheap to build, because it is built for every Nmbrs call and almost never used (a server echoes a token
+    rarely): nothing is compiled until a text could hold the secret.
+    - ASCII text without `%`, `&` (or `+`, when the secret has a space) can hold it only literally: it holds it
+      only if, lower-cased and without `-` and white space, it contains the secret so reduced.
+    - Else a long secret (a REST access token is ~900 characters: a pattern that takes ~150 ms to compile) is
+      first looked for by its last 16 characters in every form; only where they occur is the whole pattern used.
+    Both are sound: every match of the whole pattern passes them (a property test compares the two).
     """
 
-    __slots__ = ("_masked", "_pattern", "_prefilter", "_secret")
+    __slots__ = ("_literal", "_masked", "_pattern", "_prefilter", "_secret", "_spaced")
 
     def __init__(self, secret: str) -> None:
         self._secret = secret
         self._masked = mask(secret)
+        self._literal = secret.lower().translate(_LITERAL_NOISE) if secret.isascii() else None
+        self._spaced = " " in secret
         self._pattern: re.Pattern[str] | None = None
         self._prefilter: re.Pattern[str] | None = None
-        if len(secret) > 2 * _PREFILTER_CHARS:
-            self._prefilter = secret_pattern(secret[-_PREFILTER_CHARS:])
-        elif secret:
-            self._pattern = secret_pattern(secret)
 
     def __call__(self, text: str | None) -> str:
         if not text:
             return ""
-        if not self._secret:
+        if not self._secret or not self._may_hold(text):
             return text
         if self._pattern is None:
-            if self._prefilter is None or self._prefilter.search(text) is None:
-                return text
             self._pattern = secret_pattern(self._secret)  # a race only compiles it twice
         return self._pattern.sub(self._masked, text)
+
+    def _may_hold(self, text: str) -> bool:
+        if (self._literal is not None and text.isascii() and "%" not in text and "&" not in text
+                and not (self._spaced and "+" in text)):
+            return self._literal in text.lower().translate(_LITERAL_NOISE)
+        if len(self._secret) <= 2 * _PREFILTER_CHARS or self._pattern is not None:
+            return True
+        if self._prefilter is None:
+            self._prefilter = secret_pattern(self._secret[-_PREFILTER_CHARS:])
+        return self._prefilter.search(text) is not None
 
     def __repr__(self) -> str:
         return f"Scrubber({self._masked})"
