@@ -196,6 +196,13 @@ def _language(value: str) -> str:
     return value
 
 
+def _web_secret(value: str) -> Secret:
+    if len(value.strip()) < 32:
+        raise ValueError("is shorter than 32 characters; make one with `python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))'`")
+    return Secret(value.strip())
+
+
 REST_CONN_ID = "nmbrs_rest"
 # Enough to rediscover reach (offline_access, company.info.read) plus who consented (user.info.read).
 DEFAULT_REST_SCOPES = ("offline_access", "company.info.read", "user.info.read")
@@ -282,6 +289,17 @@ SETTINGS: tuple[Setting, ...] = (
             "a webhook_failing problem", parse=_positive_float),
     Setting("link_pending_after", 86400.0, "seconds a requested link may stay pending before operations get one "
             "link_pending problem; 0 turns it off", parse=_non_negative_float),
+    # The customer page (`l1nda-sync web`): invitations to consent to REST or hand over a SOAP token
+    Setting("web_base_url", None, "public base URL of the customer page (behind L1NDA's TLS proxy), e.g. "
+            "https://connect.l1nda.example; unset: mails ask for a reply instead of linking an invitation",
+            parse=_http_base),
+    Setting("web_secret", None, "key that signs the customer page's CSRF tokens (32+ random characters; the "
+            "same on every instance)", parse=_web_secret, secret=True),
+    Setting("invitation_ttl", 14 * 86400.0, "seconds an invitation link stays usable (it works once)",
+            parse=_positive_float),
+    Setting("web_rate_limit", 10, "form posts (consent starts, token hand-overs) per invitation and per client "
+            "address within web_rate_window", parse=_positive_int),
+    Setting("web_rate_window", 600.0, "seconds of the customer page's rate limit window", parse=_positive_float),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -431,6 +449,11 @@ class Settings:
     smtp_conn_id: str = "smtp_default"
     link_pending_after: float = 86400.0
     webhook_failing_after: float = 3600.0
+    web_base_url: str | None = None
+    web_secret: Secret | None = field(default=None, repr=False)
+    invitation_ttl: float = 14 * 86400.0
+    web_rate_limit: int = 10
+    web_rate_window: float = 600.0
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, *, use_airflow: bool = True) -> Settings:

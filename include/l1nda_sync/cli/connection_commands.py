@@ -16,14 +16,12 @@ from l1nda_sync.cli.context import Context
 from l1nda_sync.cli.token_commands import SHOW_ROWS, id_arg
 from l1nda_sync.registry import connections, db, details
 from l1nda_sync.registry import validation as v
-from l1nda_sync.registry.connections import START_AGAIN, ConnectionStore, Consent, RestConnection
+from l1nda_sync.registry.connections import ConnectionStore, RestConnection
 from l1nda_sync.registry.errors import ConfigError
-from l1nda_sync.registry.tokens import TokenStore
 
 if TYPE_CHECKING:
     from l1nda_sync.cli.context import Commands
     from l1nda_sync.nmbrs.rest.config import RestApp
-    from l1nda_sync.nmbrs.rest.oauth import Grant
 
 NO_APP = ("no Nmbrs REST app is configured: set the Airflow connection nmbrs_rest (or L1NDA_NMBRS_REST_CLIENT_ID, "
           "_CLIENT_SECRET, _SUBSCRIPTION_KEY and _REDIRECT_URI); `l1nda-sync settings` shows what is set")
@@ -114,26 +112,8 @@ def run_start(ctx: Context) -> int:
 def run_finish(ctx: Context) -> int:
     callback = consenting.read_callback(ctx.args.callback_url)  # a denied consent: exit 2 before anything else
     app = _app(ctx)
-    store = ConnectionStore.from_settings(ctx.settings)
-    conn = ctx.connect()
-    TokenStore(store.cipher).refuse_foreign_keys(conn, action="stored")
-    latest: list[Grant] = []  # the newest grant once the code is exchanged: revoked when finishing fails after
-    again = START_AGAIN
-    try:
-        with db.transaction(conn):  # taken, exchanged, probed and stored, or none of it
-            authorization = store.take_authorization(conn, callback.state)
-            again = consenting.start_again(authorization)
-            assert callback.code is not None  # parse_callback raised for an answer without one
-            grant = consenting.exchange(app, callback.code, authorization.code_verifier)
-            latest.append(grant)
-            reached, grant = consenting.probe(ctx.settings, app, grant, again=again, latest=latest)
-            latest.append(grant)
-            consent = Consent(app.client_id, reached.user_id, reached.user_email, reached.debtor_ids, grant)
-            saved = store.save_connection(conn, authorization, consent, actor=ctx.actor)
-    except Exception as failure:
-        if not latest:
-            raise  # nothing was exchanged: the consent can still be finished (or its own error says why not)
-        raise consenting.abandon(app, latest[-1], failure, again) from None
+    finished = consenting.finish(ctx.connect(), ctx.settings, app, callback, actor=ctx.actor)
+    saved, reached = finished.saved, finished.reached
     c = saved.connection
 
     def text() -> str:

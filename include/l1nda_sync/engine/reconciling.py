@@ -28,11 +28,14 @@ class LinkHooks(Protocol):
 DebtorOf = dict[tuple[int, int], int | None]
 
 
-def load_link_world(cur: Cursor) -> tuple[list[LinkView], dict[int, TokenView], dict[int, set[int]], DebtorOf]:
-    """The wanted links (locked for update), the tokens not removed, and who reaches the linked companies."""
+def load_link_world(cur: Cursor, customer_ref: str | None = None
+                    ) -> tuple[list[LinkView], dict[int, TokenView], dict[int, set[int]], DebtorOf]:
+    """The wanted links (locked for update; only one customer's when given), the tokens not removed, and who
+    reaches the linked companies."""
     cur.execute(
         """SELECT id, company_id, state, token_id, environment, reason, customer_ref FROM links
-           WHERE state <> 'cancelled' AND wanted ORDER BY id FOR UPDATE"""
+           WHERE state <> 'cancelled' AND wanted AND (%s::text IS NULL OR customer_ref = %s)
+           ORDER BY id FOR UPDATE""", (customer_ref, customer_ref)
     )
     links = [LinkView(i, c, LinkState(s), t, e, r, ref) for i, c, s, t, e, r, ref in cur.fetchall()]
     cur.execute("""SELECT t.id, t.level, t.state, t.domain, t.last_valid_at, t.drop_since IS NOT NULL, t.kind,
@@ -77,9 +80,11 @@ def reconcile_all(
     run_id: int | None = None,
     breaker_open: Frozen = False,
     hooks: LinkHooks | None = None,
+    customer_ref: str | None = None,
 ) -> list[LinkChange]:
-    """Bring every link in line, inside the caller's transaction; returns the changes made."""
-    links, tokens, reachers, debtor_of = load_link_world(cur)
+    """Bring every link (or one customer's links) in line, inside the caller's transaction; returns the changes
+    made."""
+    links, tokens, reachers, debtor_of = load_link_world(cur, customer_ref)
     changes = reconcile_links(links, tokens, reachers, breaker_open=breaker_open)
     by_id = {link.id: link for link in links}
     suspended = [(c.from_token, by_id[c.link_id].company_id) for c in changes
