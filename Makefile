@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test lint fmt demo bench airflow pins clean
+.PHONY: help venv test lint fmt demo bench airflow browser pins clean
 
 help:
 	@echo "make test    ruff, mypy, then the whole pytest suite (embedded PostgreSQL unless L1NDA_TEST_DATABASE_URL is set)"
 	@echo "make demo    the end-to-end story against the simulator, on embedded defaults"
 	@echo "make bench   benchmarks that print numbers"
 	@echo "make airflow the demo's world with the Airflow UI on localhost:8080 (login admin / l1nda-demo)"
+	@echo "make browser install Debian's chromium and chromium-driver (apt, as root) for the browser tests"
 	@echo "make lint    ruff and mypy (no tests);  make fmt: ruff --fix"
 	@echo "make pins    refresh requirements*.txt after changing a top-level dependency"
 	@echo "make clean   remove .venv and var/"
@@ -47,6 +48,28 @@ bench: $(STAMP)
 
 airflow: $(STAMP)
 	$(BIN)/python -m l1nda_dev.demo --airflow
+
+# The browser tests (tests/l1nda_sync/web/browser/) drive Debian's Chromium through its chromedriver; selenium is
+# given both paths, so nothing is downloaded. Without them `make test` skips those tests and says why (CI fails).
+# No recommends (printer tools, udev, ...): a headless browser needs only the packages and one font family.
+CHROMIUM_PACKAGES := chromium chromium-driver fonts-liberation
+CHROMIUM          := /usr/bin/chromium
+CHROMEDRIVER      := /usr/bin/chromedriver
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then \
+	  echo "browser tests: $$($(CHROMIUM) --version 2>/dev/null) and $(CHROMEDRIVER) are installed"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+	  echo "make browser installs $(CHROMIUM_PACKAGES) with apt-get: run it as root (sudo make browser)" >&2; exit 1; \
+	else \
+	  echo "browser tests: apt-get install $(CHROMIUM_PACKAGES)"; log=$$(mktemp); \
+	  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	         apt-get install -y -q --no-install-recommends $(CHROMIUM_PACKAGES); } >"$$log" 2>&1; then \
+	    tail -n 40 "$$log" >&2; rm -f "$$log"; echo "make browser: apt-get failed (above)" >&2; exit 1; \
+	  fi; rm -f "$$log"; \
+	  test -x $(CHROMIUM) && test -x $(CHROMEDRIVER) || \
+	    { echo "make browser: apt-get succeeded but $(CHROMIUM) or $(CHROMEDRIVER) is missing" >&2; exit 1; }; \
+	  echo "browser tests: installed $$($(CHROMIUM) --version 2>/dev/null)"; \
+	fi
 
 # `make pins` (needs the package index): the constraints the image's install step is tested with, then the
 # .venv's runtime pins under them. Airflow's own constraints file for the version (constraints-X.Y.Z branch of
