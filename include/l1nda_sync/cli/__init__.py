@@ -32,6 +32,7 @@ from l1nda_sync.cli import (
     settings_commands,
     sync_commands,
     token_commands,
+    web_commands,
 )
 from l1nda_sync.cli.context import Context
 from l1nda_sync.masking import redact_url
@@ -44,7 +45,7 @@ EXIT_BAD_INPUT = 2
 
 COMMAND_MODULES = (
     db_commands, key_commands, token_commands, connection_commands, company_commands, link_commands, sync_commands,
-    problem_commands, outbox_commands, settings_commands,
+    problem_commands, outbox_commands, settings_commands, web_commands,
 )
 
 
