@@ -26,14 +26,15 @@ ONE_LINER = re.compile(r"^#\s+(cp \.env\.example \.env && .*)$", re.MULTILINE)
 TRIAL_SERVICES = {"nmbrs-sim", "mailpit"}
 ENV_SECRETS = {  # .env's secrets, and who may see them once rendered (a URL or JSON that holds one counts)
     "AIRFLOW_DB_PASSWORD": {"postgres", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                            "airflow-worker", "airflow-triggerer", "airflow-init"},
+                            "airflow-worker", "airflow-triggerer", "airflow-init", "customer-web"},
     "AIRFLOW__CORE__FERNET_KEY": {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                                  "airflow-worker", "airflow-triggerer", "airflow-init"},
+                                  "airflow-worker", "airflow-triggerer", "airflow-init", "customer-web"},
     "AIRFLOW__API_AUTH__JWT_SECRET": {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                                       "airflow-worker", "airflow-triggerer", "airflow-init"},
     "AIRFLOW__API__SECRET_KEY": {"airflow-apiserver", "airflow-worker", "airflow-triggerer"},
-    "REGISTRY_DB_PASSWORD": {"registry-db", "airflow-worker", "airflow-init"},
-    "L1NDA_FERNET_KEYS": {"airflow-worker", "airflow-init"},
+    "REGISTRY_DB_PASSWORD": {"registry-db", "airflow-worker", "airflow-init", "customer-web"},
+    "L1NDA_FERNET_KEYS": {"airflow-worker", "airflow-init", "customer-web"},
+    "L1NDA_WEB_SECRET": {"airflow-worker", "airflow-init", "customer-web"},
     "_AIRFLOW_WWW_USER_PASSWORD": {"airflow-init"},
 }
 
@@ -171,6 +172,7 @@ def run_init(rendered: dict[str, Any], tmp_path: Path, **switches: str) -> tuple
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls),
         "L1NDA_OPS_RECIPIENTS": "ops@l1nda.example", "L1NDA_MAIL_FROM": "L1NDA <no-reply@l1nda.example>",
+        "L1NDA_WEB_BASE_URL": "https://connect.l1nda.example",
         "_AIRFLOW_WWW_USER_USERNAME": init_env["_AIRFLOW_WWW_USER_USERNAME"],
         "_AIRFLOW_WWW_USER_PASSWORD": init_env["_AIRFLOW_WWW_USER_PASSWORD"],
         **switches,
@@ -204,9 +206,24 @@ def test_init_fails_and_stops_at_a_failed_step(rendered: dict[str, Any], tmp_pat
     assert "l1nda-sync settings" not in calls, "nothing after the failed step ran"
 
 
-def test_init_refuses_the_placeholder_addresses(rendered: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["L1NDA_OPS_RECIPIENTS", "L1NDA_WEB_BASE_URL"])
+def test_init_refuses_the_placeholder_addresses(rendered: dict[str, Any], tmp_path: Path, name: str) -> None:
     example = rendered["env"]
-    assert example["L1NDA_OPS_RECIPIENTS"].endswith(".invalid"), ".env.example ships a placeholder"
-    code, calls = run_init(rendered, tmp_path, L1NDA_OPS_RECIPIENTS=example["L1NDA_OPS_RECIPIENTS"])
+    assert example[name].endswith(".invalid"), ".env.example ships a placeholder"
+    code, calls = run_init(rendered, tmp_path, **{name: example[name]})
     assert code != 0
     assert not [call for call in calls if call.startswith("airflow")], "refused before touching Airflow"
+
+
+def test_the_customer_page_renders_on_loopback_with_its_url_and_key(rendered: dict[str, Any]) -> None:
+    env = rendered["env"]
+    web = rendered["default"]["services"]["customer-web"]
+    assert [*web["entrypoint"], *web["command"]][:2] == ["l1nda-sync", "web"]
+    assert web["environment"]["L1NDA_WEB_SECRET"] == env["L1NDA_WEB_SECRET"]
+    assert web["environment"]["L1NDA_WEB_BASE_URL"] == env["L1NDA_WEB_BASE_URL"]
+    worker = rendered["default"]["services"]["airflow-worker"]["environment"]
+    assert worker["L1NDA_WEB_SECRET"] == env["L1NDA_WEB_SECRET"], "the worker mails links the page must accept"
+    (port,) = web["ports"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "8000", 8000)
+    trial = rendered["trial"]["services"]["customer-web"]["environment"]
+    assert trial["L1NDA_WEB_BASE_URL"] == "http://127.0.0.1:8000", "a trial opens the page straight on the bind"

@@ -222,7 +222,9 @@ def dummy_secrets(env: Mapping[str, str]) -> dict[str, str]:
         if name in addresses:
             filled[name] = addresses[name]
         else:
-            filled[name] = Fernet.generate_key().decode() if "FERNET" in name else f"filled{name.lower()}"
+            # as long as `openssl rand -hex 32` makes them (L1NDA_WEB_SECRET needs 32+ characters)
+            plain = f"filled{name.lower()}".ljust(64, "x")
+            filled[name] = Fernet.generate_key().decode() if "FERNET" in name else plain
     return filled
 
 
@@ -381,6 +383,41 @@ def test_init_fails_after_a_failed_migration_or_admin_creation() -> None:
     at = [script.index(step) for step in steps]
     assert at == sorted(at), "migrate, check, admin, check, pool (only when missing), registry, settings"
     assert "--migration-wait-timeout 0" in script, "check once, right after the migration"
+
+
+def test_customer_web_serves_the_page_on_the_project_image_behind_the_proxy() -> None:
+    svc = services()
+    web = svc["customer-web"]
+    assert web["build"] == "."
+    assert web["image"] == svc["airflow-worker"]["image"], "the same image as the Airflow services"
+    argv = [*web["entrypoint"], *web["command"]]
+    assert argv[:2] == ["l1nda-sync", "web"], "not the image's Airflow entrypoint"
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"  # noqa: S104 - inside its container; published on loopback
+    port = argv[argv.index("--port") + 1]
+    (published,) = web["ports"]
+    assert published == f"${{CUSTOMER_WEB_BIND:-127.0.0.1:{port}}}:{port}", "loopback unless the operator binds it"
+    assert web["healthcheck"]["test"][-1] == f"http://localhost:{port}/healthz"
+    assert web["depends_on"]["registry-db"]["condition"] == "service_healthy"
+    assert web["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully", "migrated registry"
+    assert "profiles" not in web, "production, not only the trial"
+    env = environment("customer-web")
+    assert not {"AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__API__SECRET_KEY"} & set(env)
+    for name in ("airflow-worker", "airflow-init", "customer-web"):
+        assert environment(name)["L1NDA_WEB_SECRET"] == environment("customer-web")["L1NDA_WEB_SECRET"]
+        assert environment(name)["L1NDA_WEB_BASE_URL"] == environment("customer-web")["L1NDA_WEB_BASE_URL"]
+
+
+def test_customer_web_resolves_the_registry_nmbrs_and_its_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = dummy_secrets(active_env())
+    settings = _settings_inside("customer-web", env, monkeypatch)
+    assert settings.database_url is not None
+    assert _as_postgres_url(settings.database_url) == _postgres_url("registry-db", env)
+    assert settings.nmbrs_base_url == "https://api.nmbrs.nl/soap/v3/"
+    assert settings.web_base_url == active_env()["L1NDA_WEB_BASE_URL"]
+    assert settings.web_secret is not None
+    assert len(settings.web_secret.reveal()) >= 32
+    airflow_db = resolved_environment("customer-web", env)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert _as_postgres_url(airflow_db) == _postgres_url("postgres", env), "Airflow's database, for nmbrs_rest"
 
 
 def test_trial_profile_holds_the_simulator_and_the_mail_catcher_on_pinned_images() -> None:
@@ -661,12 +698,17 @@ REVIEWED_SECRETS = {
                               "AIRFLOW_CONN_SMTP_DEFAULT"},
     "airflow-worker": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
                        "AIRFLOW__API__SECRET_KEY", "REGISTRY_DB_PASSWORD", "AIRFLOW_CONN_L1NDA_REGISTRY",
-                       "AIRFLOW_CONN_SMTP_DEFAULT", "L1NDA_FERNET_KEYS"},
+                       "AIRFLOW_CONN_SMTP_DEFAULT", "L1NDA_FERNET_KEYS", "L1NDA_WEB_SECRET"},
     "airflow-triggerer": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
                           "AIRFLOW__API__SECRET_KEY"},
     "airflow-init": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
                      "REGISTRY_DB_PASSWORD", "AIRFLOW_CONN_L1NDA_REGISTRY", "L1NDA_FERNET_KEYS",
-                     "_AIRFLOW_WWW_USER_PASSWORD"},
+                     "_AIRFLOW_WWW_USER_PASSWORD", "L1NDA_WEB_SECRET"},
+    # the customer page: the registry, the token keys, mail, its own key, and Airflow's database only for the
+    # nmbrs_rest connection and L1NDA Variables (no JWT secret, no broker: it is no Airflow component)
+    "customer-web": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "REGISTRY_DB_PASSWORD",
+                     "AIRFLOW_CONN_L1NDA_REGISTRY", "AIRFLOW_CONN_SMTP_DEFAULT", "L1NDA_FERNET_KEYS",
+                     "L1NDA_WEB_SECRET"},
     "airflow-log-groomer": set(),
     "nmbrs-sim": set(),
     "mailpit": set(),
