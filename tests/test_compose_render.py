@@ -224,6 +224,6 @@ def test_the_customer_page_renders_on_loopback_with_its_url_and_key(rendered: di
     worker = rendered["default"]["services"]["airflow-worker"]["environment"]
     assert worker["L1NDA_WEB_SECRET"] == env["L1NDA_WEB_SECRET"], "the worker mails links the page must accept"
     (port,) = web["ports"]
-    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "8000", 8000)
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "8090", 8090)
     trial = rendered["trial"]["services"]["customer-web"]["environment"]
-    assert trial["L1NDA_WEB_BASE_URL"] == "http://127.0.0.1:8000", "a trial opens the page straight on the bind"
+    assert trial["L1NDA_WEB_BASE_URL"] == "http://127.0.0.1:8090", "a trial opens the page straight on the bind"
