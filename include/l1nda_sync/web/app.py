@@ -131,9 +131,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _now) -> F
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404:
-            return pages.error("unknown", "en")
-        return pages.error("failed", "en")
+        return pages.error("unknown" if exc.status_code == 404 else "failed", "en", status=exc.status_code)
 
     @app.get("/healthz")
     def healthz() -> PlainTextResponse:

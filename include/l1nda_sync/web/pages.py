@@ -56,9 +56,9 @@ def render(name: str, lang: str, context: dict[str, Any], *, status: int = 200) 
     return HTMLResponse(html, status_code=status)
 
 
-def error(code: str, lang: str, detail: str | None = None) -> HTMLResponse:
+def error(code: str, lang: str, detail: str | None = None, *, status: int | None = None) -> HTMLResponse:
     """The error page for `code` (its text from the template, a short detail that never holds a secret)."""
-    status = ERROR_STATUS.get(code, 400)
+    status = status or ERROR_STATUS.get(code, 400)
     return render("error", lang, {"code": code, "detail": detail}, status=status)
 
 
