@@ -128,7 +128,10 @@ def render(kind: str, event: str, audience: str, lang: str, context: Mapping[str
     if lang not in LANGUAGES:
         raise ValueError(f"language {lang!r} has no templates; use one of {', '.join(LANGUAGES)}")
     env = environment()
-    values = {**context, "kind": kind, "event": event, "audience": audience, "lang": lang}
+    # `invitation` (the customer's own link, customer mails only) and `invited` (its id, for operations) are
+    # optional: without the customer page configured the mails ask for a reply as before.
+    values = {"invitation": None, "invited": None, **context, "kind": kind, "event": event, "audience": audience,
+              "lang": lang}
     subject = env.get_template(f"{lang}/subject.txt").render(values)
     text = env.get_template(f"{lang}/{kind}.txt").render(values)
     html = env.get_template(f"{lang}/{kind}.html").render(values)

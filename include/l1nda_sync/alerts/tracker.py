@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.alerts import store
 from l1nda_sync.alerts.problems import (
@@ -113,13 +113,62 @@ def queue_mail(cur: Cursor, row: ProblemRow, event: Event, *, now: datetime, set
     if customer_mailed:
         language = (token or {}).get("contact_language") or settings.default_language
         plan.append(("customer", contacts, language))
+    invitation = _invitation(cur, row, event, token, contacts, now=now, settings=settings) if customer_mailed else None
+    if invitation is not None:
+        context["invited"] = invitation["id"]
     for audience, recipients, language in plan:
-        mail = render(row.kind.value, event.value, audience, language, context)
+        own = {"invitation": invitation} if audience == "customer" else {}  # the link only in the customer's mail
+        mail = render(row.kind.value, event.value, audience, language, {**context, **own})
         store.insert_outbox(
             cur, problem_id=row.id, event=event.value, audience=audience, language=language, recipients=recipients,
             subject=mail.subject, body_text=mail.text, body_html=mail.html, message_id=new_message_id(), now=now,
         )
     return store.update_problem(cur, row.id, last_notified_at=now)
+
+
+# The customer page's purpose per problem kind (a REST connection always consents again).
+INVITING = {Kind.REVOKED: "token", Kind.REJECTED: "token", Kind.CONSENT_REVOKED: "rest"}
+
+
+def _invitation(cur: Cursor, row: ProblemRow, event: Event, token: dict[str, Any] | None, contacts: list[str], *,
+                now: datetime, settings: Settings) -> dict[str, Any] | None:
+    """The customer's one-time link to the customer page for a revoked token (hand over a new one) or a withdrawn
+    consent (consent again): the problem's open invitation (a reminder repeats its link), else a new one. None
+    without the page configured (L1NDA_WEB_BASE_URL and L1NDA_WEB_SECRET), for a resolved problem, or when no
+    customer is known for the token (no link it serves or whose company it reaches)."""
+    from l1nda_sync.registry import invitations
+
+    purpose = INVITING.get(row.kind)
+    if purpose is None or event is Event.RESOLVED or token is None or not settings.web_base_url \
+            or not settings.web_secret:
+        return None
+    is_rest = token.get("kind") == "rest_connection"
+    customer = token.get("customer_ref")
+    if not customer:
+        cur.execute("""SELECT l.customer_ref FROM links l
+                       LEFT JOIN reach_companies rc ON rc.token_id = %s AND rc.company_id = l.company_id
+                       WHERE l.wanted AND (l.token_id = %s OR rc.company_id IS NOT NULL)
+                       ORDER BY l.token_id = %s DESC NULLS LAST, l.id LIMIT 1""",
+                    (row.token_id, row.token_id, row.token_id))
+        found = cur.fetchone()
+        customer = found[0] if found else None
+    if not customer:
+        return None
+    cur.execute("SAVEPOINT invitation")
+    try:
+        issued = invitations.for_problem(
+            cur, secret=settings.web_secret, problem_id=row.id, customer_ref=customer, contact=contacts[0],
+            purpose="rest" if is_rest else purpose, language=token.get("contact_language"), now=now,
+            ttl=settings.invitation_ttl, token_id=None if is_rest else row.token_id)
+        invitations.mark_sent(cur, issued.invitation.id, now)
+    except Exception as exc:  # a mail without a link is better than no mail
+        cur.execute("ROLLBACK TO SAVEPOINT invitation")
+        log.warning("problem %s: no invitation link (%s); the mail asks for a reply", row.id, type(exc).__name__)
+        return None
+    cur.execute("RELEASE SAVEPOINT invitation")
+    found = issued.invitation
+    return {"id": found.id, "url": invitations.link(settings.web_base_url, issued.value), "purpose": found.purpose,
+            "expires_at": found.expires_at}
 
 
 def follow_up(cur: Cursor, row: ProblemRow, *, now: datetime, settings: Settings) -> Action:

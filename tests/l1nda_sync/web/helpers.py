@@ -93,7 +93,7 @@ def rows(stack: WebStack, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 def counts(stack: WebStack) -> dict[str, int]:
     """Rows of what a consent or hand-over writes, to show a failure wrote nothing."""
     tables = ("tokens", "rest_connections", "checks", "token_events", "link_events")
-    found = {t: rows(stack, f"SELECT count(*) FROM {t}")[0][0] for t in tables}  # noqa: S608 - fixed names
+    found = {t: rows(stack, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
     found["used"] = rows(stack, "SELECT count(*) FROM invitations WHERE state = 'used'")[0][0]
     return found
 

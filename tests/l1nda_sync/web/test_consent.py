@@ -10,7 +10,6 @@ import pytest
 
 from l1nda_sync.registry.errors import ConfigError
 from l1nda_sync.web.app import redirect
-
 from tests.l1nda_sync.web.conftest import WebStack
 from tests.l1nda_sync.web.helpers import (
     browser,
@@ -42,12 +41,14 @@ def test_a_customer_consents_and_the_page_lists_the_companies_and_the_link_that_
     client = browser()
     page = client.get(url)
     assert page.status_code == 200
-    assert 'id="connect"' in page.text and "Verbinden met Nmbrs" in page.text
+    assert 'id="connect"' in page.text
+    assert "Verbinden met Nmbrs" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert "script-src 'none'" in page.headers["content-security-policy"]
     assert page.headers["referrer-policy"] == "no-referrer"
     cookie = page.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
 
     started = client.post(url + "/connect", data={"csrf": csrf_of(page.text)})
     assert started.status_code == 303
@@ -66,11 +67,13 @@ def test_a_customer_consents_and_the_page_lists_the_companies_and_the_link_that_
     assert links == ["Bakkerij De Graaf B.V.: actief vanaf nu"]
 
     (token_id, state), = rows(web_stack, "SELECT id, state FROM tokens WHERE kind = 'rest_connection'")
-    assert token_id != soap and state == "active"
+    assert token_id != soap
+    assert state == "active"
     assert rows(web_stack, "SELECT state, token_id FROM links") == [("active", token_id)]
     assert rows(web_stack, "SELECT state, result_token_id FROM invitations") == [("used", token_id)]
     (subject, recipients), = rows(web_stack, "SELECT subject, recipients FROM outbox WHERE event = 'customer_page'")
-    assert recipients == ["support@l1nda.example"] and "CUST-DEGRAAF consented" in subject
+    assert recipients == ["support@l1nda.example"]
+    assert "CUST-DEGRAAF consented" in subject
 
 
 def test_the_same_link_cannot_be_used_twice(web_stack: WebStack) -> None:
