@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test lint fmt demo bench airflow browser pins clean
+.PHONY: help venv test lint fmt demo bench airflow browser screenshots pins clean
 
 help:
 	@echo "make test    ruff, mypy, then the whole pytest suite (embedded PostgreSQL unless L1NDA_TEST_DATABASE_URL is set)"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench   benchmarks that print numbers"
 	@echo "make airflow the demo's world with the Airflow UI on localhost:8080 (login admin / l1nda-demo)"
 	@echo "make browser install Debian's chromium and chromium-driver (apt, as root) for the browser tests"
+	@echo "make screenshots  run the browser tests and copy README's screenshots to docs/screenshots/"
 	@echo "make lint    ruff and mypy (no tests);  make fmt: ruff --fix"
 	@echo "make pins    refresh requirements*.txt after changing a top-level dependency"
 	@echo "make clean   remove .venv and var/"
@@ -70,6 +71,24 @@ browser:
 	    { echo "make browser: apt-get succeeded but $(CHROMIUM) or $(CHROMEDRIVER) is missing" >&2; exit 1; }; \
 	  echo "browser tests: installed $$($(CHROMIUM) --version 2>/dev/null)"; \
 	fi
+
+# The pages README.md shows: var/screenshots/<test>-<step>.png (saved by the browser tests) -> docs/screenshots/.
+SHOTS := test_rest_invitation_mail_to_consent_to_active_links-invitation:invite-rest \
+         test_rest_invitation_mail_to_consent_to_active_links-nmbrs-consent:nmbrs-consent \
+         test_rest_invitation_mail_to_consent_to_active_links-result:result-rest \
+         test_token_hand_over_from_the_mail_stores_the_token_and_shows_its_reach-form:invite-token \
+         test_token_hand_over_from_the_mail_stores_the_token_and_shows_its_reach-result:result-token \
+         test_rest_invitation_mail_to_consent_to_active_links-used:error-used \
+         test_denied_consent_is_a_clear_page_in_the_contacts_language_and_stores_nothing-denied-nl:error-denied-nl \
+         test_a_token_nmbrs_refuses_is_a_clear_page_and_replaces_nothing-en-token-refused-en:error-token-refused \
+         test_an_expired_invitation-en-expired-en:error-expired \
+         test_an_unknown_invitation-unknown:error-unknown
+screenshots: $(STAMP) browser
+	rm -f var/screenshots/*.png
+	$(BIN)/python -m pytest -q -p no:randomly tests/l1nda_sync/web/browser
+	mkdir -p docs/screenshots
+	@for pair in $(SHOTS); do cp "var/screenshots/$${pair%%:*}.png" "docs/screenshots/$${pair##*:}.png" || exit 1; done
+	@echo "copied $(words $(SHOTS)) screenshots to docs/screenshots/"
 
 # `make pins` (needs the package index): the constraints the image's install step is tested with, then the
 # .venv's runtime pins under them. Airflow's own constraints file for the version (constraints-X.Y.Z branch of

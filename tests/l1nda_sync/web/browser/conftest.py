@@ -149,6 +149,7 @@ def browser(chromium: WebDriver, request: pytest.FixtureRequest) -> Iterator[Bro
     chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
     chromium.get("about:blank")
     view = Browser(chromium, request.node.name)
+    (SCREENSHOTS / f"{_file_name(view.test)}-failed.png").unlink(missing_ok=True)  # an earlier run's failure
     yield view
     if request.node.stash.get(_FAILED, False):
         try:
