@@ -166,9 +166,9 @@ def _invitation(cur: Cursor, row: ProblemRow, event: Event, token: dict[str, Any
         log.warning("problem %s: no invitation link (%s); the mail asks for a reply", row.id, type(exc).__name__)
         return None
     cur.execute("RELEASE SAVEPOINT invitation")
-    found = issued.invitation
-    return {"id": found.id, "url": invitations.link(settings.web_base_url, issued.value), "purpose": found.purpose,
-            "expires_at": found.expires_at}
+    made = issued.invitation
+    return {"id": made.id, "url": invitations.link(settings.web_base_url, issued.value), "purpose": made.purpose,
+            "expires_at": made.expires_at}
 
 
 def follow_up(cur: Cursor, row: ProblemRow, *, now: datetime, settings: Settings) -> Action:

@@ -118,6 +118,14 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _now) -> F
     static = resources.files("l1nda_sync.web").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
+    _install_handlers(app, page)
+    _add_routes(app, page)
+    return app
+
+
+def _install_handlers(app: FastAPI, page: Page) -> None:
+    """Security headers on every answer; errors as pages, never FastAPI's JSON (a 422 echoes the input)."""
+
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
         response: Response = await call_next(request)
@@ -133,6 +141,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _now) -> F
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return pages.error("unknown" if exc.status_code == 404 else "failed", "en", status=exc.status_code)
 
+
+def _add_routes(app: FastAPI, page: Page) -> None:
     @app.get("/healthz")
     def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -167,8 +177,6 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = _now) -> F
     def token(value: str, request: Request, csrf: str | None = Form(None), username: str | None = Form(None),
               token: str | None = Form(None)) -> Response:
         return flows.hand_over_token(page, request, value, csrf, username, token)
-
-    return app
 
 
 def redirect(location: str, allowed: tuple[str, ...]) -> RedirectResponse:

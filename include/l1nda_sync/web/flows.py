@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from l1nda_sync.engine.link_rules import LinkChange
+    from l1nda_sync.nmbrs.rest.oauth import Callback
     from l1nda_sync.registry.connections import Authorization, SavedConnection
     from l1nda_sync.web.app import Page
 
@@ -90,6 +91,17 @@ def _of_state(conn: Connection, state: str | None) -> tuple[int | None, str]:
     return (None, "en") if row is None else (row[0], row[1])
 
 
+def _callback(conn: Connection, request: Request, state: str | None, now: datetime) -> Callback | ConsentRefused:
+    """The callback as Nmbrs sent it, or why it cannot be finished (denied, bad state, used, expired)."""
+    try:
+        callback = consent.read_callback(str(request.url))
+        with db.reading(conn) as cur:
+            problem = consent.state_problem(cur, state, now)
+    except ConsentRefused as exc:
+        return exc
+    return problem or callback
+
+
 def finish_consent(page: Page, request: Request) -> Response:
     state = request.query_params.get("state")
     with page.connect() as conn:
@@ -99,14 +111,9 @@ def finish_consent(page: Page, request: Request) -> Response:
         if page.rest_app is None:
             return pages.error("unavailable", lang)
         now = page.clock()
-        try:
-            callback = consent.read_callback(str(request.url))
-            with db.reading(conn) as cur:
-                problem = consent.state_problem(cur, state, now)
-            if problem is not None:
-                raise problem
-        except ConsentRefused as exc:
-            return pages.error(exc.code, lang)
+        callback = _callback(conn, request, state, now)
+        if isinstance(callback, ConsentRefused):
+            return pages.error(callback.code, lang)
 
         def taken(cur: Cursor, authorization: Authorization) -> None:
             if invitation_id is not None:
