@@ -293,8 +293,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web_base_url", None, "public base URL of the customer page (behind L1NDA's TLS proxy), e.g. "
             "https://connect.l1nda.example; unset: mails ask for a reply instead of linking an invitation",
             parse=_http_base),
-    Setting("web_secret", None, "key that signs the customer page's CSRF tokens (32+ random characters; the "
-            "same on every instance)", parse=_web_secret, secret=True),
+    Setting("web_secret", None, "key of the customer page: signs its forms (CSRF) and derives invitation links "
+            "(32+ random characters; the same for the page and Airflow)", parse=_web_secret, secret=True),
     Setting("invitation_ttl", 14 * 86400.0, "seconds an invitation link stays usable (it works once)",
             parse=_positive_float),
     Setting("web_rate_limit", 10, "form posts (consent starts, token hand-overs) per invitation and per client "

@@ -1,8 +1,8 @@
 """The customer page's defences: signed CSRF tokens, a rate limit, security headers, and log masking.
 
 - CSRF: every form carries a token signed with the web secret (itsdangerous), bound to the form, the invitation
-  and a random value in a `__Host-`-style cookie (HttpOnly, SameSite=Strict, Secure behind https), valid
-  CSRF_MAX_AGE. A post without both, or with a mismatch, is refused before anything else happens.
+  and a random value in the cookie CSRF_COOKIE (path /invite/, HttpOnly, SameSite=Strict, Secure when
+  L1NDA_WEB_BASE_URL is https), valid CSRF_MAX_AGE. A post without both, or with a mismatch, is refused before anything else happens.
 - Rate limit: in process (a sliding window per key), per invitation and per client address. One process serves
   the page (`l1nda-sync web`, one uvicorn worker); with several, each counts its own, so the limit is per
   process: the invitation's single use and the 256-bit link value are the real defence, the limit only stops
