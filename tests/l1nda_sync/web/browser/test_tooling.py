@@ -3,6 +3,7 @@ under var/screenshots/ named after the test and the step."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,28 @@ def test_screenshots_are_named_after_the_test_and_the_step(browser: Browser) -> 
     assert path == SCREENSHOTS / "test_screenshots_are_named_after_the_test_and_the_step-step-one.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     path.unlink()
+
+
+def test_the_readme_shows_the_screenshots_that_make_screenshots_copies() -> None:
+    """README's images exist as PNGs, are exactly what `make screenshots` copies, and each comes from a test step
+    of the browser tests (so a renamed test or step cannot leave the README on a stale picture)."""
+    root = conftest.REPO_ROOT
+    shown = set(re.findall(r"\(docs/screenshots/([a-z0-9-]+)\.png\)", (root / "README.md").read_text()))
+    assert len(shown) >= 8
+    for name in shown:
+        assert (root / "docs" / "screenshots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    makefile = (root / "Makefile").read_text().replace("\\\n", " ")
+    shots = re.search(r"^SHOTS := (.*)$", makefile, re.M)
+    assert shots is not None
+    pairs = dict(reversed(pair.split(":")) for pair in shots.group(1).split())
+    assert set(pairs) == shown
+    sources = "".join(p.read_text() for p in Path(conftest.__file__).parent.glob("test_*.py"))
+    # each step a test saves, as a pattern: shot("used") -> used, shot(f"expired-{language}") -> expired-[a-z]+
+    steps = [re.sub(r"\\\{\w+\\\}", "[a-z]+", re.escape(step))
+             for step in re.findall(r'\.shot\(f?"([^"]+)"\)', sources)]
+    for source in pairs.values():
+        test = next((t for t in re.findall(r"^def (test_\w+)", sources, re.M) if source.startswith(f"{t}-")), None)
+        assert test is not None, f"{source}: no browser test of that name"
+        step = source[len(test) + 1:]
+        # a parametrized test's file name holds its parameter before the step (test-en-expired-en)
+        assert any(re.fullmatch(f"(?:[a-z]+-)?{pattern}", step) for pattern in steps), f"{source}: no such step"
