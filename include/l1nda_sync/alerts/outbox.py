@@ -20,6 +20,8 @@ Guarantee: AT MOST ONCE per row, and nothing silently lost.
 - 'uncertain' and 'failed' rows are never left to rot: while any exists, operations have an open
   `outbox_stuck` problem (one mail, then the daily reminder; `alerts.delivery_problems`, run by the sweep), and
   `l1nda-sync outbox list|resend|drop` shows and settles them.
+- A customer mail with an invitation holds a placeholder, never the link: the drain fills it in right before
+  building the message, and drops a mail whose invitation was used meanwhile (`alerts.invitation_links`).
 Each row carries its own Message-ID (made when the row was written), so a receiving system can also spot a
 duplicate should an operator resend an 'uncertain' row by hand.
 
@@ -46,6 +48,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
 from typing import TYPE_CHECKING, Protocol, cast
 
+from l1nda_sync.alerts import invitation_links
 from l1nda_sync.backoff import backoff
 from l1nda_sync.registry import locks
 
@@ -117,6 +120,7 @@ class OutboxRow:
     created_at: datetime
     attempts: int
     thread_root: str | None  # Message-ID of the first mail about the same problem to the same audience
+    language: str = "en"
 
 
 def _short(exc: BaseException) -> str:
@@ -274,7 +278,7 @@ WHERE o.id = (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at 
 RETURNING o.id, o.problem_id, o.event, o.audience, o.recipients, o.subject, o.body_text, o.body_html,
           o.message_id, o.created_at, o.attempts,
           (SELECT f.message_id FROM outbox f WHERE f.problem_id = o.problem_id AND f.audience = o.audience
-           ORDER BY f.id LIMIT 1)
+           ORDER BY f.id LIMIT 1), o.language
 """
 
 
@@ -294,6 +298,32 @@ def _finish(conn: Connection, row_id: int, state: str, *, now: datetime, error: 
                WHERE id = %s AND state = 'sending'""",
             (state, error, state, now, next_attempt_at, row_id),
         )
+
+
+def _drop(conn: Connection, row_id: int, reason: str, now: datetime) -> None:
+    """The drain gives up on a row that is not to be sent (its invitation was used, say); the reason stays."""
+    with conn, conn.cursor() as cur:
+        cur.execute("""UPDATE outbox SET state = 'dropped', dropped_at = %s, dropped_reason = %s, dropped_by = %s,
+                           claimed_until = NULL WHERE id = %s AND state = 'sending'""",
+                    (now, reason, invitation_links.ACTOR, row_id))
+    log.info("outbox %s: not sent: %s", row_id, reason)
+
+
+def _prepare(conn: Connection, row: OutboxRow, now: datetime, settings: Settings) -> EmailMessage | str:
+    """The message to send (its invitation link filled in, in memory only), or the state the row was put in."""
+    try:
+        filled = invitation_links.fill(conn, row, settings, now)
+        if isinstance(filled, invitation_links.Dropped):
+            _drop(conn, row.id, filled.reason, now)
+            return "dropped"
+        return build_message(filled, settings)
+    except invitation_links.Unsendable as exc:
+        error = f"cannot fill in the invitation link: {exc}"
+    except (ValueError, TypeError, MessageError) as exc:  # a malformed address or header stays malformed
+        error = f"cannot build the message: {_short(exc)}"
+    _finish(conn, row.id, "failed", now=now, error=error)
+    log.warning("outbox %s: failed: %s", row.id, error)
+    return "failed"
 
 
 def _mark_handover(conn: Connection, row_id: int, now: datetime) -> None:
@@ -347,9 +377,10 @@ def _unlock(conn: Connection) -> None:
 def drain(
     conn: Connection, now: datetime, settings: Settings, *, send: Send | None = None, limit: int = BATCH_LIMIT
 ) -> dict[str, int]:
-    """Send every due outbox row; returns counts: sent, retry (back to pending), failed, uncertain, and busy
-    (1 when another drain holds the lock, and this one did nothing)."""
-    counts: Counter[str] = Counter(dict.fromkeys(("sent", "retry", "failed", "uncertain", "busy"), 0))
+    """Send every due outbox row; returns counts: sent, retry (back to pending), failed, uncertain, dropped (its
+    invitation was used before it left: `invitation_links`), and busy (1 when another drain holds the lock, and
+    this one did nothing)."""
+    counts: Counter[str] = Counter(dict.fromkeys(("sent", "retry", "failed", "uncertain", "dropped", "busy"), 0))
     if not _try_lock(conn):
         log.info("another drain is running; leaving the outbox to it")
         counts["busy"] = 1
@@ -361,11 +392,9 @@ def drain(
             row = _claim(conn, now)
             if row is None:
                 break
-            try:
-                message = build_message(row, settings)
-            except (ValueError, TypeError, MessageError) as exc:  # a malformed address or header stays malformed
-                _finish(conn, row.id, "failed", now=now, error=f"cannot build the message: {_short(exc)}")
-                counts["failed"] += 1
+            message = _prepare(conn, row, now, settings)
+            if isinstance(message, str):
+                counts[message] += 1
                 continue
             try:
                 if getattr(sender, "marks_handover", False):

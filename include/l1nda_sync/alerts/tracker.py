@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.alerts import store
+from l1nda_sync.alerts.invitation_links import link_placeholder, until_placeholder
 from l1nda_sync.alerts.problems import (
     Action,
     Cause,
@@ -135,7 +136,8 @@ def _invitation(cur: Cursor, row: ProblemRow, event: Event, token: dict[str, Any
     """The customer's one-time link to the customer page for a revoked token (hand over a new one) or a withdrawn
     consent (consent again): the problem's open invitation (a reminder repeats its link), else a new one. None
     without the page configured (L1NDA_WEB_BASE_URL and L1NDA_WEB_SECRET), for a resolved problem, or when no
-    customer is known for the token (no link it serves or whose company it reaches)."""
+    customer is known for the token (no link it serves or whose company it reaches). Its `url` and `until` are
+    placeholders the outbox drain fills in: the link is never stored."""
     from l1nda_sync.registry import invitations
 
     purpose = INVITING.get(row.kind)
@@ -167,8 +169,9 @@ def _invitation(cur: Cursor, row: ProblemRow, event: Event, token: dict[str, Any
         return None
     cur.execute("RELEASE SAVEPOINT invitation")
     made = issued.invitation
-    return {"id": made.id, "url": invitations.link(settings.web_base_url, issued.value), "purpose": made.purpose,
-            "expires_at": made.expires_at}
+    # Placeholders, not the link: the outbox drain fills them in when the mail leaves (`invitation_links`).
+    return {"id": made.id, "url": link_placeholder(made.id), "until": until_placeholder(made.id),
+            "purpose": made.purpose, "expires_at": made.expires_at}
 
 
 def follow_up(cur: Cursor, row: ProblemRow, *, now: datetime, settings: Settings) -> Action:

@@ -2,7 +2,8 @@
 
 `invite` creates the invitation, queues its mail in the outbox and sends what is due at once (the outbox's own
 drain: at most once per row), then prints the link once, so an operator can also hand it over another way.
-The link is printed, never logged; `--json` holds it too (for scripts that deliver it themselves).
+The link is printed, never logged or stored; `--json` holds it too (for scripts that deliver it themselves). The
+queued mail holds a placeholder the drain fills in (`alerts.invitation_links`).
 """
 
 from __future__ import annotations
@@ -98,15 +99,17 @@ def run_invite(ctx: Context) -> int:
         issued = inv.create(cur, secret=secret, customer_ref=customer, contact=contact, purpose=args.purpose,
                             language=args.language, now=now, ttl=ttl, actor=ctx.actor, token_id=args.token_id)
         url = inv.link(base, issued.value)
-        outbox_id = mail.queue_invitation(cur, issued.invitation, url, ctx.settings, now=now)
+        outbox_id = mail.queue_invitation(cur, issued.invitation, ctx.settings, now=now)  # holds no link
         inv.mark_sent(cur, issued.invitation.id, now)
     delivery = "queued (the outbox DAG sends it)"
     if args.send:
         drain(conn, datetime.now(UTC), ctx.settings)
         with db.reading(conn) as cur:
-            cur.execute("SELECT state, last_error FROM outbox WHERE id = %s", (outbox_id,))
+            cur.execute("SELECT state, coalesce(dropped_reason, last_error) FROM outbox WHERE id = %s",
+                        (outbox_id,))
             state, error = db.fetch_one(cur)
-        delivery = "sent" if state == "sent" else f"{state} ({error or 'not sent yet'}); the outbox DAG retries"
+        delivery = "sent" if state == "sent" else f"{state} ({error or 'not sent yet'})" + (
+            "; the outbox DAG retries" if state == "pending" else "; see `l1nda-sync outbox list`")
     invitation = issued.invitation
     data = {"invitation": invitation.to_dict(), "url": url, "outbox": outbox_id, "mail": delivery}
     ctx.emit(data, lambda: "\n".join([

@@ -192,6 +192,24 @@ def for_problem(cur: Cursor, *, secret: Secret, problem_id: int, customer_ref: s
                   now=now, ttl=ttl, actor=actor, token_id=token_id, problem_id=problem_id)
 
 
+def renew(cur: Cursor, old: Invitation, *, secret: Secret, now: datetime, actor: str) -> Issued:
+    """A working invitation in place of `old`, whose link cannot be sent (expired, or made under another web
+    secret): the problem's open one when it still works (`reused`), else a new one bound like `old` and valid as
+    long as `old` was; `old` is marked expired. Raises like `create` (e.g. its token was removed)."""
+    ttl = (old.expires_at - old.created_at).total_seconds()
+    if old.problem_id is not None:
+        cur.execute("UPDATE invitations SET state = 'expired' WHERE id = %s AND state = ANY(%s) AND "
+                    "(expires_at <= %s OR value_hash <> %s)",
+                    (old.id, list(OPEN_STATES), now, value_hash(derive_value(secret, old.nonce))))
+        return for_problem(cur, secret=secret, problem_id=old.problem_id, customer_ref=old.customer_ref,
+                           contact=old.contact, purpose=old.purpose, language=old.language, now=now, ttl=ttl,
+                           token_id=old.token_id, actor=actor)
+    cur.execute("UPDATE invitations SET state = 'expired' WHERE id = %s AND state = ANY(%s)",
+                (old.id, list(OPEN_STATES)))
+    return create(cur, secret=secret, customer_ref=old.customer_ref, contact=old.contact, purpose=old.purpose,
+                  language=old.language, now=now, ttl=ttl, actor=actor, token_id=old.token_id)
+
+
 def mark_sent(cur: Cursor, invitation_id: int, now: datetime) -> None:
     cur.execute("UPDATE invitations SET state = 'sent', sent_at = coalesce(sent_at, %s) WHERE id = %s "
                 "AND state = 'created'", (now, invitation_id))

@@ -1,8 +1,9 @@
 """Mails of the customer page, queued in the alerts outbox (sent at most once by its drain): the invitation to a
 customer, and a notice to operations when a customer finished a consent or handed over a token.
 
-The invitation mail holds the customer's own link, and only in the mail to that customer; no other mail, log or
-table holds it (the outbox row is the mail itself).
+The invitation mail carries the customer's own link, and only in the mail to that customer. The queued row holds
+placeholders where the link and its expiry go; the outbox drain fills them in when the mail leaves
+(`alerts.invitation_links`), so no table, log or other mail holds the link.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from l1nda_sync.alerts import store
+from l1nda_sync.alerts.invitation_links import link_placeholder, until_placeholder
 from l1nda_sync.alerts.rendering import one_line, tidy_text
 from l1nda_sync.alerts.tracker import new_message_id
 
@@ -44,10 +46,11 @@ def _render(name: str, lang: str, context: dict[str, Any]) -> tuple[str, str, st
     return one_line(subject), tidy_text(text), html
 
 
-def queue_invitation(cur: Cursor, invitation: Invitation, url: str, settings: Settings, *, now: datetime) -> int:
+def queue_invitation(cur: Cursor, invitation: Invitation, settings: Settings, *, now: datetime) -> int:
     """Queue the invitation mail to its contact (in the contact's language); returns the outbox row id."""
-    context = {"invitation": invitation, "url": url, "support": settings.ops_recipients[0]
-               if settings.ops_recipients else ""}
+    context = {"invitation": invitation, "url": link_placeholder(invitation.id),
+               "until": until_placeholder(invitation.id),
+               "support": settings.ops_recipients[0] if settings.ops_recipients else ""}
     subject, text, html = _render("invitation", invitation.language, context)
     return store.insert_outbox(cur, problem_id=invitation.problem_id, event=INVITATION_EVENT, audience="customer",
                                language=invitation.language, recipients=[invitation.contact], subject=subject,

@@ -15,7 +15,7 @@ from tests.l1nda_sync.alerts.harness import HOUR, MIN, OPS, MailServer, World, p
 
 REACH = probe(debtors=[(1, "Jansen Holding")], companies=[(11, 1, "Bakkerij Jansen")])
 CUSTOMER = "piet@klant.example"
-NOTHING = {"sent": 0, "retry": 0, "failed": 0, "uncertain": 0, "busy": 0}
+NOTHING = {"sent": 0, "retry": 0, "failed": 0, "uncertain": 0, "dropped": 0, "busy": 0}
 
 
 def _queue_two_mails(world: World) -> int:
