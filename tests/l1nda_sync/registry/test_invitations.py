@@ -136,3 +136,40 @@ def test_a_problem_reuses_its_open_invitation_and_replaces_an_expired_or_unreada
         cur.execute("SELECT count(*) FROM invitations WHERE problem_id = %s AND state IN ('created', 'sent', "
                     "'opened')", (problem,))
         assert cur.fetchone()[0] == 1
+
+
+def test_renew_replaces_a_link_that_cannot_be_sent_bound_alike_and_as_long(conn) -> None:
+    with db.transaction(conn) as cur:
+        old = _create(cur, ttl=3 * 86400.0).invitation
+        later = NOW + timedelta(days=4)  # expired
+        new = inv.renew(cur, old, secret=SECRET, now=later, actor="outbox")
+        assert not new.reused
+        made = new.invitation
+        assert (made.customer_ref, made.contact, made.purpose, made.language, made.problem_id) == (
+            "CUST-A", "a@example.com", "rest", "nl", None)
+        assert (made.created_at, made.expires_at) == (later, later + timedelta(days=3))
+        assert inv.get(cur, old.id).state == "expired"
+        assert inv.find(cur, new.value.reveal()).id == made.id
+
+
+def test_renew_of_a_problems_invitation_takes_its_open_one_or_replaces_it_under_a_rotated_secret(conn) -> None:
+    with db.transaction(conn) as cur:
+        problem = _problem(cur)
+        args = {"problem_id": problem, "customer_ref": "CUST-A", "contact": "a@example.com", "purpose": "rest",
+                "language": "en", "ttl": TTL}
+        first = inv.for_problem(cur, secret=SECRET, now=NOW, **args).invitation
+        second = inv.for_problem(cur, secret=SECRET, now=NOW + timedelta(days=15), **args)  # first expired
+        # an old mail naming the first: the problem's open (second) invitation, same link
+        renewed = inv.renew(cur, inv.get(cur, first.id), secret=SECRET, now=NOW + timedelta(days=16), actor="outbox")
+        assert renewed.reused
+        assert renewed.invitation.id == second.invitation.id
+        assert renewed.value == second.value
+        # the web secret rotated: the open one cannot be made again, so it is replaced
+        rotated = Secret("r" * 40)
+        replaced = inv.renew(cur, second.invitation, secret=rotated, now=NOW + timedelta(days=16), actor="outbox")
+        assert replaced.invitation.id not in (first.id, second.invitation.id)
+        assert replaced.value == inv.derive_value(rotated, replaced.invitation.nonce)
+        assert inv.get(cur, second.invitation.id).state == "expired"
+        cur.execute("SELECT count(*) FROM invitations WHERE problem_id = %s AND state IN ('created', 'sent', "
+                    "'opened')", (problem,))
+        assert cur.fetchone()[0] == 1
