@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--airflow", action="store_true",
                         help="set up the same world, then run the Airflow UI until Ctrl-C")
     parser.add_argument("--port", type=int, default=8080, help="the Airflow UI's port (with --airflow)")
+    parser.add_argument("--web-port", type=int, default=None,
+                        help="the customer page's port (default: 8090 with --airflow, the demo scenario's redirect "
+                             "URI; else a free one)")
     parser.add_argument("--var-dir", type=Path, default=root / "var",
                         help="where mails (mail/) and the demo's files (demo/) go (default: ./var)")
     parser.add_argument("--dags-folder", type=Path, default=root / "dags", help=argparse.SUPPRESS)
@@ -44,8 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths.fresh()
         with output_to(paths.log):
             try:
+                web_port = args.web_port if args.web_port is not None else (8090 if args.airflow else 0)
                 with DemoStack(paths, console, args.dags_folder.resolve(),
-                               ui_port=args.port if args.airflow else None) as stack:
+                               ui_port=args.port if args.airflow else None, web_port=web_port) as stack:
                     if args.airflow:
                         from l1nda_dev.demo import ui
 

@@ -178,7 +178,7 @@ def _link_cell(link: Mapping[str, Any] | None, labels: Mapping[int, str]) -> str
 
 def tell(chapter: Chapter) -> str:
     """The chapter's summary: the connection, the customer's links at three moments, the problems and mails."""
-    from l1nda_dev.demo.story import _shown_path, _table, company_names
+    from l1nda_dev.demo.story import _table, company_names, mail_lines
 
     names = company_names()
     out = ["", "=== The REST chapter ===", "", "The connections (`l1nda-sync connections list`):"]
@@ -199,8 +199,7 @@ def tell(chapter: Chapter) -> str:
     out += ["", "Open problems of the connections (`l1nda-sync problems list`):"]
     out += [f"  {p.get('kind')} - {p.get('token_label')}" for p in mine] or ["  none"]
     out += ["", f"Mails of this chapter ({len(chapter.mails)}):"]
-    for mail in chapter.mails:
-        out += [f"  {mail.subject}", f"      to {', '.join(mail.recipients)}", f"      {_shown_path(mail.path)}"]
+    out += mail_lines(chapter.mails)
     return "\n".join(out)
 
 

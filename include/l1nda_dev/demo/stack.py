@@ -1,4 +1,5 @@
-"""Everything the demo runs on: embedded PostgreSQL, the Nmbrs simulator, the mail sink, an Airflow home.
+"""Everything the demo runs on: embedded PostgreSQL, the Nmbrs simulator, the mail sink, an Airflow home, and the
+customer page (`l1nda-sync web`'s app) that the invitation links in the mails lead to.
 
 `DemoStack` starts them in that order and stops them in reverse, also on Ctrl-C. Airflow reads its
 configuration when first imported, so the environment (connections as AIRFLOW_CONN_*, settings as L1NDA_*)
@@ -157,12 +158,15 @@ class DemoStack:
     console: Console
     dags_folder: Path
     ui_port: int | None = None  # set for `--airflow`: the API server's port
+    web_port: int = 0  # the customer page's port (0: a free one)
     env: dict[str, str] = field(default_factory=dict)
     token_ids: dict[str, int] = field(default_factory=dict)
+    reset_tokens: dict[str, str] = field(default_factory=dict)  # username -> the token Nmbrs made on a reset
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
     pg: Any = None
     sim: Any = None
     sink: Any = None
+    page: Any = None
 
     def __enter__(self) -> DemoStack:
         try:
@@ -173,10 +177,11 @@ class DemoStack:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.console.say("stopping the mail sink, the simulator and PostgreSQL")
+        self.console.say("stopping the customer page, the mail sink, the simulator and PostgreSQL")
         self._stack.close()
 
     def start(self) -> None:
+        from l1nda_dev.demo.customer_page import CustomerPage, bind
         from l1nda_dev.demo.mailsink import MailSink
         from l1nda_dev.postgres import create_database, embedded_postgres
         from nmbrs_sim.testing import running_simulator
@@ -189,10 +194,15 @@ class DemoStack:
         say(f"Nmbrs simulator on {self.sim.root_url} with the demo scenario ({DEMO_SCENARIO.name})")
         self.sink = self._stack.enter_context(MailSink(self.paths.mail))
         say(f"mail sink on smtp://127.0.0.1:{self.sink.port}: every mail becomes an .eml file in {self.paths.mail}/")
+        sock = bind(self.web_port)
+        self._stack.callback(sock.close)
+        self.web_port = int(sock.getsockname()[1])
         self.env = self._environment()
         os.environ.update(self.env)
         self._write_env_file()
         self._airflow_home()
+        self.page = self._stack.enter_context(CustomerPage(sock))
+        say(f"customer page on {self.page.url}/ (`l1nda-sync web`'s app): the invitation links in the mails lead here")
 
     def _environment(self) -> dict[str, str]:
         from cryptography.fernet import Fernet
@@ -226,6 +236,9 @@ class DemoStack:
             "L1NDA_NMBRS_WSDL_CACHE_DIR": str(self.paths.work / "wsdl-cache"),
             # L1NDA's own Nmbrs REST app (the scenario's PartnerApp_L1NDA_demo), for consents and REST checks.
             **rest_settings(self.sim.root_url),
+            # The customer page: alert mails link to one-time invitations on it (the key is new for every demo).
+            "L1NDA_WEB_BASE_URL": f"http://127.0.0.1:{self.web_port}",
+            "L1NDA_WEB_SECRET": secrets.token_urlsafe(32),
             **SHORTENED,
         }
         if self.ui_port is not None:

@@ -115,7 +115,8 @@ def change_world(stack: DemoStack) -> None:
     say = stack.console.say
     admin = stack.sim.admin
     reset = next(t for t in TOKENS if t.label == RESET_LOGIN)
-    admin.reset_token(reset.username)  # the new token is not printed: nobody gives it to L1NDA in this story
+    # The new token is not printed: the customer hands it over on the customer page at the end of the story.
+    stack.reset_tokens[reset.username] = admin.reset_token(reset.username)
     say(f"Nmbrs: {reset.username} resets its API token (the registered one now gets fault 1001)")
     admin.set_debtor_tags(TAG_DEBTOR, remove=[TAG])
     say(f"Nmbrs: debtor {TAG_DEBTOR} (Fietsenwinkel Snel) loses the tag {TAG}; the Horeca office's token filters on it")
@@ -185,14 +186,27 @@ def tell(stack: DemoStack, before: Snapshot, after: Snapshot, problems: list[dic
     out += [f"  {p.get('kind')} - {p.get('token_label') or '(provider)'}" for p in problems] or ["  none"]
     mails = stack.sink.stored
     out += ["", f"Mails sent ({len(mails)}), each stored as an .eml file:"]
-    for mail in mails:
-        out.append(f"  {mail.subject}")
-        out.append(f"      to {', '.join(mail.recipients)}")
-        out.append(f"      {_shown_path(mail.path)}")
+    out += mail_lines(mails)
     out += ["", "Shortened for the demo: " + ", ".join(f"{k}={v} s" for k, v in SHORTENED.items())
             + " (600 s each by default); runs 2 and 3 are triggered at once instead of every 10 minutes "
             "(run 2 with force=true, because healthy tokens are due only hourly)."]
     return "\n".join(out)
+
+
+def mail_lines(mails: list[Any]) -> list[str]:
+    """Subject, recipients and file of each mail, and the invitation link it carries (masked: the whole link is
+    the customer's, in the mail)."""
+    from l1nda_dev.demo.customer_page import invitation_link
+    from l1nda_sync.masking import mask
+
+    out = []
+    for mail in mails:
+        out += [f"  {mail.subject}", f"      to {', '.join(mail.recipients)}", f"      {_shown_path(mail.path)}"]
+        link = invitation_link(mail)
+        if link is not None:
+            base, value = link.rsplit("/", 1)
+            out.append(f"      invitation link {base}/{mask(value)} (one-time, for the customer: in the mail)")
+    return out
 
 
 def _shown_path(path: Any) -> str:
@@ -250,6 +264,9 @@ def run(stack: DemoStack) -> int:
                                      labels={tid: str(t.get("label")) for tid, t in after.tokens.items()})
     console.raw(rest_story.tell(chapter))
     misses = rest_story.expectations(chapter)
+    from l1nda_dev.demo import invitation_story
+
+    console.raw(invitation_story.run_chapter(stack, after))
     for number, summary in _query(stack, "SELECT id, summary FROM runs ORDER BY id"):
         print(f"registry run {number}: {summary}", flush=True)  # into the log
     if misses:

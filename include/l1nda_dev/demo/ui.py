@@ -131,6 +131,10 @@ def banner(stack: DemoStack, port: int) -> str:
         "DAGs            nmbrs_token_sync (unpaused, every 10 min; Trigger with params token_ids, force, dry_run,",
         "                notify) and nmbrs_alert_outbox (every 5 min)",
         f"Mails           {stack.paths.mail}/*.eml (one file per mail; open with any mail client)",
+        f"Customer page   {stack.page.url}/ (`l1nda-sync web`); invite a customer and open the link in the mail:",
+        "                .venv/bin/l1nda-sync invite --customer CUST-DEGRAAF --contact salaris@bakkerij-degraaf.example"
+        " --purpose rest",
+        "                (on the simulator's consent page: salaris@bakkerij-degraaf.example / degraaf-demo-pw)",
         f"CLI             set -a; . {stack.env_file}; set +a   (the registry, keys and connections), then",
         "                .venv/bin/l1nda-sync tokens list; .venv/bin/l1nda-sync links list; ... problems list",
         f"Nmbrs simulator {sim}/_sim/ (admin API); change the world, then trigger a run:",

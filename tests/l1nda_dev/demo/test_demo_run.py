@@ -123,6 +123,22 @@ def test_the_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> 
         recipients.update(to.split(", "))
     assert {"support@l1nda.example", "payroll@modehuis-vandijk.example",
             "salaris@brasserie-hetanker.example"} <= recipients
+    # The customer page: the alert mails' invitation links are listed masked; the customer follows one.
+    page = re.search(r"customer page on (http://127\.0\.0\.1:\d+)/", out)
+    assert page is not None, out
+    shown = re.findall(r"^  (\[L1NDA\].*)\n      to (.*)\n      (/.*\.eml)\n      invitation link (\S+) ", out, re.M)
+    assert {to for _s, to, _p, _l in shown} >= {"payroll@modehuis-vandijk.example",
+                                               "salaris@brasserie-hetanker.example"}, out
+    for _subject, _to, path, link in shown:
+        mailed = re.search(re.escape(page.group(1)) + r"/invite/([A-Za-z0-9_-]{20,})", Path(path).read_text())
+        assert mailed is not None, path
+        assert link == f"{page.group(1)}/invite/…{mailed.group(1)[-4:]}"
+        assert mailed.group(1) not in out, "the whole invitation value stays in the customer's mail"
+    assert "=== The customer answers the mail (the customer page) ===" in out
+    assert re.search(r"the page: result \(HTTP 200\); the token reaches Modehuis Van Dijk B\.V\.", out), out
+    assert re.search(r"token \d+ Modehuis Van Dijk: revoked -> active", out), out
+    assert "link 50301: suspended: the token was revoked -> active via Modehuis Van Dijk" in out
+    assert "the same link again: error 'used' (HTTP 409)" in out
     # No secret on screen: the scenario's tokens appear masked only.
     assert "0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a" not in out
     assert "…4f5a" in out
@@ -152,10 +168,13 @@ def _free_port() -> int:
                     reason="starts Airflow's API server, scheduler and DAG processor (about 45 s); "
                            "set L1NDA_TEST_AIRFLOW_UI=1 to run")
 def test_airflow_ui_starts_healthy_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    port = _free_port()
-    proc, marker = _start(tmp_path, "--airflow", "--port", str(port))
+    port, web_port = _free_port(), _free_port()
+    proc, marker = _start(tmp_path, "--airflow", "--port", str(port), "--web-port", str(web_port))
     out = _read_until(proc, r"Ctrl-C stops Airflow", timeout=240)
     assert any(f"http://127.0.0.1:{port}/   login: admin / l1nda-demo" in line for line in out)
+    assert any(f"Customer page   http://127.0.0.1:{web_port}/" in line for line in out), out
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=10) as response:
+        assert response.read() == b"ok"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=10) as response:
         assert b'"scheduler":{"status":"healthy"' in response.read()
     proc.send_signal(signal.SIGINT)
