@@ -10,6 +10,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +81,27 @@ def test_the_packages_keep_their_boundaries() -> None:
 
 def test_the_core_never_imports_the_layers_that_compose_it() -> None:
     assert violations({core: UPWARD for core in CORE}) == []
+
+
+def test_nothing_outside_the_cli_imports_the_cli() -> None:
+    """The CLI is a front end like the customer page and the DAGs: the runtime below it (consent, web, token_check,
+    orchestration, ...) never imports it, so importing any of them first cannot run into a circular import."""
+    found = []
+    for path in sorted((INCLUDE / "l1nda_sync").rglob("*.py")):
+        if under(module_name(path), "l1nda_sync.cli"):
+            continue
+        found += [f"{path.relative_to(INCLUDE)}:{line}: imports {target}" for line, target in imports(path)
+                  if under(target, "l1nda_sync.cli")]
+    assert found == []
+
+
+@pytest.mark.parametrize("module", ["l1nda_sync.web.app", "l1nda_sync.consent", "l1nda_sync.token_check"])
+def test_a_runtime_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    """Imported first (as uvicorn or a DAG task would), without the CLI loaded before it."""
+    env = {**os.environ, "PYTHONPATH": str(INCLUDE)}
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize(("source", "expected"), [

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from l1nda_sync.cli.checking import NmbrsUnavailable
+from l1nda_sync.token_check import NmbrsUnavailable
 from l1nda_sync.nmbrs.errors import (
     AuthorizationError,
     ConsentDenied,

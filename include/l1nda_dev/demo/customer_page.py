@@ -59,7 +59,6 @@ class CustomerPage:
         connections such as nmbrs_soap); returns once it accepts requests."""
         import uvicorn
 
-        import l1nda_sync.cli  # noqa: F401 - first: l1nda_sync.consent and the CLI import each other
         from l1nda_sync.settings import Settings
         from l1nda_sync.web.app import create_app
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from l1nda_sync.cli import output
-from l1nda_sync.cli.checking import Checked, ProbeSummary, check_token, record_check
+from l1nda_sync.token_check import Checked, ProbeSummary, check_token, record_check
 from l1nda_sync.cli.context import Context
 from l1nda_sync.masking import Secret
 from l1nda_sync.registry import db, details, tokens

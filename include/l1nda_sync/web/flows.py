@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from l1nda_sync import consent
-from l1nda_sync.cli.checking import NmbrsUnavailable, check_token, record_check
+from l1nda_sync.token_check import NmbrsUnavailable, check_token, record_check
 from l1nda_sync.consent import ConsentRefused
 from l1nda_sync.registry import db, tokens
 from l1nda_sync.registry import invitations as inv

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from l1nda_sync.cli import checking, consenting
+from l1nda_sync import token_check as checking
+from l1nda_sync.cli import consenting
 from l1nda_sync.masking import Secret
 from l1nda_sync.nmbrs.errors import ConsentRevoked
 from l1nda_sync.nmbrs.rest import client as rest_client

@@ -1,4 +1,5 @@
-"""The check `tokens add` and `tokens replace` make by default: probe the token at Nmbrs before it is stored.
+"""The check `tokens add`, `tokens replace` and the customer page's token hand-over make: probe the token at Nmbrs
+before it is stored. A runtime module (the customer page and `l1nda_sync.consent` use it), so it never imports the CLI.
 
 Nmbrs refusing the token for a reason that is the token's (1001, a right switched off, no subscription) is bad
 input: exit 2, nothing written. Nmbrs not answering (network, time-out, server fault) is nobody's verdict: the
