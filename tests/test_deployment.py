@@ -403,10 +403,13 @@ def test_customer_web_serves_the_page_on_the_project_image_behind_the_proxy() ->
     from l1nda_sync.cli import build_parser
     from l1nda_sync.cli.web_commands import run_web
 
+    argv = [interpolate(a, active_env()) for a in argv]  # as Compose resolves it with .env.example's values
     args = build_parser().parse_args(argv[1:])  # the command line `l1nda-sync` itself would parse
     assert args.handler is run_web
     assert (args.host, args.port) == ("0.0.0.0", int(port))  # noqa: S104 - see above
     assert args.proxy_headers, "behind the TLS proxy: the rate limit must see the customer's address"
+    trusted = args.forwarded_allow_ips.split(",")
+    assert "*" not in trusted, "a client could fake X-Forwarded-For around the per-address rate limit"
     env = environment("customer-web")
     assert not {"AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__API__SECRET_KEY"} & set(env)
     for name in ("airflow-worker", "airflow-init", "customer-web"):

@@ -9,6 +9,7 @@ queued mail holds a placeholder the drain fills in (`alerts.invitation_links`).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,24 @@ def _days(value: str) -> float:
     return days
 
 
+def _trusted(value: str) -> str:
+    """--forwarded-allow-ips: addresses or networks, comma separated; never '*' (any client could then name its
+    own address in X-Forwarded-For and walk around the per-address rate limit)."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("give the proxy's address or network, e.g. 127.0.0.1 or 172.16.0.0/12")
+    for item in items:
+        if item == "*":
+            raise argparse.ArgumentTypeError("'*' trusts every client's X-Forwarded-For (a client could fake its "
+                                             "address around the rate limit); give the proxy's address or network")
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an IP address or network: {item!r} (e.g. 127.0.0.1 or "
+                                             "172.16.0.0/12)") from None
+    return ",".join(items)
+
+
 def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     web = commands.add_parser("web", parents=[common], help="serve the customer page (uvicorn)",
                               description="Serve the customer page: invitations to consent to L1NDA's Nmbrs app or "
@@ -53,6 +72,9 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     web.add_argument("--port", type=_port, default=8090, help="port to listen on (default 8090)")
     web.add_argument("--proxy-headers", action="store_true",
                      help="trust X-Forwarded-For/-Proto from the proxy (the rate limit then sees the customer)")
+    web.add_argument("--forwarded-allow-ips", type=_trusted, default="127.0.0.1", metavar="ADDRS",
+                     help="with --proxy-headers: the proxy's addresses or networks, comma separated, whose "
+                          "X-Forwarded-For is believed (default 127.0.0.1); any other client's is ignored")
     web.set_defaults(handler=run_web)
 
     invite = commands.add_parser("invite", parents=[common], help="mail a customer a one-time link to the page",
@@ -135,5 +157,5 @@ def run_web(ctx: Context) -> int:
     ctx.note(f"serving the customer page on http://{ctx.args.host}:{ctx.args.port}/ "
              f"(public address {ctx.settings.web_base_url or 'not set: L1NDA_WEB_BASE_URL'})")
     uvicorn.run(app, host=ctx.args.host, port=ctx.args.port, proxy_headers=ctx.args.proxy_headers,
-                forwarded_allow_ips="*" if ctx.args.proxy_headers else None, log_level="info")
+                forwarded_allow_ips=ctx.args.forwarded_allow_ips, log_level="info")
     return 0

@@ -2,11 +2,13 @@
 
 - CSRF: every form carries a token signed with the web secret (itsdangerous), bound to the form, the invitation
   and a random value in the cookie CSRF_COOKIE (path /invite/, HttpOnly, SameSite=Strict, Secure when
-  L1NDA_WEB_BASE_URL is https), valid CSRF_MAX_AGE. A post without both, or with a mismatch, is refused before anything else happens.
+  L1NDA_WEB_BASE_URL is https), valid CSRF_MAX_AGE. A post without both, or with a mismatch, is refused before
+  anything else happens.
 - Rate limit: in process (a sliding window per key), per invitation and per client address. One process serves
   the page (`l1nda-sync web`, one uvicorn worker); with several, each counts its own, so the limit is per
   process: the invitation's single use and the 256-bit link value are the real defence, the limit only stops
-  hammering. Behind a proxy run uvicorn with --proxy-headers so the client address is the customer's.
+  hammering. Behind a proxy run `l1nda-sync web --proxy-headers --forwarded-allow-ips PROXY` so the client
+  address is the customer's (X-Forwarded-For believed from the proxy only, never from the client).
 - Logs: uvicorn's access log prints each request's path; `MaskSecrets` replaces an invitation's value in a
   path and every query string (a callback's code and state) before any handler sees the record.
 """
