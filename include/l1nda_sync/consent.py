@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from l1nda_sync.token_check import NmbrsUnavailable
 from l1nda_sync.nmbrs.errors import (
     AuthorizationError,
     ConsentDenied,
@@ -33,6 +32,7 @@ from l1nda_sync.nmbrs.errors import (
 from l1nda_sync.registry import db
 from l1nda_sync.registry.connections import CALLBACK_FIELD, START_AGAIN, ConnectionStore, Consent, state_hash
 from l1nda_sync.registry.errors import ConfigError, InvalidInput
+from l1nda_sync.token_check import NmbrsUnavailable
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from l1nda_sync.cli import output
-from l1nda_sync.token_check import Checked, ProbeSummary, check_token, record_check
 from l1nda_sync.cli.context import Context
 from l1nda_sync.masking import Secret
 from l1nda_sync.registry import db, details, tokens
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.errors import Conflict, InvalidInput
 from l1nda_sync.registry.tokens import NewToken, Token
+from l1nda_sync.token_check import Checked, ProbeSummary, check_token, record_check
 
 if TYPE_CHECKING:
     from l1nda_sync.cli.context import Commands

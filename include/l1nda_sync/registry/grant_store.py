@@ -40,8 +40,8 @@ import psycopg2.errors
 
 from l1nda_sync.nmbrs.errors import TransientError
 from l1nda_sync.nmbrs.rest.grants import GrantStore, StoredGrant
-from l1nda_sync.registry.crypto import TokenCipher
 from l1nda_sync.registry import locks
+from l1nda_sync.registry.crypto import TokenCipher
 from l1nda_sync.registry.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -116,7 +116,8 @@ class RegistryGrantStore:
 
     @contextmanager
     def locked(self, connection_id: int) -> Iterator[StoredGrant]:
-        """Hold the connection's refresh lock (`locks.lock_rest_refresh`) for one refresh; yields the grant read under the lock."""
+        """Hold the connection's refresh lock (`locks.lock_rest_refresh`) for one refresh; yields the grant read
+        under the lock."""
         key = (threading.get_ident(), connection_id)
         conn = self._connect()
         try:

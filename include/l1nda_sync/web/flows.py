@@ -12,7 +12,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from l1nda_sync import consent
-from l1nda_sync.token_check import NmbrsUnavailable, check_token, record_check
 from l1nda_sync.consent import ConsentRefused
 from l1nda_sync.registry import db, tokens
 from l1nda_sync.registry import invitations as inv
@@ -20,6 +19,7 @@ from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.connections import ConnectionStore, state_hash
 from l1nda_sync.registry.errors import InvalidInput, RegistryError
 from l1nda_sync.registry.tokens import TokenStore
+from l1nda_sync.token_check import NmbrsUnavailable, check_token, record_check
 from l1nda_sync.web import mail, pages
 from l1nda_sync.web.security import CsrfError
 
