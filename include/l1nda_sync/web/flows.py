@@ -139,9 +139,9 @@ def finish_consent(page: Page, request: Request) -> Response:
         changes = _reconcile(conn, page, connection.customer_ref, now)
         context = _result(conn, "rest", connection.id, connection.customer_ref, changes)
         context["consented_by"] = connection.user_email
-        if invitation_id is not None:
-            _notify(conn, page, invitation_id, "consented to L1NDA's Nmbrs app",
-                    f"REST connection {connection.id} ({connection.token.label})", context, now)
+        _notify(conn, page, "consented to L1NDA's Nmbrs app",
+                f"REST connection {connection.id} ({connection.token.label})", context, now,
+                invitation_id=invitation_id, authorization=finished.authorization)
     return pages.render("result", lang, context)
 
 
@@ -191,8 +191,8 @@ def hand_over_token(page: Page, request: Request, value: str, csrf: str | None, 
             return pages.error("unavailable", lang)
         changes = _reconcile(conn, page, opened.customer_ref, now)
         context = _result(conn, "token", current.id, opened.customer_ref, changes)
-        _notify(conn, page, opened.id, "handed over a new SOAP token", f"token {current.id} ({current.label})",
-                context, now)
+        _notify(conn, page, "handed over a new SOAP token", f"token {current.id} ({current.label})", context, now,
+                invitation_id=opened.id)
     return pages.render("result", lang, context)
 
 
@@ -228,13 +228,21 @@ def _result(conn: Connection, purpose: str, token_id: int, customer_ref: str,
             "links": links, "consented_by": None}
 
 
-def _notify(conn: Connection, page: Page, invitation_id: int, what: str, credential: str, context: dict[str, Any],
-            now: datetime) -> None:
+def _notify(conn: Connection, page: Page, what: str, credential: str, context: dict[str, Any], now: datetime, *,
+            invitation_id: int | None, authorization: Authorization | None = None) -> None:
+    """Queue operations' notice: for an invitation, or for a consent `connections start` made (no invitation)."""
     try:
         with db.transaction(conn) as cur:
-            invitation = inv.get(cur, invitation_id)
-            mail.queue_notice(cur, page.settings, what=what, invitation=invitation, credential=credential,
-                              companies=len(context["companies"]),
+            if invitation_id is not None:
+                invitation = inv.get(cur, invitation_id)
+                customer_ref, contact, problem_id = invitation.customer_ref, invitation.contact, invitation.problem_id
+                via = f"invitation {invitation_id}"
+            else:
+                assert authorization is not None
+                customer_ref, contact, problem_id = authorization.customer_ref, authorization.contact, None
+                via = f"the consent link of `l1nda-sync connections start`, authorization {authorization.id}"
+            mail.queue_notice(cur, page.settings, what=what, customer_ref=customer_ref, contact=contact, via=via,
+                              problem_id=problem_id, credential=credential, companies=len(context["companies"]),
                               links=[f"{lnk['company_name'] or lnk['company_id']} (link {lnk['id']})"
                                      for lnk in context["links"] if lnk["activated"]], now=now)
     except Exception as exc:

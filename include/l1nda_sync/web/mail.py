@@ -57,14 +57,15 @@ def queue_invitation(cur: Cursor, invitation: Invitation, settings: Settings, *,
                                body_text=text, body_html=html, message_id=new_message_id(), now=now)
 
 
-def queue_notice(cur: Cursor, settings: Settings, *, what: str, invitation: Invitation, credential: str,
-                 companies: int, links: list[str], now: datetime) -> int | None:
-    """Tell operations what a customer did on the page (never a secret or the link)."""
+def queue_notice(cur: Cursor, settings: Settings, *, what: str, customer_ref: str, contact: str, via: str,
+                 problem_id: int | None, credential: str, companies: int, links: list[str], now: datetime) -> int | None:
+    """Tell operations what a customer did on the page (never a secret or the link). `via` says how the customer
+    came: 'invitation 7', or the consent an operator started with `connections start` (no invitation)."""
     if not settings.ops_recipients:
         return None
-    context = {"what": what, "invitation": invitation, "credential": credential, "companies": companies,
-               "links": links}
+    context = {"what": what, "customer_ref": customer_ref, "contact": contact, "via": via,
+               "credential": credential, "companies": companies, "links": links}
     subject, text, html = _render("notice", "en", context)
-    return store.insert_outbox(cur, problem_id=invitation.problem_id, event=NOTICE_EVENT, audience="ops",
+    return store.insert_outbox(cur, problem_id=problem_id, event=NOTICE_EVENT, audience="ops",
                                language="en", recipients=list(settings.ops_recipients), subject=subject,
                                body_text=text, body_html=html, message_id=new_message_id(), now=now)

@@ -295,6 +295,12 @@ def test_a_consent_started_with_connections_start_is_finished_by_the_page(web_st
     assert rows(web_stack, "SELECT customer_ref FROM rest_connections") == [("CUST-DEGRAAF",)]
     assert rows(web_stack, "SELECT count(*) FROM invitations") == [(0,)]
     assert rows(web_stack, "SELECT used_at IS NOT NULL, invitation_id FROM rest_authorizations") == [(True, None)]
+    (subject, recipients, body), = rows(web_stack, "SELECT subject, recipients, body_text FROM outbox "
+                                                   "WHERE event = 'customer_page'")
+    assert recipients == ["support@l1nda.example"], "ops hear of it as of a consent through an invitation"
+    assert "CUST-DEGRAAF consented" in subject
+    assert f"REST connection {token_id}" in body
+    assert "connections start" in body
 
     again = client.get(callback)
     assert error_code(again) == "code_reused"
