@@ -251,10 +251,14 @@ def finish(conn: Connection, settings: Settings, app: RestApp, callback: Callbac
             made = store.save_connection(conn, authorization, consent, actor=actor)
             if saved is not None:
                 saved(cur, authorization, made, reached)
-    except Exception as failure:
+    except BaseException as failure:  # also an interrupt (Ctrl-C in `connections finish`): no orphan grant
         if not latest:
             raise  # nothing was exchanged: the consent can still be finished (or its own error says why not)
-        raise abandon(app, latest[-1], failure, again) from None
+        refused = abandon(app, latest[-1], failure, again)
+        if not isinstance(failure, Exception):
+            failure.add_note(refused.message)
+            raise
+        raise refused from None
     return Finished(made, reached, authorization)
 
 
