@@ -58,7 +58,8 @@ def queue_invitation(cur: Cursor, invitation: Invitation, settings: Settings, *,
 
 
 def queue_notice(cur: Cursor, settings: Settings, *, what: str, customer_ref: str, contact: str, via: str,
-                 problem_id: int | None, credential: str, companies: int, links: list[str], now: datetime) -> int | None:
+                 problem_id: int | None, credential: str, companies: int, links: list[str],
+                 now: datetime) -> int | None:
     """Tell operations what a customer did on the page (never a secret or the link). `via` says how the customer
     came: 'invitation 7', or the consent an operator started with `connections start` (no invitation)."""
     if not settings.ops_recipients:
