@@ -40,8 +40,8 @@ import psycopg2.errors
 
 from l1nda_sync.nmbrs.errors import TransientError
 from l1nda_sync.nmbrs.rest.grants import GrantStore, StoredGrant
-from l1nda_sync.registry.crypto import TokenCipher
 from l1nda_sync.registry import locks
+from l1nda_sync.registry.crypto import TokenCipher
 from l1nda_sync.registry.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ LOCK_TIMEOUT = "90s"  # how long a worker waits for another's refresh (which is 
 IDLE_TIMEOUT = "150s"  # the lock's transaction idles through one refresh (deadline 60 s): above it, never forever
 CONNECT_KWARGS: dict[str, Any] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
                                   "keepalives_interval": 10, "keepalives_count": 3}
+MAX_IDLE = 32  # idle read connections kept: one per thread of a check batch (`Settings.concurrency`)
 _BROKEN = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
@@ -72,6 +73,7 @@ class RegistryGrantStore:
         self.cipher = cipher
         self._held: dict[tuple[int, int], Connection] = {}  # (thread, connection id) -> the locking connection
         self._mutex = threading.Lock()
+        self._idle: list[Connection] = []  # connections `load` reuses (opening one per check cost more than the read)
 
     @classmethod
     def for_url(cls, url: str, cipher: TokenCipher) -> RegistryGrantStore:
@@ -106,17 +108,43 @@ class RegistryGrantStore:
                            None if in_flight is None else int(in_flight))
 
     def load(self, connection_id: int) -> StoredGrant:
-        """The grant as committed now (a fresh read on a connection of its own)."""
-        conn = self._connect()
+        """The grant as committed now: one read in a transaction of its own, on a reused idle connection (never
+        one that holds a lock: those are opened for each refresh and closed after it)."""
+        with self._mutex:
+            idle = self._idle.pop() if self._idle else None
+        if idle is not None and not idle.closed:
+            try:
+                return self._read_and_keep(idle, connection_id)
+            except _BROKEN:
+                pass  # the server ended it while idle (a restart, a timeout): read on a new one
+        return self._read_and_keep(self._connect(), connection_id)
+
+    def _read_and_keep(self, conn: Connection, connection_id: int) -> StoredGrant:
         try:
             with conn, conn.cursor() as cur:
-                return self._read(cur, connection_id)
-        finally:
+                stored = self._read(cur, connection_id)
+        except BaseException:
+            conn.close()
+            raise
+        with self._mutex:
+            keep = len(self._idle) < MAX_IDLE
+            if keep:
+                self._idle.append(conn)
+        if not keep:
+            conn.close()
+        return stored
+
+    def close(self) -> None:
+        """Close the idle connections `load` keeps."""
+        with self._mutex:
+            idle, self._idle = self._idle, []
+        for conn in idle:
             conn.close()
 
     @contextmanager
     def locked(self, connection_id: int) -> Iterator[StoredGrant]:
-        """Hold the connection's refresh lock (`locks.lock_rest_refresh`) for one refresh; yields the grant read under the lock."""
+        """Hold the connection's refresh lock (`locks.lock_rest_refresh`) for one refresh; yields the grant read
+        under the lock."""
         key = (threading.get_ident(), connection_id)
         conn = self._connect()
         try:

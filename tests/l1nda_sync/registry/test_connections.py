@@ -490,3 +490,32 @@ def test_the_alerts_see_a_confirmed_connection_whose_token_l1nda_lost(conn: db.C
     grant_store.save(c.id, grant(2), 1)
     with db.reading(conn) as cur:
         assert not grant_lost(cur, c.id, TokenState.REVOKED)
+
+
+def test_load_reuses_an_idle_connection_and_replaces_a_broken_one(conn: db.Connection, store: ConnectionStore) -> None:
+    """A check reads its connection's grant once: opening a PostgreSQL connection for each read cost more than the
+    read (a server process per connection). Reads reuse idle connections; close() ends them."""
+    c = connect_user(store, conn, "s1", grant()).connection
+    opened: list[db.Connection] = []
+
+    def connect() -> db.Connection:
+        opened.append(db.connect(conn.dsn))
+        return opened[-1]
+
+    grant_store = RegistryGrantStore(connect, store.cipher)
+    assert [grant_store.load(c.id).generation for _ in range(3)] == [0, 0, 0]
+    assert len(opened) == 1
+    opened[0].close()  # the server ended it (a restart, an idle timeout)
+    assert grant_store.load(c.id).generation == 0
+    assert len(opened) == 2
+    with pytest.raises(NotFound):
+        grant_store.load(c.id + 1000)
+    assert opened[1].closed, "a connection whose read failed is not kept"
+    grant_store.load(c.id)
+    with conn.cursor() as cur:  # the server ends the idle connection: the next read opens a new one, no error
+        cur.execute("SELECT pg_terminate_backend(%s)", (opened[2].get_backend_pid(),))
+    conn.commit()
+    assert grant_store.load(c.id).generation == 0
+    assert len(opened) == 4
+    grant_store.close()
+    assert all(o.closed for o in opened)
