@@ -519,3 +519,72 @@ def test_load_reuses_an_idle_connection_and_replaces_a_broken_one(conn: db.Conne
     assert len(opened) == 4
     grant_store.close()
     assert all(o.closed for o in opened)
+
+
+def test_a_store_opens_a_bounded_number_of_connections_however_many_refresh_at_once(
+        conn: db.Connection, store: ConnectionStore) -> None:
+    """Every access token expired at once (after an outage, a deploy): 3 x MAX_REFRESHES threads refresh
+    different connections. At most MAX_REFRESHES refreshes run at once, the store never holds more than
+    MAX_READERS + 2 x MAX_REFRESHES PostgreSQL connections, and every thread gets its new access token."""
+    from l1nda_sync.registry import grant_store as module
+
+    many = 3 * module.MAX_REFRESHES
+    ids = [connect_user(store, conn, f"s{n}", grant(n, expires_in=10), user=str(uuid.uuid4()),
+                        email=f"user{n}@graaf.nl").connection.id for n in range(many)]
+    guard = threading.Lock()
+    open_now, peak_open = [0], [0]
+    refreshing, peak_refreshing = [0], [0]
+    released = threading.Event()
+
+    class Counted:
+        def __init__(self) -> None:
+            self.inner = db.connect(conn.dsn)
+            with guard:
+                open_now[0] += 1
+                peak_open[0] = max(peak_open[0], open_now[0])
+
+        def close(self) -> None:
+            if not self.inner.closed:
+                with guard:
+                    open_now[0] -= 1
+            self.inner.close()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def __enter__(self) -> object:
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc: object) -> object:
+            return self.inner.__exit__(*exc)
+
+    def refresher(app: object, refresh_token: Secret, *, now: datetime) -> Grant:
+        with guard:
+            refreshing[0] += 1
+            peak_refreshing[0] = max(peak_refreshing[0], refreshing[0])
+            if peak_refreshing[0] >= module.MAX_REFRESHES:
+                released.set()
+        released.wait(timeout=30)  # the first refreshes answer once as many run at once as the store allows
+        with guard:
+            refreshing[0] -= 1
+        return grant(99)
+
+    grant_store = RegistryGrantStore(Counted, store.cipher)  # type: ignore[arg-type]
+    results: list[str] = []
+
+    def worker(connection_id: int) -> None:
+        token = grants.access_token(None, grant_store, connection_id, now=datetime.now(UTC),  # type: ignore[arg-type]
+                                    refresher=refresher)
+        with guard:
+            results.append(token.reveal())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    grant_store.close()
+    assert len(results) == many and all(r.startswith("access-99-") for r in results)
+    assert peak_refreshing[0] == module.MAX_REFRESHES
+    assert peak_open[0] <= module.MAX_READERS + 2 * module.MAX_REFRESHES
+    assert open_now[0] == 0
