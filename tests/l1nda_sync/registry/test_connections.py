@@ -584,7 +584,8 @@ def test_a_store_opens_a_bounded_number_of_connections_however_many_refresh_at_o
     for thread in threads:
         thread.join()
     grant_store.close()
-    assert len(results) == many and all(r.startswith("access-99-") for r in results)
+    assert len(results) == many
+    assert all(r.startswith("access-99-") for r in results)
     assert peak_refreshing[0] == module.MAX_REFRESHES
     assert peak_open[0] <= module.MAX_READERS + 2 * module.MAX_REFRESHES
     assert open_now[0] == 0
