@@ -64,6 +64,12 @@ class RestChecking:
 
         return RestCredentials(token.id, access, token.scopes)
 
+    def release(self) -> None:
+        """Close what the store keeps open between checks (its idle read connections), if it keeps any."""
+        close = getattr(self.store, "close", None)
+        if callable(close):
+            close()
+
 
 class RestAppMissing(RuntimeError):
     """REST connections are due but L1NDA's Nmbrs REST app is not configured: a deployment fault."""

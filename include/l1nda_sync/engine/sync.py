@@ -363,9 +363,13 @@ class SyncEngine:
                 tokens = load_tokens(cur, token_ids)
             soap = [t for t in tokens if t.kind != "rest_connection"]
             rest = self.rest if len(soap) < len(tokens) else None
-            records = probe_all(tokens, reveal=self.reveal if soap else _no_reveal,
-                                client=self.client if soap else _NO_PROBER, now=lambda: loaded_at,
-                                threads=self.settings.nmbrs_max_concurrency, policy=self.policy, rest=rest)
+            try:
+                records = probe_all(tokens, reveal=self.reveal if soap else _no_reveal,
+                                    client=self.client if soap else _NO_PROBER, now=lambda: loaded_at,
+                                    threads=self.settings.nmbrs_max_concurrency, policy=self.policy, rest=rest)
+            finally:
+                if rest is not None:
+                    rest.release()  # the batch is the unit of concurrency: no connection outlives it
             unreadable = [r.token_id for r in records if r.undecryptable]
             no_app = [r.token_id for r in records if r.no_rest_app]
             records = [r for r in records if not (r.undecryptable or r.no_rest_app)]

@@ -57,6 +57,13 @@ LOCK_TIMEOUT = "90s"  # how long a worker waits for another's refresh (which is 
 IDLE_TIMEOUT = "150s"  # the lock's transaction idles through one refresh (deadline 60 s): above it, never forever
 CONNECT_KWARGS: dict[str, Any] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
                                   "keepalives_interval": 10, "keepalives_count": 3}
+# PostgreSQL connections a store opens at most, at once: reads share `MAX_READERS` (kept idle between reads, as
+# opening one for each check cost more than the read); each refresh takes two (the lock's and the marker's) and
+# at most `MAX_REFRESHES` run at once. Without the bound, a process checking several batches of 32 connections
+# whose access tokens all expired opened hundreds ("sorry, too many clients already", seen in `make bench`).
+MAX_READERS = 8
+MAX_REFRESHES = 8
+REFRESH_WAIT = 90.0  # seconds a refresh waits for a slot (as for another worker's lock: `LOCK_TIMEOUT`)
 _BROKEN = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
@@ -72,6 +79,9 @@ class RegistryGrantStore:
         self.cipher = cipher
         self._held: dict[tuple[int, int], Connection] = {}  # (thread, connection id) -> the locking connection
         self._mutex = threading.Lock()
+        self._idle: list[Connection] = []  # connections `load` reuses (opening one per check cost more than the read)
+        self._readers = threading.BoundedSemaphore(MAX_READERS)
+        self._refreshes = threading.BoundedSemaphore(MAX_REFRESHES)
 
     @classmethod
     def for_url(cls, url: str, cipher: TokenCipher) -> RegistryGrantStore:
@@ -106,18 +116,57 @@ class RegistryGrantStore:
                            None if in_flight is None else int(in_flight))
 
     def load(self, connection_id: int) -> StoredGrant:
-        """The grant as committed now (a fresh read on a connection of its own)."""
-        conn = self._connect()
+        """The grant as committed now: one read in a transaction of its own, on a reused idle connection (never
+        one that holds a lock: those are opened for each refresh and closed after it). At most `MAX_READERS` run
+        at once (a read takes about a millisecond: the wait is short)."""
+        with self._readers:
+            with self._mutex:
+                idle = self._idle.pop() if self._idle else None
+            if idle is not None and not idle.closed:
+                try:
+                    return self._read_and_keep(idle, connection_id)
+                except _BROKEN:
+                    pass  # the server ended it while idle (a restart, a timeout): read on a new one
+            return self._read_and_keep(self._connect(), connection_id)
+
+    def _read_and_keep(self, conn: Connection, connection_id: int) -> StoredGrant:
         try:
             with conn, conn.cursor() as cur:
-                return self._read(cur, connection_id)
-        finally:
+                stored = self._read(cur, connection_id)
+        except BaseException:
+            conn.close()
+            raise
+        with self._mutex:
+            keep = len(self._idle) < MAX_READERS
+            if keep:
+                self._idle.append(conn)
+        if not keep:
+            conn.close()
+        return stored
+
+    def close(self) -> None:
+        """Close the idle connections `load` keeps."""
+        with self._mutex:
+            idle, self._idle = self._idle, []
+        for conn in idle:
             conn.close()
 
     @contextmanager
     def locked(self, connection_id: int) -> Iterator[StoredGrant]:
         """Hold the connection's refresh lock (`locks.lock_rest_refresh`) for one refresh; yields the grant read
-        under the lock."""
+        under the lock. At most `MAX_REFRESHES` of this store's refreshes run at once."""
+        if not self._refreshes.acquire(timeout=REFRESH_WAIT):
+            raise TransientError(f"REST connection {connection_id}: no refresh slot within {REFRESH_WAIT:g} s (this "
+                                 "worker's other refreshes took them); the next check tries again",
+                                 service="Registry", operation="refresh_slot")
+        try:
+            with self._locked(connection_id) as stored:
+                yield stored
+        finally:
+            self._refreshes.release()
+
+    @contextmanager
+    def _locked(self, connection_id: int) -> Iterator[StoredGrant]:
         key = (threading.get_ident(), connection_id)
         conn = self._connect()
         try:

@@ -490,3 +490,102 @@ def test_the_alerts_see_a_confirmed_connection_whose_token_l1nda_lost(conn: db.C
     grant_store.save(c.id, grant(2), 1)
     with db.reading(conn) as cur:
         assert not grant_lost(cur, c.id, TokenState.REVOKED)
+
+
+def test_load_reuses_an_idle_connection_and_replaces_a_broken_one(conn: db.Connection, store: ConnectionStore) -> None:
+    """A check reads its connection's grant once: opening a PostgreSQL connection for each read cost more than the
+    read (a server process per connection). Reads reuse idle connections; close() ends them."""
+    c = connect_user(store, conn, "s1", grant()).connection
+    opened: list[db.Connection] = []
+
+    def connect() -> db.Connection:
+        opened.append(db.connect(conn.dsn))
+        return opened[-1]
+
+    grant_store = RegistryGrantStore(connect, store.cipher)
+    assert [grant_store.load(c.id).generation for _ in range(3)] == [0, 0, 0]
+    assert len(opened) == 1
+    opened[0].close()  # the server ended it (a restart, an idle timeout)
+    assert grant_store.load(c.id).generation == 0
+    assert len(opened) == 2
+    with pytest.raises(NotFound):
+        grant_store.load(c.id + 1000)
+    assert opened[1].closed, "a connection whose read failed is not kept"
+    grant_store.load(c.id)
+    with conn.cursor() as cur:  # the server ends the idle connection: the next read opens a new one, no error
+        cur.execute("SELECT pg_terminate_backend(%s)", (opened[2].get_backend_pid(),))
+    conn.commit()
+    assert grant_store.load(c.id).generation == 0
+    assert len(opened) == 4
+    grant_store.close()
+    assert all(o.closed for o in opened)
+
+
+def test_a_store_opens_a_bounded_number_of_connections_however_many_refresh_at_once(
+        conn: db.Connection, store: ConnectionStore) -> None:
+    """Every access token expired at once (after an outage, a deploy): 3 x MAX_REFRESHES threads refresh
+    different connections. At most MAX_REFRESHES refreshes run at once, the store never holds more than
+    MAX_READERS + 2 x MAX_REFRESHES PostgreSQL connections, and every thread gets its new access token."""
+    from l1nda_sync.registry import grant_store as module
+
+    many = 3 * module.MAX_REFRESHES
+    ids = [connect_user(store, conn, f"s{n}", grant(n, expires_in=10), user=str(uuid.uuid4()),
+                        email=f"user{n}@graaf.nl").connection.id for n in range(many)]
+    guard = threading.Lock()
+    open_now, peak_open = [0], [0]
+    refreshing, peak_refreshing = [0], [0]
+    released = threading.Event()
+
+    class Counted:
+        def __init__(self) -> None:
+            self.inner = db.connect(conn.dsn)
+            with guard:
+                open_now[0] += 1
+                peak_open[0] = max(peak_open[0], open_now[0])
+
+        def close(self) -> None:
+            if not self.inner.closed:
+                with guard:
+                    open_now[0] -= 1
+            self.inner.close()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def __enter__(self) -> object:
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc: object) -> object:
+            return self.inner.__exit__(*exc)
+
+    def refresher(app: object, refresh_token: Secret, *, now: datetime) -> Grant:
+        with guard:
+            refreshing[0] += 1
+            peak_refreshing[0] = max(peak_refreshing[0], refreshing[0])
+            if peak_refreshing[0] >= module.MAX_REFRESHES:
+                released.set()
+        released.wait(timeout=30)  # the first refreshes answer once as many run at once as the store allows
+        with guard:
+            refreshing[0] -= 1
+        return grant(99)
+
+    grant_store = RegistryGrantStore(Counted, store.cipher)  # type: ignore[arg-type]
+    results: list[str] = []
+
+    def worker(connection_id: int) -> None:
+        token = grants.access_token(None, grant_store, connection_id, now=datetime.now(UTC),  # type: ignore[arg-type]
+                                    refresher=refresher)
+        with guard:
+            results.append(token.reveal())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    grant_store.close()
+    assert len(results) == many
+    assert all(r.startswith("access-99-") for r in results)
+    assert peak_refreshing[0] == module.MAX_REFRESHES
+    assert peak_open[0] <= module.MAX_READERS + 2 * module.MAX_REFRESHES
+    assert open_now[0] == 0

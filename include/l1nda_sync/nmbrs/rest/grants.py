@@ -145,7 +145,7 @@ def _cancel_marker(store: GrantStore, connection_id: int, generation: int) -> No
     what a later mail says, never whether one is sent."""
     try:
         store.cancel_refresh(connection_id, generation)
-    except Exception:
+    except Exception:  # the refresh's own failure is the one to report
         _log.warning("REST connection %s: could not clear the marker of a refresh that never left", connection_id,
                      exc_info=True)
 
