@@ -18,7 +18,9 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from l1nda_sync.masking import Secret, redact_url
 
@@ -203,6 +205,21 @@ def _web_secret(value: str) -> Secret:
     return Secret(value.strip())
 
 
+SOAP_END_ZONE = ZoneInfo("Europe/Amsterdam")
+
+
+def parse_moment(value: str) -> datetime:
+    """'2027-03-01', '2027-03-01T00:00' (Amsterdam time) or with an offset ('2027-02-28T23:00+00:00'): aware."""
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date or date and time (YYYY-MM-DD or YYYY-MM-DDTHH:MM, Amsterdam time "
+                         "unless an offset is given)") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=SOAP_END_ZONE)
+
+
+SOAP_END_DEFAULT = "2027-03-01T00:00"
 REST_CONN_ID = "nmbrs_rest"
 # Enough to rediscover reach (offline_access, company.info.read) plus who consented (user.info.read).
 DEFAULT_REST_SCOPES = ("offline_access", "company.info.read", "user.info.read")
@@ -300,6 +317,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web_rate_limit", 10, "form posts (consent starts, token hand-overs) per invitation and per client "
             "address within web_rate_window", parse=_positive_int),
     Setting("web_rate_window", 600.0, "seconds of the customer page's rate limit window", parse=_positive_float),
+    # The end of Nmbrs' SOAP API (docs/migration.md)
+    Setting("soap_end", SOAP_END_DEFAULT, "when Nmbrs ends its SOAP API (Europe/Amsterdam unless an offset is "
+            "given): from then no SOAP call is made, SOAP tokens are retired and links no REST connection reaches "
+            "suspend (soap_ended)", parse=parse_moment),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -454,6 +475,11 @@ class Settings:
     invitation_ttl: float = 14 * 86400.0
     web_rate_limit: int = 10
     web_rate_window: float = 600.0
+    soap_end: datetime = field(default_factory=lambda: parse_moment(SOAP_END_DEFAULT))
+
+    def soap_over(self, now: datetime) -> bool:
+        """Whether Nmbrs' SOAP API has ended at `now` (`soap_end` passed): no SOAP call may be made."""
+        return now >= self.soap_end
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, *, use_airflow: bool = True) -> Settings:

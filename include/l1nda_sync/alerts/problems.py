@@ -78,7 +78,7 @@ CUSTOMER_KINDS = frozenset({Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Ki
 # Link suspension reasons that mean "the token is fine but no longer reaches the company".
 REACH_REASONS = frozenset({"tag_or_filter", "company_ended", "filter_or_company_ended", "not_reached"})
 # Token states that end the token's problems without any mail: the operator took the token out of service.
-WITHDRAWN_STATES = frozenset({TokenState.DISABLED, TokenState.REMOVED})
+WITHDRAWN_STATES = frozenset({TokenState.DISABLED, TokenState.REMOVED, TokenState.RETIRED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,8 @@ _REASONS = {
            "rejected": "token does not work", "invalid": "Invalid Authentication (1001)",
            "unavailable": "time-outs, server errors or error pages", "unknown": "answers L1NDA cannot read",
            "reach_drop": "companies suddenly missing", "failures": "failures",
-           "consent_revoked": "consent withdrawn or expired", "moved_to_rest": "moved to a REST connection"},
+           "consent_revoked": "consent withdrawn or expired", "moved_to_rest": "moved to a REST connection",
+           "soap_ended": "Nmbrs ended its SOAP API", "retired": "retired (SOAP ended)"},
     "nl": {"tag_or_filter": "tag of filter gewijzigd", "company_ended": "bedrijf beëindigd",
            "filter_or_company_ended": "filter gewijzigd of bedrijf beëindigd", "not_reached": "niet meer bereikt",
            "revoked": "token ingetrokken", "rights_missing": "er ontbreekt een recht",
@@ -74,7 +75,8 @@ _REASONS = {
            "invalid": "Invalid Authentication (1001)", "unavailable": "time-outs, serverfouten of foutpagina's",
            "unknown": "antwoorden die L1NDA niet kan lezen", "reach_drop": "bedrijven plotseling verdwenen",
            "failures": "fouten", "consent_revoked": "toestemming ingetrokken of verlopen",
-           "moved_to_rest": "naar een REST-koppeling verplaatst"},
+           "moved_to_rest": "naar een REST-koppeling verplaatst",
+           "soap_ended": "Nmbrs is gestopt met de SOAP-API", "retired": "buiten gebruik (SOAP gestopt)"},
 }
 
 

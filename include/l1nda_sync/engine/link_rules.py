@@ -12,6 +12,9 @@ never to a connection that is only suspected or whose reach is in doubt, so a tr
 The breaker is judged per credential kind: a tripped kind freezes the suspension of the links its credentials
 serve (and any move to REST), never the other kind's.
 
+At `soap_end` every SOAP token is `retired` (`l1nda_sync.migration.cutover`): it serves and takes no link, so
+its links fail over to a REST connection of their customer or suspend with `soap_ended`.
+
 Tokens that are only `invalid` (one unconfirmed 1001) or `unreachable` (transient faults) keep the links
 they serve: neither is a verdict on the token, and a transient fault never moves a link. While the circuit
 breaker is open nothing is suspended.
@@ -52,6 +55,7 @@ class Reason(StrEnum):
     TOKEN_DISABLED = "token_disabled"  # noqa: S105 - a reason, not a secret
     NOT_REACHED = "not_reached"
     MOVED_TO_REST = "moved_to_rest"  # a SOAP token served it; an active REST connection reaches it now
+    SOAP_ENDED = "soap_ended"  # its SOAP token was retired at soap_end and no REST connection reaches it
 
 
 # May serve a link it already serves: the token is not known to be bad.
@@ -143,6 +147,8 @@ def suspension_reason(serving: TokenView | None, lost_reason: str | None) -> str
             return Reason.NO_SUBSCRIPTION
         case TokenState.DISABLED | TokenState.REMOVED:
             return Reason.TOKEN_DISABLED
+        case TokenState.RETIRED:
+            return Reason.SOAP_ENDED
     return lost_reason or Reason.NOT_REACHED
 
 

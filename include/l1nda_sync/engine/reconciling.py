@@ -28,14 +28,14 @@ class LinkHooks(Protocol):
 DebtorOf = dict[tuple[int, int], int | None]
 
 
-def load_link_world(cur: Cursor, customer_ref: str | None = None
+def load_link_world(cur: Cursor, customer_ref: str | None = None, *, lock: bool = True
                     ) -> tuple[list[LinkView], dict[int, TokenView], dict[int, set[int]], DebtorOf]:
-    """The wanted links (locked for update; only one customer's when given), the tokens not removed, and who
-    reaches the linked companies."""
+    """The wanted links (locked for update unless `lock` is off; only one customer's when given), the tokens not
+    removed, and who reaches the linked companies."""
     cur.execute(
         """SELECT id, company_id, state, token_id, environment, reason, customer_ref FROM links
            WHERE state <> 'cancelled' AND wanted AND (%s::text IS NULL OR customer_ref = %s)
-           ORDER BY id FOR UPDATE""", (customer_ref, customer_ref)
+           ORDER BY id""" + (" FOR UPDATE" if lock else ""), (customer_ref, customer_ref)
     )
     links = [LinkView(i, c, LinkState(s), t, e, r, ref) for i, c, s, t, e, r, ref in cur.fetchall()]
     cur.execute("""SELECT t.id, t.level, t.state, t.domain, t.last_valid_at, t.drop_since IS NOT NULL, t.kind,
@@ -96,6 +96,16 @@ def reconcile_all(
     if not changes:
         return []
     at = now()
+    write_link_changes(cur, changes, links, debtor_of, at=at, run_id=run_id, hooks=hooks)
+    return changes
+
+
+def write_link_changes(cur: Cursor, changes: list[LinkChange], links: list[LinkView], debtor_of: DebtorOf, *,
+                       at: datetime, run_id: int | None, hooks: LinkHooks | None, actor: str = "sync") -> None:
+    """Write decided link changes (rows and link events) and call the hooks, inside the caller's transaction."""
+    if not changes:
+        return
+    by_id = {link.id: link for link in links}
     from psycopg2.extras import execute_values
 
     execute_values(
@@ -116,14 +126,14 @@ def reconcile_all(
     )
     execute_values(
         cur,
-        """INSERT INTO link_events (link_id, run_id, at, from_state, to_state, from_token_id, to_token_id, reason)
+        """INSERT INTO link_events (link_id, run_id, at, actor, from_state, to_state, from_token_id, to_token_id,
+                                   reason)
            VALUES %s""",
-        [(c.link_id, run_id, at, c.from_state.value, c.to_state.value, c.from_token, c.to_token, str(c.reason))
-         for c in changes],
+        [(c.link_id, run_id, at, actor, c.from_state.value, c.to_state.value, c.from_token, c.to_token,
+          str(c.reason)) for c in changes],
     )
     if hooks is not None:
         hooks.links_changed(cur, changes, run_id=run_id, now=at)
-    return changes
 
 
 def describe(change: LinkChange) -> str:

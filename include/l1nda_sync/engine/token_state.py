@@ -36,6 +36,7 @@ class TokenState(StrEnum):
     UNREACHABLE = "unreachable"
     DISABLED = "disabled"
     REMOVED = "removed"
+    RETIRED = "retired"  # a SOAP token after soap_end (Nmbrs ended SOAP): never checked, serves no link
 
 
 class CredentialKind(StrEnum):
@@ -75,8 +76,8 @@ REFUSAL_STATES = {
 # 1001, so it runs the same streak with the same spacing and confirmations (and a REST connection never answers a
 # 1001, nor a SOAP token a withdrawn consent). The check keeps its own outcome.
 REFUSAL_STREAKS = {Outcome.CONSENT_REVOKED: Outcome.INVALID}
-# States an operator took out of service: no check moves a token out of them.
-OUT_OF_SERVICE_STATES = frozenset({TokenState.DISABLED, TokenState.REMOVED})
+# States an operator took out of service, or the SOAP cutover retired: no check moves a token out of them.
+OUT_OF_SERVICE_STATES = frozenset({TokenState.DISABLED, TokenState.REMOVED, TokenState.RETIRED})
 # States a token may be checked in (everything else, in TokenState's order).
 CHECKABLE_STATES = tuple(s.value for s in TokenState if s not in OUT_OF_SERVICE_STATES)
 

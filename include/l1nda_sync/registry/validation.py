@@ -13,6 +13,7 @@ LEVELS = ("accountant", "debtor")
 LANGUAGES = ("en", "nl")
 TOKEN_STATES = (
     "new", "active", "invalid", "revoked", "rights_missing", "no_subscription", "unreachable", "disabled", "removed",
+    "retired",
 )
 LINK_STATES = ("pending", "active", "suspended", "cancelled")
 TOKEN_MIN_LENGTH = 8
