@@ -2,9 +2,9 @@
 
 Every run checks only the tokens that are due (healthy hourly, just-failed sooner, new or replaced at once),
 in batches mapped over workers; the Airflow pool `nmbrs_api` bounds how many batches talk to Nmbrs at once.
-Trigger by hand to recheck chosen tokens now (`token_ids`, `force`), to preview (`dry_run`), or to hold mails
-(`send_mails`). The steps are the run pipeline's (`l1nda_sync.pipeline`, the same `l1nda-sync sync run` runs);
-their task bodies live in `l1nda_sync.orchestration`; this file only wires them.
+Trigger by hand to recheck chosen tokens now (`token_ids`, `force`), to preview (`dry_run`), to hold mails
+(`send_mails`), or to preview the SOAP cutover (`cutover_preview_at`). The steps are the run pipeline's
+(`l1nda_sync.pipeline`, the same `l1nda-sync sync run` runs); their task bodies live in `l1nda_sync.orchestration`; this file only wires them.
 """
 
 from __future__ import annotations
@@ -56,6 +56,12 @@ DAG_ID = "nmbrs_token_sync"
         "send_mails": Param(
             True, type="boolean", title="Send mails",
             description="Off: alerts are still recorded, and the mails wait in the outbox for the next drain.",
+        ),
+        "cutover_preview_at": Param(
+            "", type="string", title="Preview the SOAP cutover at",
+            description="Instead of a run: log what the cutover at the end of SOAP would do at this time (now, "
+                        "soap_end, or YYYY-MM-DD[THH:MM], Amsterdam time): links that stay or move to REST, links "
+                        "that suspend, per customer, and who is mailed. Checks nothing, writes nothing. Empty: off.",
         ),
     },
 )

@@ -28,7 +28,7 @@ class ParamError(ValueError):
     """A trigger parameter is wrong; the message names it and says what to do."""
 
 
-KNOWN_PARAMS = ("token_ids", "force", "dry_run", "send_mails")
+KNOWN_PARAMS = ("token_ids", "force", "dry_run", "send_mails", "cutover_preview_at")
 RENAMED_PARAMS = {"notify": "send_mails"}  # old name -> new: runs triggered by older scripts keep working
 TOKEN_ID_MAX = 2**31 - 1
 
@@ -47,7 +47,25 @@ def parse_params(params: Mapping[str, Any]) -> RunRequest:
                          f"{', '.join(KNOWN_PARAMS)} (check the spelling in the run's conf)")
     flags = {name: _flag(params, name, default)
              for name, default in (("force", False), ("dry_run", False), ("send_mails", True))}
-    return RunRequest(token_ids=_token_ids(params.get("token_ids") or []), **flags)
+    return RunRequest(token_ids=_token_ids(params.get("token_ids") or []), **flags,
+                      cutover_preview_at=_moment(params.get("cutover_preview_at")))
+
+
+def _moment(value: Any) -> str | None:
+    """`cutover_preview_at`: empty (off), 'now', 'soap_end' or a date (YYYY-MM-DD[THH:MM], Amsterdam time)."""
+    if value is None or value == "":
+        return None
+    from l1nda_sync.settings import parse_moment
+
+    if not isinstance(value, str):
+        raise ParamError(f"cutover_preview_at: expected text (now, soap_end or a date), got {type(value).__name__}")
+    text = value.strip().lower()
+    if text in ("now", "soap_end"):
+        return text
+    try:
+        return parse_moment(value).isoformat()
+    except ValueError as exc:
+        raise ParamError(f"cutover_preview_at: {exc}") from None
 
 
 def _renamed(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -94,6 +94,9 @@ class RunRequest:
     force: bool = False
     dry_run: bool = False
     send_mails: bool = True  # off: alerts are recorded and their mails wait in the outbox
+    # The cutover's preview instead of a run ('now', 'soap_end' or an ISO time): logs what the cutover would do
+    # then (`migration.cutover.plan_cutover`, as `l1nda-sync migration preview`), writes nothing, checks nothing.
+    cutover_preview_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,8 @@ class RunPipeline:
     # -- the steps ------------------------------------------------------------------------------------------------
     def plan(self, request: RunRequest, *, dag_run_id: str | None = None) -> PlannedRun:
         """Claim the due tokens, open a run and cut batches. A dry run does all its work here and writes nothing."""
+        if request.cutover_preview_at is not None:
+            return PlannedRun(None, (), True, False, self.preview_cutover(request.cutover_preview_at))
         if request.dry_run:
             report = self.engine.run_once(token_ids=request.token_ids, force=request.force, dry_run=True)
             log.info("dry run, nothing written:\n%s", report.table())
@@ -172,6 +177,28 @@ class RunPipeline:
         plan = self.engine.plan(token_ids=request.token_ids, force=request.force, dag_run_id=dag_run_id)
         log.info("run %s: %d token(s) due in %d batch(es)", plan.run_id, len(plan.token_ids), len(plan.batches))
         return PlannedRun(plan.run_id, tuple(tuple(b) for b in plan.batches), False, request.send_mails)
+
+    def preview_cutover(self, at_text: str) -> dict[str, Any]:
+        """Log what the cutover would do at `at_text` ('now', 'soap_end' or ISO) and return its counts; reads only."""
+        from l1nda_sync.migration.report import preview_text
+        from l1nda_sync.migration.running import preview
+        from l1nda_sync.settings import parse_moment
+
+        soap_end = self.settings.soap_end
+        at = (self.engine.clock() if at_text == "now" else soap_end if at_text == "soap_end"
+              else parse_moment(at_text))
+        conn = self.engine.connect()
+        try:
+            with conn, conn.cursor() as cur:
+                plan = preview(cur, at=at, soap_end=soap_end)
+        finally:
+            conn.close()
+        log.info("cutover preview, nothing written:\n%s", preview_text(plan))
+        for customer, links in plan.per_customer().items():
+            log.info("customer %s: stay on REST %s, move to REST %s, suspend %s", customer, links["stay_on_rest"],
+                     links["move_to_rest"], links["suspend"])
+        return {"cutover_preview": True, "retire": len(plan.retire), "moved_to_rest": len(plan.to_rest),
+                "suspend": len(plan.suspended), "notices": len(plan.notices)}
 
     def check(self, run_id: int | None, batch: Sequence[int]) -> dict[str, int]:
         """Probe one batch and store its checks (pending until the apply step)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.masking import Secret, mask
@@ -93,6 +93,16 @@ class Checked:
         return {"checked": {"outcome": "transient", "detail": self.warning}}
 
 
+def refuse_after_soap_end(settings: Settings, now: datetime | None = None) -> None:
+    """Once Nmbrs ended SOAP (setting soap_end) a SOAP token can neither be checked nor used: InvalidInput."""
+    now = now or datetime.now(UTC)
+    if settings.soap_over(now):
+        raise InvalidInput("token", f"Nmbrs ended its SOAP API on {settings.soap_end:%Y-%m-%d %H:%M %Z} (setting "
+                                    "soap_end): a SOAP token can no longer be checked or used; connect the customer "
+                                    "through REST instead (`l1nda-sync invite --purpose rest` or `l1nda-sync "
+                                    "connections start`); nothing was written")
+
+
 def check_token(settings: Settings, username: str, token: Secret, domain: str | None) -> Checked:
     """Probe once. A refusal that is the token's fault raises InvalidInput; an outage gives a warning."""
     started = time.monotonic()
@@ -110,6 +120,7 @@ def probe_token(settings: Settings, username: str, token: Secret, domain: str | 
 
 
 def _probe(settings: Settings, username: str, token: Secret, domain: str | None) -> Probe:
+    refuse_after_soap_end(settings)  # no SOAP call after soap_end, whoever asks
     try:
         return get_client(settings).probe(Credentials(username, token, domain))
     except NmbrsError as exc:

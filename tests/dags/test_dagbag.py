@@ -35,7 +35,7 @@ def test_sync_dag_shape(dagbag) -> None:
     assert dag.max_active_runs == 1
     assert dag.dagrun_timeout is not None
     assert dag.on_failure_callback, "a failed run must mail operations"
-    assert set(dag.params) == {"token_ids", "force", "dry_run", "send_mails"}
+    assert set(dag.params) == {"token_ids", "force", "dry_run", "send_mails", "cutover_preview_at"}
     for name in dag.params:
         assert dag.params.get_param(name).description, f"param {name} has no description"
     assert dag.task_dict["check"].pool == "nmbrs_api"

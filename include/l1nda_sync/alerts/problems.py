@@ -39,6 +39,8 @@ class Kind(StrEnum):
     WEBHOOK_FAILING = "webhook_failing"  # webhook events parked, or failing for a while (alerts.delivery_problems)
     LINK_PENDING = "link_pending"  # a requested link no token reaches for longer than link_pending_after
     CONSENT_REVOKED = "consent_revoked"  # a REST connection's consent was withdrawn in Nmbrs, or it expired
+    SOAP_ENDED = "soap_ended"  # the cutover retired this SOAP token and suspended its links: its contact, once
+    SOAP_CUTOVER = "soap_cutover"  # the cutover ran: one summary for operations
 
 
 class Stage(StrEnum):
@@ -75,6 +77,9 @@ TOKEN_KINDS = (Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRI
 # The customer must act on these; for the others only operations is mailed.
 CUSTOMER_KINDS = frozenset({Kind.REVOKED, Kind.REJECTED, Kind.RIGHTS_MISSING, Kind.NO_SUBSCRIPTION,
                             Kind.CONSENT_REVOKED})
+# Told once, never reminded (the cutover's notices): `soap_ended` to the token's contact only (operations get the
+# one `soap_cutover` summary instead of a mail per token), `soap_cutover` to operations.
+ONCE_KINDS = frozenset({Kind.SOAP_ENDED, Kind.SOAP_CUTOVER})
 # Link suspension reasons that mean "the token is fine but no longer reaches the company".
 REACH_REASONS = frozenset({"tag_or_filter", "company_ended", "filter_or_company_ended", "not_reached"})
 # Token states that end the token's problems without any mail: the operator took the token out of service.
@@ -190,7 +195,8 @@ def plan_quiet(existing: Problem, now: datetime, policy: Policy) -> Action:
 def reminder_due_at(problem: Problem, policy: Policy) -> datetime | None:
     """When the next reminder is due: an interval after the last mail (or after an unmute, which sends no
     backlog); never for a muted, suspected or cleared problem, or when reminders are off."""
-    if policy.reminder_interval is None or problem.muted or problem.stage is Stage.SUSPECTED:
+    if policy.reminder_interval is None or problem.muted or problem.stage is Stage.SUSPECTED \
+            or problem.kind in ONCE_KINDS:
         return None
     if problem.cause_cleared_at is not None:
         return None
@@ -235,4 +241,6 @@ def token_causes(state: TokenState, missing_operation: str | None = None,
 
 def audiences(kind: Kind) -> tuple[str, ...]:
     """Who hears about a kind: operations always, the token's customer contact only when they must act."""
+    if kind is Kind.SOAP_ENDED:
+        return ("customer",)
     return ("ops", "customer") if kind in CUSTOMER_KINDS else ("ops",)

@@ -85,8 +85,9 @@ def hours(seconds: float) -> str:
 
 
 @jinja2.pass_context
-def _when(context: jinja2.runtime.Context, value: datetime | None) -> str:
-    return when(value, context["lang"])
+def _when(context: jinja2.runtime.Context, value: datetime | str | None) -> str:
+    """A time in the mail's language; a problem's detail holds times as ISO text (stored as JSON)."""
+    return when(datetime.fromisoformat(value) if isinstance(value, str) else value, context["lang"])
 
 
 @jinja2.pass_context

@@ -47,6 +47,12 @@ def current_cause(cur: Cursor, row: ProblemRow, latest: BreakerVerdict | None, s
         if latest is None or latest.tripped or unknown_present(latest, settings):
             return None
         return Cause.absent()
+    if row.kind in (Kind.SOAP_ENDED, Kind.SOAP_CUTOVER):
+        # Told once; closes without a word once no link it is about stays suspended for soap_ended.
+        cur.execute("SELECT count(*) FROM links WHERE state = 'suspended' AND reason = 'soap_ended' AND wanted "
+                    "AND (%s::bigint IS NULL OR token_id = %s)", (row.token_id, row.token_id))
+        left = cur.fetchone()
+        return None if left and left[0] else Cause(False, withdrawn=True)
     if row.token_id is None:
         return None  # outbox_stuck, webhook_failing: judged by delivery_problems.track_delivery at the end of sweep()
     if row.kind is Kind.ACCESS_LOST:

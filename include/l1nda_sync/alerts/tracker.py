@@ -107,7 +107,9 @@ def queue_mail(cur: Cursor, row: ProblemRow, event: Event, *, now: datetime, set
         "reminder_hours": f"{float(settings.reminder_interval) / 3600:g}" if settings.reminder_interval else None,
     }
     plan = []
-    if settings.ops_recipients:
+    if "ops" not in wanted:
+        pass  # the soap_ended notice: operations get the cutover's one summary instead
+    elif settings.ops_recipients:
         plan.append(("ops", list(settings.ops_recipients), settings.default_language))
     else:
         log.warning("problem %s: no ops_recipients configured, operations gets no mail", row.id)
@@ -128,7 +130,7 @@ def queue_mail(cur: Cursor, row: ProblemRow, event: Event, *, now: datetime, set
 
 
 # The customer page's purpose per problem kind (a REST connection always consents again).
-INVITING = {Kind.REVOKED: "token", Kind.REJECTED: "token", Kind.CONSENT_REVOKED: "rest"}
+INVITING = {Kind.REVOKED: "token", Kind.REJECTED: "token", Kind.CONSENT_REVOKED: "rest", Kind.SOAP_ENDED: "rest"}
 
 
 def _invitation(cur: Cursor, row: ProblemRow, event: Event, token: dict[str, Any] | None, contacts: list[str], *,
@@ -144,8 +146,11 @@ def _invitation(cur: Cursor, row: ProblemRow, event: Event, token: dict[str, Any
     if purpose is None or event is Event.RESOLVED or token is None or not settings.web_base_url \
             or not settings.web_secret:
         return None
-    is_rest = token.get("kind") == "rest_connection"
-    customer = token.get("customer_ref")
+    if row.kind is Kind.SOAP_ENDED and (token.get("level") == "accountant"
+                                        or len(row.detail.get("customers", ())) != 1):
+        return None  # an invitation is one customer's: an accountant's summary names its debtors instead
+    is_rest = token.get("kind") == "rest_connection" or purpose == "rest"
+    customer = token.get("customer_ref") or (row.detail.get("customers") or [None])[0]
     if not customer:
         cur.execute("""SELECT l.customer_ref FROM links l
                        LEFT JOIN reach_companies rc ON rc.token_id = %s AND rc.company_id = l.company_id

@@ -27,6 +27,7 @@ from l1nda_sync.cli import (
     db_commands,
     key_commands,
     link_commands,
+    migration_commands,
     outbox_commands,
     problem_commands,
     settings_commands,
@@ -45,7 +46,7 @@ EXIT_BAD_INPUT = 2
 
 COMMAND_MODULES = (
     db_commands, key_commands, token_commands, connection_commands, company_commands, link_commands, sync_commands,
-    problem_commands, outbox_commands, settings_commands, web_commands,
+    problem_commands, outbox_commands, settings_commands, web_commands, migration_commands,
 )
 
 

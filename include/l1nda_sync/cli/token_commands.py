@@ -14,7 +14,7 @@ from l1nda_sync.registry import db, details, tokens
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.errors import Conflict, InvalidInput
 from l1nda_sync.registry.tokens import NewToken, Token
-from l1nda_sync.token_check import Checked, ProbeSummary, check_token, record_check
+from l1nda_sync.token_check import Checked, ProbeSummary, check_token, record_check, refuse_after_soap_end
 
 if TYPE_CHECKING:
     from l1nda_sync.cli.context import Commands
@@ -141,6 +141,7 @@ def run_add(ctx: Context) -> int:
     args = ctx.args
     if args.token_on_argv is not None:
         raise InvalidInput("--token", ARGV_REFUSAL)
+    refuse_after_soap_end(ctx.settings)
     store = ctx.token_store()  # no keys: fail before asking for the token
     conn = ctx.connect()
     store.refuse_foreign_keys(conn, action="added")  # keys that are not this registry's: before the token
@@ -178,6 +179,7 @@ def run_replace(ctx: Context) -> int:
     if args.token_on_argv is not None:
         raise InvalidInput("--token", ARGV_REFUSAL)
     domain = v.subdomain(args.domain, "--domain")
+    refuse_after_soap_end(ctx.settings)
     store = ctx.token_store()
     conn = ctx.connect()
     current = tokens.get_token(conn, args.id)

@@ -58,19 +58,28 @@ def batched(ids: Sequence[int], size: int) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(ids[i : i + size]) for i in range(0, len(ids), size))
 
 
-def validate_token_ids(cur: Cursor, token_ids: Sequence[object]) -> None:
-    """Every requested id must be a registered, checkable token (they come from run parameters: anything)."""
+def validate_token_ids(cur: Cursor, token_ids: Sequence[object], *, soap_ended: datetime | None = None) -> None:
+    """Every requested id must be a registered, checkable token (they come from run parameters: anything); once
+    SOAP ended (`soap_ended`: when), no SOAP token."""
     if not token_ids:
         return
     bad = [t for t in token_ids if not isinstance(t, int) or isinstance(t, bool) or t <= 0]
     if bad:
         raise PlanError(f"token_ids: {bad!r} are not token ids (positive whole numbers); see `l1nda-sync tokens list`")
     ids = {t for t in token_ids if isinstance(t, int)}
-    cur.execute("SELECT id, state FROM tokens WHERE id = ANY(%s)", (list(token_ids),))
-    found: dict[int, str] = dict(cur.fetchall())
+    cur.execute("SELECT id, state, kind FROM tokens WHERE id = ANY(%s)", (list(token_ids),))
+    rows = cur.fetchall()
+    found: dict[int, str] = {i: state for i, state, _ in rows}
     unknown = sorted(ids - found.keys())
     if unknown:
         raise PlanError(f"token_ids: no token with id {', '.join(map(str, unknown))}; see `l1nda-sync tokens list`")
+    soap = sorted(i for i, state, kind in rows if kind == "soap_token" and (soap_ended or state == "retired"))
+    if soap:
+        when = f" on {soap_ended:%Y-%m-%d %H:%M %Z}" if soap_ended else ""
+        raise PlanError(
+            f"token_ids: token {', '.join(map(str, soap))} is a SOAP token and Nmbrs ended its SOAP API{when} "
+            "(setting soap_end): no SOAP call is made any more; its links moved to REST connections or were "
+            "suspended (`l1nda-sync migration status`)")
     blocked = sorted(t for t, state in found.items() if state not in CHECKABLE_STATES)
     if blocked:
         raise PlanError(
@@ -79,12 +88,16 @@ def validate_token_ids(cur: Cursor, token_ids: Sequence[object]) -> None:
         )
 
 
-def _due_condition(token_ids: Sequence[int], force: bool, *, soap_only: bool = False) -> str:
+def _due_condition(token_ids: Sequence[int], force: bool, *, soap_only: bool = False,
+                   rest_only: bool = False) -> str:
     """The WHERE clause of "check now" (parameters: states, ids, now), shared by the claim and the dry run;
-    `soap_only` leaves REST connections out (no REST app is configured to check them)."""
+    `soap_only` leaves REST connections out (no REST app is configured to check them), `rest_only` SOAP tokens
+    (Nmbrs ended SOAP: setting soap_end)."""
     conditions = ["state = ANY(%(states)s)", "(claimed_until IS NULL OR claimed_until <= %(now)s)"]
     if soap_only:
         conditions.append("kind <> 'rest_connection'")
+    if rest_only:
+        conditions.append("kind <> 'soap_token'")
     if token_ids:
         conditions.append("id = ANY(%(ids)s)")
     if not force:
@@ -93,10 +106,11 @@ def _due_condition(token_ids: Sequence[int], force: bool, *, soap_only: bool = F
 
 
 def due_tokens(cur: Cursor, now: datetime, *, token_ids: Sequence[int] = (), force: bool = False,
-               soap_only: bool = False) -> list[int]:
+               soap_only: bool = False, rest_only: bool = False) -> list[int]:
     """The ids `claim_tokens` would claim, without claiming them (a dry run writes nothing)."""
     cur.execute(
-        f"SELECT id FROM tokens WHERE {_due_condition(token_ids, force, soap_only=soap_only)} ORDER BY id",
+        f"SELECT id FROM tokens WHERE {_due_condition(token_ids, force, soap_only=soap_only, rest_only=rest_only)}"
+        " ORDER BY id",
         {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "due": now + DUE_GRACE},
     )
     return [row[0] for row in cur.fetchall()]
@@ -133,6 +147,7 @@ def claim_tokens(
     run_id: int | None = None,
     witnesses: int = 0,
     soap_only: bool = False,
+    rest_only: bool = False,
 ) -> list[int]:
     """Claim the tokens to check now: the due ones (or exactly `token_ids`), skipping any another run holds.
 
@@ -140,7 +155,7 @@ def claim_tokens(
     planner are skipped (SKIP LOCKED). With `witnesses`, a run that rechecks a token whose last check failed
     also claims up to that many healthy active tokens of the same credential kind (the breaker judges each kind
     apart), least recently checked first. `soap_only` claims no REST
-    connection (no REST app is configured).
+    connection (no REST app is configured), `rest_only` no SOAP token (SOAP ended).
     """
     params = {"states": list(CHECKABLE_STATES), "ids": list(token_ids), "now": now, "due": now + DUE_GRACE,
               "until": now + lease, "limit": limit, "run": run_id}
@@ -148,7 +163,7 @@ def claim_tokens(
         f"""
         WITH due AS (
             SELECT id FROM tokens
-            WHERE {_due_condition(token_ids, force, soap_only=soap_only)}
+            WHERE {_due_condition(token_ids, force, soap_only=soap_only, rest_only=rest_only)}
             ORDER BY next_check_at, id
             {"LIMIT %(limit)s" if limit else ""}
             FOR UPDATE SKIP LOCKED

@@ -290,10 +290,12 @@ class SyncEngine:
         """
         force = force or bool(token_ids)
         now = self.clock()
+        # From soap_end no SOAP token is claimed, checked or named (Nmbrs ended SOAP), and the cutover runs first.
+        rest_only = self.settings.soap_over(now)
         conn = self.connect()
         try:
             with conn, conn.cursor() as cur:
-                validate_token_ids(cur, token_ids)
+                validate_token_ids(cur, token_ids, soap_ended=self.settings.soap_end if rest_only else None)
                 skipped = tuple(claimed_elsewhere(cur, now, token_ids))
                 # Without L1NDA's REST app no connection can be checked: they are left out (and reported), so the
                 # run's SOAP checks are still made and applied.
@@ -302,14 +304,16 @@ class SyncEngine:
                 if left_out:
                     log.warning("%s", RestAppMissing(left_out))
                 if dry_run:
-                    ids = due_tokens(cur, now, token_ids=token_ids, force=force, soap_only=soap_only)
+                    ids = due_tokens(cur, now, token_ids=token_ids, force=force, soap_only=soap_only,
+                                     rest_only=rest_only)
                     return Plan(None, tuple(ids), batched(ids, self.settings.batch_size), skipped,
                                 rest_left_out=left_out)
                 # The run's id first (no row yet), so that the claims can name it; the run row is written once.
                 cur.execute("SELECT nextval(pg_get_serial_sequence('runs', 'id'))")
                 run_id = fetch_one(cur)[0]
                 ids = claim_tokens(cur, now, token_ids=token_ids, force=force, run_id=run_id,
-                                   witnesses=self.settings.breaker_min_tokens, soap_only=soap_only)
+                                   witnesses=self.settings.breaker_min_tokens, soap_only=soap_only,
+                                   rest_only=rest_only)
                 cur.execute(
                     """INSERT INTO runs (id, dag_run_id, started_at, dry_run, forced, state, summary)
                        VALUES (%s, %s, %s, false, %s, 'running', %s::jsonb)""",
@@ -318,12 +322,27 @@ class SyncEngine:
                                  "skipped": [{"token_id": t, "run_id": r} for t, r in skipped],
                                  **({"rest_left_out": list(left_out)} if left_out else {})})),
                 )
+                if rest_only:
+                    self._cutover(cur, now, run_id)
             plan = Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size), skipped, rest_left_out=left_out)
             if plan.skipped:
                 log.info("%s", plan.skipped_message())
             return plan
         finally:
             conn.close()
+
+    def _cutover(self, cur: Cursor, now: datetime, run_id: int) -> None:
+        """SOAP ended: retire the SOAP tokens, move or suspend their links and tell their customers, once
+        (`migration.running`; a no-op once done). In the plan's transaction: a failure fails the plan, nothing
+        written."""
+        from l1nda_sync.migration.running import run_cutover
+
+        plan = run_cutover(cur, now=now, settings=self.settings, hooks=self.hooks, run_id=run_id)
+        if plan.retire or plan.changes:
+            cur.execute("UPDATE runs SET summary = summary || %s::jsonb WHERE id = %s",
+                        (json.dumps({"cutover": {"retired": len(plan.retire), "moved_to_rest": len(plan.to_rest),
+                                                 "suspended": len(plan.suspended),
+                                                 "notices": len(plan.notices)}}), run_id))
 
     def abort(self, run_id: int, reason: str) -> int:
         """A run that fails before it checked anything: mark it failed and release its claims at once."""

@@ -104,7 +104,7 @@ def plan_cutover(world: World, at: datetime, soap_end: datetime) -> CutoverPlan:
     customers = {str(link.id): link.customer_ref or "?" for link in links}
     moved = {c.link_id for c in changes}
     kept = tuple(link.id for link in links if link.id not in moved and link.state is LinkState.ACTIVE
-                 and link.token_id in world.tokens
+                 and link.token_id is not None and link.token_id in world.tokens
                  and world.tokens[link.token_id].kind is CredentialKind.REST_CONNECTION)
     notices = []
     for token_id in retire:

@@ -23,12 +23,16 @@ from l1nda_sync.engine.token_state import CredentialKind, TokenState
 
 
 class Readiness(StrEnum):
+    """Whether a link survives the end of SOAP."""
+
     SOAP_ONLY = "soap_only"
     REST_READY = "rest_ready"
     AMBIGUOUS = "ambiguous"
 
 
 class InvitationState(StrEnum):
+    """The customer's newest REST invitation, as the status shows it."""
+
     NONE = "none"
     SENT = "sent"  # made or mailed, not opened yet
     OPENED = "opened"

@@ -73,7 +73,8 @@ def test_a_new_or_invalid_rest_connection_does_not_make_a_pending_link_ready() -
 def test_accountant_grouping_and_rest_target() -> None:
     rows = {r.link_id: r for r in assess(world(), NOW)}
     assert (rows[10].accountant_token, rows[10].accountant_label) == (1, "Office")
-    assert rows[11].accountant_token is None and rows[11].rest_connection == 3
+    assert rows[11].accountant_token is None
+    assert rows[11].rest_connection == 3
     assert rows[13].ambiguous_rest_companies == ("u-1",)
 
 
@@ -94,7 +95,10 @@ def test_invitation_state_is_the_newest_rest_invitations() -> None:
 
 def test_cutover_before_soap_end_does_nothing() -> None:
     plan = plan_cutover(world(), END - timedelta(seconds=1), END)
-    assert not plan.active and plan.retire == () and plan.changes == () and plan.notices == ()
+    assert not plan.active
+    assert plan.retire == ()
+    assert plan.changes == ()
+    assert plan.notices == ()
 
 
 def test_cutover_at_soap_end_retires_moves_and_suspends() -> None:
@@ -132,7 +136,9 @@ def test_cutover_after_itself_changes_nothing() -> None:
     tokens = {i: (TokenView(t.id, t.level, TokenState.RETIRED, t.environment, t.last_valid_at)
                   if i in plan.retire else t) for i, t in w.tokens.items()}
     again = plan_cutover(world(links=links, tokens=tokens), END + timedelta(hours=1), END)
-    assert again.retire == () and again.changes == () and again.notices == ()
+    assert again.retire == ()
+    assert again.changes == ()
+    assert again.notices == ()
 
 
 @given(st.lists(st.tuples(st.integers(1, 4), st.sampled_from(list(TokenState)), st.booleans()), max_size=4),
