@@ -4,7 +4,8 @@ Every run checks only the tokens that are due (healthy hourly, just-failed soone
 in batches mapped over workers; the Airflow pool `nmbrs_api` bounds how many batches talk to Nmbrs at once.
 Trigger by hand to recheck chosen tokens now (`token_ids`, `force`), to preview (`dry_run`), to hold mails
 (`send_mails`), or to preview the SOAP cutover (`cutover_preview_at`). The steps are the run pipeline's
-(`l1nda_sync.pipeline`, the same `l1nda-sync sync run` runs); their task bodies live in `l1nda_sync.orchestration`; this file only wires them.
+(`l1nda_sync.pipeline`, the same `l1nda-sync sync run` runs); their task bodies live in
+`l1nda_sync.orchestration`; this file only wires them.
 """
 
 from __future__ import annotations

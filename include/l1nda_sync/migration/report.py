@@ -64,10 +64,24 @@ def status_csv(data: dict[str, Any]) -> str:
     return out.getvalue().rstrip("\n")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    from l1nda_sync.cli.output import table
+def _cell(value: object) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or "-"
+    return "".join(ch if ch.isprintable() else "?" for ch in str(value))
 
-    return table(headers, rows)
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """An aligned table (the CLI's layout; runtime modules never import the CLI)."""
+    shown = [[_cell(v) for v in row] for row in rows]
+    if not shown:
+        return "(none)"
+    widths = [max(len(h), *(len(r[i]) for r in shown)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in shown]
+    return "\n".join(lines)
 
 
 def status_text(data: dict[str, Any]) -> str:
