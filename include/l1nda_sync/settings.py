@@ -321,6 +321,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("soap_end", SOAP_END_DEFAULT, "when Nmbrs ends its SOAP API (Europe/Amsterdam unless an offset is "
             "given): from then no SOAP call is made, SOAP tokens are retired and links no REST connection reaches "
             "suspend (soap_ended)", parse=parse_moment),
+    Setting("migration_campaign_start", None, "from when customers with soap_only links are invited to consent "
+            "through REST, reminded and re-invited (Europe/Amsterdam unless an offset is given); unset: no campaign",
+            parse=parse_moment),
+    Setting("migration_reminder_interval", 7 * 86400.0, "seconds between campaign reminders until the last "
+            "migration_final_window before soap_end", parse=_positive_float),
+    Setting("migration_final_reminder_interval", 86400.0, "seconds between campaign reminders in the last "
+            "migration_final_window before soap_end", parse=_positive_float),
+    Setting("migration_final_window", 14 * 86400.0, "seconds before soap_end from which campaign reminders use "
+            "migration_final_reminder_interval", parse=_non_negative_float),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -476,6 +485,10 @@ class Settings:
     web_rate_limit: int = 10
     web_rate_window: float = 600.0
     soap_end: datetime = field(default_factory=lambda: parse_moment(SOAP_END_DEFAULT))
+    migration_campaign_start: datetime | None = None
+    migration_reminder_interval: float = 7 * 86400.0
+    migration_final_reminder_interval: float = 86400.0
+    migration_final_window: float = 14 * 86400.0
 
     def soap_over(self, now: datetime) -> bool:
         """Whether Nmbrs' SOAP API has ended at `now` (`soap_end` passed): no SOAP call may be made."""

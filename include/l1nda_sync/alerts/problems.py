@@ -41,6 +41,10 @@ class Kind(StrEnum):
     CONSENT_REVOKED = "consent_revoked"  # a REST connection's consent was withdrawn in Nmbrs, or it expired
     SOAP_ENDED = "soap_ended"  # the cutover retired this SOAP token and suspended its links: its contact, once
     SOAP_CUTOVER = "soap_cutover"  # the cutover ran: one summary for operations
+    # The migration campaign's (migration.campaign_running decides and mails them, not the sweep's rules)
+    MIGRATION_INVITE = "migration_invite"  # one (customer, contact) invited to consent through REST
+    MIGRATION_ACCOUNTANT = "migration_accountant"  # an accountant token's contact: its debtors must each consent
+    MIGRATION_WEEKLY = "migration_weekly"  # operations: the countdown and who did not react
 
 
 class Stage(StrEnum):

@@ -41,6 +41,14 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     preview.add_argument("--at", metavar="DATE", help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (Amsterdam time unless an "
                                                       "offset is given)")
     preview.set_defaults(handler=run_preview)
+    contact = sub.add_parser("contact", parents=[common], help="a debtor's contact for the campaign's invitations",
+                             description="Record who at a customer may consent (an accountant's debtor has no "
+                                         "contact of its own): the campaign invites them while its links are "
+                                         "soap_only.")
+    contact.add_argument("--customer", metavar="REF", required=True, help="L1NDA's customer reference")
+    contact.add_argument("--contact", metavar="EMAIL", required=True, help="who may consent in Nmbrs")
+    contact.add_argument("--language", metavar="LANG", help="en or nl (default: the default_language setting)")
+    contact.set_defaults(handler=run_contact)
 
 
 def _now() -> datetime:
@@ -74,4 +82,19 @@ def run_preview(ctx: Context) -> int:
     with db.transaction(conn) as cur:
         plan = preview(cur, at=at, soap_end=soap_end)
     ctx.emit(plan.to_dict(), lambda: preview_text(plan))
+    return 0
+
+
+def run_contact(ctx: Context) -> int:
+    customer = v.customer_ref(ctx.args.customer)
+    contact = v.email(ctx.args.contact, "--contact")
+    language = v.language(ctx.args.language) if ctx.args.language else None
+    conn = ctx.connect()
+    with db.transaction(conn) as cur:
+        cur.execute("""INSERT INTO customer_contacts (customer_ref, contact, language, added_by, added_at)
+                       VALUES (%s, %s, %s, 'cli', %s) ON CONFLICT (customer_ref, contact)
+                       DO UPDATE SET language = coalesce(EXCLUDED.language, customer_contacts.language)""",
+                    (customer, contact, language, _now()))
+    ctx.emit({"customer_ref": customer, "contact": contact, "language": language},
+             lambda: f"{customer}: contact {contact} recorded; the campaign invites them while its links are soap_only")
     return 0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from l1nda_sync.migration import world
 from l1nda_sync.migration.cutover import CutoverPlan, plan_cutover
+from l1nda_sync.registry import locks
 
 if TYPE_CHECKING:
     from psycopg2.extensions import cursor as Cursor
@@ -43,7 +44,7 @@ def run_cutover(cur: Cursor, *, now: datetime, settings: Settings, hooks: LinkHo
 
     if not settings.soap_over(now):
         return plan_cutover(world.load(cur)[0], now, settings.soap_end)
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext('l1nda-soap-cutover'))")  # two runs at once: one waits
+    locks.lock_soap_cutover(cur)  # two runs at once: one waits
     current, debtor_of = world.load(cur, lock=True)
     plan = plan_cutover(current, now, settings.soap_end)
     if not (plan.retire or plan.changes):

@@ -30,6 +30,12 @@ TOKEN_WRITE_LOCK_KEY: Final = 0x4C314E444102
 WEBHOOK_DELIVERY_LOCK_KEY: Final = 0x4C314E4457
 """Webhook delivery: one deliverer at a time, so events leave in order (session lock)."""
 
+SOAP_CUTOVER_LOCK_KEY: Final = 0x4C314E444103
+"""The SOAP cutover: one cutover at a time (transaction lock); a second run waits, then finds nothing to retire."""
+
+MIGRATION_CAMPAIGN_LOCK_KEY: Final = 0x4C314E444104
+"""The migration campaign's pass: one at a time (transaction lock), so a (customer, contact) is invited once."""
+
 # Bigint key space: keys hashed from a name by PostgreSQL.
 OUTBOX_DRAIN_LOCK_NAME: Final = "l1nda-outbox-drain"
 """Outbox drain: one drain at a time (session lock, released also when a crashed drainer's connection ends)."""
@@ -49,6 +55,8 @@ CONSTANT_KEYS: Final = {
     "schema upgrade": SCHEMA_LOCK_KEY,
     "token write": TOKEN_WRITE_LOCK_KEY,
     "webhook delivery": WEBHOOK_DELIVERY_LOCK_KEY,
+    "SOAP cutover": SOAP_CUTOVER_LOCK_KEY,
+    "migration campaign": MIGRATION_CAMPAIGN_LOCK_KEY,
 }
 HASHED_NAMES: Final = {"outbox drain": OUTBOX_DRAIN_LOCK_NAME}
 PAIR_CLASSES: Final = {"link request": LINK_REQUEST_LOCK_CLASS, "REST refresh": REST_REFRESH_LOCK_CLASS}
@@ -67,6 +75,16 @@ def lock_token_writes(cur: Cursor) -> None:
     """Serialise token writes that check or change fingerprints (add, replace, key rotation) until this
     transaction ends."""
     _xact_lock(cur, TOKEN_WRITE_LOCK_KEY)
+
+
+def lock_soap_cutover(cur: Cursor) -> None:
+    """Serialise the SOAP cutover until this transaction ends."""
+    _xact_lock(cur, SOAP_CUTOVER_LOCK_KEY)
+
+
+def lock_migration_campaign(cur: Cursor) -> None:
+    """Serialise the migration campaign's passes until this transaction ends."""
+    _xact_lock(cur, MIGRATION_CAMPAIGN_LOCK_KEY)
 
 
 def lock_link_requests(cur: Cursor, company_id: int) -> None:
