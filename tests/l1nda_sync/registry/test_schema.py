@@ -12,7 +12,7 @@ from l1nda_sync.registry.schema import Migration, SchemaError
 TABLES = {
     "schema_version", "tokens", "runs", "checks", "reach_debtors", "reach_companies", "reach_events", "links",
     "link_events", "problems", "outbox", "token_events", "webhook_outbox", "registry_keys", "problem_kinds",
-    "rest_connections", "rest_authorizations", "rest_entities", "invitations",
+    "rest_connections", "rest_authorizations", "rest_entities", "invitations", "customer_contacts",
 }
 
 
