@@ -40,16 +40,32 @@ def context(*, level: str = "debtor", name: str = "Bakkerij Jansen", companies: 
     }
 
 
-# link_pending has its own subject and context (alerts/link_pending.py; tests/l1nda_sync/cli/test_link_pending.py).
-CASES = [(k, e, a, lang) for k in Kind if k is not Kind.LINK_PENDING
+# link_pending has its own subject and context (alerts/link_pending.py; tests/l1nda_sync/cli/test_link_pending.py);
+# so have the campaign's kinds (migration/campaign_running.py; tests/l1nda_sync/migration/test_campaign_story.py).
+OWN_RENDERER = {Kind.LINK_PENDING, Kind.MIGRATION_INVITE, Kind.MIGRATION_ACCOUNTANT, Kind.MIGRATION_WEEKLY}
+CASES = [(k, e, a, lang) for k in Kind if k not in OWN_RENDERER
          for e in Event for a in audiences(k) for lang in ("en", "nl")]
-# Kinds about the provider or the delivery, not about one token.
-NOT_A_TOKEN = {Kind.PROVIDER_INCIDENT, Kind.UNKNOWN_ANSWERS, Kind.OUTBOX_STUCK, Kind.WEBHOOK_FAILING}
+# Kinds about the provider, the delivery or the whole cutover, not about one token.
+NOT_A_TOKEN = {Kind.PROVIDER_INCIDENT, Kind.UNKNOWN_ANSWERS, Kind.OUTBOX_STUCK, Kind.WEBHOOK_FAILING,
+               Kind.SOAP_CUTOVER}
+SOAP_END = datetime(2027, 2, 28, 23, 0, tzinfo=UTC)
+# What the cutover records (migration/running.py): a soap_ended notice's and the soap_cutover summary's detail.
+CUTOVER_DETAIL = {
+    "soap_end": SOAP_END, "at": SOAP_END, "level": "debtor", "customers": ["C-1"], "links": [9],
+    "retired": 3, "moved": 4, "suspended": 5,
+    "notices": [{"token_id": 7, "label": "Bakkerij Jansen", "level": "debtor", "customers": ["C-1"], "links": [9],
+                 "mailed": True},
+                {"token_id": 8, "label": "Kapsalon Anna", "level": "debtor", "customers": ["C-2"], "links": [10, 11],
+                 "mailed": False}],
+}
 
 
 @pytest.mark.parametrize(("kind", "event", "audience", "lang"), CASES)
 def test_every_mail_renders_with_its_essentials(kind: Kind, event: Event, audience: str, lang: str) -> None:
-    mail = render(kind.value, event.value, audience, lang, context())
+    ctx = context()
+    if kind in (Kind.SOAP_ENDED, Kind.SOAP_CUTOVER):
+        ctx["detail"] = {**ctx["detail"], **CUTOVER_DETAIL}
+    mail = render(kind.value, event.value, audience, lang, ctx)
     assert mail.subject.startswith("[L1NDA] ")
     assert "\n" not in mail.subject
     assert mail.html.lstrip().startswith("<!DOCTYPE html>")
@@ -131,3 +147,22 @@ def test_unknown_answers_and_the_incident_say_what_failed(lang: str) -> None:
     assert "(80%)" in unknown.text
     incident = render("provider_incident", "opened", "ops", lang, context())
     assert "Invalid Authentication (1001)" in incident.subject
+
+
+def test_the_dutch_soap_cutover_mail_is_dutch_and_names_the_tokens_to_tell_by_hand() -> None:
+    ctx = {**context(), "token": None, "detail": {**context()["detail"], **CUTOVER_DETAIL}}
+    mail = render("soap_cutover", "opened", "ops", "nl", ctx)
+    assert mail.subject == "[L1NDA] SOAP-overstap uitgevoerd: 3 token(s) buiten gebruik, 5 koppeling(en) opgeschort"
+    assert "1 maart 2027 00:00 CET" in mail.text, "soap_end in Amsterdam time"
+    assert "3 SOAP-token(s)\nbuiten gebruik gesteld, 4 koppeling(en) naar REST-koppelingen verplaatst" in mail.text
+    assert "token 7 (Bakkerij Jansen, debtor): C-1; 1 koppeling(en)\n" in mail.text
+    assert "token 8 (Kapsalon Anna, debtor): C-2; 2 koppeling(en); GEEN CONTACTPERSOON, licht hen zelf in" in mail.text
+    assert "Wat te doen" in mail.text
+    assert "l1nda-sync migration status" in mail.text
+    assert "geen contactpersoon, licht hen zelf in</strong>" in mail.html
+    for english in ("cutover ran", "retired", "What to do", "tell them yourself"):
+        assert english not in mail.text
+        assert english not in mail.html
+    resolved = render("soap_cutover", "resolved", "ops", "nl", ctx)
+    assert resolved.subject == "[L1NDA] Opgelost \u2013 Geen koppeling meer opgeschort voor soap_ended"
+    assert "Wat te doen" not in resolved.text
