@@ -180,3 +180,37 @@ def test_webhook_events_reach_the_platform_when_l1nda_api_is_configured(
     events = [(body["event"], body["data"]["to"]) for _h, body in receiver.posts]
     assert events == [("token.state_changed", "active"), ("link.state_changed", "active")]
     assert dag_world.query("SELECT count(*) FROM webhook_outbox WHERE state = 'sent'") == [(2,)]
+
+
+def test_cutover_preview_at_logs_the_plan_and_writes_nothing(dag_world: DagWorld, capfd, caplog) -> None:
+    dag_world.add_token("horeca")
+    dag_world.add_token("vandijk")
+    dag_world.request(50101, 50301)
+    dag = load_dag("nmbrs_token_sync")
+    assert dag.test().state == "success"
+    links = dag_world.query("SELECT id, company_id, state, reason, token_id FROM links ORDER BY id")
+    counts = dag_world.query("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM checks), "
+                             "(SELECT count(*) FROM link_events), (SELECT count(*) FROM problems)")
+    dag_world.sim.admin.clear_calls()
+    mails = len(dag_world.mail.received)
+    capfd.readouterr()
+    run = dag.test(run_conf={"cutover_preview_at": "soap_end"})
+    assert run.state == "success", _task_states(run)
+    captured = capfd.readouterr()
+    out = captured.out + captured.err + caplog.text  # the task's log, wherever this Airflow sends it
+    assert "cutover preview, nothing written" in out
+    assert "the cutover retires 2 SOAP token(s)" in out
+    assert "suspends 2 (soap_ended)" in out
+    assert dag_world.state("horeca") == "active"  # previewed, not retired
+    assert dag_world.state("vandijk") == "active"
+    assert dag_world.query("SELECT id, company_id, state, reason, token_id FROM links ORDER BY id") == links
+    assert dag_world.query("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM checks), "
+                           "(SELECT count(*) FROM link_events), (SELECT count(*) FROM problems)") == counts
+    assert dag_world.sim.admin.calls() == []  # no Nmbrs call at all
+    assert len(dag_world.mail.received) == mails
+
+    bad = dag.test(run_conf={"cutover_preview_at": "March"})
+    assert bad.state == "failed"
+    assert _task_states(bad)["plan"] == "failed"
+    captured = capfd.readouterr()
+    assert "cutover_preview_at: 'March' is not a date" in captured.out + captured.err + caplog.text
