@@ -251,3 +251,26 @@ def test_disable_enable_remove_report_changes_and_no_ops(cli, counts) -> None:
     as_json = cli("tokens", "show", "1", "--json").json
     assert [e["action"] for e in as_json["events"]] == ["removed", "enabled", "disabled", "added"]
     assert as_json["events"][1]["detail"] == {"reason": "customer is back"}
+
+
+@pytest.mark.parametrize("check", [["--no-check"], []])
+def test_after_soap_end_add_and_replace_refuse_a_soap_token_and_write_nothing(cli, registry_url, counts,
+                                                                              monkeypatch, check) -> None:
+    assert cli(*ADD, stdin=TOKEN).code == 0  # before soap_end (default 2027-03-01): as ever
+    monkeypatch.setenv("L1NDA_SOAP_END", "2026-01-01")
+    before = counts()
+    argv = [a for a in swap(ADD, "--username", "other@acme.nl") if a != "--no-check"] + check
+    added = cli(*argv, stdin=OTHER)
+    replaced = cli("tokens", "replace", "1", *check, stdin=OTHER)
+    for result in (added, replaced):
+        assert result.code == 2
+        assert "token: Nmbrs ended its SOAP API on 2026-01-01 00:00 CET (setting soap_end)" in result.err
+        assert "connect the customer through REST instead" in result.err
+        assert "nothing was written" in result.err
+        assert OTHER not in result.out + result.err
+    assert counts() == before
+    conn = db.connect(registry_url)
+    try:
+        assert TokenStore.from_settings().reveal(conn, 1).reveal() == TOKEN  # the old secret stays
+    finally:
+        conn.close()
