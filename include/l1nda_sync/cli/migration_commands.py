@@ -3,7 +3,8 @@
 `status` shows each wanted link's readiness (`soap_only`, `rest_ready`, `ambiguous`) with its customer's invitation
 state, grouped per customer and per accountant (master) token, and the countdown to `soap_end` (table, `--json`,
 `--csv`). `preview [--at DATE]` shows what the cutover does at that time (default: soap_end, or now once it
-passed), from the same pure plan the cutover carries out. Both only read.
+passed), from the same pure plan the cutover carries out. Both only read. `status --at DATE` is the clock hook: the
+readiness, invitation states and countdown as at that time (a simulated clock: the demo, the stories), default now.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     status = sub.add_parser("status", parents=[common], help="each link's readiness, per customer and accountant")
     status.add_argument("--customer", metavar="REF", help="only this customer's links")
     status.add_argument("--csv", action="store_true", help="one CSV row per link instead of the tables")
+    status.add_argument("--at", metavar="DATE", help="as at this time (default now): YYYY-MM-DD or "
+                                                     "YYYY-MM-DDTHH:MM (Amsterdam time unless an offset is given)")
     status.set_defaults(handler=run_status)
     preview = sub.add_parser("preview", parents=[common], help="what the cutover would do at a time",
                              description="What the cutover does at --at (default: soap_end, or now once it "
@@ -55,11 +58,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _at(text: str | None) -> datetime | None:
+    """`--at` parsed (aware), or None when not given; bad input names `--at`."""
+    try:
+        return parse_moment(text) if text else None
+    except ValueError as exc:
+        raise InvalidInput("--at", str(exc)) from None
+
+
 def run_status(ctx: Context) -> int:
     if ctx.args.csv and ctx.json:
         raise InvalidInput("--csv", "choose one of --csv and --json")
     customer = v.customer_ref(ctx.args.customer) if ctx.args.customer else None
-    now = _now()
+    now = _at(ctx.args.at) or _now()
     conn = ctx.connect()
     with db.transaction(conn) as cur:
         current, _ = world.load(cur, customer_ref=customer)
@@ -72,12 +83,8 @@ def run_status(ctx: Context) -> int:
 
 
 def run_preview(ctx: Context) -> int:
-    try:
-        at = parse_moment(ctx.args.at) if ctx.args.at else None
-    except ValueError as exc:
-        raise InvalidInput("--at", str(exc)) from None
     soap_end = ctx.settings.soap_end
-    at = at or max(_now(), soap_end)
+    at = _at(ctx.args.at) or max(_now(), soap_end)
     conn = ctx.connect()
     with db.transaction(conn) as cur:
         plan = preview(cur, at=at, soap_end=soap_end)

@@ -26,9 +26,15 @@ def test_status_csv_contact_and_bad_options(world: RestStoryWorld) -> None:
     both = world.cli("migration", "status", "--csv", "--json")
     assert both.code == 2
     assert both.json["error"]["field"] == "--csv"  # with --json the error is JSON on stdout
-    bad_at = world.cli("migration", "preview", "--at", "next tuesday")
-    assert bad_at.code == 2
-    assert "--at" in bad_at.err
+    for action in ("preview", "status"):
+        bad_at = world.cli("migration", action, "--at", "next tuesday")
+        assert bad_at.code == 2
+        assert "--at: 'next tuesday' is not a date" in bad_at.err
+    # the clock hook: the countdown as at a given time
+    at = world.cli("migration", "status", "--json", "--at", "2027-02-20")
+    assert at.code == 0, at.err
+    assert at.json["now"].startswith("2027-02-20T00:00:00+01:00")
+    assert at.json["seconds_left"] == 9 * 24 * 3600
     bad_contact = world.cli("migration", "contact", "--customer", "CUST-ANKER", "--contact", "not-an-address")
     assert bad_contact.code == 2
     assert "--contact" in bad_contact.err
