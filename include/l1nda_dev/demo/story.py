@@ -267,6 +267,9 @@ def run(stack: DemoStack) -> int:
     from l1nda_dev.demo import invitation_story
 
     console.raw(invitation_story.run_chapter(stack, after))
+    from l1nda_dev.demo import migration_story
+
+    console.raw(migration_story.run_chapter(stack, run_dag))
     for number, summary in _query(stack, "SELECT id, summary FROM runs ORDER BY id"):
         print(f"registry run {number}: {summary}", flush=True)  # into the log
     if misses:

@@ -110,7 +110,8 @@ def test_the_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> 
     assert "consent_revoked - CUST-ANKER" in out
     assert "code=…" in out  # the callback's code and state are shown masked
     # Every mail listed exists in var/mail and reads as a mail: subject and recipients as listed.
-    listed = re.findall(r"^  (\[L1NDA\].*)\n      to (.*)\n      (/.*\.eml)$", out, re.M)
+    # (alert mails start with [L1NDA]; the customer page's notes to operations with "Customer page:")
+    listed = re.findall(r"^  ((?:\[L1NDA\]|Customer page:).*)\n      to (.*)\n      (/.*\.eml)$", out, re.M)
     assert len(listed) >= 3, out
     files = sorted((tmp_path / "var" / "mail").glob("*.eml"))
     assert sorted(Path(path) for _s, _r, path in listed) == files
@@ -139,6 +140,22 @@ def test_the_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> 
     assert re.search(r"token \d+ Modehuis Van Dijk: revoked -> active", out), out
     assert "link 50301: suspended: the token was revoked -> active via Modehuis Van Dijk" in out
     assert "the same link again: error 'used' (HTTP 409)" in out
+    # The cutover chapter: the status table before, the preview, the run after soap_end, the status table after.
+    assert "=== The end of SOAP (a simulated cutover) ===" in out
+    chapter = out.split("=== The end of SOAP (a simulated cutover) ===", 1)[1]
+    before = re.search(r"\(before; soap_end is still 2027-03-01.*?\n(.*?)\n\nL1NDA_SOAP_END=", chapter, re.S)
+    assert before is not None, chapter
+    assert re.search(r"^Per customer\n", before.group(1), re.M)
+    assert re.search(r"soap_only", before.group(1))
+    assert re.search(r"the cutover retires \d+ SOAP token\(s\)", chapter), chapter
+    assert re.search(r"after the cutover: [1-9]\d* SOAP token\(s\) retired .*SOAP calls in the simulator's log "
+                     r"since soap_end: 0;", chapter), chapter
+    after = chapter.split("$ l1nda-sync migration status   (after)", 1)[1]
+    assert re.search(r"^Per customer\n", after, re.M)
+    assert ": SOAP ended 0 days 0 hours ago. Links: " in after, after[:500]
+    assert re.search(r"^\d+ +CUST-\S+ +\d+ +suspended +soap_only", after, re.M), after  # a link table row
+    assert re.search(r"^  \[L1NDA\] SOAP cutover done: [1-9]\d* token\(s\) retired", after, re.M), after
+    assert re.search(r"^  \[L1NDA\] Nmbrs ended SOAP: please connect L1NDA", after, re.M), after
     # No secret on screen: the scenario's tokens appear masked only.
     assert "0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a" not in out
     assert "…4f5a" in out
