@@ -16,9 +16,6 @@ from datetime import timedelta
 from typing import Any
 
 from l1nda_sync.alerts.problems import Kind
-from l1nda_sync.migration import world as migration_world
-from l1nda_sync.migration.readiness import assess
-from l1nda_sync.migration.report import status_data
 from tests.l1nda_sync.alerts.harness import MailServer
 from tests.l1nda_sync.engine.rest_world import BUSINESS, LINDE, OPS, RestStoryWorld
 from tests.l1nda_sync.migration.test_cutover_story import MIN, soap_calls
@@ -51,14 +48,10 @@ def build(world: RestStoryWorld) -> None:
 
 
 def status_at(world: RestStoryWorld) -> dict[str, Any]:
-    """`migration status --json` at the story's time."""
-    conn = world.conn()
-    try:
-        with conn, conn.cursor() as cur:
-            current, _ = migration_world.load(cur)
-    finally:
-        conn.close()
-    return status_data(assess(current, world.now), now=world.now, soap_end=world.settings.soap_end)
+    """`migration status --json --at` the story's time (the CLI's clock hook)."""
+    status = world.cli("migration", "status", "--json", "--at", world.now.isoformat())
+    assert status.code == 0, status.err
+    return dict(status.json)
 
 
 def tally(smtp: MailServer) -> Counter[str]:
@@ -118,8 +111,8 @@ def test_the_campaign_story(world: RestStoryWorld, smtp: MailServer) -> None:
     assert world.query("SELECT count(*) FROM invitations WHERE state = 'expired'")[0][0] == 3  # renewed on day 14
     status = world.cli("migration", "status", "--json")
     assert status.json["totals"] == {"soap_only": 4, "rest_ready": 2, "ambiguous": 1}
-    # on the story clock (the CLI reads the wall clock): renewed on day 14, else expired (De Linde and De Graaf
-    # consented with `connections start`, not through their invitation)
+    # on the story clock: renewed on day 14, else expired (De Linde and De Graaf consented with
+    # `connections start`, not through their invitation)
     assert {c: v["invitation"] for c, v in status_at(world)["customers"].items()} == {
         "CUST-ANKER": "sent", "CUST-DEGRAAF": "expired", "CUST-KOK": "none", "CUST-LINDE": "expired",
         "CUST-SMIT": "sent", "CUST-VANDIJK": "expired", "CUST-ZWAAN": "sent"}
