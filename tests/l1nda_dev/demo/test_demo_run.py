@@ -169,7 +169,9 @@ def test_ctrl_c_while_airflow_runs_stops_everything(tmp_path: Path) -> None:
     assert _marked(marker)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out
+    # 130, or ended by the SIGINT itself (-2, which a shell also shows as 130): seen when the Ctrl-C lands while
+    # Airflow's task supervisor has its own SIGINT handler installed (it forwards the signal to the task).
+    assert proc.returncode in (130, -signal.SIGINT), out
     assert "interrupted: everything is stopped" in out
     assert "=== What happened ===" not in out
     _assert_nothing_left(marker)
