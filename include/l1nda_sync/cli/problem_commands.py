@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.alerts import store
+from l1nda_sync.alerts.muting import set_muted
 from l1nda_sync.alerts.problems import Kind
 from l1nda_sync.alerts.store import ProblemRow
 from l1nda_sync.registry import validation as v
-from l1nda_sync.registry.errors import Conflict, InvalidInput, NotFound
+from l1nda_sync.registry.errors import InvalidInput
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -122,22 +123,6 @@ def run_list(ctx: Context) -> int:
 
     ctx.emit(shown, text)
     return 0
-
-
-def set_muted(conn: Connection, problem_id: int, muted: bool, now: datetime) -> tuple[ProblemRow, bool]:
-    """Mute or unmute an open problem in one transaction; returns the row and whether anything changed."""
-    with conn, conn.cursor() as cur:
-        row = store.get_problem(cur, problem_id, lock=True)
-        if row is None:
-            raise NotFound("ID", f"no problem {problem_id}; see `l1nda-sync problems list --state all`")
-        if row.state != "open":
-            raise Conflict("ID", f"problem {problem_id} is resolved; only open problems can be "
-                                 f"{'muted' if muted else 'unmuted'}")
-        if row.muted == muted:
-            return row, False
-        if muted:
-            return store.update_problem(cur, problem_id, muted=True), True
-        return store.update_problem(cur, problem_id, muted=False, unmuted_at=now), True
 
 
 def _run_set(ctx: Context, muted: bool) -> int:
