@@ -17,7 +17,8 @@ import psycopg2
 import pytest
 
 # The API server's JWT key, before anything asks Airflow for it (Airflow reads its config from the environment).
-os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "l1nda-ui-tests-jwt-secret-0123456789abcdef-0123456789abcdef-0123456789")
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET",
+                      "l1nda-ui-tests-jwt-secret-0123456789abcdef-0123456789abcdef-0123456789")
 os.environ.setdefault("AIRFLOW__API__SECRET_KEY", "l1nda-ui-tests-api-secret-0123456789abcdef")
 os.environ.setdefault("AIRFLOW__CORE__AUTH_MANAGER",
                       "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager")
@@ -50,7 +51,7 @@ class FakeAirflow:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
                 fake.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"),
                                       "body": body})
