@@ -54,6 +54,7 @@ class Config:
         self._settings = settings
         self.clock = clock
         self._api_url = api_url
+        self.readiness = queries.ReadinessCache()
 
     @property
     def settings(self) -> Settings:
@@ -170,7 +171,7 @@ def _pages(router: APIRouter) -> None:
     @router.get("/", include_in_schema=False)
     def overview(request: Request, user: Any = auth.USER, conn: db.Connection = REGISTRY) -> Response:
         config: Config = request.app.state.config
-        data = queries.overview(conn, config.settings, config.clock())
+        data = queries.overview(conn, config.settings, config.clock(), config.readiness)
         return html("overview.html", _context(request, user, title="Token health", **data))
 
     @router.get("/credentials")
@@ -216,7 +217,7 @@ def _api(router: APIRouter) -> None:
     @router.get("/api/overview")
     def api_overview(request: Request, conn: db.Connection = REGISTRY) -> Response:
         config: Config = request.app.state.config
-        return json_response(queries.overview(conn, config.settings, config.clock()))
+        return json_response(queries.overview(conn, config.settings, config.clock(), config.readiness))
 
     @router.get("/api/credentials")
     def api_credentials(request: Request, conn: db.Connection = REGISTRY) -> Response:

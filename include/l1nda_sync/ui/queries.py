@@ -4,9 +4,10 @@ modules hold."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.alerts import store
@@ -52,8 +53,9 @@ def _problems(conn: Connection, *, token_id: int | None = None, limit: int = 50)
                         r.opened_at, r.last_seen_at, r.muted) for r in rows]
 
 
-def migration(conn: Connection, settings: Settings, now: datetime) -> dict[str, Any]:
-    """The countdown to soap_end and the wanted links' readiness (as `l1nda-sync migration status`)."""
+def readiness(conn: Connection, now: datetime) -> dict[str, Any]:
+    """The wanted links' readiness for the end of SOAP (as `l1nda-sync migration status`): the whole world is
+    loaded and assessed, seconds on a big registry, so the app keeps it for `READINESS_TTL` (`ReadinessCache`)."""
     with reading(conn) as cur:
         current, _ = world.load(cur)
     rows = assess(current, now)
@@ -61,14 +63,40 @@ def migration(conn: Connection, settings: Settings, now: datetime) -> dict[str, 
     counts = {r.value: totals.get(r.value, 0) for r in Readiness}
     links = len(rows)
     ready = links - counts.get(Readiness.SOAP_ONLY.value, 0)
-    return {"now": now, "soap_end": settings.soap_end, "countdown": countdown(now, settings.soap_end),
-            "seconds_left": int((settings.soap_end - now).total_seconds()), "links": links, "totals": counts,
+    return {"readiness_at": now, "links": links, "totals": counts,
             "ready_percent": round(100 * ready / links) if links else 100,
             "customers": len({r.customer_ref for r in rows}),
             "customers_soap_only": len({r.customer_ref for r in rows if r.readiness is Readiness.SOAP_ONLY})}
 
 
-def overview(conn: Connection, settings: Settings, now: datetime) -> dict[str, Any]:
+READINESS_TTL = timedelta(minutes=5)
+
+
+class ReadinessCache:
+    """The last readiness, recomputed when older than `READINESS_TTL` (links move at most once a sync run)."""
+
+    def __init__(self) -> None:
+        self._value: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def get(self, conn: Connection, now: datetime) -> dict[str, Any]:
+        with self._lock:
+            value = self._value
+            if value is None or not timedelta(0) <= now - value["readiness_at"] < READINESS_TTL:
+                value = self._value = readiness(conn, now)
+            return value
+
+
+def migration(conn: Connection, settings: Settings, now: datetime, cache: ReadinessCache | None = None
+              ) -> dict[str, Any]:
+    """The countdown to soap_end (always now) and the links' readiness (at most `READINESS_TTL` old)."""
+    ready = (cache or ReadinessCache()).get(conn, now)
+    return {"now": now, "soap_end": settings.soap_end, "countdown": countdown(now, settings.soap_end),
+            "seconds_left": int((settings.soap_end - now).total_seconds()), **ready}
+
+
+def overview(conn: Connection, settings: Settings, now: datetime, cache: ReadinessCache | None = None
+             ) -> dict[str, Any]:
     with reading(conn) as cur:
         counts = health.state_counts(cur)
         runs = health.last_runs(cur, 10)
@@ -77,7 +105,7 @@ def overview(conn: Connection, settings: Settings, now: datetime) -> dict[str, A
         by_state.setdefault(c.state, {})[c.kind] = c.count
     return {"counts": counts, "by_state": dict(sorted(by_state.items())),
             "total": sum(c.count for c in counts), "problems": _problems(conn),
-            "migration": migration(conn, settings, now), "runs": runs}
+            "migration": migration(conn, settings, now, cache), "runs": runs}
 
 
 def credentials(conn: Connection, chosen: filters.CredentialFilter) -> dict[str, Any]:
