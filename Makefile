@@ -12,7 +12,7 @@ help:
 	@echo "make bench   benchmarks that print numbers"
 	@echo "make airflow the demo's world with the Airflow UI on localhost:8080 (login admin / l1nda-demo)"
 	@echo "make browser install Debian's chromium and chromium-driver (apt, as root) for the browser tests"
-	@echo "make screenshots  run the browser tests and copy README's screenshots to docs/screenshots/"
+	@echo "make screenshots  run the browser tests (customer page, Airflow UI) and copy README's screenshots to docs/screenshots/"
 	@echo "make lint    ruff and mypy (no tests);  make fmt: ruff --fix"
 	@echo "make pins    refresh requirements*.txt after changing a top-level dependency"
 	@echo "make clean   remove .venv and var/"
@@ -72,6 +72,8 @@ browser:
 	  echo "browser tests: installed $$($(CHROMIUM) --version 2>/dev/null)"; \
 	fi
 
+# The token health page inside `make airflow`'s Airflow UI (tests/l1nda_sync/ui/browser/, about 4 minutes).
+AIRFLOW_UI_TEST := test_operator_opens_token_health_from_airflows_nav_and_rechecks_a_credential
 # The pages README.md shows: var/screenshots/<test>-<step>.png (saved by the browser tests) -> docs/screenshots/.
 SHOTS := test_rest_invitation_mail_to_consent_to_active_links-invitation:invite-rest \
          test_rest_invitation_mail_to_consent_to_active_links-nmbrs-consent:nmbrs-consent \
@@ -82,10 +84,11 @@ SHOTS := test_rest_invitation_mail_to_consent_to_active_links-invitation:invite-
          test_denied_consent_is_a_clear_page_in_the_contacts_language_and_stores_nothing-denied-nl:error-denied-nl \
          test_a_token_nmbrs_refuses_is_a_clear_page_and_replaces_nothing-en-token-refused-en:error-token-refused \
          test_an_expired_invitation-en-expired-en:error-expired \
-         test_an_unknown_invitation-unknown:error-unknown
+         test_an_unknown_invitation-unknown:error-unknown \
+         $(foreach s,overview credentials credential-suspended recheck-flash,$(AIRFLOW_UI_TEST)-$(s):airflow-ui-$(s))
 screenshots: $(STAMP) browser
 	rm -f var/screenshots/*.png
-	$(BIN)/python -m pytest -q -p no:randomly tests/l1nda_sync/web/browser
+	$(BIN)/python -m pytest -q -p no:randomly tests/l1nda_sync/web/browser tests/l1nda_sync/ui/browser
 	mkdir -p docs/screenshots
 	@for pair in $(SHOTS); do cp "var/screenshots/$${pair%%:*}.png" "docs/screenshots/$${pair##*:}.png" || exit 1; done
 	@echo "copied $(words $(SHOTS)) screenshots to docs/screenshots/"

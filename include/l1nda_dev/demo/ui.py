@@ -128,6 +128,8 @@ def banner(stack: DemoStack, port: int) -> str:
     lines = [
         "",
         f"Airflow UI      http://127.0.0.1:{port}/   login: {UI_USER} / {UI_PASSWORD}",
+        f"Token health    http://127.0.0.1:{port}/l1nda/ (the Airflow UI's nav: L1NDA token health), the plugin in "
+        "plugins/",
         "DAGs            nmbrs_token_sync (unpaused, every 10 min; Trigger with params token_ids, force, dry_run,",
         "                notify) and nmbrs_alert_outbox (every 5 min)",
         f"Mails           {stack.paths.mail}/*.eml (one file per mail; open with any mail client)",
