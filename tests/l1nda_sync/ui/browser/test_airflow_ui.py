@@ -17,7 +17,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 
 from l1nda_dev.demo.stack import TOKENS, UI_PASSWORD, UI_USER, scenario_tokens
-from tests.l1nda_sync.ui.browser.conftest import DAG_ID, HORECA, SUSPENDED_COMPANY, Browser, DemoAirflow
+from tests.l1nda_sync.ui.browser.conftest import DAG_ID, HORECA, SUSPENDED_COMPANY, DemoAirflow
+from tests.l1nda_sync.web.browser.conftest import Browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test also starts the stack (2-4 min)
 
@@ -26,7 +27,7 @@ FRAME_ANCESTORS = "frame-ancestors 'self'"
 
 
 def _csp(response: httpx.Response) -> str:
-    return response.headers.get("content-security-policy", "")
+    return str(response.headers.get("content-security-policy", ""))
 
 
 def test_the_page_needs_airflows_login_and_only_airflow_may_frame_it(demo_airflow: DemoAirflow) -> None:
