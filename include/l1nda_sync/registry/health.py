@@ -212,8 +212,8 @@ def rest_customer(cur: Cursor, token_id: int) -> str | None:
 
 _LINK_SELECT = """
 SELECT l.id, l.customer_ref, l.environment, l.company_id,
-       (SELECT rc.name FROM reach_companies rc WHERE rc.company_id = l.company_id AND rc.lost_at IS NULL
-          AND rc.name IS NOT NULL ORDER BY rc.token_id LIMIT 1),
+       (SELECT rc.name FROM reach_companies rc WHERE rc.company_id = l.company_id AND rc.name IS NOT NULL
+          ORDER BY rc.lost_at IS NULL DESC, rc.lost_at DESC, rc.token_id LIMIT 1),
        l.debtor_id,
        (SELECT rd.name FROM reach_debtors rd WHERE rd.debtor_id = l.debtor_id AND rd.name IS NOT NULL
           ORDER BY rd.lost_at IS NULL DESC, rd.token_id LIMIT 1),

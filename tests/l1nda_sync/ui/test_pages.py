@@ -103,7 +103,7 @@ def test_links_page_names_customers_companies_and_reasons(client: Any, admin_jwt
     assert "no registered token reaches company 77001" in pending.group(0)
     zwaan = client.get("/api/links", params={"customer": "CUST-ZWAAN"}, headers=_auth(admin_jwt)).json()
     assert [(link["id"], link["company_name"], link["debtor_name"], link["reason"]) for link in zwaan["links"]] == [
-        (seeded.links["suspended"], None, "Cafe De Zwaan BV", "tag_or_filter")]
+        (seeded.links["suspended"], "De Zwaan Bar", "Cafe De Zwaan BV", "tag_or_filter")]  # the name last seen
     suspended = client.get("/api/links", params={"state": "suspended"}, headers=_auth(admin_jwt)).json()
     assert {link["id"] for link in suspended["links"]} == {seeded.links["suspended"], seeded.links["revoked"]}
 
