@@ -32,9 +32,10 @@ ENV_SECRETS = {  # .env's secrets, and who may see them once rendered (a URL or 
     "AIRFLOW__API_AUTH__JWT_SECRET": {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                                       "airflow-worker", "airflow-triggerer", "airflow-init"},
     "AIRFLOW__API__SECRET_KEY": {"airflow-apiserver", "airflow-worker", "airflow-triggerer"},
-    "REGISTRY_DB_PASSWORD": {"registry-db", "airflow-worker", "airflow-init", "customer-web"},
+    # the API server: the token-health plugin reads the registry and creates invitations (the web secret)
+    "REGISTRY_DB_PASSWORD": {"registry-db", "airflow-apiserver", "airflow-worker", "airflow-init", "customer-web"},
     "L1NDA_FERNET_KEYS": {"airflow-worker", "airflow-init", "customer-web"},
-    "L1NDA_WEB_SECRET": {"airflow-worker", "airflow-init", "customer-web"},
+    "L1NDA_WEB_SECRET": {"airflow-apiserver", "airflow-worker", "airflow-init", "customer-web"},
     "_AIRFLOW_WWW_USER_PASSWORD": {"airflow-init"},
 }
 

@@ -701,8 +701,11 @@ REVIEWED_SECRETS = {
     "postgres": {"AIRFLOW_DB_PASSWORD"},
     "registry-db": {"REGISTRY_DB_PASSWORD"},
     "redis": set(),
+    # the token-health plugin: the registry (no token keys: it shows masked tails only) and the web secret for the
+    # invitations it creates
     "airflow-apiserver": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
-                          "AIRFLOW__API__SECRET_KEY"},
+                          "AIRFLOW__API__SECRET_KEY", "REGISTRY_DB_PASSWORD", "AIRFLOW_CONN_L1NDA_REGISTRY",
+                          "L1NDA_WEB_SECRET"},
     "airflow-scheduler": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET"},
     "airflow-dag-processor": {"AIRFLOW_DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
                               "AIRFLOW_CONN_SMTP_DEFAULT"},

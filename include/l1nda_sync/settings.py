@@ -317,6 +317,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web_rate_limit", 10, "form posts (consent starts, token hand-overs) per invitation and per client "
             "address within web_rate_window", parse=_positive_int),
     Setting("web_rate_window", 600.0, "seconds of the customer page's rate limit window", parse=_positive_float),
+    # The operators' token-health page in the Airflow UI (docs/airflow-ui.md)
+    Setting("airflow_api_url", None, "Airflow's API server as the token-health page reaches it from inside the API "
+            "server, for \"Recheck now\" (e.g. http://localhost:8080); unset: Airflow's [api] base_url",
+            parse=_http_base),
     # The end of Nmbrs' SOAP API (docs/migration.md)
     Setting("soap_end", SOAP_END_DEFAULT, "when Nmbrs ends its SOAP API (Europe/Amsterdam unless an offset is "
             "given): from then no SOAP call is made, SOAP tokens are retired and links no REST connection reaches "
@@ -484,6 +488,7 @@ class Settings:
     invitation_ttl: float = 14 * 86400.0
     web_rate_limit: int = 10
     web_rate_window: float = 600.0
+    airflow_api_url: str | None = None
     soap_end: datetime = field(default_factory=lambda: parse_moment(SOAP_END_DEFAULT))
     migration_campaign_start: datetime | None = None
     migration_reminder_interval: float = 7 * 86400.0

@@ -79,7 +79,9 @@ def start_sync(request: Request, user: Any, token_id: int, *, dry_run: bool) -> 
         conf["dry_run"] = True
     what = "dry run" if dry_run else "recheck"
     note = f"{what} of credential {token_id} ({token.label}) from L1NDA token health by {auth.user_name(user)}"
-    return airflow_api.trigger(_config(request).api_url, auth.user_jwt(request), auth.SYNC_DAG, conf, note=note)
+    config = _config(request)
+    return airflow_api.trigger(config.api_url, auth.user_jwt(request), auth.SYNC_DAG, conf, note=note,
+                               ui_base=config.ui_url)
 
 
 def invite(conn: db.Connection, settings: Settings, *, customer: str, contact: str, purpose: str, language: str,

@@ -57,8 +57,9 @@ def _detail(response: httpx.Response) -> str:
 
 
 def trigger(base_url: str, jwt: str, dag_id: str, conf: dict[str, Any], *, note: str | None = None,
-            transport: httpx.BaseTransport | None = None) -> Triggered:
-    """POST /api/v2/dags/{dag_id}/dagRuns with `conf`, `logical_date: null` (a manual run now)."""
+            ui_base: str | None = None, transport: httpx.BaseTransport | None = None) -> Triggered:
+    """POST /api/v2/dags/{dag_id}/dagRuns with `conf`, `logical_date: null` (a manual run now). `ui_base`: the
+    address users reach Airflow at, for the run's link (default `base_url`)."""
     url = f"{base_url.rstrip('/')}/api/v2/dags/{quote(dag_id, safe='')}/dagRuns"
     body: dict[str, Any] = {"logical_date": None, "conf": conf}
     if note:
@@ -67,14 +68,15 @@ def trigger(base_url: str, jwt: str, dag_id: str, conf: dict[str, Any], *, note:
         with httpx.Client(timeout=TIMEOUT, transport=transport, follow_redirects=False) as client:
             response = client.post(url, json=body, headers={"Authorization": f"Bearer {jwt}"})
     except httpx.HTTPError as exc:
-        raise TriggerError(f"Airflow's API at {base_url} did not answer ({type(exc).__name__}); check [api] "
-                           "base_url and that the API server is up, then try again") from None
+        raise TriggerError(f"Airflow's API at {base_url} did not answer ({type(exc).__name__}); check "
+                           "L1NDA_AIRFLOW_API_URL or [api] base_url and that the API server is up, then try "
+                           "again") from None
     if response.status_code in (200, 201):
         data = response.json()
         run_id = str(data.get("dag_run_id") or "")
         if not run_id:
             raise TriggerError("Airflow's API answered without a run id; see the DAG's runs in Airflow")
-        return Triggered(run_id, data.get("state"), run_path(base_url, dag_id, run_id))
+        return Triggered(run_id, data.get("state"), run_path(ui_base or base_url, dag_id, run_id))
     detail = _detail(response)
     if response.status_code == 401:
         raise TriggerError("Airflow did not accept your login for its API (it may have expired); log in again")

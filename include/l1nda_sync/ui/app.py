@@ -64,6 +64,13 @@ class Config:
 
     @property
     def api_url(self) -> str:
+        """Where the actions post: the test's stand-in, the setting airflow_api_url (the API server's own address
+        inside its container), else Airflow's [api] base_url."""
+        return self._api_url or self.settings.airflow_api_url or api_base_url()
+
+    @property
+    def ui_url(self) -> str:
+        """Where users reach Airflow (its [api] base_url), for links to it."""
         return self._api_url or api_base_url()
 
 
@@ -163,7 +170,7 @@ REGISTRY = Depends(registry)
 
 def _context(request: Request, user: Any, **values: Any) -> dict[str, Any]:
     config: Config = request.app.state.config
-    return {"root": _root(request), "user": auth.user_name(user), "airflow_root": airflow_root(config.api_url),
+    return {"root": _root(request), "user": auth.user_name(user), "airflow_root": airflow_root(config.ui_url),
             **values}
 
 

@@ -218,3 +218,32 @@ def test_invite_without_the_customer_page_settings_says_which(client: Any, admin
                                "contact": "payroll@modehuis-vandijk.example", "purpose": "rest"})
     assert "L1NDA_WEB_SECRET" in _flash(_follow(client, admin_jwt, answer))
     assert parse_qs(urlsplit(answer.headers["location"]).query)["flash"]
+
+
+def test_the_run_is_posted_to_airflow_api_url_and_linked_at_the_public_address(
+        registry_url: str, fernet_keys: list[str], fake_airflow: FakeAirflow, auth_manager: Any, admin_jwt: str,
+        seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a proxy the API server posts to itself (airflow_api_url), and links point at the public base URL."""
+    from fastapi.testclient import TestClient
+
+    from l1nda_sync.settings import Settings
+    from l1nda_sync.ui.app import create_app
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://ops.l1nda.example/airflow")
+    settings = Settings.load(env={"L1NDA_DATABASE_URL": registry_url, "L1NDA_FERNET_KEYS": fernet_keys[0],
+                                  "L1NDA_AIRFLOW_API_URL": fake_airflow.url}, use_airflow=False)
+    token = seeded.tokens["horeca"]
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        action = f"/credentials/{token}/recheck"
+        answer = client.post(action, data=_form(client, admin_jwt, f"/credentials/{token}", action),
+                             headers=_auth(admin_jwt))
+        html = _follow(client, admin_jwt, answer)
+    assert [r["path"] for r in fake_airflow.requests] == ["/api/v2/dags/nmbrs_token_sync/dagRuns"]
+    assert 'href="/airflow/dags/nmbrs_token_sync/runs/manual__2026-05-04T12%3A00%3A01%2B00%3A00"' in html
+
+
+def test_a_bad_airflow_api_url_is_refused_naming_the_setting() -> None:
+    from l1nda_sync.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="L1NDA_AIRFLOW_API_URL"):
+        Settings.load(env={"L1NDA_AIRFLOW_API_URL": "localhost:8080"}, use_airflow=False)
