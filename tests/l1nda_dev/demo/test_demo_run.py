@@ -85,7 +85,7 @@ def _assert_nothing_left(marker: str) -> None:
 @pytest.mark.timeout(900)  # the whole demo, about 6 min on a loaded 2-core machine; communicate() below bounds a hang
 def test_the_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> None:
     proc, marker = _start(tmp_path)
-    seen_running = _read_until(proc, r"run 1, as scheduled", timeout=120)
+    seen_running = _read_until(proc, r"run 1, as scheduled", timeout=300)  # about 80 s here, 100 s loaded
     assert _marked(marker), "the marker does not reach the demo's processes: the check below would prove nothing"
     out, _ = proc.communicate(timeout=600)  # a hang fails here; how long it takes is `make demo`'s to print
     out = "".join(seen_running) + out
