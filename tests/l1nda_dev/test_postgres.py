@@ -17,7 +17,15 @@ from l1nda_dev.postgres import EmbeddedPostgres
 
 
 def _postgres_children_of(pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children(recursive=True) if p.name() == "postgres"]
+    """The live postgres processes under `pid`; a child that exits while it is listed (initdb's helpers) is not one."""
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if child.name() == "postgres":
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def test_start_query_stop_removes_everything() -> None:
