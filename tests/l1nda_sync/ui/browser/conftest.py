@@ -29,10 +29,10 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import psycopg2
 import pytest
 
 from l1nda_dev.demo.stack import UI_PASSWORD, UI_USER
+from l1nda_sync.registry.db import fetch_all
 from nmbrs_sim.admin import SimAdmin
 from tests.l1nda_dev.demo.test_demo_run import _assert_nothing_left, _free_port, _marked, _read_until, _start
 from tests.l1nda_sync.web.browser.conftest import (  # noqa: F401 - fixtures and the screenshot hook, reused
@@ -117,13 +117,7 @@ class DemoAirflow:
 
     # -- the demo's registry and processes -----------------------------------------------------------------
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        conn = psycopg2.connect(self.env["L1NDA_DATABASE_URL"])
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return fetch_all(self.env["L1NDA_DATABASE_URL"], sql, *params)
 
     def token_id(self, label: str) -> int:
         rows = self.query("SELECT id FROM tokens WHERE label = %s AND removed_at IS NULL", label)

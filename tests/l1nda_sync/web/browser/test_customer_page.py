@@ -14,11 +14,11 @@ import sys
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import psycopg2
 import pytest
 from selenium.webdriver.common.by import By
 
 from l1nda_sync.cli import main
+from l1nda_sync.registry.db import fetch_all
 from tests.l1nda_sync.web.browser.conftest import Browser
 from tests.l1nda_sync.web.conftest import PASSWORDS, WebStack
 
@@ -40,13 +40,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *ar
 
 
 def query(stack: WebStack, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(stack.database_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
+    return fetch_all(stack.database_url, sql, *params)
 
 
 def soap_customer(stack: WebStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> int:
