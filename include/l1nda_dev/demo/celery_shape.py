@@ -36,7 +36,8 @@ METADATA_DATABASE = "airflow"
 # comment). Production keeps the defaults: compose sets none of these.
 SHORTENED_RECOVERY = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "45",  # 300 s without a heartbeat: the task failed
-    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",  # 600 s queued without starting: queue it again
+    # 600 s queued without starting: queue it again. It is also the lifetime of the token a queued task starts with.
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
 }
 
 
@@ -83,6 +84,9 @@ class Spec:
     env: Mapping[str, str] = field(default_factory=dict)
     ready_line: str | None = None  # a line its log shows once it serves (None: the API's health covers it)
     restart: bool = False  # started again when it dies (compose: restart: always); the workers
+    # SIGTERM to the main process only, not its group: a Celery worker's warm shutdown stops its pool processes
+    # itself, whereas SIGTERM to the group kills them under it (and the tasks they supervise)
+    leader_only_term: bool = False
 
 
 def specs(api_port: int) -> list[Spec]:
@@ -104,5 +108,6 @@ def specs(api_port: int) -> list[Spec]:
             },
             ready_line=f"{node} ready.",
             restart=True,
+            leader_only_term=True,
         ))
     return out

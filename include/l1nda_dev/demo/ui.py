@@ -107,19 +107,26 @@ def restart_if_allowed(c: Component, stack: DemoStack) -> None:
 
 
 def stop_components(components: list[Component], stack: DemoStack) -> None:
-    """SIGTERM every component's process group, wait, then SIGKILL whatever remains of each group."""
+    """SIGTERM every component's process group (a Celery worker's main process only: its warm shutdown stops its
+    pool itself), wait, then SIGKILL whatever remains of each group."""
     for c in reversed(components):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(c.proc.pid, signal.SIGTERM)
+            if c.spec.leader_only_term:
+                os.kill(c.proc.pid, signal.SIGTERM)
+            else:
+                os.killpg(c.proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     for c in components:
         with contextlib.suppress(subprocess.TimeoutExpired):
             c.proc.wait(max(0.1, deadline - time.monotonic()))
+    hung = [c.name for c in components if c.proc.poll() is None]
     for c in components:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(c.proc.pid, signal.SIGKILL)  # workers the component left behind, or a component that hung
         with contextlib.suppress(subprocess.TimeoutExpired):
             c.proc.wait(5)
+    if hung:
+        stack.console.say(f"not stopped {STOP_GRACE_S:.0f} s after SIGTERM, killed: {', '.join(hung)}")
     if components:
         stack.console.say("Airflow stopped: " + ", ".join(c.name for c in components))
 

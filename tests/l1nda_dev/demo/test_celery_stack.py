@@ -3,8 +3,9 @@
 The stack is started as `make airflow EXECUTOR=celery` starts it (`python -m l1nda_dev.demo --airflow --executor
 celery`, free ports, a temporary var/): Airflow's metadata on the embedded PostgreSQL, the CeleryExecutor on kombu's
 SQLAlchemy transport, two Celery workers (w1@host, w2@host), scheduler, DAG processor, triggerer and API server,
-against the Nmbrs simulator. After the first scheduled run, the pool nmbrs_api gets 2 slots and the registry batch
-size 1 (Airflow Variable l1nda_batch_size), the simulator answers slowly, and a forced run is triggered; once a
+against the Nmbrs simulator. After the first scheduled run, the pool nmbrs_api gets 3 slots (the workers have 2
+each), the batch size is 1 (Airflow Variable l1nda_batch_size: one check task per token), the simulator answers
+slowly, and a forced run is triggered; once a
 check task runs, its worker's whole process group gets SIGKILL (a container killed). The run must still succeed:
 Airflow fails the orphaned try on its missing heartbeat and retries it, the demo starts the worker again (compose's
 `restart: always`), the retry converges, and no mail goes out twice. Every process started carries a marker; none
@@ -43,7 +44,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.celery, pytest.mark.timeout(1500)]
 DAG_ID = "nmbrs_token_sync"
 START_TIMEOUT_S = 480.0
 RUN_TIMEOUT_S = 420.0
-POOL_SLOTS = 2  # fewer than the workers' 4 task slots: the pool, not the workers, must be what caps the checks
+POOL_SLOTS = 3  # fewer than the workers' 4 task slots, more than one worker's 2: 3 checks at once are on both workers
 LATENCY_MS = 1200  # per simulated Nmbrs call: a check task takes seconds, long enough to kill its worker
 
 
@@ -64,6 +65,9 @@ class Stack:
         self.url, self.proc, self.marker, self.var = url, proc, marker, var
         self.output: list[str] = []
         self.env: dict[str, str] = {}
+        # The workers' process groups seen: their main processes do not show the marker (see _worker_group), so
+        # the clean-up check also asks that each group is gone.
+        self.worker_groups: set[int] = set()
         self._jwt: str | None = None
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -138,16 +142,26 @@ def _read_env(path: Path) -> dict[str, str]:
 
 
 def _worker_group(marker: str, node: str) -> int:
-    """The process group of the worker named `node` (its `airflow celery worker` leads it: the demo setsid()s)."""
+    """The process group of the worker named `node` (the demo setsid()s each worker, so its main process leads it).
+    Found through the worker's pool processes: Celery's setproctitle overwrites the main process's environment
+    in /proc, so the main process no longer shows the marker."""
     needle, name = f"{MARKER}={marker}".encode(), f"{celery_shape.HOSTNAME_ENV}={node}".encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             env = (proc / "environ").read_bytes().split(b"\0")
-            if needle in env and name in env and os.getpgid(int(proc.name)) == int(proc.name):
-                return int(proc.name)
+            if needle in env and name in env:
+                return os.getpgid(int(proc.name))
     raise AssertionError(f"no running worker {node}")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _max_overlap(tries: list[dict[str, Any]]) -> int:
@@ -184,6 +198,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         reader = threading.Thread(target=_drain, args=(s,), daemon=True)
         reader.start()
         s.env = _read_env(tmp_path / "var" / "demo" / "demo.env")
+        s.worker_groups = {_worker_group(marker, celery_shape.node_name(w)) for w in celery_shape.WORKERS}
         yield s
     finally:
         running = proc.poll() is None
@@ -201,6 +216,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     assert proc.returncode == 0, out[-3000:]
     assert "Airflow stopped: scheduler, dag-processor, triggerer, api-server, worker-w1, worker-w2" in out, out[-3000:]
     _assert_nothing_left(marker)
+    assert not [g for g in s.worker_groups if _group_alive(g)], "a Celery worker outlived the stack"
 
 
 def test_celery_stack_runs_the_sync_on_both_workers_within_the_pool_and_survives_a_killed_worker(
@@ -218,14 +234,22 @@ def test_celery_stack_runs_the_sync_on_both_workers_within_the_pool_and_survives
 
     first = stack.wait_for(first_scheduled, "the first scheduled run")
     assert first["state"] == "success", stack.log_tail("scheduler") + stack.log_tail("worker-w1")
-    assert {t["hostname"] for t in stack.check_tries(first["dag_run_id"])} <= nodes
+    tis = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(first['dag_run_id'], safe='')}/taskInstances",
+                    limit=100)["task_instances"]
+    ran = {t["task_id"]: t["hostname"] for t in tis if t["start_date"]}
+    assert {"plan", "apply", "deliver"} <= set(ran), ran  # (no check task: `tokens add` checked every token)
+    assert set(ran.values()) <= nodes, ran
 
     # 2. Several batches, a pool smaller than the workers' slots, slow answers; a forced run.
-    answer = stack.api("PATCH", "/api/v2/pools/nmbrs_api", json={"name": "nmbrs_api", "slots": POOL_SLOTS},
-                       params={"update_mask": "slots"})
+    answer = stack.api("PATCH", "/api/v2/pools/nmbrs_api", params={"update_mask": "slots"},
+                       json={"name": "nmbrs_api", "slots": POOL_SLOTS, "include_deferred": False})
     assert answer.status_code == 200, answer.text[:300]
-    answer = stack.api("POST", "/api/v2/variables", json={"key": "l1nda_batch_size", "value": "1"})
-    assert answer.status_code == 201, answer.text[:300]
+    # Batch size 1: one check task per token. link_pending_after 1 s: the link no token reaches (CUST-KOK) opens a
+    # link_pending problem in this run, whose mail must go out exactly once although a worker dies mid-run.
+    for key, value in (("l1nda_batch_size", "1"), ("l1nda_link_pending_after", "1")):
+        answer = stack.api("POST", "/api/v2/variables", json={"key": key, "value": value})
+        assert answer.status_code == 201, answer.text[:300]
+    assert stack.query("SELECT count(*) FROM problems WHERE kind = 'link_pending'") == [(0,)]
     sim_url = stack.env["L1NDA_NMBRS_REST_API_BASE_URL"]
     admin = SimAdmin(sim_url)
     try:
@@ -262,10 +286,12 @@ def test_celery_stack_runs_the_sync_on_both_workers_within_the_pool_and_survives
     assert victim_tries[-1]["state"] == "success", victim_tries
     # Both workers ran checks (the killed one until it died, the other one at least the retry).
     assert {t["hostname"] for t in tries} == nodes, [(t["map_index"], t["try_number"], t["hostname"]) for t in tries]
-    # The pool held the checks to its slots, though the workers had room for more.
+    # The pool held the checks to its slots, though the workers had room for more; and it was full at least once,
+    # with more checks at once than one worker has slots, so both workers ran checks at the same time.
     assert _max_overlap(tries) <= POOL_SLOTS < celery_shape.WORKER_CONCURRENCY * len(celery_shape.WORKERS)
-    assert _max_overlap(tries) == POOL_SLOTS, "the checks never used both slots: the cap was not exercised"
+    assert _max_overlap(tries) == POOL_SLOTS > celery_shape.WORKER_CONCURRENCY, "the cap was not exercised"
     out = "".join(stack.output)
+    stack.worker_groups |= {_worker_group(stack.marker, n) for n in nodes}  # the restarted one's too
     assert f"worker-{killed_node.split('@')[0]} exited with -9: started again" in out, out[-2000:]
 
     # 5. The rerun converged: every token checked and applied in this run, nothing left pending.
@@ -276,10 +302,16 @@ def test_celery_stack_runs_the_sync_on_both_workers_within_the_pool_and_survives
     assert applied == tokens, f"{applied} of {tokens} tokens applied in run {registry_run[0]}"
     assert stack.query("SELECT count(*) FROM checks WHERE applied_at IS NULL") == [(0,)]
 
-    # 6. No mail twice: one file per sent outbox row, every Message-ID once.
+    # 6. No mail twice: the run's link_pending mail went out once; one file per sent outbox row, every Message-ID
+    # once.
     mails = sorted((stack.var / "mail").glob("*.eml"))
-    ids = [email.message_from_bytes(p.read_bytes(), policy=default_policy)["Message-ID"] for p in mails]
+    ids = [str(email.message_from_bytes(p.read_bytes(), policy=default_policy)["Message-ID"]) for p in mails]
     assert len(ids) == len(set(ids)), ids
+    pending = stack.query("SELECT o.message_id, o.state FROM outbox o JOIN problems p ON p.id = o.problem_id "
+                          "WHERE p.kind = 'link_pending'")
+    assert len(pending) == 1, pending
+    assert pending[0][1] == "sent", pending
+    assert ids.count(pending[0][0]) == 1, (pending, ids)
     sent = stack.query("SELECT count(*) FROM outbox WHERE state = 'sent'")[0][0]
     assert sent == len(mails), f"{sent} sent outbox rows, {len(mails)} mails ({len(mails_before)} before the run)"
     print(f"celery stack: killed {killed_node}; the run ended {recovered_in:.0f} s later; "
