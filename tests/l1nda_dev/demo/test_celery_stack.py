@@ -215,6 +215,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     assert running, f"the demo had exited ({proc.returncode}):\n{out[-3000:]}"
     assert proc.returncode == 0, out[-3000:]
     assert "Airflow stopped: scheduler, dag-processor, triggerer, api-server, worker-w1, worker-w2" in out, out[-3000:]
+    assert "not stopped" not in out, f"a component ignored SIGTERM (the workers' warm shutdown?):\n{out[-3000:]}"
     _assert_nothing_left(marker)
     assert not [g for g in s.worker_groups if _group_alive(g)], "a Celery worker outlived the stack"
 
