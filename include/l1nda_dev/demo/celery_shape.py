@@ -30,6 +30,7 @@ POOL_SLOTS = 4  # nmbrs_api, as the local demo's pool
 HOSTNAME_ENV = "L1NDA_DEV_WORKER_HOSTNAME"
 HOSTNAME_CALLABLE = "l1nda_dev.demo.celery_shape.worker_hostname"
 BROKER_DATABASE = "celery_broker"
+DEFAULT_QUEUE = "default"  # Airflow's [operators] default_queue: where the executor sends and the workers listen
 METADATA_DATABASE = "airflow"
 
 # Airflow's recovery waits, shortened so that a killed worker's tasks come back in about a minute (default in the
@@ -39,6 +40,23 @@ SHORTENED_RECOVERY = {
     # 600 s queued without starting: queue it again. It is also the lifetime of the token a queued task starts with.
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
 }
+
+
+def prepare_broker(broker_url: str) -> None:
+    """Create the broker's tables and Airflow's queue before any Airflow process starts. kombu's SQLAlchemy transport
+    creates both on first use in every process, and two processes doing that at once race: its `_get_or_create`
+    catches OperationalError only, so the loser gets IntegrityError (kombu_queue_name_key) and a worker that loses
+    it at start exits ("Unrecoverable error"). Seen once in two runs with two workers starting together."""
+    from kombu import Connection
+
+    with Connection(broker_url) as conn:
+        channel = conn.default_channel
+        channel.queue_declare(queue=DEFAULT_QUEUE)
+        channel.session.close()
+        # The transport keeps its engines for the life of the process (a class attribute): none stays open here.
+        for engine, _session in channel._engines.values():
+            engine.dispose()
+        channel._engines.clear()
 
 
 def worker_hostname() -> str:

@@ -200,6 +200,7 @@ class DemoStack:
 
             for database in (celery_shape.METADATA_DATABASE, celery_shape.BROKER_DATABASE):
                 create_database(self.pg.url, database)
+            celery_shape.prepare_broker(celery_shape.environment(self.pg.url)["AIRFLOW__CELERY__BROKER_URL"])
             say(f"  and '{celery_shape.METADATA_DATABASE}' (Airflow's metadata, Celery's results), "
                 f"'{celery_shape.BROKER_DATABASE}' (the Celery broker: kombu's SQLAlchemy transport)")
         self.sim = self._stack.enter_context(running_simulator(DEMO_SCENARIO))
