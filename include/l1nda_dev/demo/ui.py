@@ -106,9 +106,9 @@ def restart_if_allowed(c: Component, stack: DemoStack) -> None:
                       "`restart: always` would")
 
 
-def stop_components(components: list[Component], stack: DemoStack) -> None:
-    """SIGTERM every component's process group (a Celery worker's main process only: its warm shutdown stops its
-    pool itself), wait, then SIGKILL whatever remains of each group."""
+def _terminate(components: list[Component]) -> None:
+    """SIGTERM to each component's process group, or to its main process only (a Celery worker: its warm shutdown
+    stops its pool itself), then wait up to the grace period."""
     for c in reversed(components):
         with contextlib.suppress(ProcessLookupError):
             if c.spec.leader_only_term:
@@ -119,6 +119,14 @@ def stop_components(components: list[Component], stack: DemoStack) -> None:
     for c in components:
         with contextlib.suppress(subprocess.TimeoutExpired):
             c.proc.wait(max(0.1, deadline - time.monotonic()))
+
+
+def stop_components(components: list[Component], stack: DemoStack) -> None:
+    """Stop the Celery workers first (a task they finish still needs the API server, as compose stops the worker
+    before the API server it depends on), then the rest; SIGKILL whatever remains of each process group."""
+    workers = [c for c in components if c.spec.leader_only_term]
+    for phase in (workers, [c for c in components if c not in workers]):
+        _terminate(phase)
     hung = [c.name for c in components if c.proc.poll() is None]
     for c in components:
         with contextlib.suppress(ProcessLookupError):
