@@ -76,7 +76,6 @@ browser:
 	fi
 
 # The token health page inside `make airflow`'s Airflow UI (tests/l1nda_sync/ui/browser/, about 4 minutes).
-AIRFLOW_UI_TEST := test_operator_opens_token_health_from_airflows_nav_and_rechecks_a_credential
 # The pages README.md shows: var/screenshots/<test>-<step>.png (saved by the browser tests) -> docs/screenshots/.
 SHOTS := test_rest_invitation_mail_to_consent_to_active_links-invitation:invite-rest \
          test_rest_invitation_mail_to_consent_to_active_links-nmbrs-consent:nmbrs-consent \
@@ -88,7 +87,10 @@ SHOTS := test_rest_invitation_mail_to_consent_to_active_links-invitation:invite-
          test_a_token_nmbrs_refuses_is_a_clear_page_and_replaces_nothing-en-token-refused-en:error-token-refused \
          test_an_expired_invitation-en-expired-en:error-expired \
          test_an_unknown_invitation-unknown:error-unknown \
-         $(foreach s,overview credentials credential-suspended recheck-flash,$(AIRFLOW_UI_TEST)-$(s):airflow-ui-$(s))
+         test_operator_opens_token_health_from_airflows_nav_and_rechecks_a_credential-overview:airflow-ui-overview \
+         test_operator_opens_token_health_from_airflows_nav_and_rechecks_a_credential-credentials:airflow-ui-credentials \
+         test_operator_opens_token_health_from_airflows_nav_and_rechecks_a_credential-credential-suspended:airflow-ui-credential-suspended \
+         test_operator_opens_token_health_from_airflows_nav_and_rechecks_a_credential-recheck-flash:airflow-ui-recheck-flash
 screenshots: $(STAMP) browser
 	rm -f var/screenshots/*.png
 	$(BIN)/python -m pytest -q -p no:randomly tests/l1nda_sync/web/browser tests/l1nda_sync/ui/browser

@@ -91,7 +91,7 @@ def _campaign(stack: DemoStack, run_dag: RunDag, now: datetime, soap_end: dateti
         misses.append("the campaign's first run mailed no invitation (the demo's fleet has SOAP-only links)")
     later: dict[str, int] = {}
     for at in _stops(now, soap_end):
-        mark = _last_outbox_id(stack)
+        mark, sent_before = _last_outbox_id(stack), len(stack.sink.stored)
         with time_machine.travel(at, tick=True):
             run_dag(stack, f"the clock at {at.astimezone(SOAP_END_ZONE):%Y-%m-%d %H:%M %Z}", None)
         mails = campaign_mails(stack, mark)
@@ -99,7 +99,8 @@ def _campaign(stack: DemoStack, run_dag: RunDag, now: datetime, soap_end: dateti
             later[what] = later.get(what, 0) + n
         window = " (final window: daily reminders)" if soap_end - at <= timedelta(days=14) else ""
         show(f"{at.astimezone(SOAP_END_ZONE):%Y-%m-%d} ({(soap_end - at).days} days before soap_end){window}: "
-             f"campaign mails {_shown(mails)}\n")
+             f"campaign mails {_shown(mails)}; {len(stack.sink.stored) - sent_before} mail(s) sent in all "
+             "(reminders of open problems too; in var/mail, not listed here)\n")
     if _stops(now, soap_end) and not later.get("migration_invite reminder"):
         misses.append("no campaign reminder went out while the clock moved toward soap_end")
     return misses

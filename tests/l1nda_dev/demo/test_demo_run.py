@@ -111,11 +111,16 @@ def test_the_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> 
     assert "consent_revoked - CUST-ANKER" in out
     assert "code=…" in out  # the callback's code and state are shown masked
     # Every mail listed exists in var/mail and reads as a mail: subject and recipients as listed.
-    # (alert mails start with [L1NDA]; the customer page's notes to operations with "Customer page:")
-    listed = re.findall(r"^  ((?:\[L1NDA\]|Customer page:).*)\n      to (.*)\n      (/.*\.eml)$", out, re.M)
+    # (every mail L1NDA sends starts with [L1NDA]: alerts, the campaign, the customer page's notes to operations)
+    listed = re.findall(r"^  (\[L1NDA\].*)\n      to (.*)\n      (/.*\.eml)$", out, re.M)
     assert len(listed) >= 3, out
     files = sorted((tmp_path / "var" / "mail").glob("*.eml"))
-    assert sorted(Path(path) for _s, _r, path in listed) == files
+    shown = sorted(Path(path) for _s, _r, path in listed)
+    assert set(shown) <= set(files)
+    # The migration chapter counts the mails of its clock's stops instead of listing them.
+    counted = sum(int(n) for n in re.findall(r"^\d{4}-\d\d-\d\d \(\d+ days before soap_end\).*; (\d+) mail\(s\) sent "
+                                            r"in all", out, re.M))
+    assert len(files) == len(shown) + counted, (len(files), len(shown), counted)
     recipients = set()
     for subject, to, path in listed:
         message = email.message_from_bytes(Path(path).read_bytes(), policy=default_policy)

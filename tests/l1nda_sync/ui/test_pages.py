@@ -74,6 +74,7 @@ def test_credential_page_shows_reach_links_checks_mails_and_the_forms(client: An
     assert "Brasserie Het Anker BV" in html
     assert '<span class="tag">L1NDA</span>' in html
     assert "Het Anker Keuken" in html
+    assert "2 debtors, 1 company (no longer reached: 0 debtors, 1 company)." in html
     suspended = seeded.links["suspended"]
     row = re.search(rf'<tr data-link-id="{suspended}".*?</tr>', html, re.S)
     assert row is not None

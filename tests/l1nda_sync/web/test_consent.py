@@ -73,7 +73,7 @@ def test_a_customer_consents_and_the_page_lists_the_companies_and_the_link_that_
     assert rows(web_stack, "SELECT state, result_token_id FROM invitations") == [("used", token_id)]
     (subject, recipients), = rows(web_stack, "SELECT subject, recipients FROM outbox WHERE event = 'customer_page'")
     assert recipients == ["support@l1nda.example"]
-    assert "CUST-DEGRAAF consented" in subject
+    assert subject.startswith("[L1NDA] Customer page: CUST-DEGRAAF consented"), subject  # filed with the alerts
 
 
 def test_the_same_link_cannot_be_used_twice(web_stack: WebStack) -> None:

@@ -61,7 +61,8 @@ def test_the_readme_shows_the_screenshots_that_make_screenshots_copies() -> None
     assert shots is not None
     pairs = dict(reversed(pair.split(":")) for pair in shots.group(1).split())
     assert set(pairs) == shown
-    sources = "".join(p.read_text() for p in Path(conftest.__file__).parent.glob("test_*.py"))
+    browser_dirs = (Path(conftest.__file__).parent, root / "tests" / "l1nda_sync" / "ui" / "browser")
+    sources = "".join(p.read_text() for d in browser_dirs for p in sorted(d.glob("test_*.py")))
     # each step a test saves, as a pattern: shot("used") -> used, shot(f"expired-{language}") -> expired-[a-z]+
     steps = [re.sub(r"\\\{\w+\\\}", "[a-z]+", re.escape(step))
              for step in re.findall(r'\.shot\(f?"([^"]+)"\)', sources)]
