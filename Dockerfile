@@ -29,6 +29,8 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /requirem
     && pip check \
     && rm -rf /tmp/l1nda-src
 
-# 3. DAGs and plugins last: they change most often.
+# 3. The one-shot set-up docker-compose.yaml's airflow-init runs (the script `make airflow EXECUTOR=celery` runs too),
+#    then DAGs and plugins last: they change most often.
+COPY --chown=airflow:0 deploy/airflow-init.sh /opt/l1nda/airflow-init.sh
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/

@@ -11,6 +11,7 @@ help:
 	@echo "make demo    the end-to-end story against the simulator, on embedded defaults"
 	@echo "make bench   benchmarks that print numbers"
 	@echo "make airflow the demo's world with the Airflow UI on localhost:8080 (login admin / l1nda-demo)"
+	@echo "             EXECUTOR=celery: PostgreSQL metadata, CeleryExecutor, two Celery workers (docs/celery-local.md)"
 	@echo "make browser install Debian's chromium and chromium-driver (apt, as root) for the browser tests"
 	@echo "make screenshots  run the browser tests (customer page, Airflow UI) and copy README's screenshots to docs/screenshots/"
 	@echo "make lint    ruff and mypy (no tests);  make fmt: ruff --fix"
@@ -47,8 +48,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m l1nda_dev.bench
 
+# EXECUTOR=celery: compose's shape (PostgreSQL metadata, CeleryExecutor, two workers); see docs/celery-local.md.
+EXECUTOR ?= local
 airflow: $(STAMP)
-	$(BIN)/python -m l1nda_dev.demo --airflow
+	$(BIN)/python -m l1nda_dev.demo --airflow --executor $(EXECUTOR)
 
 # The browser tests (tests/l1nda_sync/web/browser/) drive Debian's Chromium through its chromedriver; selenium is
 # given both paths, so nothing is downloaded. Without them `make test` skips those tests and says why (CI fails).

@@ -155,12 +155,12 @@ exit 0
 """
 
 
-def init_script(rendered: dict[str, Any], logs: Path) -> str:
-    script = rendered["default"]["services"]["airflow-init"]["command"][-1]
-    return script.replace("$$", "$").replace("/opt/airflow/logs", str(logs))
+INIT_SCRIPT = REPO / "deploy" / "airflow-init.sh"  # the image's /opt/l1nda/airflow-init.sh (tests/test_deployment.py)
 
 
 def run_init(rendered: dict[str, Any], tmp_path: Path, **switches: str) -> tuple[int, list[str]]:
+    """deploy/airflow-init.sh as compose's airflow-init runs it: its rendered environment (auth manager, admin user,
+    AIRFLOW_UID), with stand-in commands and the logs under tmp_path."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for command in ("airflow", "l1nda-sync", "chown"):
@@ -170,16 +170,17 @@ def run_init(rendered: dict[str, Any], tmp_path: Path, **switches: str) -> tuple
     calls = tmp_path / "calls.log"
     calls.write_text("")
     init_env = rendered["default"]["services"]["airflow-init"]["environment"]
+    assert rendered["default"]["services"]["airflow-init"]["command"] == ["/opt/l1nda/airflow-init.sh"]
     env = {
-        "PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls),
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "AIRFLOW_HOME": str(tmp_path / "home"),
         "L1NDA_OPS_RECIPIENTS": "ops@l1nda.example", "L1NDA_MAIL_FROM": "L1NDA <no-reply@l1nda.example>",
         "L1NDA_WEB_BASE_URL": "https://connect.l1nda.example",
-        "_AIRFLOW_WWW_USER_USERNAME": init_env["_AIRFLOW_WWW_USER_USERNAME"],
-        "_AIRFLOW_WWW_USER_PASSWORD": init_env["_AIRFLOW_WWW_USER_PASSWORD"],
+        **{name: init_env[name] for name in ("AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW_UID",
+                                             "_AIRFLOW_WWW_USER_USERNAME", "_AIRFLOW_WWW_USER_PASSWORD")},
         **switches,
     }
-    done = subprocess.run(["bash", "-c", init_script(rendered, tmp_path / "logs")], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(["bash", str(INIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
     return done.returncode, calls.read_text().splitlines()
 
 
@@ -191,6 +192,15 @@ def test_init_runs_every_step_and_creates_a_missing_pool(rendered: dict[str, Any
                         "airflow users list", "airflow pools get", "airflow pools set", "l1nda-sync db upgrade",
                         "l1nda-sync settings"]
     assert 'airflow pools set nmbrs_api 8 Nmbrs API calls' in calls
+    assert (tmp_path / "home" / "logs").is_dir()
+    if os.geteuid() == 0:
+        assert "chown -R 50000:0 " + str(tmp_path / "home" / "logs") in calls, "as root, the logs go to AIRFLOW_UID"
+
+
+def test_the_local_stack_asks_for_its_own_pool_size(rendered: dict[str, Any], tmp_path: Path) -> None:
+    code, calls = run_init(rendered, tmp_path, NMBRS_API_POOL_SLOTS="2")
+    assert code == 0
+    assert 'airflow pools set nmbrs_api 2 Nmbrs API calls' in calls
 
 
 def test_init_keeps_an_existing_pool(rendered: dict[str, Any], tmp_path: Path) -> None:

@@ -352,15 +352,33 @@ def test_the_simulator_serves_an_existing_scenario_on_all_interfaces() -> None:
     assert yaml.safe_load(host_file.read_text())["environments"], "the scenario has a world"
 
 
+INIT_SCRIPT = REPO / "deploy" / "airflow-init.sh"
+INIT_IN_IMAGE = "/opt/l1nda/airflow-init.sh"
+
+
 def init_script() -> str:
-    return "\n".join(_strings(services()["airflow-init"]["command"]))
+    """deploy/airflow-init.sh: what compose's airflow-init runs (the image's copy) and the local Celery stack too."""
+    return INIT_SCRIPT.read_text()
+
+
+def test_init_runs_the_one_script_the_image_holds() -> None:
+    """One set of init steps for compose and `make airflow EXECUTOR=celery`: compose runs the image's copy of
+    deploy/airflow-init.sh, the Dockerfile puts it there, and the local stack runs the checkout's."""
+    init = services()["airflow-init"]
+    assert init["command"] == [INIT_IN_IMAGE]
+    copies = [args for keyword, args in dockerfile_instructions() if keyword == "COPY"]
+    assert any(copy_sources(args) == ["deploy/airflow-init.sh"] and args.endswith(f" {INIT_IN_IMAGE}")
+               for args in copies), copies
+    local = (REPO / "include" / "l1nda_dev" / "demo" / "stack.py").read_text()
+    assert '"deploy" / "airflow-init.sh"' in local, "the local stack runs the same script"
 
 
 def test_init_migrates_the_registry_and_creates_the_pool() -> None:
     init = services()["airflow-init"]
     script = init_script()
     assert "l1nda-sync db upgrade" in script
-    assert 'airflow pools set nmbrs_api 8 "Nmbrs API calls"' in script
+    assert 'airflow pools set nmbrs_api "${slots}" "Nmbrs API calls"' in script
+    assert 'slots="${NMBRS_API_POOL_SLOTS:-8}"' in script, "8 slots unless the local stack asks for fewer"
     assert "set -euo pipefail" in script, "a failing step must fail airflow-init (and so keep Airflow from starting)"
     depends = init["depends_on"]
     assert depends["registry-db"]["condition"] == "service_healthy"

@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--airflow", action="store_true",
                         help="set up the same world, then run the Airflow UI until Ctrl-C")
     parser.add_argument("--port", type=int, default=8080, help="the Airflow UI's port (with --airflow)")
+    parser.add_argument("--executor", choices=("local", "celery"), default="local",
+                        help="with --airflow: local (SQLite metadata, LocalExecutor) or celery (compose's shape: "
+                             "PostgreSQL metadata, CeleryExecutor, two workers, a triggerer)")
     parser.add_argument("--web-port", type=int, default=None,
                         help="the customer page's port (default: 8090 with --airflow, the demo scenario's redirect "
                              "URI; else a free one)")
@@ -36,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where mails (mail/) and the demo's files (demo/) go (default: ./var)")
     parser.add_argument("--dags-folder", type=Path, default=root / "dags", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.executor != "local" and not args.airflow:
+        parser.error("--executor is for --airflow (the story runs its DAG with dag.test())")
 
     _interrupt_on_sigterm()
     console = Console()
@@ -49,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 web_port = args.web_port if args.web_port is not None else (8090 if args.airflow else 0)
                 with DemoStack(paths, console, args.dags_folder.resolve(),
-                               ui_port=args.port if args.airflow else None, web_port=web_port) as stack:
+                               ui_port=args.port if args.airflow else None, web_port=web_port,
+                               executor=args.executor) as stack:
                     if args.airflow:
                         from l1nda_dev.demo import ui
 

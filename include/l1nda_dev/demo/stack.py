@@ -119,6 +119,10 @@ def repo_root() -> Path:
     return here if (here / "dags").is_dir() else Path.cwd()
 
 
+# The one-shot set-up compose's airflow-init runs (the image's copy); `--executor celery` runs the checkout's.
+INIT_SCRIPT = repo_root() / "deploy" / "airflow-init.sh"
+
+
 @dataclass
 class Paths:
     """Where the demo keeps its files under var/."""
@@ -158,6 +162,7 @@ class DemoStack:
     console: Console
     dags_folder: Path
     ui_port: int | None = None  # set for `--airflow`: the API server's port
+    executor: str = "local"  # `--executor celery`: the production shape (celery_shape), only with --airflow
     web_port: int = 0  # the customer page's port (0: a free one)
     env: dict[str, str] = field(default_factory=dict)
     token_ids: dict[str, int] = field(default_factory=dict)
@@ -190,6 +195,14 @@ class DemoStack:
         self.pg = self._stack.enter_context(embedded_postgres())
         say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{self.pg.port}: database 'registry' for the token registry")
         create_database(self.pg.url, "registry")
+        if self.executor == "celery":
+            from l1nda_dev.demo import celery_shape
+
+            for database in (celery_shape.METADATA_DATABASE, celery_shape.BROKER_DATABASE):
+                create_database(self.pg.url, database)
+            celery_shape.prepare_broker(celery_shape.environment(self.pg.url)["AIRFLOW__CELERY__BROKER_URL"])
+            say(f"  and '{celery_shape.METADATA_DATABASE}' (Airflow's metadata, Celery's results), "
+                f"'{celery_shape.BROKER_DATABASE}' (the Celery broker: kombu's SQLAlchemy transport)")
         self.sim = self._stack.enter_context(running_simulator(DEMO_SCENARIO))
         say(f"Nmbrs simulator on {self.sim.root_url} with the demo scenario ({DEMO_SCENARIO.name})")
         self.sink = self._stack.enter_context(MailSink(self.paths.mail))
@@ -245,6 +258,10 @@ class DemoStack:
             env["AIRFLOW__API__BASE_URL"] = f"http://127.0.0.1:{self.ui_port}"
             env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{self.ui_port}/execution/"
             env["AIRFLOW__CORE__PARALLELISM"] = "4"
+        if self.executor == "celery":
+            from l1nda_dev.demo import celery_shape
+
+            env.update(celery_shape.environment(self.pg.url))
         return env
 
     @property
@@ -260,16 +277,24 @@ class DemoStack:
         home = self.paths.airflow_home
         home.mkdir(parents=True, exist_ok=True)
         (home / "passwords.json").write_text(json.dumps({UI_USER: UI_PASSWORD}))
+        if self.executor == "celery":
+            self.console.say(f"Airflow home {home} (metadata in PostgreSQL); {INIT_SCRIPT.relative_to(repo_root())}, "
+                             "as compose's airflow-init: migrate Airflow, pool nmbrs_api, migrate the registry")
+            venv_bin = str(Path(sys.executable).parent)  # the script's `airflow` and `l1nda-sync`: this venv's
+            self.run(["bash", str(INIT_SCRIPT)], what=INIT_SCRIPT.name,
+                     extra_env={"PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")])})
+            return
         self.console.say(f"Airflow home {home} (metadata in SQLite); migrating Airflow's database")
         self.run(["airflow", "db", "migrate"], what="airflow db migrate")
 
     # -- commands ------------------------------------------------------------------------------------------
-    def run(self, argv: Sequence[str], *, what: str, stdin: str | None = None) -> str:
+    def run(self, argv: Sequence[str], *, what: str, stdin: str | None = None,
+            extra_env: dict[str, str] | None = None) -> str:
         """Run a console script of this virtualenv; its output goes to the log, a failure stops the demo."""
         exe = Path(sys.executable).parent / argv[0]
         command = [str(exe) if exe.exists() else argv[0], *argv[1:]]
-        done = subprocess.run(command, input=stdin, capture_output=True, text=True, env={**os.environ, **self.env},
-                              check=False)
+        done = subprocess.run(command, input=stdin, capture_output=True, text=True,
+                              env={**os.environ, **self.env, **(extra_env or {})}, check=False)
         with open(self.paths.log, "a", encoding="utf-8") as log:
             log.write(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}\n")
         if done.returncode != 0:
@@ -311,6 +336,9 @@ class DemoStack:
             + ", ".join(f"{c} ({r})" for r, c in LINKS))
 
     def create_pool(self) -> None:
+        if self.executor == "celery":
+            self.console.say("Airflow pool nmbrs_api: made by the init script")
+            return
         from airflow.models.pool import Pool
 
         Pool.create_or_update_pool("nmbrs_api", slots=4, description="Nmbrs API calls (demo)",
