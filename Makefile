@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test lint fmt demo bench airflow browser screenshots pins clean
+.PHONY: help venv test test-celery lint fmt demo bench airflow browser screenshots pins clean
 
 help:
 	@echo "make test    ruff, mypy, then the whole pytest suite (embedded PostgreSQL unless L1NDA_TEST_DATABASE_URL is set)"
+	@echo "make test-celery  the opt-in Celery stack test (-m celery, about 5 min; .ci/run runs it after make test)"
 	@echo "make demo    the end-to-end story against the simulator, on embedded defaults"
 	@echo "make bench   benchmarks that print numbers"
 	@echo "make airflow the demo's world with the Airflow UI on localhost:8080 (login admin / l1nda-demo)"
@@ -41,6 +42,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The opt-in Celery stack test (docs/celery-local.md): compose's shape on one machine, a worker killed mid-run.
+test-celery: $(STAMP)
+	$(BIN)/python -m pytest -m celery -p no:randomly tests/l1nda_dev/demo/test_celery_stack.py
 
 demo: $(STAMP)
 	$(BIN)/python -m l1nda_dev.demo
