@@ -230,6 +230,7 @@ def run(opts: Options) -> dict[str, Any]:
                 f"{raws['churn']['finish_seconds']:.2f} s")
 
             sweeps = {name: bench.figures_of(raw) for name, raw in raws.items()}
+            process_rss = {"simulator": peak_rss_mb(sim.proc.pid), "bench": peak_rss_mb()}
             result: dict[str, Any] = {
                 "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
                 "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
@@ -242,6 +243,8 @@ def run(opts: Options) -> dict[str, Any]:
                 "churn": {"share": opts.churn_share, **asdict(churn), "companies_changed": churn.total},
                 "reconcile_seconds": sweeps["churn"]["finish_seconds"],
                 "peak_rss_mb": max(s["peak_rss_mb"] for s in sweeps.values()),
+                # The other processes of the bench (the sweeps' is above): the simulator holds the whole world.
+                "process_peak_rss_mb": {k: round(v, 1) for k, v in process_rss.items() if v is not None},
                 "task_instances_per_sweep": {
                     "computed": fig.task_instances(summary["logins"], opts.batch_size),
                     "formula": f"ceil(tokens / batch_size) + {fig.FIXED_TASKS}",
@@ -327,11 +330,26 @@ def replay_missed(bench: Bench, admin: Any, world: Any, targets: list[fig.Target
     if missed & {"bound_ratio", "unchanged_calls", "unchanged_writes"}:
         say("profiling an unchanged sweep (a missed target)...")
         profiles["unchanged"] = bench.sweep(force=True, profile=True)["profile"]
-    if "reconcile" in missed:
+    if "cpu_per_call" in missed and "unchanged" not in profiles:
+        say("profiling an unchanged sweep (CPU per call missed)...")
+        profiles["unchanged"] = bench.sweep(force=True, profile=True)["profile"]
+    if missed & {"reconcile", "churn_bound_ratio"}:
         say("profiling a churn sweep (a missed target)...")
         apply_churn(admin, world, share=opts.churn_share, rng=rng, linked=linked)
         profiles["churn"] = bench.sweep(force=True, profile=True)["profile"]
     return profiles
+
+
+def peak_rss_mb(pid: int | None = None) -> float | None:
+    """A process's peak resident set (VmHWM) in MB; this process's when `pid` is None; None where /proc has none."""
+    try:
+        status = Path(f"/proc/{pid or 'self'}/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(opts)
     print()
     print(fig.table(result))
-    if result["diagnosis"] and any(t["key"] == "bound_ratio" and t["verdict"] == "MISS" for t in result["targets"]):
+    if result["diagnosis"] and any(t["key"] in ("bound_ratio", "cpu_per_call") and t["verdict"] == "MISS"
+                                   for t in result["targets"]):
         print(f"\nwhy: {result['diagnosis']}")
     for name, text in result["profiles"].items():
         print(f"\n== where the time goes: {name} sweep (cProfile, all threads, top 20) ==\n{text}")

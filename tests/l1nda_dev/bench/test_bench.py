@@ -68,9 +68,13 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     assert result["peak_rss_mb"] == max(s["peak_rss_mb"] for s in result["sweeps"].values())
 
     verdicts = {t["key"]: t["verdict"] for t in result["targets"]}
-    assert set(verdicts) == {"bound_ratio", "unchanged_calls", "unchanged_writes", "reconcile", "peak_rss",
-                             "task_instances", "rest_bound_ratio", "rest_refresh"}
-    assert verdicts["bound_ratio"] == "n/a"
+    assert set(verdicts) == {"first_bound_ratio", "bound_ratio", "churn_bound_ratio", "cpu_per_call",
+                             "unchanged_calls", "unchanged_writes", "reconcile", "peak_rss", "task_instances",
+                             "rest_bound_ratio", "rest_refresh"}
+    assert verdicts["first_bound_ratio"] == verdicts["bound_ratio"] == verdicts["churn_bound_ratio"] == "n/a"
+    assert verdicts["cpu_per_call"] in ("PASS", "MISS")  # measured even without latency
+    assert set(result["process_peak_rss_mb"]) == {"simulator", "bench"}
+    assert all(0 < mb < 2000 for mb in result["process_peak_rss_mb"].values())
     assert verdicts["unchanged_calls"] == verdicts["unchanged_writes"] == verdicts["task_instances"] == "PASS"
     # Claim, check row, applied mark, token row: four rows per unchanged token, counted by the server.
     assert unchanged["server_rows_written_per_token"] == pytest.approx(4, abs=0.1)
@@ -79,6 +83,39 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     assert "tokens/s" in printed
     _assert_rest_figures(result, verdicts, printed)
     assert f"wrote {out}" in printed
+
+
+def _judged(first: float, unchanged: float, churn: float, cpu: float, *, tokens: int = 2000) -> dict[str, str]:
+    from l1nda_dev.bench.figures import judge_targets
+
+    def sweep(ratio: float) -> dict:
+        return {"wall_to_bound": ratio, "cpu_ms_per_call": cpu, "statements_per_token": 1.0,
+                "server_rows_written": 4 * tokens + 2, "tokens": tokens, "calls_per_token": {"max": 2}}
+
+    figures = {"sweeps": {"first": sweep(first), "unchanged": sweep(unchanged), "churn": sweep(churn)},
+               "task_instances_per_sweep": {"computed": task_instances(tokens, 100)},
+               "world": {"tokens": tokens, "companies": 100}, "churn": {"share": 0.01}, "reconcile_seconds": 1.0,
+               "peak_rss_mb": 120.0, "process_peak_rss_mb": {"simulator": 390.0, "bench": 150.0}}
+    return {t.key: t.verdict for t in judge_targets(figures, concurrency=32)}
+
+
+def test_issue_22_targets_first_and_churn_within_1_2_unchanged_within_1_1_and_0_8_ms_per_call() -> None:
+    passed = _judged(1.19, 1.09, 1.2, 0.8)
+    assert {k: passed[k] for k in ("first_bound_ratio", "bound_ratio", "churn_bound_ratio", "cpu_per_call")} == \
+        dict.fromkeys(("first_bound_ratio", "bound_ratio", "churn_bound_ratio", "cpu_per_call"), "PASS")
+    missed = _judged(1.21, 1.11, 1.25, 0.81)
+    assert {k: missed[k] for k in ("first_bound_ratio", "bound_ratio", "churn_bound_ratio", "cpu_per_call")} == \
+        dict.fromkeys(("first_bound_ratio", "bound_ratio", "churn_bound_ratio", "cpu_per_call"), "MISS")
+    # Peak RSS is judged per process: the simulator's 390 MB passes, 400 would not.
+    assert passed["peak_rss"] == "PASS"
+
+
+def test_task_instance_limit_scales_with_the_world() -> None:
+    from l1nda_dev.bench.figures import max_task_instances
+
+    assert max_task_instances(200) == max_task_instances(2000) == 40
+    assert max_task_instances(20000) == 400
+    assert _judged(1.0, 1.0, 1.0, 0.5, tokens=20000)["task_instances"] == "PASS"  # 200 batches + 5
 
 
 def test_diagnosis_compares_cpu_per_call_with_the_rate_the_bound_assumes() -> None:
