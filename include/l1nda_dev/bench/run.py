@@ -24,16 +24,9 @@ from typing import Any
 import psycopg2
 
 from l1nda_dev.bench import figures as fig
-from l1nda_dev.bench.rest import RestLogin, add_rest, consent_connections, rest_env, token_calls
+from l1nda_dev.bench.rest import RestLogin, consent_connections, rest_env, token_calls
 from l1nda_dev.bench.sweep import SweepJob, run_sweep
-from l1nda_dev.bench.world import (
-    apply_churn,
-    index_world,
-    register_tokens,
-    request_links,
-    simulator_process,
-    write_scenario,
-)
+from l1nda_dev.bench.world import apply_churn, generate_to, register_tokens, request_links, simulator_process
 from l1nda_dev.postgres import create_database
 from nmbrs_sim.rest_clients import RestSettings
 
@@ -169,21 +162,19 @@ def run(opts: Options) -> dict[str, Any]:
     from l1nda_dev.postgres import embedded_postgres
     from l1nda_sync.registry import db, schema
     from l1nda_sync.settings import Settings
-    from nmbrs_sim.generate import generate_world, summarize
-
     started = time.perf_counter()
     rng = random.Random(opts.seed)  # noqa: S311 - a reproducible benchmark world, not a secret
     env = {"L1NDA_FERNET_KEYS": Fernet.generate_key().decode("ascii")}
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="l1nda-bench-") as tmp:
         t = time.perf_counter()
-        scenario = generate_world(tokens=opts.tokens, seed=opts.seed)
-        summary = summarize(scenario)
-        rest_users = add_rest(scenario, opts.rest_connections, random.Random(opts.seed + 18))  # noqa: S311
-        world = index_world(scenario)
         scenario_path = Path(tmp) / "world.json"
-        write_scenario(scenario, scenario_path)
-        del scenario
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            generated = pool.submit(generate_to, scenario_path, tokens=opts.tokens, seed=opts.seed,
+                                    rest_connections=opts.rest_connections).result()
+        summary, world, rest_users = generated.summary, generated.index, generated.rest_users
+        generator_rss = generated.peak_rss_mb
+        del generated
         timings["generate"] = time.perf_counter() - t
         say(f"world: {summary['logins']} tokens ({summary['accountant_logins']} accountant), "
             f"{summary['debtors']} debtors, {summary['companies']} companies ({timings['generate']:.1f} s)")
@@ -230,7 +221,8 @@ def run(opts: Options) -> dict[str, Any]:
                 f"{raws['churn']['finish_seconds']:.2f} s")
 
             sweeps = {name: bench.figures_of(raw) for name, raw in raws.items()}
-            process_rss = {"simulator": peak_rss_mb(sim.proc.pid), "bench": peak_rss_mb()}
+            process_rss = {"simulator": peak_rss_mb(sim.proc.pid), "world generator": generator_rss,
+                           "bench": peak_rss_mb()}
             result: dict[str, Any] = {
                 "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
                 "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg2
 
+from l1nda_dev.bench.rest import RestLogin, add_rest
 from nmbrs_sim.admin import SimAdmin
 from nmbrs_sim.catalog import PATH_PREFIX
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 STOP_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Company:
     """A company of the bench world, with its debtor and environment."""
 
@@ -108,7 +110,31 @@ def simulator_process(scenario_path: Path) -> Iterator[SimProcess]:
 
 
 def write_scenario(scenario: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(scenario, separators=(",", ":")), encoding="utf-8")
+    """Streamed to the file (no copy of the whole text in memory: 60 MB at 20,000 tokens)."""
+    with path.open("w", encoding="utf-8") as out:
+        json.dump(scenario, out, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class GeneratedWorld:
+    """What the bench keeps of a generated world; the scenario itself is only in the file the simulator loads."""
+
+    summary: dict[str, int]
+    index: WorldIndex
+    rest_users: list[RestLogin]
+    peak_rss_mb: float  # the generating process's
+
+
+def generate_to(path: Path, *, tokens: int, seed: int, rest_connections: int) -> GeneratedWorld:
+    """Generate the world, add the REST logins, write it to `path`; run in a child process (see `run`), so the
+    whole scenario tree (about 280 MB at 20,000 tokens) never sits in the bench's own process."""
+    from nmbrs_sim.generate import generate_world, summarize
+
+    scenario = generate_world(tokens=tokens, seed=seed)
+    rest_users = add_rest(scenario, rest_connections, random.Random(seed + 18))  # noqa: S311 - a reproducible world
+    write_scenario(scenario, path)
+    return GeneratedWorld(summarize(scenario), index_world(scenario), rest_users,
+                          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def register_tokens(database_url: str, settings: Settings, logins: list[dict[str, Any]]) -> list[int]:

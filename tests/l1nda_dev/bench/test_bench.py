@@ -73,7 +73,7 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
                              "rest_bound_ratio", "rest_refresh"}
     assert verdicts["first_bound_ratio"] == verdicts["bound_ratio"] == verdicts["churn_bound_ratio"] == "n/a"
     assert verdicts["cpu_per_call"] in ("PASS", "MISS")  # measured even without latency
-    assert set(result["process_peak_rss_mb"]) == {"simulator", "bench"}
+    assert set(result["process_peak_rss_mb"]) == {"simulator", "world generator", "bench"}
     assert all(0 < mb < 2000 for mb in result["process_peak_rss_mb"].values())
     assert verdicts["unchanged_calls"] == verdicts["unchanged_writes"] == verdicts["task_instances"] == "PASS"
     # Claim, check row, applied mark, token row: four rows per unchanged token, counted by the server.
