@@ -7,10 +7,10 @@ over a sliding window of checks across runs, per credential kind (`breaker.judge
 moves, so a run that applies another run's pending checks judges them with all the evidence, never in pieces; a
 tripped kind freezes only its own credentials.
 
-Checks that write no reach (a failure, or an unchanged probe: nearly every check of a quiet sweep) of tokens
-with no other pending check are applied in bulk, many tokens per transaction with the same decisions and the
-same locks, so an unchanged token costs a constant handful of statements; should a bulk chunk fail, its checks
-are applied one by one as above.
+The checks of tokens with no other pending check are applied in bulk, many tokens per transaction with the same
+decisions and the same locks, and with one statement per table for all their reach writes: an unchanged token
+costs a constant handful of statements, and a first sweep's thousands of reach rows go in a few large statements
+instead of several per token. Should a bulk chunk fail, its checks are applied one by one as above.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from l1nda_sync.engine.breaker import (
     judge_by_kind,
 )
 from l1nda_sync.engine.outcomes import reach_from_probe
-from l1nda_sync.engine.reach import Reach, ReachDiff, diff_reach
+from l1nda_sync.engine.reach import ReachDiff, diff_reach
 from l1nda_sync.engine.token_state import (
     OUT_OF_SERVICE_STATES,
     CheckResult,
@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 
 FINAL_STATES = frozenset(s.value for s in OUT_OF_SERVICE_STATES)  # a check never moves these
 MAX_LATE = timedelta(hours=1)  # how far the breaker's window reaches back for checks applied late
-BULK_CHUNK = 500  # checks per transaction on the bulk path (no reach to write, one check per token)
+BULK_CHUNK = 500  # checks per transaction on the bulk path (one check per token)
+REACH_PAGE = 1000  # reach rows per statement: a chunk's rows go in a few statements of bounded size
 
 log = logging.getLogger(__name__)
 
@@ -161,20 +162,18 @@ def judge_recent_by_kind(
 
 @dataclass(frozen=True, slots=True)
 class _Listed:
-    """A pending check as listed for a run: which way it is applied."""
+    """A pending check as listed for a run."""
 
     check_id: int
     run_id: int | None
     token_id: int
-    no_reach: bool  # writes no reach: a failure, an unchanged probe, or no probe
 
 
 def _list_pending(conn: Connection, run_id: int | None, *, dry_run: bool) -> list[_Listed]:
     """The pending checks (of `run_id`, or of any run), oldest first."""
     with unit_of_work(conn, dry_run=dry_run) as cur:
         cur.execute(
-            "SELECT id, run_id, token_id, (outcome NOT IN ('valid', 'reach_drop') OR unchanged OR probe IS NULL)"
-            " FROM checks WHERE applied_at IS NULL"
+            "SELECT id, run_id, token_id FROM checks WHERE applied_at IS NULL"
             + (" AND run_id = %s" if run_id is not None else "")
             + " ORDER BY checked_at, id",
             (run_id,) if run_id is not None else (),
@@ -253,13 +252,14 @@ def apply_pending(
     with unit_of_work(conn, dry_run=dry_run) as cur:
         hooks.breaker_judged(cur, verdict, run_id=run_id, now=now())
     listed = _list_pending(conn, run_id, dry_run=dry_run)
-    # A check that writes no reach, of a token with no other pending check, goes the bulk way: many tokens in
-    # one transaction with a constant number of statements. If a bulk chunk fails, its checks go the single way
-    # below, where one token's fault is rolled back alone. Everything else: one token per transaction, in order.
-    # Both ways write a token's health through the same `write_health`.
+    # The check of a token with no other pending check goes the bulk way: many tokens in one transaction, a
+    # constant number of statements for their health and one per table for their reach. If a bulk chunk fails,
+    # its checks go the single way below, where one token's fault is rolled back alone. Tokens with several
+    # pending checks (a crashed run's and this one's): one check per transaction, in order. Both ways write
+    # through the same `apply_locked`.
     applier = _Applier(conn, policy, now, breakers.frozen, hooks, dry_run)
     per_token = Counter(c.token_id for c in listed)
-    bulk = [(c.check_id, c.run_id) for c in listed if c.no_reach and per_token[c.token_id] == 1]
+    bulk = [(c.check_id, c.run_id) for c in listed if per_token[c.token_id] == 1]
     done = applier.in_bulk(bulk, summary)
     applier.one_by_one([(c.check_id, c.run_id) for c in listed if c.check_id not in done], summary)
     order = {c.check_id: n for n, c in enumerate(listed)}
@@ -405,19 +405,25 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime) ->
                 (at, [w.applied.check_id for w in writes]))
 
 
-def _write_carried_reach(
-    cur: Cursor, pending: PendingCheck, transition: Transition
-) -> tuple[ReachDiff | None, dict[str, Any] | None, str | None]:
-    """Write the reach a check carries (a valid answer, or a confirmed reach drop, whose probe differs from the
-    stored reach): (its diff, the new stored reach, the probe's domain), or three Nones."""
+@dataclass(frozen=True, slots=True)
+class ReachWrite:
+    """One token's reach change to write: its diff, when it was seen, and the run it is recorded for."""
+
+    token_id: int
+    diff: ReachDiff
+    at: datetime
+    run_id: int | None
+
+
+def _carried_reach(pending: PendingCheck, transition: Transition) -> ReachDiff | None:
+    """The reach change a check carries (a valid answer, or a confirmed reach drop, whose probe differs from the
+    stored reach), or None."""
     outcome = pending.result.outcome
     carries = outcome is Outcome.VALID or (outcome is Outcome.REACH_DROP and transition.write_reach)
     if not carries or pending.probe is None:
-        return None, None, None
-    new = reach_from_probe(pending.probe)
-    diff = diff_reach(reach_from_probe(pending.cache), new, debtor_level=pending.level == "debtor")
-    write_reach(cur, pending.token_id, diff, new, at=pending.result.at, run_id=pending.run_id)
-    return diff, pending.probe, pending.probe.get("domain") or None
+        return None
+    return diff_reach(reach_from_probe(pending.cache), reach_from_probe(pending.probe),
+                      debtor_level=pending.level == "debtor")
 
 
 def apply_locked(
@@ -429,16 +435,22 @@ def apply_locked(
     if len({p.token_id for p in pending}) != len(pending):  # two writes of one token's health would race
         raise ValueError("apply_locked takes one check per token in a batch")
     writes: list[HealthWrite] = []
+    reach: list[ReachWrite] = []
     for p in pending:
         note = p.skip_note
         if note is not None:
             _mark_applied(cur, p.check_id, at, note)
             continue
         transition = decide(p.health, p.result, policy, breaker_open=is_frozen(breaker_open, p.kind))
-        diff, probe_cache, domain = _write_carried_reach(cur, p, transition)
+        diff = _carried_reach(p, transition)
         applied = AppliedCheck(p.check_id, p.token_id, p.label, p.level, p.result.outcome, transition, diff,
                                p.kind)
-        writes.append(HealthWrite(applied, p.run_id, p.result.at, probe_cache, domain))
+        if diff is None or p.probe is None:  # a carried diff always has its probe
+            writes.append(HealthWrite(applied, p.run_id, p.result.at))
+            continue
+        reach.append(ReachWrite(p.token_id, diff, p.result.at, p.run_id))
+        writes.append(HealthWrite(applied, p.run_id, p.result.at, p.probe, p.probe.get("domain") or None))
+    write_reach(cur, reach)
     write_health(cur, writes, at=at)
     return writes
 
@@ -474,13 +486,14 @@ def apply_check(
     return writes[0].applied if writes else None
 
 
-def write_reach(cur: Cursor, token_id: int, diff: ReachDiff, new: Reach, *, at: datetime, run_id: int | None) -> None:
-    """Write only what changed: upserts for gained/updated rows, lost_at for lost ones, one event per change."""
+def write_reach(cur: Cursor, changes: Sequence[ReachWrite]) -> None:
+    """Write only what changed, for every token in `changes` (each once): upserts for gained and updated rows,
+    lost_at for lost ones, one event per change; one statement per table per `REACH_PAGE` rows."""
     from psycopg2.extras import execute_values
 
     upsert_debtors = [
-        (token_id, d.id, d.number, d.name, json.dumps(sorted(d.tags)), at, at)
-        for d in (*diff.debtors_gained, *diff.debtors_updated)
+        (w.token_id, d.id, d.number, d.name, json.dumps(sorted(d.tags)), w.at, w.at)
+        for w in changes for d in (*w.diff.debtors_gained, *w.diff.debtors_updated)
     ]
     if upsert_debtors:
         execute_values(
@@ -491,15 +504,21 @@ def write_reach(cur: Cursor, token_id: int, diff: ReachDiff, new: Reach, *, at: 
                    tags = EXCLUDED.tags, last_seen = EXCLUDED.last_seen, lost_at = NULL""",
             upsert_debtors,
             template="(%s, %s, %s, %s, %s::jsonb, %s, %s)",
+            page_size=REACH_PAGE,
         )
-    if diff.debtors_lost:
-        cur.execute(
-            "UPDATE reach_debtors SET lost_at = %s WHERE token_id = %s AND debtor_id = ANY(%s)",
-            (at, token_id, [d.id for d in diff.debtors_lost]),
+    lost_debtors = [(w.token_id, d.id, w.at) for w in changes for d in w.diff.debtors_lost]
+    if lost_debtors:
+        execute_values(
+            cur,
+            """UPDATE reach_debtors AS r SET lost_at = v.at FROM (VALUES %s) AS v(token_id, debtor_id, at)
+               WHERE r.token_id = v.token_id AND r.debtor_id = v.debtor_id""",
+            lost_debtors,
+            template="(%s::bigint, %s::integer, %s::timestamptz)",
+            page_size=REACH_PAGE,
         )
     upsert_companies = [
-        (token_id, c.id, c.debtor_id, c.number, c.name, at, at)
-        for c in (*diff.companies_gained, *diff.companies_updated)
+        (w.token_id, c.id, c.debtor_id, c.number, c.name, w.at, w.at)
+        for w in changes for c in (*w.diff.companies_gained, *w.diff.companies_updated)
     ]
     if upsert_companies:
         execute_values(
@@ -509,21 +528,29 @@ def write_reach(cur: Cursor, token_id: int, diff: ReachDiff, new: Reach, *, at: 
                ON CONFLICT (token_id, company_id) DO UPDATE SET debtor_id = EXCLUDED.debtor_id,
                    number = EXCLUDED.number, name = EXCLUDED.name, last_seen = EXCLUDED.last_seen, lost_at = NULL""",
             upsert_companies,
+            page_size=REACH_PAGE,
         )
-    if diff.companies_lost:
-        cur.execute(
-            "UPDATE reach_companies SET lost_at = %s WHERE token_id = %s AND company_id = ANY(%s)",
-            (at, token_id, [c.id for c in diff.companies_lost]),
+    lost_companies = [(w.token_id, c.id, w.at) for w in changes for c in w.diff.companies_lost]
+    if lost_companies:
+        execute_values(
+            cur,
+            """UPDATE reach_companies AS r SET lost_at = v.at FROM (VALUES %s) AS v(token_id, company_id, at)
+               WHERE r.token_id = v.token_id AND r.company_id = v.company_id""",
+            lost_companies,
+            template="(%s::bigint, %s::integer, %s::timestamptz)",
+            page_size=REACH_PAGE,
         )
-    if diff.events:
+    events = [
+        (w.token_id, w.run_id, w.at, e.change.value, e.entity.value, e.entity_id, e.debtor_id,
+         json.dumps(dict(e.detail)))
+        for w in changes for e in w.diff.events
+    ]
+    if events:
         execute_values(
             cur,
             """INSERT INTO reach_events (token_id, run_id, at, change, entity, entity_id, debtor_id, detail)
                VALUES %s""",
-            [
-                (token_id, run_id, at, e.change.value, e.entity.value, e.entity_id, e.debtor_id,
-                 json.dumps(dict(e.detail)))
-                for e in diff.events
-            ],
+            events,
             template="(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+            page_size=REACH_PAGE,
         )

@@ -4,8 +4,8 @@ Hypothesis builds a registry (tokens in any state with any streaks, stored reach
 (any outcome, probes equal to or different from the stored reach, 0 to 3 checks per token, times spread over 40
 minutes), writes it into two fresh registries, and applies the checks with the real alert hooks, then reconciles
 the links:
-- registry A through `apply_pending` as it is: a token's single check that writes no reach goes the bulk way,
-  everything else the single way;
+- registry A through `apply_pending` as it is: a token's single check goes the bulk way (its reach written with
+  the chunk's other tokens' in one statement per table), a token with several checks the single way;
 - registry B with the bulk way failing, so that `apply_pending` applies every check the single way (a batch of
   one each), as it does after a failed bulk chunk.
 Every row of tokens, token_events, checks, reach, links, link_events, problems and outbox must be the same, and
@@ -347,9 +347,10 @@ def test_a_world_with_every_kind_of_check_goes_both_ways_alike(registries: tuple
         TokenSpec(TokenState.INVALID, "debtor", 1, Outcome.INVALID, 1, 15, 0, None, None, 60, 15, None, False),
         TokenSpec(TokenState.ACTIVE, "debtor", 1, None, 0, None, 2, 35, None, 60, 5, None, False),  # -> unreachable
         TokenSpec(TokenState.DISABLED, "debtor", 1, None, 0, None, 0, None, None, 60, 60, None, False),  # skipped
-        plain,  # a new reach: single
+        plain,  # a new reach: bulk, its reach written with token 11's in one statement per table
         plain,  # two checks: single
         plain, plain, plain, plain,  # valid witnesses, so that the breaker holds
+        plain,  # another new reach: bulk
     ]
     checks = [
         CheckSpec(0, Outcome.VALID, 2, 1, True, False, True),
@@ -361,11 +362,12 @@ def test_a_world_with_every_kind_of_check_goes_both_ways_alike(registries: tuple
         CheckSpec(6, Outcome.TRANSIENT, 3, 0, False, False, False),
         CheckSpec(6, Outcome.VALID, 1, 4, False, False, False),
         *(CheckSpec(n, Outcome.VALID, 1, 1, True, False, True) for n in range(7, 11)),
+        CheckSpec(11, Outcome.VALID, 1, 2, False, False, True),
     ]
     links = [LinkSpec(11, "active", 2), LinkSpec(12, "active", 3), LinkSpec(15, "pending", None)]
     world = WorldSpec(tokens, checks, links, 0.5)
     bulk_applied, bulk_summary, single_summary = both_ways(registries, world)
-    assert bulk_applied == 9  # tokens 0-4 and the four witnesses
+    assert bulk_applied == 11  # tokens 0-5, the four witnesses and token 11
     assert not bulk_summary.breaker_open
     assert bulk_summary == single_summary
     assert bulk_summary.skipped == 1
