@@ -31,6 +31,17 @@ only when the domain or the environment is unknown, i.e. on a first probe):
 | a 1001 with a remembered domain | + 2 (`Environment_Get` and the repeated call) |
 Every retry of a transient fault is one more call; `Probe.calls` counts every request sent.
 
+The per-debtor calls (`Tags_Get`, then `List_GetByDebtor`) run up to `nmbrs_per_login_concurrency` (K, default 4)
+at a time, each through the process-wide CallGate like every call: a first probe or a full refresh of N debtors
+waits about 2N/K round trips instead of 2N. The probe's thread is one of the K askers; the K-1 others are
+threads of this probe alone, all ended when it returns (see `fanout`, `per_login`). K=1 is the sequential probe,
+and every K gives its result: debtors are started in order, and after a failure none is started, the ones in
+flight are waited for, and the first failure in debtor order decides, as the loop would have. Only the count can
+be higher after a failure, by the calls that were in flight (at most K-1; the table counts K=1). A 1002 on
+`Tags_Get` keeps the tags of the debtors before it in debtor order and drops every answer after it (for a login
+whose template has `Tags_Get` off, the first one fails: no tags, as before). A 1001 with a remembered domain
+still costs one rediscovery per probe: the probe's conversation makes it and asks again from that debtor on.
+
 Debtor-level logins: when `DebtorService.List_GetAll` is switched off (1002) the probe asks `Debtor_IsOwner`. A
 login that is not the owner (a customer login) is then probed without debtors: its companies come from
 `CompanyService.List_GetAll` with `debtor_id` None, and `is_owner` False is remembered so later probes skip the
