@@ -96,6 +96,17 @@ def _positive_int(value: str) -> int:
     return number
 
 
+PER_LOGIN_CONCURRENCY_MAX = 16  # Nmbrs' fair use is per login (150 calls/s): a few in flight are enough
+
+
+def _per_login(value: str) -> int:
+    number = _number(value, int)
+    if not 1 <= number <= PER_LOGIN_CONCURRENCY_MAX:
+        raise ValueError(f"must be a whole number from 1 to {PER_LOGIN_CONCURRENCY_MAX} (1: one debtor at a time; "
+                         f"default 4), got {value}")
+    return number
+
+
 def _share(value: str) -> float:
     number = _number(value, float)
     if not 0 < number <= 1:
@@ -258,6 +269,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("nmbrs_calls_per_second", 100.0, "process-wide rate limit on Nmbrs calls (fair use: 150/s)",
             parse=_positive_float),
     Setting("nmbrs_max_concurrency", 32, "Nmbrs calls in flight at once, per process", parse=_positive_int),
+    Setting("nmbrs_per_login_concurrency", 4, "an accountant token's per-debtor calls (Tags_Get, "
+            "List_GetByDebtor) in flight at once, 1 to 16; 1 asks one debtor at a time", parse=_per_login),
     Setting("nmbrs_wsdl_cache_ttl", 86400.0, "seconds a cached WSDL stays fresh", parse=_non_negative_float),
     Setting("nmbrs_wsdl_cache_dir", None, "where WSDLs are cached (default: the user cache directory)"),
     Setting("mapping_full_refresh", 86400.0,
@@ -457,6 +470,7 @@ class Settings:
     nmbrs_retry_attempts: int = 4
     nmbrs_calls_per_second: float = 100.0
     nmbrs_max_concurrency: int = 32
+    nmbrs_per_login_concurrency: int = 4
     nmbrs_wsdl_cache_ttl: float = 86400.0
     nmbrs_wsdl_cache_dir: str | None = None
     mapping_full_refresh: float = 86400.0

@@ -31,6 +31,17 @@ only when the domain or the environment is unknown, i.e. on a first probe):
 | a 1001 with a remembered domain | + 2 (`Environment_Get` and the repeated call) |
 Every retry of a transient fault is one more call; `Probe.calls` counts every request sent.
 
+The per-debtor calls (`Tags_Get`, then `List_GetByDebtor`) run up to `nmbrs_per_login_concurrency` (K, default 4)
+at a time, each through the process-wide CallGate like every call: a first probe or a full refresh of N debtors
+waits about 2N/K round trips instead of 2N. The probe's thread is one of the K askers; the K-1 others are
+threads of this probe alone, all ended when it returns (see `fanout`, `per_login`). K=1 is the sequential probe,
+and every K gives its result: debtors are started in order, and after a failure none is started, the ones in
+flight are waited for, and the first failure in debtor order decides, as the loop would have. Only the count can
+be higher after a failure, by the calls that were in flight (at most K-1; the table counts K=1). A 1002 on
+`Tags_Get` keeps the tags of the debtors before it in debtor order and drops every answer after it (for a login
+whose template has `Tags_Get` off, the first one fails: no tags, as before). A 1001 with a remembered domain
+still costs one rediscovery per probe: the probe's conversation makes it and asks again from that debtor on.
+
 Debtor-level logins: when `DebtorService.List_GetAll` is switched off (1002) the probe asks `Debtor_IsOwner`. A
 login that is not the owner (a customer login) is then probed without debtors: its companies come from
 `CompanyService.List_GetAll` with `debtor_id` None, and `is_owner` False is remembered so later probes skip the
@@ -46,6 +57,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from l1nda_sync.nmbrs.errors import NmbrsError, OperationNotAllowed
+from l1nda_sync.nmbrs.per_login import PerDebtorCalls
 from l1nda_sync.nmbrs.records import Company, Credentials, Debtor, DebtorTag, Probe
 
 if TYPE_CHECKING:  # client.py imports this module when a probe runs
@@ -58,15 +70,16 @@ def run_probe(client: NmbrsClient, credentials: Credentials, previous: Probe | N
     """Probe one token. A failure raises the NmbrsError with `.calls` set to the requests this probe sent."""
     remembered = credentials.domain or (previous.domain if previous is not None and previous.domain else None)
     talk = client.conversation(credentials, remembered)
+    per_debtor = PerDebtorCalls(talk, client.settings.nmbrs_per_login_concurrency)
     try:
-        return _probe(client, talk, credentials, previous, remembered)
+        return _probe(client, talk, per_debtor, credentials, previous, remembered)
     except NmbrsError as error:
-        error.calls = talk.calls
+        error.calls = talk.calls + per_debtor.calls
         raise
 
 
-def _probe(client: NmbrsClient, talk: Conversation, credentials: Credentials, previous: Probe | None,
-           remembered: str | None) -> Probe:
+def _probe(client: NmbrsClient, talk: Conversation, per_debtor: PerDebtorCalls, credentials: Credentials,
+           previous: Probe | None, remembered: str | None) -> Probe:
     now = client.wall_clock()
     if (previous is not None and previous.environment is not None and remembered
             and previous.environment.sub_domain.lower() == remembered.lower()):
@@ -108,8 +121,8 @@ def _probe(client: NmbrsClient, talk: Conversation, credentials: Credentials, pr
                      if c.debtor_id is not None and c.debtor_id in debtor_ids}
 
     tags = dict(old_tags)
-    tags.update(_tags_of(talk, ask))
-    owner = _owners_of(talk, ask, company_ids)
+    tags.update(_tags_of(per_debtor, ask))
+    owner = _owners_of(per_debtor, ask, company_ids)
     for company_id, debtor_id in old_owner.items():
         owner.setdefault(company_id, debtor_id)
     unplaced = company_ids - owner.keys()
@@ -117,11 +130,11 @@ def _probe(client: NmbrsClient, talk: Conversation, credentials: Credentials, pr
         others = sorted(debtor_ids - set(ask))
         log.debug("%s: %d companies without a debtor; asking the %d kept debtors too", credentials.username,
                   len(unplaced), len(others))
-        owner.update(_owners_of(talk, others, company_ids))
+        owner.update(_owners_of(per_debtor, others, company_ids))
     return Probe(environment, domain,
                  tuple(_with_tags(d, tags.get(d.id, ())) for d in debtors),
                  tuple(_with_debtor(c, owner.get(c.id)) for c in companies),
-                 talk.calls, now if kept is None else kept.mapping_refreshed_at, False, is_owner)
+                 talk.calls + per_debtor.calls, now if kept is None else kept.mapping_refreshed_at, False, is_owner)
 
 
 def _refresh_due(client: NmbrsClient, domain: str, previous: Probe, now: datetime) -> bool:
@@ -146,22 +159,25 @@ def _debtors_or_none(talk: Conversation, previous: Probe | None) -> tuple[tuple[
         return None, False
 
 
-def _tags_of(talk: Conversation, debtor_ids: list[int]) -> dict[int, tuple[DebtorTag, ...]]:
-    tags: dict[int, tuple[DebtorTag, ...]] = {}
-    for debtor_id in debtor_ids:
-        try:
-            tags[debtor_id] = talk.debtor_tags(debtor_id)
-        except OperationNotAllowed:
-            log.info("%s: Tags_Get is switched off; debtors are listed without tags", talk.credentials.username)
-            break
-    return tags
+def _tags_of(per_debtor: PerDebtorCalls, debtor_ids: list[int]) -> dict[int, tuple[DebtorTag, ...]]:
+    """Each debtor's `Tags_Get`; a 1002 keeps the tags of the debtors before it in `debtor_ids` (see above)."""
+    asked = per_debtor.ask(debtor_ids, lambda child, debtor_id: child.debtor_tags(debtor_id))
+    if isinstance(asked.error, OperationNotAllowed):
+        log.info("%s: Tags_Get is switched off; debtors are listed without tags",
+                 per_debtor.talk.credentials.username)
+    elif asked.error is not None:
+        raise asked.error
+    return dict(zip(debtor_ids, asked.answers, strict=False))
 
 
-def _owners_of(talk: Conversation, debtor_ids: list[int], listed: set[int]) -> dict[int, int]:
+def _owners_of(per_debtor: PerDebtorCalls, debtor_ids: list[int], listed: set[int]) -> dict[int, int]:
     """company id -> debtor id for the companies `List_GetAll` listed, from each debtor's `List_GetByDebtor`."""
+    asked = per_debtor.ask(debtor_ids, lambda child, debtor_id: child.companies_by_debtor(debtor_id))
+    if asked.error is not None:
+        raise asked.error
     owner: dict[int, int] = {}
-    for debtor_id in debtor_ids:
-        for company in talk.companies_by_debtor(debtor_id):
+    for debtor_id, companies in zip(debtor_ids, asked.answers, strict=True):
+        for company in companies:
             if company.id in listed:
                 owner[company.id] = debtor_id
     return owner

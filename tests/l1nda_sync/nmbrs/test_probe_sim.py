@@ -175,8 +175,17 @@ def test_a_transient_fault_inside_a_probe_is_retried_and_counted(sim, client) ->
     assert sim.admin.call_count(username=MASTER_HORECA.username) == probe.calls
 
 
-def test_a_failed_probe_tells_how_many_calls_it_sent(sim, client) -> None:
+def test_a_failed_probe_tells_how_many_calls_it_sent(sim, make_client) -> None:
     sim.admin.set_operation_allowed(MASTER_HORECA.username, "CompanyService", "List_GetByDebtor", False)
     with pytest.raises(OperationNotAllowed) as caught:
-        client.probe(MASTER_HORECA.creds())
+        make_client(nmbrs_per_login_concurrency=1).probe(MASTER_HORECA.creds())
     assert caught.value.calls == sim.admin.call_count(username=MASTER_HORECA.username) == 1 + 1 + 3 + 1 + 1
+
+
+def test_a_failed_fanned_out_probe_counts_the_calls_that_were_in_flight(sim, make_client) -> None:
+    sim.admin.set_operation_allowed(MASTER_HORECA.username, "CompanyService", "List_GetByDebtor", False)
+    with pytest.raises(OperationNotAllowed) as caught:
+        make_client(nmbrs_per_login_concurrency=4).probe(MASTER_HORECA.creds())
+    sent = sim.admin.call_count(username=MASTER_HORECA.username)
+    assert caught.value.calls == sent
+    assert 1 + 1 + 3 + 1 + 1 <= sent <= 1 + 1 + 3 + 3 + 1  # the 3 debtors' List_GetByDebtor may all be in flight
