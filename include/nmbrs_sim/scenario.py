@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from nmbrs_sim.catalog import PERIODS
+from nmbrs_sim.json_stream import LazyList, lazy_document
 from nmbrs_sim.injection import FAULT_KINDS, KNOWN_SERVICES, PARAMS, FaultRule, rule_from_dict
 from nmbrs_sim.rest_clients import RestConfig, parse_rest
 from nmbrs_sim.world import ACCOUNTANT, ALL, CLIENT, LEVELS, World, WorldError, derived_uuid
@@ -52,14 +53,22 @@ class Scenario:
 def read_scenario_file(path: str | Path) -> dict[str, Any]:
     """Parse a YAML or JSON scenario file into a dict (syntax errors name the file, line and column)."""
     path = Path(path)
-    source = str(path)
+    return parse_scenario_text(_read_text(path), path.suffix, str(path))
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ScenarioError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
+        raise ScenarioError(str(path), "", f"cannot read the file ({exc.strerror or exc})") from None
+
+
+def parse_scenario_text(text: str, suffix: str, source: str, *, lazy: bool = False) -> dict[str, Any]:
+    """Parse scenario text (JSON if `suffix` is .json, YAML otherwise). `lazy`: a JSON file's environments are
+    decoded one at a time while the world is built (see `json_stream`); `load_scenario` accepts that result."""
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
+        if suffix.lower() == ".json":
+            data = lazy_document(text) if lazy else json.loads(text)
         else:
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except json.JSONDecodeError as exc:
@@ -78,7 +87,8 @@ def load_scenario(scenario: str | Path | dict[str, Any], *, source: str = "<dict
     """A path to a YAML/JSON file, or an already-parsed dict (errors then name `source`), as a `Scenario`."""
     if isinstance(scenario, dict):
         return _Builder(source).build(scenario)
-    return _Builder(str(scenario)).build(read_scenario_file(scenario))
+    path = Path(scenario)
+    return _Builder(str(scenario)).build(parse_scenario_text(_read_text(path), path.suffix, str(scenario), lazy=True))
 
 
 class _Builder:
@@ -152,13 +162,21 @@ class _Builder:
         if settings.get("max_body_bytes") is not None:
             scenario.max_body_bytes = self.integer(settings["max_body_bytes"], "settings.max_body_bytes",
                                                    minimum=1024)
-        environments = self.items(top["environments"], "environments")
+        environments = top["environments"]
+        if not isinstance(environments, LazyList):
+            environments = self.items(environments, "environments")
+        # Each environment is built and then dropped (a LazyList decodes the next one only now): only the
+        # logins are kept, to add last, since their filters may name companies of any debtor in their environment.
+        logins_of: list[tuple[str, Any]] = []
         for i, env in enumerate(environments):
             self.environment(world, env, f"environments[{i}]")
-        # Logins last: their filters may name companies of any debtor in their environment.
-        for i, env in enumerate(environments):
-            for j, login in enumerate(self.items(env.get("logins"), f"environments[{i}].logins")):
-                self.login(world, env["sub_domain"], login, f"environments[{i}].logins[{j}]")
+            logins_of.append((env["sub_domain"], env.get("logins")))
+            del env
+        if isinstance(environments, LazyList):
+            environments.release()
+        for i, (sub, logins) in enumerate(logins_of):
+            for j, login in enumerate(self.items(logins, f"environments[{i}].logins")):
+                self.login(world, sub, login, f"environments[{i}].logins[{j}]")
         if top.get("latency") is not None:
             latency = self.mapping(top["latency"], "latency", {"ms", "jitter_ms"}, ("ms",))
             scenario.latency_ms = self.number(latency["ms"], "latency.ms")
