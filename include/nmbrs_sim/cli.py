@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import json
 import os
@@ -105,6 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         simulator = Simulator(args.scenario)
     except ScenarioError as exc:
         return _fail(str(exc))
+    gc.freeze()  # the loaded world lives as long as the process: keep it out of every later collection
     if not _is_loopback(args.host):
         print(f"nmbrs-sim: warning: listening on {args.host}: the admin API has no authentication",
               file=sys.stderr)

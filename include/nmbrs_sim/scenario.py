@@ -6,21 +6,23 @@ so `/_sim/world` output can be saved and served again.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from nmbrs_sim.catalog import PERIODS
-from nmbrs_sim.json_stream import LazyList, lazy_document
 from nmbrs_sim.injection import FAULT_KINDS, KNOWN_SERVICES, PARAMS, FaultRule, rule_from_dict
+from nmbrs_sim.json_stream import LazyList, lazy_document
 from nmbrs_sim.rest_clients import RestConfig, parse_rest
 from nmbrs_sim.world import ACCOUNTANT, ALL, CLIENT, LEVELS, World, WorldError, derived_uuid
 
+_T = TypeVar("_T")
 SUB_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
@@ -63,12 +65,14 @@ def _read_text(path: Path) -> str:
         raise ScenarioError(str(path), "", f"cannot read the file ({exc.strerror or exc})") from None
 
 
-def parse_scenario_text(text: str, suffix: str, source: str, *, lazy: bool = False) -> dict[str, Any]:
+def parse_scenario_text(text: str, suffix: str, source: str, *, lazy: bool = False,
+                        compressed: bytes | None = None) -> dict[str, Any]:
     """Parse scenario text (JSON if `suffix` is .json, YAML otherwise). `lazy`: a JSON file's environments are
-    decoded one at a time while the world is built (see `json_stream`); `load_scenario` accepts that result."""
+    decoded one at a time while the world is built (see `json_stream`, also for `compressed`); `load_scenario`
+    accepts that result."""
     try:
         if suffix.lower() == ".json":
-            data = lazy_document(text) if lazy else json.loads(text)
+            data = lazy_document(text, compressed) if lazy else json.loads(text)
         else:
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except json.JSONDecodeError as exc:
@@ -94,6 +98,11 @@ def load_scenario(scenario: str | Path | dict[str, Any], *, source: str = "<dict
 class _Builder:
     def __init__(self, source: str) -> None:
         self.source = source
+        self._shared: dict[Any, Any] = {}  # equal values met during the build, to store one object of each
+
+    def shared(self, value: _T) -> _T:
+        """One object for equal values (debtor numbers like 'D0001' and company numbers repeat per environment)."""
+        return self._shared.setdefault(value, value)  # type: ignore[no-any-return]
 
     def fail(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source, path, message)
@@ -151,6 +160,18 @@ class _Builder:
 
     # ---------------------------------------------------------------- the document
     def build(self, data: dict[str, Any]) -> Scenario:
+        """The scenario of `data`; the cyclic garbage collector pauses meanwhile (a large world is millions of
+        new objects and no garbage: each collection would only scan them again)."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._build(data)
+        finally:
+            self._shared.clear()
+            if collecting:
+                gc.enable()
+
+    def _build(self, data: dict[str, Any]) -> Scenario:
         top = self.mapping(data, "", {"settings", "environments", "faults", "latency", "rest"}, ("environments",))
         settings = self.mapping(top.get("settings") or {}, "settings",
                                 {"accept_missing_domain", "seed", "max_body_bytes"})
@@ -172,8 +193,6 @@ class _Builder:
             self.environment(world, env, f"environments[{i}]")
             logins_of.append((env["sub_domain"], env.get("logins")))
             del env
-        if isinstance(environments, LazyList):
-            environments.release()
         for i, (sub, logins) in enumerate(logins_of):
             for j, login in enumerate(self.items(logins, f"environments[{i}].logins")):
                 self.login(world, sub, login, f"environments[{i}].logins[{j}]")
@@ -234,9 +253,9 @@ class _Builder:
         tags = [self.text(t, f"{path}.tags[{k}]", optional=False)
                 for k, t in enumerate(self.items(debtor.get("tags"), f"{path}.tags"))]
         rest_id = self.rest_id(debtor.get("uuid"), f"{path}.uuid")
-        if rest_id is not None and rest_id in world.debtor_uuids:
+        if rest_id is not None and world.rest_id_owner("debtor", rest_id, debtor_id) is not None:
             raise self.fail(f"{path}.uuid", f"uuid {rest_id} is used twice")
-        world.add_debtor(sub, id=debtor_id, number=self.text(debtor.get("number"), f"{path}.number"),
+        world.add_debtor(sub, id=debtor_id, number=self.shared(self.text(debtor.get("number"), f"{path}.number")),
                          name=self.text(debtor.get("name"), f"{path}.name"), tags=tags,  # type: ignore[arg-type]
                          uuid=rest_id)
         for i, company in enumerate(self.items(debtor.get("companies"), f"{path}.companies")):
@@ -253,10 +272,11 @@ class _Builder:
         if period not in PERIODS:
             raise self.fail(f"{path}.period", f"{period!r} is not one of {', '.join(PERIODS)}")
         rest_id = self.rest_id(company.get("uuid"), f"{path}.uuid")
-        if rest_id is not None and rest_id in world.company_uuids:
+        if rest_id is not None and world.rest_id_owner("company", rest_id, company_id) is not None:
             raise self.fail(f"{path}.uuid", f"uuid {rest_id} is used twice")
         created = world.add_company(
-            debtor_id, id=company_id, number=self.integer(company["number"], f"{path}.number"), uuid=rest_id,
+            debtor_id, id=company_id, number=self.shared(self.integer(company["number"], f"{path}.number")),
+            uuid=rest_id,
             name=self.text(company.get("name"), f"{path}.name"), period=period,
             kvk=self.text(company.get("kvk"), f"{path}.kvk"),
             **{key: self.text(company.get(key), f"{path}.{key}") for key in contact})

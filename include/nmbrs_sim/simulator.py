@@ -45,8 +45,9 @@ class InitialScenario:
     def load(self, source: str) -> Scenario:
         if self.suffix is None:
             return load_scenario(pickle.loads(self.blob), source=source)  # noqa: S301 (our own bytes)
-        # No local holds the text: the lazy document drops it once the environments are built.
-        return load_scenario(parse_scenario_text(self._text(source), self.suffix, source, lazy=True), source=source)
+        # No local holds the text: it is dropped once parsed, a JSON world's environments then decompressed anew.
+        return load_scenario(parse_scenario_text(self._text(source), self.suffix, source, lazy=True,
+                                                 compressed=self.blob), source=source)
 
     def _text(self, source: str) -> str:
         try:
