@@ -74,8 +74,9 @@ class Debtor:
     environment: str
     number: str | None = None
     name: str | None = None
-    tags: list[str] = field(default_factory=list)
-    company_ids: list[int] = field(default_factory=list)
+    # Tuples, replaced on change: most debtors have 0-3 of each, and an empty tuple is shared, a list is not.
+    tags: tuple[str, ...] = ()
+    company_ids: tuple[int, ...] = ()
     given_uuid: str | None = None
 
     @property
@@ -231,11 +232,12 @@ class World:
             if id in self.debtors:
                 raise WorldError(f"debtor id {id} exists already", 409)
             rest_id = self._new_uuid(self.debtor_rest_ids, uuid, "debtor", id)
-            debtor = Debtor(id, env.sub_domain, number, name, given_uuid=rest_id)
+            names: list[str] = []
             for tag in tags:
                 name_of_tag = self.ensure_tag(env, tag).name  # the tag's own string: one copy per environment
-                if name_of_tag not in debtor.tags:
-                    debtor.tags.append(name_of_tag)
+                if name_of_tag not in names:
+                    names.append(name_of_tag)
+            debtor = Debtor(id, env.sub_domain, number, name, tuple(names), given_uuid=rest_id)
             self.debtors[id] = debtor
             self.debtor_rest_ids.add(id, rest_id)
             env.debtor_ids.append(id)
@@ -256,7 +258,7 @@ class World:
             company.given_uuid = rest_id
             self.companies[id] = company
             self.company_rest_ids.add(id, rest_id)
-            debtor.company_ids.append(id)
+            debtor.company_ids += (id,)
             self._changed()
             return company
 
@@ -391,12 +393,13 @@ class World:
         with self.lock:
             debtor = self.debtor(debtor_id)
             env = self.environment(debtor.environment)
+            tags = list(debtor.tags)
             for name in add:
                 self.ensure_tag(env, name)
-                if name not in debtor.tags:
-                    debtor.tags.append(name)
+                if name not in tags:
+                    tags.append(name)
             removing = set(remove)
-            debtor.tags = [t for t in debtor.tags if t not in removing]
+            debtor.tags = tuple(t for t in tags if t not in removing)
             self._changed()
             return list(debtor.tags)
 
@@ -407,8 +410,8 @@ class World:
             source = self.debtor(company.debtor_id)
             if source.environment != target.environment:
                 raise WorldError(f"company {company_id} can only move within environment {source.environment!r}")
-            source.company_ids.remove(company_id)
-            target.company_ids.append(company_id)
+            source.company_ids = tuple(c for c in source.company_ids if c != company_id)
+            target.company_ids += (company_id,)
             company.debtor_id = debtor_id
             self._changed()
 
