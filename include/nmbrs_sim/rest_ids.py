@@ -14,6 +14,7 @@ from array import array
 # Ids not given in a scenario are derived from the SOAP ids with uuid5 in this namespace, so the same scenario
 # always gives the same UUIDs.
 UUID_NAMESPACE = uuid.UUID("6f1d6c36-5d0a-4c43-9a57-3c1d2f6e8b10")
+_NAMESPACE_SHA1 = hashlib.sha1(UUID_NAMESPACE.bytes, usedforsecurity=False)  # copied, then fed the name
 _BUCKET_BITS = 12
 
 
@@ -24,8 +25,9 @@ def derived_uuid(kind: str, key: object) -> str:
 
 def _derived_prefix(kind: str, key: object) -> int:
     """The first 64 bits of `derived_uuid(kind, key)`, without building the UUID (uuid5: SHA-1, version 5)."""
-    digest = hashlib.sha1(UUID_NAMESPACE.bytes + f"{kind}:{key}".encode(), usedforsecurity=False).digest()
-    return (int.from_bytes(digest[:8], "big") & ~0xF000) | 0x5000
+    sha1 = _NAMESPACE_SHA1.copy()
+    sha1.update(f"{kind}:{key}".encode())
+    return (int.from_bytes(sha1.digest()[:8], "big") & ~0xF000) | 0x5000
 
 
 def _prefix(rest_id: str) -> int:

@@ -279,7 +279,7 @@ class _Builder:
             uuid=rest_id,
             name=self.text(company.get("name"), f"{path}.name"), period=period,
             kvk=self.text(company.get("kvk"), f"{path}.kvk"),
-            **{key: self.text(company.get(key), f"{path}.{key}") for key in contact})
+            **{key: self.text(company[key], f"{path}.{key}") for key in contact if company.get(key) is not None})
         created.ended = self.boolean(company.get("ended"), f"{path}.ended", False)
 
     def login(self, world: World, sub: str, login: Any, path: str) -> None:
