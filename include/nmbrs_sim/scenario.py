@@ -23,6 +23,7 @@ from nmbrs_sim.rest_clients import RestConfig, parse_rest
 from nmbrs_sim.world import ACCOUNTANT, ALL, CLIENT, LEVELS, World, WorldError, derived_uuid
 
 _T = TypeVar("_T")
+_PLAIN_COMPANY_FIELDS = frozenset({"id", "number", "name", "period", "kvk", "ended"})
 SUB_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
@@ -259,7 +260,28 @@ class _Builder:
                          name=self.text(debtor.get("name"), f"{path}.name"), tags=tags,  # type: ignore[arg-type]
                          uuid=rest_id)
         for i, company in enumerate(self.items(debtor.get("companies"), f"{path}.companies")):
-            self.company(world, debtor_id, company, f"{path}.companies[{i}]")
+            if not self.plain_company(world, debtor_id, company):
+                self.company(world, debtor_id, company, f"{path}.companies[{i}]")
+
+    def plain_company(self, world: World, debtor_id: int, company: Any) -> bool:
+        """Add a company that needs no checking beyond a glance (ids and number integers, texts strings, the
+        common fields only) and say True; False leaves anything else to `company`, which words any error.
+        A large world is hundreds of thousands of these: this skips building a path for each field."""
+        if type(company) is not dict or not company.keys() <= _PLAIN_COMPANY_FIELDS:
+            return False
+        company_id, number = company.get("id"), company.get("number")
+        name, kvk, period = company.get("name"), company.get("kvk"), company.get("period", "Month")
+        if (type(company_id) is not int or company_id < 1 or company_id in world.companies
+                or type(number) is not int or period not in PERIODS
+                or not (name is None or type(name) is str) or not (kvk is None or type(kvk) is str)):
+            return False
+        ended = company.get("ended", False)
+        if type(ended) is not bool:
+            return False
+        created = world.add_company(debtor_id, id=company_id, number=self.shared(number), name=name, period=period,
+                                    kvk=kvk)
+        created.ended = ended
+        return True
 
     def company(self, world: World, debtor_id: int, company: Any, path: str) -> None:
         contact = ("phone", "fax", "email", "website")
