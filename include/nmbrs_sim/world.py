@@ -16,9 +16,9 @@ from typing import Any
 
 from nmbrs_sim.catalog import PERIODS, SERVICES
 from nmbrs_sim.errors import NmbrsFault
-from nmbrs_sim.rest_ids import UUID_NAMESPACE, RestIdIndex, derived_uuid
-
-__all__ = ["UUID_NAMESPACE", "derived_uuid"]  # re-exported: tests and the REST side import them from here
+from nmbrs_sim.rest_ids import UUID_NAMESPACE as UUID_NAMESPACE  # re-exported: its old home
+from nmbrs_sim.rest_ids import RestIdIndex
+from nmbrs_sim.rest_ids import derived_uuid as derived_uuid  # re-exported: tests import it from here
 
 ACCOUNTANT = "accountant"
 CLIENT = "client"
