@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import tracemalloc
+import uuid
 import zlib
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from nmbrs_sim.generate import generate_world
 from nmbrs_sim.json_stream import LazyList, lazy_document
 from nmbrs_sim.scenario import load_scenario
 from nmbrs_sim.simulator import Simulator
-from nmbrs_sim.world import World, WorldError, derived_uuid
+from nmbrs_sim.world import UUID_NAMESPACE, World, WorldError, derived_uuid
 
 GIVEN = "45d8ad44-ffb8-4691-87d8-7a7a5f4376e9"
 
@@ -129,3 +130,10 @@ def _loads_or_error(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         return exc.msg, exc.pos
+
+
+@pytest.mark.parametrize("kind", ["debtor", "company", "login"])
+def test_derived_uuids_are_uuid5_in_the_namespace(kind: str) -> None:
+    """REST ids must stay what they were: uuid5(namespace, "kind:key"), whatever the faster computation."""
+    for key in [*range(0, 3000, 7), 10**12, "master@office-0001.example", "é@voorbeeld.nl"]:
+        assert derived_uuid(kind, key) == str(uuid.uuid5(UUID_NAMESPACE, f"{kind}:{key}"))
