@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import json
 import os
@@ -108,11 +109,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host):
         print(f"nmbrs-sim: warning: listening on {args.host}: the admin API has no authentication",
               file=sys.stderr)
+    gc.freeze()  # the loaded world lives while serving: keep it out of every collection meanwhile
     try:
         asyncio.run(_serve(simulator, args.host, args.port))
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
                      "(pick another --port, or 0 for any free port)", 1)
+    finally:
+        gc.unfreeze()  # a caller in the same process (a test) gets its collector back as it was
     print("nmbrs-sim stopped", flush=True)
     return 0
 

@@ -6,20 +6,24 @@ so `/_sim/world` output can be saved and served again.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from nmbrs_sim.catalog import PERIODS
 from nmbrs_sim.injection import FAULT_KINDS, KNOWN_SERVICES, PARAMS, FaultRule, rule_from_dict
+from nmbrs_sim.json_stream import LazyList, lazy_document
 from nmbrs_sim.rest_clients import RestConfig, parse_rest
 from nmbrs_sim.world import ACCOUNTANT, ALL, CLIENT, LEVELS, World, WorldError, derived_uuid
 
+_T = TypeVar("_T")
+_PLAIN_COMPANY_FIELDS = frozenset({"id", "number", "name", "period", "kvk", "ended"})
 SUB_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
@@ -52,14 +56,24 @@ class Scenario:
 def read_scenario_file(path: str | Path) -> dict[str, Any]:
     """Parse a YAML or JSON scenario file into a dict (syntax errors name the file, line and column)."""
     path = Path(path)
-    source = str(path)
+    return parse_scenario_text(_read_text(path), path.suffix, str(path))
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ScenarioError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
+        raise ScenarioError(str(path), "", f"cannot read the file ({exc.strerror or exc})") from None
+
+
+def parse_scenario_text(text: str, suffix: str, source: str, *, lazy: bool = False,
+                        compressed: bytes | None = None) -> dict[str, Any]:
+    """Parse scenario text (JSON if `suffix` is .json, YAML otherwise). `lazy`: a JSON file's environments are
+    decoded one at a time while the world is built (see `json_stream`, also for `compressed`); `load_scenario`
+    accepts that result."""
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
+        if suffix.lower() == ".json":
+            data = lazy_document(text, compressed) if lazy else json.loads(text)
         else:
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except json.JSONDecodeError as exc:
@@ -78,12 +92,18 @@ def load_scenario(scenario: str | Path | dict[str, Any], *, source: str = "<dict
     """A path to a YAML/JSON file, or an already-parsed dict (errors then name `source`), as a `Scenario`."""
     if isinstance(scenario, dict):
         return _Builder(source).build(scenario)
-    return _Builder(str(scenario)).build(read_scenario_file(scenario))
+    path = Path(scenario)
+    return _Builder(str(scenario)).build(parse_scenario_text(_read_text(path), path.suffix, str(scenario), lazy=True))
 
 
 class _Builder:
     def __init__(self, source: str) -> None:
         self.source = source
+        self._shared: dict[Any, Any] = {}  # equal values met during the build, to store one object of each
+
+    def shared(self, value: _T) -> _T:
+        """One object for equal values (debtor numbers like 'D0001' and company numbers repeat per environment)."""
+        return self._shared.setdefault(value, value)  # type: ignore[no-any-return]
 
     def fail(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source, path, message)
@@ -141,6 +161,18 @@ class _Builder:
 
     # ---------------------------------------------------------------- the document
     def build(self, data: dict[str, Any]) -> Scenario:
+        """The scenario of `data`; the cyclic garbage collector pauses meanwhile (a large world is millions of
+        new objects and no garbage: each collection would only scan them again)."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._build(data)
+        finally:
+            self._shared.clear()
+            if collecting:
+                gc.enable()
+
+    def _build(self, data: dict[str, Any]) -> Scenario:
         top = self.mapping(data, "", {"settings", "environments", "faults", "latency", "rest"}, ("environments",))
         settings = self.mapping(top.get("settings") or {}, "settings",
                                 {"accept_missing_domain", "seed", "max_body_bytes"})
@@ -152,13 +184,19 @@ class _Builder:
         if settings.get("max_body_bytes") is not None:
             scenario.max_body_bytes = self.integer(settings["max_body_bytes"], "settings.max_body_bytes",
                                                    minimum=1024)
-        environments = self.items(top["environments"], "environments")
+        environments = top["environments"]
+        if not isinstance(environments, LazyList):
+            environments = self.items(environments, "environments")
+        # Each environment is built and then dropped (a LazyList decodes the next one only now): only the
+        # logins are kept, to add last, since their filters may name companies of any debtor in their environment.
+        logins_of: list[tuple[str, Any]] = []
         for i, env in enumerate(environments):
             self.environment(world, env, f"environments[{i}]")
-        # Logins last: their filters may name companies of any debtor in their environment.
-        for i, env in enumerate(environments):
-            for j, login in enumerate(self.items(env.get("logins"), f"environments[{i}].logins")):
-                self.login(world, env["sub_domain"], login, f"environments[{i}].logins[{j}]")
+            logins_of.append((env["sub_domain"], env.get("logins")))
+            del env
+        for i, (sub, logins) in enumerate(logins_of):
+            for j, login in enumerate(self.items(logins, f"environments[{i}].logins")):
+                self.login(world, sub, login, f"environments[{i}].logins[{j}]")
         if top.get("latency") is not None:
             latency = self.mapping(top["latency"], "latency", {"ms", "jitter_ms"}, ("ms",))
             scenario.latency_ms = self.number(latency["ms"], "latency.ms")
@@ -216,13 +254,34 @@ class _Builder:
         tags = [self.text(t, f"{path}.tags[{k}]", optional=False)
                 for k, t in enumerate(self.items(debtor.get("tags"), f"{path}.tags"))]
         rest_id = self.rest_id(debtor.get("uuid"), f"{path}.uuid")
-        if rest_id is not None and rest_id in world.debtor_uuids:
+        if rest_id is not None and world.rest_id_owner("debtor", rest_id, debtor_id) is not None:
             raise self.fail(f"{path}.uuid", f"uuid {rest_id} is used twice")
-        world.add_debtor(sub, id=debtor_id, number=self.text(debtor.get("number"), f"{path}.number"),
+        world.add_debtor(sub, id=debtor_id, number=self.shared(self.text(debtor.get("number"), f"{path}.number")),
                          name=self.text(debtor.get("name"), f"{path}.name"), tags=tags,  # type: ignore[arg-type]
                          uuid=rest_id)
         for i, company in enumerate(self.items(debtor.get("companies"), f"{path}.companies")):
-            self.company(world, debtor_id, company, f"{path}.companies[{i}]")
+            if not self.plain_company(world, debtor_id, company):
+                self.company(world, debtor_id, company, f"{path}.companies[{i}]")
+
+    def plain_company(self, world: World, debtor_id: int, company: Any) -> bool:
+        """Add a company that needs no checking beyond a glance (ids and number integers, texts strings, the
+        common fields only) and say True; False leaves anything else to `company`, which words any error.
+        A large world is hundreds of thousands of these: this skips building a path for each field."""
+        if type(company) is not dict or not company.keys() <= _PLAIN_COMPANY_FIELDS:
+            return False
+        company_id, number = company.get("id"), company.get("number")
+        name, kvk, period = company.get("name"), company.get("kvk"), company.get("period", "Month")
+        if (type(company_id) is not int or company_id < 1 or company_id in world.companies
+                or type(number) is not int or period not in PERIODS
+                or not (name is None or type(name) is str) or not (kvk is None or type(kvk) is str)):
+            return False
+        ended = company.get("ended", False)
+        if type(ended) is not bool:
+            return False
+        created = world.add_company(debtor_id, id=company_id, number=self.shared(number), name=name, period=period,
+                                    kvk=kvk)
+        created.ended = ended
+        return True
 
     def company(self, world: World, debtor_id: int, company: Any, path: str) -> None:
         contact = ("phone", "fax", "email", "website")
@@ -235,13 +294,14 @@ class _Builder:
         if period not in PERIODS:
             raise self.fail(f"{path}.period", f"{period!r} is not one of {', '.join(PERIODS)}")
         rest_id = self.rest_id(company.get("uuid"), f"{path}.uuid")
-        if rest_id is not None and rest_id in world.company_uuids:
+        if rest_id is not None and world.rest_id_owner("company", rest_id, company_id) is not None:
             raise self.fail(f"{path}.uuid", f"uuid {rest_id} is used twice")
         created = world.add_company(
-            debtor_id, id=company_id, number=self.integer(company["number"], f"{path}.number"), uuid=rest_id,
+            debtor_id, id=company_id, number=self.shared(self.integer(company["number"], f"{path}.number")),
+            uuid=rest_id,
             name=self.text(company.get("name"), f"{path}.name"), period=period,
             kvk=self.text(company.get("kvk"), f"{path}.kvk"),
-            **{key: self.text(company.get(key), f"{path}.{key}") for key in contact})
+            **{key: self.text(company[key], f"{path}.{key}") for key in contact if company.get(key) is not None})
         created.ended = self.boolean(company.get("ended"), f"{path}.ended", False)
 
     def login(self, world: World, sub: str, login: Any, path: str) -> None:

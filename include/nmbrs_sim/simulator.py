@@ -3,8 +3,10 @@ the global latency and the call log."""
 
 from __future__ import annotations
 
-import copy
+import pickle
 import threading
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,44 @@ from nmbrs_sim.consents import ConsentBook
 from nmbrs_sim.injection import FaultBook
 from nmbrs_sim.operations import ResponseCache
 from nmbrs_sim.rest_clients import RestConfig
-from nmbrs_sim.scenario import Scenario, load_scenario, read_scenario_file, world_to_scenario
+from nmbrs_sim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario_text, world_to_scenario
 from nmbrs_sim.world import World
+
+
+@dataclass(frozen=True)
+class InitialScenario:
+    """The scenario `reset_world` returns to, kept compact instead of as a parsed tree: a file's text
+    compressed (parsed again on each load, a large JSON world one environment at a time), or a dict pickled
+    (each load gets its own copy, as a deep copy would give)."""
+
+    blob: bytes
+    suffix: str | None  # the file's suffix (.json, .yaml); None: a pickled dict
+
+    @classmethod
+    def of_file(cls, path: str | Path) -> InitialScenario:
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ScenarioError(str(path), "", f"cannot read the file ({exc.strerror or exc})") from None
+        return cls(zlib.compress(raw, 1), path.suffix)
+
+    @classmethod
+    def of_dict(cls, scenario: dict[str, Any]) -> InitialScenario:
+        return cls(pickle.dumps(scenario, protocol=pickle.HIGHEST_PROTOCOL), None)
+
+    def load(self, source: str) -> Scenario:
+        if self.suffix is None:
+            return load_scenario(pickle.loads(self.blob), source=source)  # noqa: S301 (our own bytes)
+        # No local holds the text: it is dropped once parsed, a JSON world's environments then decompressed anew.
+        return load_scenario(parse_scenario_text(self._text(source), self.suffix, source, lazy=True,
+                                                 compressed=self.blob), source=source)
+
+    def _text(self, source: str) -> str:
+        try:
+            return zlib.decompress(self.blob).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ScenarioError(source, "", f"cannot read the file ({exc})") from None
 
 
 class Simulator:
@@ -24,15 +62,15 @@ class Simulator:
 
     def __init__(self, scenario: str | Path | dict[str, Any]) -> None:
         if isinstance(scenario, dict):
-            self._initial: dict[str, Any] = copy.deepcopy(scenario)
+            self._initial = InitialScenario.of_dict(scenario)
             self.source = "<dict>"
         else:
-            self._initial = read_scenario_file(scenario)
+            self._initial = InitialScenario.of_file(scenario)
             self.source = str(scenario)
         self._lock = threading.Lock()
         self.calls = CallLog()
         self.clock = SimClock()
-        loaded = load_scenario(copy.deepcopy(self._initial), source=self.source)
+        loaded = self._initial.load(self.source)
         self.max_body_bytes = loaded.max_body_bytes
         self._install(loaded)
 
@@ -52,12 +90,13 @@ class Simulator:
 
     def reset_world(self) -> None:
         """Back to the scenario the simulator started with: world, faults and latency (the call log stays)."""
-        self._install(load_scenario(copy.deepcopy(self._initial), source=self.source))
+        self._install(self._initial.load(self.source))
 
     def load_world(self, scenario: dict[str, Any]) -> None:
         """Replace the world with another scenario (it also becomes what `reset_world` returns to)."""
-        loaded = load_scenario(copy.deepcopy(scenario), source="the loaded world")
-        self._initial = copy.deepcopy(scenario)
+        initial = InitialScenario.of_dict(scenario)
+        loaded = initial.load("the loaded world")
+        self._initial = initial
         self._install(loaded)
 
     def set_latency(self, ms: float, jitter_ms: float = 0.0) -> None:

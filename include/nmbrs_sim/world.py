@@ -16,22 +16,15 @@ from typing import Any
 
 from nmbrs_sim.catalog import PERIODS, SERVICES
 from nmbrs_sim.errors import NmbrsFault
+from nmbrs_sim.rest_ids import UUID_NAMESPACE as UUID_NAMESPACE  # re-exported: its old home
+from nmbrs_sim.rest_ids import RestIdIndex
+from nmbrs_sim.rest_ids import derived_uuid as derived_uuid  # re-exported: tests import it from here
 
 ACCOUNTANT = "accountant"
 CLIENT = "client"
 LEVELS = (ACCOUNTANT, CLIENT)
 ALL = "all"
 DEFAULT_TAG_COLOR = "#808080"
-# REST ids (debtorId, companyId, userId) not given in a scenario are derived from the SOAP ids with uuid5 in
-# this namespace, so the same scenario always gives the same UUIDs.
-UUID_NAMESPACE = uuid.UUID("6f1d6c36-5d0a-4c43-9a57-3c1d2f6e8b10")
-
-
-def derived_uuid(kind: str, key: object) -> str:
-    """The stable REST UUID of a debtor, company or login that the scenario gives none for."""
-    return str(uuid.uuid5(UUID_NAMESPACE, f"{kind}:{key}"))
-
-
 class WorldError(Exception):
     """A change the world refuses; `status` is the HTTP status the admin API answers with."""
 
@@ -51,7 +44,8 @@ class Tag:
 
 @dataclass(slots=True)
 class Company:
-    """A company of a debtor; `ended` companies are in nobody's lists. `uuid` is its REST companyId."""
+    """A company of a debtor; `ended` companies are in nobody's lists. `uuid` is its REST companyId: the one the
+    scenario gave (`given_uuid`), else derived from `id` when asked (a stored string per company costs memory)."""
 
     id: int
     number: int
@@ -64,20 +58,30 @@ class Company:
     email: str | None = None
     website: str | None = None
     ended: bool = False
-    uuid: str = ""
+    given_uuid: str | None = None
+
+    @property
+    def uuid(self) -> str:
+        return self.given_uuid or derived_uuid("company", self.id)
 
 
 @dataclass(slots=True)
 class Debtor:
-    """A debtor (an accountant's customer) with its tags and companies. `uuid` is its REST debtorId."""
+    """A debtor (an accountant's customer) with its tags and companies. `uuid` is its REST debtorId (given, or
+    derived from `id` when asked, as for a company)."""
 
     id: int
     environment: str
     number: str | None = None
     name: str | None = None
-    tags: list[str] = field(default_factory=list)
-    company_ids: list[int] = field(default_factory=list)
-    uuid: str = ""
+    # Tuples, replaced on change: most debtors have 0-3 of each, and an empty tuple is shared, a list is not.
+    tags: tuple[str, ...] = ()
+    company_ids: tuple[int, ...] = ()
+    given_uuid: str | None = None
+
+    @property
+    def uuid(self) -> str:
+        return self.given_uuid or derived_uuid("debtor", self.id)
 
 
 @dataclass(slots=True)
@@ -137,8 +141,8 @@ class World:
         self.debtors: dict[int, Debtor] = {}
         self.companies: dict[int, Company] = {}
         self.logins: dict[str, Login] = {}
-        self.debtor_uuids: dict[str, int] = {}  # REST debtorId -> SOAP Debtor.Id
-        self.company_uuids: dict[str, int] = {}  # REST companyId -> SOAP Company.ID
+        self.debtor_rest_ids = RestIdIndex("debtor")  # REST debtorId -> SOAP Debtor.Id
+        self.company_rest_ids = RestIdIndex("company")  # REST companyId -> SOAP Company.ID
 
     # ------------------------------------------------------------------ lookups (raise WorldError 404)
     def _changed(self) -> None:
@@ -170,18 +174,34 @@ class World:
         return login
 
     def debtor_by_uuid(self, rest_id: str) -> Debtor | None:
-        debtor_id = self.debtor_uuids.get(rest_id.lower())
-        return None if debtor_id is None else self.debtors[debtor_id]
+        with self.lock:
+            debtor_id = self.debtor_rest_ids.get(rest_id.lower())
+            return None if debtor_id is None else self.debtors[debtor_id]
 
     def company_by_uuid(self, rest_id: str) -> Company | None:
-        company_id = self.company_uuids.get(rest_id.lower())
-        return None if company_id is None else self.companies[company_id]
+        with self.lock:
+            company_id = self.company_rest_ids.get(rest_id.lower())
+            return None if company_id is None else self.companies[company_id]
 
-    def _new_uuid(self, taken: dict[str, int], given: str | None, kind: str, soap_id: int) -> str:
-        rest_id = _checked_uuid(given, "uuid") if given else derived_uuid(kind, soap_id)
-        if rest_id in taken:
-            raise WorldError(f"uuid {rest_id} is used by {kind} {taken[rest_id]} already", 409)
-        return rest_id
+    def rest_id_owner(self, kind: str, rest_id: str, soap_id: int) -> int | None:
+        """Which other debtor/company ("debtor"/"company") has `rest_id` already, if `soap_id` is to get it."""
+        index = self.debtor_rest_ids if kind == "debtor" else self.company_rest_ids
+        with self.lock:
+            if rest_id == derived_uuid(kind, soap_id):  # the usual case: only a given uuid can clash with it
+                return index.given.get(rest_id)
+            return index.get(rest_id)
+
+    def _new_uuid(self, index: RestIdIndex, given: str | None, kind: str, soap_id: int) -> str | None:
+        """The uuid `given` (checked) if it is not the derived one, None for the derived one; 409 if taken."""
+        if given:
+            rest_id = _checked_uuid(given, "uuid")
+            owner = self.rest_id_owner(kind, rest_id, soap_id)
+        else:  # skip deriving the uuid when no uuid was ever given (a large generated world)
+            rest_id = derived_uuid(kind, soap_id) if index.given else ""
+            owner = index.given.get(rest_id) if index.given else None
+        if owner is not None:
+            raise WorldError(f"uuid {rest_id} is used by {kind} {owner} already", 409)
+        return rest_id if given and rest_id != derived_uuid(kind, soap_id) else None
 
     # ------------------------------------------------------------------ building
     def add_environment(self, sub_domain: str, *, subscription_valid: bool = True, product: str = "accountant"
@@ -211,14 +231,15 @@ class World:
             env = self.environment(environment)
             if id in self.debtors:
                 raise WorldError(f"debtor id {id} exists already", 409)
-            rest_id = self._new_uuid(self.debtor_uuids, uuid, "debtor", id)
-            debtor = Debtor(id, env.sub_domain, number, name, uuid=rest_id)
+            rest_id = self._new_uuid(self.debtor_rest_ids, uuid, "debtor", id)
+            names: list[str] = []
             for tag in tags:
-                self.ensure_tag(env, tag)
-                if tag not in debtor.tags:
-                    debtor.tags.append(tag)
+                name_of_tag = self.ensure_tag(env, tag).name  # the tag's own string: one copy per environment
+                if name_of_tag not in names:
+                    names.append(name_of_tag)
+            debtor = Debtor(id, env.sub_domain, number, name, tuple(names), given_uuid=rest_id)
             self.debtors[id] = debtor
-            self.debtor_uuids[rest_id] = id
+            self.debtor_rest_ids.add(id, rest_id)
             env.debtor_ids.append(id)
             self._changed()
             return debtor
@@ -231,12 +252,13 @@ class World:
                 raise WorldError(f"company id {id} exists already", 409)
             if period not in PERIODS:
                 raise WorldError(f"period {period!r} is not one of {', '.join(PERIODS)}")
-            rest_id = self._new_uuid(self.company_uuids, uuid, "company", id)
+            period = PERIODS[PERIODS.index(period)]  # the catalog's string, not one copy per company
+            rest_id = self._new_uuid(self.company_rest_ids, uuid, "company", id)
             company = Company(id, number, name, debtor_id, period, kvk, **contact)  # type: ignore[arg-type]
-            company.uuid = rest_id
+            company.given_uuid = rest_id
             self.companies[id] = company
-            self.company_uuids[rest_id] = id
-            debtor.company_ids.append(id)
+            self.company_rest_ids.add(id, rest_id)
+            debtor.company_ids += (id,)
             self._changed()
             return company
 
@@ -371,12 +393,13 @@ class World:
         with self.lock:
             debtor = self.debtor(debtor_id)
             env = self.environment(debtor.environment)
+            tags = list(debtor.tags)
             for name in add:
                 self.ensure_tag(env, name)
-                if name not in debtor.tags:
-                    debtor.tags.append(name)
+                if name not in tags:
+                    tags.append(name)
             removing = set(remove)
-            debtor.tags = [t for t in debtor.tags if t not in removing]
+            debtor.tags = tuple(t for t in tags if t not in removing)
             self._changed()
             return list(debtor.tags)
 
@@ -387,8 +410,8 @@ class World:
             source = self.debtor(company.debtor_id)
             if source.environment != target.environment:
                 raise WorldError(f"company {company_id} can only move within environment {source.environment!r}")
-            source.company_ids.remove(company_id)
-            target.company_ids.append(company_id)
+            source.company_ids = tuple(c for c in source.company_ids if c != company_id)
+            target.company_ids += (company_id,)
             company.debtor_id = debtor_id
             self._changed()
 
