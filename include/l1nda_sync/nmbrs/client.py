@@ -380,7 +380,7 @@ def get_client(settings: Settings | None = None) -> NmbrsClient:
     key = (settings.nmbrs_base_url, settings.nmbrs_connect_timeout, settings.nmbrs_read_timeout,
            settings.nmbrs_call_deadline, settings.nmbrs_retry_attempts, settings.nmbrs_calls_per_second,
            settings.nmbrs_max_concurrency, settings.nmbrs_wsdl_cache_ttl, settings.nmbrs_wsdl_cache_dir,
-           settings.mapping_full_refresh)
+           settings.mapping_full_refresh, settings.nmbrs_per_login_concurrency)
     with _SHARED_LOCK:
         client = _SHARED.get(key)
         if client is None or client.closed:
