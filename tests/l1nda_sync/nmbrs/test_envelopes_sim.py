@@ -70,5 +70,6 @@ def test_a_parameter_that_is_not_a_plain_int_is_rendered_by_zeep(client: NmbrsCl
 
 def test_calls_through_templates_reach_the_simulator(sim, client: NmbrsClient) -> None:
     companies = client.companies_by_debtor(MASTER_ALL.creds(ENV), 2001)
-    assert companies and all(c.debtor_id == 2001 for c in companies)
+    assert companies
+    assert all(c.debtor_id == 2001 for c in companies)
     assert sim.admin.call_count(service="CompanyService", operation="List_GetByDebtor") == 1
