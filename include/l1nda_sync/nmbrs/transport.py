@@ -19,6 +19,9 @@ import requests
 import urllib3.connection
 from lxml import etree
 from requests.adapters import HTTPAdapter
+from requests.hooks import default_hooks
+from requests.models import PreparedRequest
+from requests.structures import CaseInsensitiveDict
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 from zeep.transports import Transport
@@ -154,6 +157,7 @@ class NmbrsTransport(Transport):
         self.read_timeout = read_timeout
         self.wsdl_cache = wsdl_cache
         self._local = threading.local()
+        self._urls: dict[str, str] = {}
         # zeep's own logger (zeep.transports) would print the raw envelope; ours prints it redacted.
         self.logger = log
 
@@ -176,7 +180,7 @@ class NmbrsTransport(Transport):
         if log.isEnabledFor(logging.DEBUG):
             text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
             log.debug("POST %s\n%s", address, scrub_active(text))
-        response = self.session.post(address, data=message, headers=headers, timeout=self._timeout())
+        response = self._send_post(address, message, headers, self._timeout())
         if log.isEnabledFor(logging.DEBUG):
             log.debug("HTTP %d from %s\n%s", response.status_code, address,
                       body_text(response.content, LOGGED_BODY))
@@ -185,6 +189,43 @@ class NmbrsTransport(Transport):
                                   content_type=response.headers.get("Content-Type", ""),
                                   retry_after=retry_after_seconds(response.headers.get("Retry-After")))
         return response
+
+    def _send_post(self, address: str, message: bytes | str, headers: Mapping[str, str],
+                   timeout: tuple[float, float]) -> requests.Response:
+        """`session.post(...)` without its per-call preparation when nothing would change the request (no
+        cookies, auth, hooks or params on the session): the same PreparedRequest, sent by `Session.send` with
+        the settings `Session.request` would pass (redirects, cookies and hooks stay requests' own)."""
+        session = self.session
+        request = self.prepare_post(address, message, headers)
+        if request is None:
+            return session.post(address, data=message, headers=headers, timeout=timeout)
+        proxies = {scheme: proxy for scheme, proxy in session.proxies.items() if proxy is not None}
+        return session.send(request, timeout=timeout, allow_redirects=True, proxies=proxies,
+                            stream=session.stream, verify=session.verify, cert=session.cert)
+
+    def prepare_post(self, address: str, message: bytes | str, headers: Mapping[str, str]
+                     ) -> PreparedRequest | None:
+        """What `session.prepare_request` makes of this POST, or None when the session would add to it."""
+        session = self.session
+        url = self._prepared_url(address) if isinstance(message, bytes) and message else None
+        if url is None or session.cookies or session.auth or session.params or any(session.hooks.values()):
+            return None
+        request = PreparedRequest()
+        request.method, request.url, request.body, request.hooks = "POST", url, message, default_hooks()
+        merged = CaseInsensitiveDict(session.headers)
+        merged.update(headers)
+        request.prepare_headers({name: value for name, value in merged.items() if value is not None})
+        request.prepare_content_length(message)
+        return request
+
+    def _prepared_url(self, address: str) -> str | None:
+        """`address` as requests prepares it; None when it carries credentials (requests' auth applies)."""
+        url = self._urls.get(address)
+        if url is None:
+            prepared = requests.Request("POST", address).prepare()
+            url = "" if "Authorization" in prepared.headers or prepared.url is None else prepared.url
+            self._urls[address] = url
+        return url or None
 
     def get(self, address: str, params: Mapping[str, str] | None, headers: Mapping[str, str]) -> requests.Response:
         return self.session.get(address, params=params, headers=headers, timeout=self._timeout())
