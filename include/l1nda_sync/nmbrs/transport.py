@@ -19,6 +19,7 @@ import requests
 import urllib3.connection
 from lxml import etree
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.hooks import default_hooks
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
@@ -200,8 +201,22 @@ class NmbrsTransport(Transport):
         if request is None:
             return session.post(address, data=message, headers=headers, timeout=timeout)
         proxies = {scheme: proxy for scheme, proxy in session.proxies.items() if proxy is not None}
-        return session.send(request, timeout=timeout, allow_redirects=True, proxies=proxies,
-                            stream=session.stream, verify=session.verify, cert=session.cert)
+        settings: dict[str, Any] = {"stream": session.stream, "verify": session.verify, "cert": session.cert,
+                                    "proxies": proxies, "timeout": timeout}
+        # What Session.send does around the adapter, for a session without hooks: the adapter maps urllib3's
+        # errors to requests' own; cookies go to the session's jar; redirects are followed by requests.
+        response = session.get_adapter(url=request.url or address).send(request, **settings)
+        if "set-cookie" in response.headers or "set-cookie2" in response.headers:
+            extract_cookies_to_jar(session.cookies, request, response.raw)  # type: ignore[no-untyped-call]
+        if response.is_redirect:
+            history = list(session.resolve_redirects(response, request, **settings))
+            if history:
+                history.insert(0, response)
+                response = history.pop()
+                response.history = history
+        if not session.stream:
+            response.content  # noqa: B018 - read the body now, as Session.send does (mapping read errors)
+        return response
 
     def prepare_post(self, address: str, message: bytes | str, headers: Mapping[str, str]
                      ) -> PreparedRequest | None:
@@ -216,6 +231,7 @@ class NmbrsTransport(Transport):
         merged.update(headers)
         request.prepare_headers({name: value for name, value in merged.items() if value is not None})
         request.prepare_content_length(message)
+        request.prepare_cookies(RequestsCookieJar())  # the session's jar is empty; a redirect adds to this one
         return request
 
     def _prepared_url(self, address: str) -> str | None:
