@@ -81,6 +81,7 @@ class AnswerReader(Plugin):
         if known is None:
             return
         kept: list[tuple[int, etree._Element]] = []
+        in_order, last = True, -1
         for child in list(node):
             if not isinstance(child.tag, str):
                 continue
@@ -91,14 +92,15 @@ class AnswerReader(Plugin):
                 self._report(xsd_type, child.tag)
                 continue
             index, element = entry
-            if child.get(XSI_NIL) in ("true", "1") and _repeats(element):
+            if _repeats(element) and child.get(XSI_NIL) in ("true", "1"):
                 node.remove(child)
                 self._count("skipped_nulls")
                 continue
             kept.append((index, child))
-            self._tidy(child, element.type)
-        positions = [index for index, _ in kept]
-        if positions != sorted(positions):
+            in_order, last = in_order and index >= last, index
+            if len(child) and self._known(element.type) is not None:  # a leaf (no child elements) has nothing
+                self._tidy(child, element.type)                         # to drop, order or skip
+        if not in_order:
             for _, child in kept:
                 node.remove(child)
             for _, child in sorted(kept, key=lambda pair: pair[0]):

@@ -127,3 +127,15 @@ def test_an_answer_cut_short_is_an_error_never_a_shorter_list(sim, client) -> No
     cut = with_content(response, response.content[: len(response.content) // 2])
     kind, _ = outcome(lambda: soap._reply("List_GetAll", soap.binding.get("List_GetAll"), cut))
     assert kind == "TransportError"
+
+
+@pytest.mark.parametrize("content", [
+    b'<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>',  # a DTD: zeep forbids it
+    b"<x><y></x>",  # not well-formed
+    b"",  # empty
+])
+def test_documents_zeep_refuses_are_refused_the_same_way(sim, client, content) -> None:
+    soap, response = answer(client, "DebtorService", "List_GetAll", {})
+    ours, theirs = both(soap, "List_GetAll", with_content(response, content))
+    assert ours == theirs
+    assert ours[0] != "value"
