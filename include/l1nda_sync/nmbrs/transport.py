@@ -159,6 +159,7 @@ class NmbrsTransport(Transport):
         self.wsdl_cache = wsdl_cache
         self._local = threading.local()
         self._urls: dict[str, str] = {}
+        self._requests: dict[tuple[object, ...], PreparedRequest] = {}
         # zeep's own logger (zeep.transports) would print the raw envelope; ours prints it redacted.
         self.logger = log
 
@@ -225,13 +226,21 @@ class NmbrsTransport(Transport):
         url = self._prepared_url(address) if isinstance(message, bytes) and message else None
         if url is None or session.cookies or session.auth or session.params or any(session.hooks.values()):
             return None
-        request = PreparedRequest()
-        request.method, request.url, request.body, request.hooks = "POST", url, message, default_hooks()
-        merged = CaseInsensitiveDict(session.headers)
-        merged.update(headers)
-        request.prepare_headers({name: value for name, value in merged.items() if value is not None})
+        key = (url, tuple(session.headers.items()), tuple(headers.items()))
+        template = self._requests.get(key)
+        if template is None:  # the method, URL, headers and (empty) cookies: the same for every call
+            template = PreparedRequest()
+            template.method, template.url = "POST", url
+            merged = CaseInsensitiveDict(session.headers)
+            merged.update(headers)
+            template.prepare_headers({name: value for name, value in merged.items() if value is not None})
+            template.prepare_cookies(RequestsCookieJar())  # the session's jar is empty; a redirect adds to this one
+            if len(self._requests) >= 64:
+                self._requests.clear()
+            self._requests[key] = template
+        request = template.copy()
+        request.body, request.hooks = message, default_hooks()
         request.prepare_content_length(message)
-        request.prepare_cookies(RequestsCookieJar())  # the session's jar is empty; a redirect adds to this one
         return request
 
     def _prepared_url(self, address: str) -> str | None:

@@ -22,8 +22,13 @@ def prepared_by_requests(session: requests.Session, address: str, body: bytes) -
 
 def test_the_prepared_post_is_what_requests_prepares(client: NmbrsClient) -> None:
     address = f"{client.base_url}DebtorService.asmx"
+    first = client.transport.prepare_post(address, b"<first-call-builds-the-template/>", HEADERS)
     body = "<x>ünï</x>".encode()
     ours = client.transport.prepare_post(address, body, HEADERS)
+    assert first is not None
+    assert ours is not first
+    assert first.body == b"<first-call-builds-the-template/>"  # each call has its own body and length
+    assert first.headers["Content-Length"] == "33"
     theirs = prepared_by_requests(client.session, address, body)
     assert ours is not None
     assert (ours.method, ours.url, ours.body, ours.hooks) == (theirs.method, theirs.url, theirs.body, theirs.hooks)
