@@ -89,10 +89,10 @@ class ResultReader:
         return value
 
     def _value(self, node: etree._Element, element: Element) -> Any:
-        if XSI_TYPE in node.attrib:
-            raise Unusual("xsi:type")
         xsd_type = element.type
         if isinstance(xsd_type, AnySimpleType):
+            if node.get(XSI_TYPE) is not None:
+                raise Unusual("xsi:type")
             text = node.text
             if text is None:
                 return None
@@ -102,14 +102,14 @@ class ResultReader:
                 raise Unusual("a value its type cannot read") from None
         if not isinstance(xsd_type, ComplexType):
             raise Unusual("neither simple nor complex")
+        if node.attrib:  # xsi:type, xsi:nil (a null entry the AnswerReader kept), anything zeep would read
+            raise Unusual("attributes")
         return self._complex(node, xsd_type)
 
     def _complex(self, node: etree._Element, xsd_type: ComplexType) -> dict[str, Any] | None:
         plan = self._plan_of(xsd_type)
         if plan is None:
             raise Unusual("not a plain sequence")
-        if node.attrib:
-            raise Unusual("attributes")
         if not plan:
             return None  # zeep: an empty complexType reads as None
         children = list(node)

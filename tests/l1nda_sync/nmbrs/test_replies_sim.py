@@ -95,6 +95,9 @@ CHANGES = {
     "an xsi:type": (r"<Company>", '<Company xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
                                   'xsi:type="Company">'),
     "an attribute": (r"<Company>", '<Company extra="1">'),
+    "an attribute on a value": (r"<Name>", '<Name extra="1">'),
+    "an xsi:type on a value": (r"<Name>", '<Name xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+                                          'xmlns:s="http://www.w3.org/2001/XMLSchema" xsi:type="s:string">'),
     "a soap header": (r"<soap:Body>", "<soap:Header/><soap:Body>"),
     "a processing instruction": (r"<Company>", "<?pi x?><Company>"),
     "a comment": (r"<Company>", "<!-- c --><Company>"),
