@@ -39,6 +39,7 @@ class AnswerReader(Plugin):
 
     def __init__(self) -> None:
         self._children: dict[int, tuple[Type, Children]] = {}
+        self._entries_cache: dict[int, tuple[Type, Mapping[str, tuple[int, Element, bool, bool]] | None]] = {}
         self._lock = threading.Lock()
         self._reported: set[tuple[str, str]] = set()
         self.ignored_elements = 0
@@ -76,29 +77,44 @@ class AnswerReader(Plugin):
             self._children[id(xsd_type)] = (xsd_type, known)  # holds the type, so its id is never reused
         return known
 
-    def _tidy(self, node: etree._Element, xsd_type: Type) -> None:
+    def _entries(self, xsd_type: Type) -> Mapping[str, tuple[int, Element, bool, bool]] | None:
+        """`_known(xsd_type)` with, per child, whether it repeats and whether its type is complex (tidied too)."""
+        entry = self._entries_cache.get(id(xsd_type))
+        if entry is not None:
+            return entry[1]
         known = self._known(xsd_type)
-        if known is None:
+        entries = None if known is None else {
+            qname: (index, element, _repeats(element), self._known(element.type) is not None)
+            for qname, (index, element) in known.items()}
+        with self._lock:
+            self._entries_cache[id(xsd_type)] = (xsd_type, entries)  # holds the type, so its id is never reused
+        return entries
+
+    def _tidy(self, node: etree._Element, xsd_type: Type) -> None:
+        entries = self._entries(xsd_type)
+        if entries is None:
             return
         kept: list[tuple[int, etree._Element]] = []
+        in_order, last = True, -1
         for child in list(node):
             if not isinstance(child.tag, str):
                 continue
-            entry = known.get(child.tag)
+            entry = entries.get(child.tag)
             if entry is None:
                 node.remove(child)
                 self._count("ignored_elements")
                 self._report(xsd_type, child.tag)
                 continue
-            index, element = entry
-            if child.get(XSI_NIL) in ("true", "1") and _repeats(element):
+            index, element, repeats, complex_type = entry
+            if repeats and child.get(XSI_NIL) in ("true", "1"):
                 node.remove(child)
                 self._count("skipped_nulls")
                 continue
             kept.append((index, child))
-            self._tidy(child, element.type)
-        positions = [index for index, _ in kept]
-        if positions != sorted(positions):
+            in_order, last = in_order and index >= last, index
+            if complex_type and len(child):  # a leaf has nothing to drop, order or skip
+                self._tidy(child, element.type)
+        if not in_order:
             for _, child in kept:
                 node.remove(child)
             for _, child in sorted(kept, key=lambda pair: pair[0]):

@@ -26,7 +26,6 @@ import requests
 import zeep
 import zeep.exceptions
 from lxml import etree
-from zeep.helpers import serialize_object
 from zeep.proxy import ServiceProxy
 
 from l1nda_sync.masking import Scrubber
@@ -44,6 +43,7 @@ from l1nda_sync.nmbrs.limits import CallGate, shared_gate
 from l1nda_sync.nmbrs.records import Company, Credentials, Debtor, DebtorTag, Environment, Probe
 from l1nda_sync.nmbrs.redaction import guarding, install_log_redaction
 from l1nda_sync.nmbrs.retry import Deadline, RetryPolicy, call_with_retry
+from l1nda_sync.nmbrs.service import SoapService
 from l1nda_sync.nmbrs.transport import HttpStatusError, NmbrsTransport, pooled_session
 from l1nda_sync.nmbrs.wsdl_cache import WsdlCache
 from l1nda_sync.settings import Settings, SettingsError
@@ -103,6 +103,7 @@ class NmbrsClient:
                                         read_timeout=s.nmbrs_read_timeout)
         self.answers = AnswerReader()
         self._services: dict[str, ServiceProxy] = {}
+        self._soap: dict[str, SoapService] = {}
         self._build_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._calls = 0
@@ -134,6 +135,17 @@ class NmbrsClient:
             if proxy is None:
                 proxy = self._services[name] = self._build(name)
         return proxy
+
+    def soap_service(self, name: str) -> SoapService:
+        """The calls of service `name` (envelope templates, direct answer reading) over its zeep proxy."""
+        soap = self._soap.get(name)
+        if soap is None:
+            proxy = self.service(name)
+            with self._build_lock:
+                soap = self._soap.get(name)
+                if soap is None:
+                    soap = self._soap[name] = SoapService(proxy)
+        return soap
 
     def _build(self, name: str) -> ServiceProxy:
         started = time.perf_counter()
@@ -170,15 +182,17 @@ class NmbrsClient:
              counter: list[int] | None = None, **params: Any) -> Any:
         """One Nmbrs operation with retries; returns plain Python data (dicts, lists), never zeep objects."""
         token = credentials.token.reveal()
+        header: dict[str, str] = {"Username": credentials.username, "Token": token}
         if (service, operation) in AUTH_HEADER_ONLY:
-            header = {"AuthHeader": {"Username": credentials.username, "Token": token}}
+            header_kind = "AuthHeader"
         else:
             if not domain:
                 raise ValueError(f"{service}.{operation} needs the environment's domain; discover it first")
-            header = {"AuthHeaderWithDomain": {"Username": credentials.username, "Token": token, "Domain": domain}}
+            header_kind = "AuthHeaderWithDomain"
+            header["Domain"] = domain
 
         def attempt(deadline: Deadline, scrub: Scrubber) -> Any:
-            proxy = self.service(service)
+            soap = self.soap_service(service)
             self.transport.set_deadline(deadline.remaining)
             try:
                 with self.gate.slot(deadline.remaining):
@@ -186,8 +200,7 @@ class NmbrsClient:
                         self._calls += 1
                     if counter is not None:
                         counter[0] += 1
-                    result = getattr(proxy, operation)(_soapheaders=header, **params)
-                return serialize_object(result, dict)
+                    return soap.call(operation, header_kind, header, params)
             except zeep.exceptions.Fault as fault:
                 raise error_for_fault(scrub(fault.message), service=service, operation=operation,
                                       params=params) from None

@@ -19,6 +19,10 @@ import requests
 import urllib3.connection
 from lxml import etree
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
+from requests.hooks import default_hooks
+from requests.models import PreparedRequest
+from requests.structures import CaseInsensitiveDict
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 from zeep.transports import Transport
@@ -154,6 +158,8 @@ class NmbrsTransport(Transport):
         self.read_timeout = read_timeout
         self.wsdl_cache = wsdl_cache
         self._local = threading.local()
+        self._urls: dict[str, str] = {}
+        self._requests: dict[tuple[object, ...], PreparedRequest] = {}
         # zeep's own logger (zeep.transports) would print the raw envelope; ours prints it redacted.
         self.logger = log
 
@@ -176,7 +182,7 @@ class NmbrsTransport(Transport):
         if log.isEnabledFor(logging.DEBUG):
             text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
             log.debug("POST %s\n%s", address, scrub_active(text))
-        response = self.session.post(address, data=message, headers=headers, timeout=self._timeout())
+        response = self._send_post(address, message, headers, self._timeout())
         if log.isEnabledFor(logging.DEBUG):
             log.debug("HTTP %d from %s\n%s", response.status_code, address,
                       body_text(response.content, LOGGED_BODY))
@@ -185,6 +191,66 @@ class NmbrsTransport(Transport):
                                   content_type=response.headers.get("Content-Type", ""),
                                   retry_after=retry_after_seconds(response.headers.get("Retry-After")))
         return response
+
+    def _send_post(self, address: str, message: bytes | str, headers: Mapping[str, str],
+                   timeout: tuple[float, float]) -> requests.Response:
+        """`session.post(...)` without its per-call preparation when nothing would change the request (no
+        cookies, auth, hooks or params on the session): the same PreparedRequest, sent by `Session.send` with
+        the settings `Session.request` would pass (redirects, cookies and hooks stay requests' own)."""
+        session = self.session
+        request = self.prepare_post(address, message, headers)
+        if request is None:
+            return session.post(address, data=message, headers=headers, timeout=timeout)
+        proxies = {scheme: proxy for scheme, proxy in session.proxies.items() if proxy is not None}
+        settings: dict[str, Any] = {"stream": session.stream, "verify": session.verify, "cert": session.cert,
+                                    "proxies": proxies, "timeout": timeout}
+        # What Session.send does around the adapter, for a session without hooks: the adapter maps urllib3's
+        # errors to requests' own; cookies go to the session's jar; redirects are followed by requests.
+        response = session.get_adapter(url=request.url or address).send(request, **settings)
+        if "set-cookie" in response.headers or "set-cookie2" in response.headers:
+            extract_cookies_to_jar(session.cookies, request, response.raw)  # type: ignore[no-untyped-call]
+        if response.is_redirect:
+            history = list(session.resolve_redirects(response, request, **settings))
+            if history:
+                history.insert(0, response)
+                response = history.pop()
+                response.history = history
+        if not session.stream:
+            response.content  # noqa: B018 - read the body now, as Session.send does (mapping read errors)
+        return response
+
+    def prepare_post(self, address: str, message: bytes | str, headers: Mapping[str, str]
+                     ) -> PreparedRequest | None:
+        """What `session.prepare_request` makes of this POST, or None when the session would add to it."""
+        session = self.session
+        url = self._prepared_url(address) if isinstance(message, bytes) and message else None
+        if url is None or session.cookies or session.auth or session.params or any(session.hooks.values()):
+            return None
+        key = (url, tuple(session.headers.items()), tuple(headers.items()))
+        template = self._requests.get(key)
+        if template is None:  # the method, URL, headers and (empty) cookies: the same for every call
+            template = PreparedRequest()
+            template.method, template.url = "POST", url
+            merged = CaseInsensitiveDict(session.headers)
+            merged.update(headers)
+            template.prepare_headers({name: value for name, value in merged.items() if value is not None})
+            template.prepare_cookies(RequestsCookieJar())  # the session's jar is empty; a redirect adds to this one
+            if len(self._requests) >= 64:
+                self._requests.clear()
+            self._requests[key] = template
+        request = template.copy()
+        request.body, request.hooks = message, default_hooks()
+        request.prepare_content_length(message)
+        return request
+
+    def _prepared_url(self, address: str) -> str | None:
+        """`address` as requests prepares it; None when it carries credentials (requests' auth applies)."""
+        url = self._urls.get(address)
+        if url is None:
+            prepared = requests.Request("POST", address).prepare()
+            url = "" if "Authorization" in prepared.headers or prepared.url is None else prepared.url
+            self._urls[address] = url
+        return url or None
 
     def get(self, address: str, params: Mapping[str, str] | None, headers: Mapping[str, str]) -> requests.Response:
         return self.session.get(address, params=params, headers=headers, timeout=self._timeout())
