@@ -35,7 +35,7 @@ from l1nda_sync.engine.breaker import (
     judge_by_kind,
 )
 from l1nda_sync.engine.outcomes import reach_from_probe
-from l1nda_sync.engine.reach import ReachDiff, diff_reach
+from l1nda_sync.engine.reach import Change, Entity, ReachDiff, diff_reach
 from l1nda_sync.engine.token_state import (
     OUT_OF_SERVICE_STATES,
     CheckResult,
@@ -90,6 +90,13 @@ class AppliedCheck:
     transition: Transition
     diff: ReachDiff | None
     kind: CredentialKind = CredentialKind.SOAP_TOKEN  # the credential checked: a SOAP token or a REST connection
+    companies_gained: int = 0  # the diff's company events, counted: the run's report needs no more of it
+    companies_lost: int = 0
+
+    def without_diff(self) -> AppliedCheck:
+        """This check as a run's summary keeps it: the reach it wrote counted, not held (a first sweep of 20,000
+        tokens would otherwise keep every company and event it wrote, some 300 MB, until the report is made)."""
+        return replace(self, diff=None)
 
 
 @dataclass
@@ -208,7 +215,7 @@ class _Applier:
                 log.warning("a bulk apply of %d checks failed (%s); applying them one by one", len(chunk),
                             type(exc).__name__)
                 continue
-            summary.applied.extend(applied for applied, _ in applied_chunk)
+            summary.applied.extend(applied.without_diff() for applied, _ in applied_chunk)
             summary.skipped += skipped
             done.update(cid for cid, _ in chunk)
         return done
@@ -224,7 +231,7 @@ class _Applier:
                         summary.skipped += 1
                         continue
                     self.hooks.token_applied(cur, applied, run_id=rid, now=self.now())
-                    summary.applied.append(applied)
+                    summary.applied.append(applied.without_diff())
             except Exception as exc:
                 # Its transaction is rolled back, the check stays pending (a newer check of the token supersedes
                 # it), and the caller reports the failure.
@@ -405,6 +412,15 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime) ->
                 (at, [w.applied.check_id for w in writes]))
 
 
+def _company_changes(diff: ReachDiff | None) -> tuple[int, int]:
+    """(companies gained, companies lost) by the diff's events."""
+    if diff is None:
+        return 0, 0
+    gained = sum(1 for e in diff.events if e.entity is Entity.COMPANY and e.change is Change.GAINED)
+    lost = sum(1 for e in diff.events if e.entity is Entity.COMPANY and e.change is Change.LOST)
+    return gained, lost
+
+
 @dataclass(frozen=True, slots=True)
 class ReachWrite:
     """One token's reach change to write: its diff, when it was seen, and the run it is recorded for."""
@@ -443,8 +459,9 @@ def apply_locked(
             continue
         transition = decide(p.health, p.result, policy, breaker_open=is_frozen(breaker_open, p.kind))
         diff = _carried_reach(p, transition)
+        gained, lost = _company_changes(diff)
         applied = AppliedCheck(p.check_id, p.token_id, p.label, p.level, p.result.outcome, transition, diff,
-                               p.kind)
+                               p.kind, gained, lost)
         if diff is None or p.probe is None:  # a carried diff always has its probe
             writes.append(HealthWrite(applied, p.run_id, p.result.at))
             continue

@@ -31,7 +31,6 @@ from l1nda_sync.engine.planning import (
     rest_left_out,
     validate_token_ids,
 )
-from l1nda_sync.engine.reach import Change, Entity
 from l1nda_sync.engine.reconciling import LinkHooks, reconcile_all
 from l1nda_sync.engine.rest_checking import RestAppMissing, RestChecking, RestProber, finish_rest
 from l1nda_sync.engine.token_state import CredentialKind, StatePolicy
@@ -115,11 +114,8 @@ class RunReport:
         return report
 
     def _count_check(self, a: AppliedCheck) -> None:
-        for e in a.diff.events if a.diff is not None else ():
-            if e.entity is Entity.COMPANY and e.change is Change.GAINED:
-                self.reach_gained += 1
-            elif e.entity is Entity.COMPANY and e.change is Change.LOST:
-                self.reach_lost += 1
+        self.reach_gained += a.companies_gained
+        self.reach_lost += a.companies_lost
         suspected = a.transition.after.suspected
         if suspected == "invalid" and a.kind is CredentialKind.REST_CONNECTION:
             suspected = "consent_revoked"  # a connection's refusal runs in the 1001 streak; say what it is
