@@ -28,9 +28,9 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 def test_task_instances_are_batches_plus_the_fixed_tasks() -> None:
-    assert task_instances(2000, 100) == 25
-    assert task_instances(2001, 100) == 26
-    assert task_instances(20, 100) == 6
+    assert task_instances(2000, 100) == 26
+    assert task_instances(2001, 100) == 27
+    assert task_instances(20, 100) == 7
 
 
 @pytest.mark.timeout(120)
@@ -63,7 +63,7 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     assert unchanged["bound_seconds"] == 0
     assert unchanged["wall_to_bound"] is None
     assert result["diagnosis"] is None
-    assert result["task_instances_per_sweep"]["computed"] == 6
+    assert result["task_instances_per_sweep"]["computed"] == 7
     assert result["reconcile_seconds"] == churn["finish_seconds"] > 0
     assert result["peak_rss_mb"] == max(s["peak_rss_mb"] for s in result["sweeps"].values())
 
@@ -115,7 +115,7 @@ def test_task_instance_limit_scales_with_the_world() -> None:
 
     assert max_task_instances(200) == max_task_instances(2000) == 40
     assert max_task_instances(20000) == 400
-    assert _judged(1.0, 1.0, 1.0, 0.5, tokens=20000)["task_instances"] == "PASS"  # 200 batches + 5
+    assert _judged(1.0, 1.0, 1.0, 0.5, tokens=20000)["task_instances"] == "PASS"  # 200 batches + 6
 
 
 def test_diagnosis_compares_cpu_per_call_with_the_rate_the_bound_assumes() -> None:
