@@ -22,7 +22,7 @@ MAX_RECONCILE_SECONDS = 5.0
 MAX_PEAK_RSS_MB = 400.0
 MAX_TASK_INSTANCES = 40  # per 2,000 tokens (the default world); a larger world scales it
 TASK_INSTANCE_WORLD = 2000
-FIXED_TASKS = 6  # plan, batches, apply, deliver, close_report, close_run (dags/nmbrs_token_sync.py); plus a check per batch
+FIXED_TASKS = 6  # plan, batches, apply, deliver, close_report, close_run; plus a check per batch
 
 
 def percentile(values: list[int], share: float) -> float:
