@@ -10,7 +10,7 @@ help:
 	@echo "make test    ruff, mypy, then the whole pytest suite (embedded PostgreSQL unless L1NDA_TEST_DATABASE_URL is set)"
 	@echo "make test-celery  the opt-in Celery stack test (-m celery, about 5 min; .ci/run runs it after make test)"
 	@echo "make demo    the end-to-end story against the simulator, on embedded defaults"
-	@echo "make bench   benchmarks that print numbers"
+	@echo "make bench   benchmarks that print numbers (BENCH_ARGS=\"--tokens 20000\": the scaling run; --help for more)"
 	@echo "make airflow the demo's world with the Airflow UI on localhost:8080 (login admin / l1nda-demo)"
 	@echo "             EXECUTOR=celery: PostgreSQL metadata, CeleryExecutor, two Celery workers (docs/celery-local.md)"
 	@echo "make browser install Debian's chromium and chromium-driver (apt, as root) for the browser tests"
@@ -51,7 +51,7 @@ demo: $(STAMP)
 	$(BIN)/python -m l1nda_dev.demo
 
 bench: $(STAMP)
-	$(BIN)/python -m l1nda_dev.bench
+	$(BIN)/python -m l1nda_dev.bench $(BENCH_ARGS)
 
 # EXECUTOR=celery: compose's shape (PostgreSQL metadata, CeleryExecutor, two workers); see docs/celery-local.md.
 EXECUTOR ?= local

@@ -147,7 +147,7 @@ def judge_targets(figures: dict[str, Any], *, concurrency: int) -> list[Target]:
         Target("reconcile", f"reconcile after {figures['churn']['share']:.0%} churn of {world['companies']} companies",
                f"{figures['reconcile_seconds']:.2f} s", f"< {MAX_RECONCILE_SECONDS} s",
                figures["reconcile_seconds"] < MAX_RECONCILE_SECONDS),
-        Target("peak_rss", "peak RSS per process (sweep / simulator / bench)", _rss_text(figures),
+        Target("peak_rss", "peak RSS per process (sweep / simulator / world generator / bench)", _rss_text(figures),
                f"< {MAX_PEAK_RSS_MB:.0f} MB", _worst_rss(figures) < MAX_PEAK_RSS_MB),
         Target("task_instances", f"task instances per sweep of {world['tokens']} tokens", str(tis["computed"]),
                f"<= {tis_limit}", tis["computed"] <= tis_limit),
