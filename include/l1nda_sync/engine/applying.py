@@ -523,16 +523,8 @@ def write_reach(cur: Cursor, changes: Sequence[ReachWrite]) -> None:
             template="(%s, %s, %s, %s, %s::jsonb, %s, %s)",
             page_size=REACH_PAGE,
         )
-    lost_debtors = [(w.token_id, d.id, w.at) for w in changes for d in w.diff.debtors_lost]
-    if lost_debtors:
-        execute_values(
-            cur,
-            """UPDATE reach_debtors AS r SET lost_at = v.at FROM (VALUES %s) AS v(token_id, debtor_id, at)
-               WHERE r.token_id = v.token_id AND r.debtor_id = v.debtor_id""",
-            lost_debtors,
-            template="(%s::bigint, %s::integer, %s::timestamptz)",
-            page_size=REACH_PAGE,
-        )
+    _mark_lost(cur, "reach_debtors", "debtor_id",
+               [(w.token_id, d.id, w.at) for w in changes for d in w.diff.debtors_lost])
     upsert_companies = [
         (w.token_id, c.id, c.debtor_id, c.number, c.name, w.at, w.at)
         for w in changes for c in (*w.diff.companies_gained, *w.diff.companies_updated)
@@ -547,16 +539,8 @@ def write_reach(cur: Cursor, changes: Sequence[ReachWrite]) -> None:
             upsert_companies,
             page_size=REACH_PAGE,
         )
-    lost_companies = [(w.token_id, c.id, w.at) for w in changes for c in w.diff.companies_lost]
-    if lost_companies:
-        execute_values(
-            cur,
-            """UPDATE reach_companies AS r SET lost_at = v.at FROM (VALUES %s) AS v(token_id, company_id, at)
-               WHERE r.token_id = v.token_id AND r.company_id = v.company_id""",
-            lost_companies,
-            template="(%s::bigint, %s::integer, %s::timestamptz)",
-            page_size=REACH_PAGE,
-        )
+    _mark_lost(cur, "reach_companies", "company_id",
+               [(w.token_id, c.id, w.at) for w in changes for c in w.diff.companies_lost])
     events = [
         (w.token_id, w.run_id, w.at, e.change.value, e.entity.value, e.entity_id, e.debtor_id,
          json.dumps(dict(e.detail)))
@@ -569,5 +553,20 @@ def write_reach(cur: Cursor, changes: Sequence[ReachWrite]) -> None:
                VALUES %s""",
             events,
             template="(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+            page_size=REACH_PAGE,
+        )
+
+
+def _mark_lost(cur: Cursor, table: str, key: str, rows: list[tuple[int, int, datetime]]) -> None:
+    """Set lost_at on the (token id, `key`, when) rows of a reach table (a fixed name, never input)."""
+    from psycopg2.extras import execute_values
+
+    if rows:
+        execute_values(
+            cur,
+            f"""UPDATE {table} AS r SET lost_at = v.at FROM (VALUES %s) AS v(token_id, entity_id, at)
+                WHERE r.token_id = v.token_id AND r.{key} = v.entity_id""",
+            rows,
+            template="(%s::bigint, %s::integer, %s::timestamptz)",
             page_size=REACH_PAGE,
         )
