@@ -184,6 +184,8 @@ class KeepAlivePool:
             connection.sock.settimeout(read_timeout)
             connection.sock.sendall(request)
             _read(connection, answer)
+        except requests.RequestException:  # ours, already in requests' terms (they are OSErrors too)
+            raise
         except TimeoutError:
             raise requests.exceptions.ReadTimeout(f"no answer within the read time-out ({read_timeout:g} s)") from None
         except ssl.SSLError as exc:

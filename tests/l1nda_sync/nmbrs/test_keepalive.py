@@ -1,0 +1,325 @@
+"""The keep-alive pool against a scripted server on a real socket: what every odd answer becomes.
+
+Every failure must surface as the requests exception the client already maps to a TransientError (never an
+answer that is not the server's), a reused connection that the server had closed must cost no error and no
+duplicate, and answers cut anywhere must read the same.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import ssl
+import threading
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from l1nda_sync.nmbrs.keepalive import KeepAlivePool, Origin, request_head
+from l1nda_sync.nmbrs.transport import HttpStatusError, NmbrsTransport, pooled_session
+from l1nda_sync.nmbrs.wsdl_cache import WsdlCache
+
+from .keepalive_server import ScriptedServer, Step, answer, chunked
+
+TIMEOUT = (2.0, 2.0)
+SOAP = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"https://api.nmbrs.nl/soap/v3/X"'}
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    running = ScriptedServer()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def pool() -> Iterator[KeepAlivePool]:
+    made = KeepAlivePool(maxsize=4, verify=True)
+    yield made
+    made.close()
+
+
+def post(pool: KeepAlivePool, server: ScriptedServer, body: bytes = b"<x/>",
+         timeout: tuple[float, float] = TIMEOUT) -> requests.Response:
+    origin = Origin.of(server.url)
+    head = request_head(origin, "/soap/v3/DebtorService.asmx", {**SOAP, "Content-Length": str(len(body))})
+    return pool.post(server.url, origin, head, body, timeout)
+
+
+# -- what is read -----------------------------------------------------------------------------------------------
+BODY = ("<soap:Envelope>" + "<Company><Id>1</Id><Name>Bakkerij ü</Name></Company>" * 40 + "</soap:Envelope>").encode()
+WIRES = {
+    "length": answer(200, BODY, {"Content-Type": "text/xml; charset=utf-8"}),
+    "chunked": answer(200, chunked(BODY), {"Transfer-Encoding": "chunked"}),
+    "gzip": answer(200, gzip.compress(BODY), {"Content-Encoding": "gzip"}),
+    "deflate": answer(200, zlib.compress(BODY), {"Content-Encoding": "deflate"}),
+    "raw deflate": answer(200, zlib.compress(BODY)[2:-4], {"Content-Encoding": "deflate"}),
+    "continue first": b"HTTP/1.1 100 Continue\r\n\r\n" + answer(200, BODY),
+}
+
+
+def split(wire: bytes, cuts: list[int]) -> tuple[bytes, ...]:
+    points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
+    return tuple(wire[a:b] for a, b in itertools.pairwise(points) if b > a)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(sorted(WIRES)), cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8))
+def test_an_answer_reads_the_same_however_it_is_cut(server: ScriptedServer, pool: KeepAlivePool, kind: str,
+                                                    cuts: list[int]) -> None:
+    server.play(Step(split(WIRES[kind], cuts)))
+    response = post(pool, server)
+    assert (response.status_code, response.content) == (200, BODY)
+    assert pool.opened == 1  # every answer had a length: the one connection carried them all
+
+
+def test_headers_are_kept_as_requests_keeps_them(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    wire = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html; charset=iso-8859-1\r\nRetry-After: 7\r\n"
+            b"X-Seen: a\r\nX-Seen: b\r\nContent-Length: 4\r\n\r\ndown")
+    server.play(Step((wire,)))
+    response = post(pool, server)
+    assert (response.status_code, response.reason, response.content) == (503, "Service Unavailable", b"down")
+    assert response.headers["retry-after"] == "7"
+    assert response.headers["X-Seen"] == "a, b"
+    assert response.encoding == "iso-8859-1"
+    assert response.raw is None  # no Set-Cookie: nothing for a cookie jar
+
+
+def test_set_cookie_reaches_the_session_jar_and_later_posts_go_requests_way(server: ScriptedServer,
+                                                                             tmp_path: Path) -> None:
+    transport = NmbrsTransport(pooled_session(4), WsdlCache(str(tmp_path), 60), connect_timeout=2,
+                               read_timeout=2)
+    server.play(Step((answer(200, b"<a/>", {"Set-Cookie": "node=2; Path=/"}),)))
+    transport.post(server.url, b"<x/>", SOAP)
+    assert transport.session.cookies.get("node") == "2"
+    assert transport.prepare_post(server.url, b"<x/>", SOAP) is None  # requests' own path from now on
+    transport.post(server.url, b"<y/>", SOAP)
+    assert transport.keepalive.opened == 1
+    assert server.requests == [b"<x/>", b"<y/>"]
+    transport.keepalive.close()
+
+
+# -- connections: reuse, and the server closing them -------------------------------------------------------------
+def test_one_connection_carries_consecutive_calls(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    for n in range(5):
+        assert post(pool, server, b"<n>%d</n>" % n).content == b"ok"
+    assert (pool.opened, server.connections, len(server.requests)) == (1, 1, 5)
+
+
+def test_a_connection_the_server_closed_at_rest_is_replaced_without_a_resend(server: ScriptedServer,
+                                                                            pool: KeepAlivePool) -> None:
+    server.play(Step((answer(),), close=True))  # the server closes after answering, as at its idle time-out
+    post(pool, server, b"<first/>")
+    assert post(pool, server, b"<second/>").content == b"ok"
+    assert server.requests == [b"<first/>", b"<second/>"]  # each sent once
+    assert pool.opened == 2
+
+
+def test_a_reused_connection_closed_before_any_answer_is_retried_once_on_a_new_one(server: ScriptedServer,
+                                                                                  pool: KeepAlivePool) -> None:
+    post(pool, server, b"<first/>")
+    server.play(Step((), close=True))  # the request was read, no byte came back: the race with the idle close
+    assert post(pool, server, b"<second/>").content == b"ok"
+    assert server.requests == [b"<first/>", b"<second/>", b"<second/>"]
+    assert pool.opened == 2
+
+
+def test_a_new_connection_closed_before_any_answer_is_an_error_not_a_retry(server: ScriptedServer,
+                                                                           pool: KeepAlivePool) -> None:
+    server.play(Step((), close=True))
+    with pytest.raises(requests.ConnectionError, match="before the answer's headers"):
+        post(pool, server)
+    assert len(server.requests) == 1
+
+
+def test_connection_close_is_honoured(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    server.play(Step((answer(200, b"ok", {"Connection": "close"}),)))
+    post(pool, server)
+    post(pool, server)
+    assert pool.opened == 2
+
+
+def test_a_body_until_the_server_closes_is_read_whole(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    server.play(Step((b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", BODY[:100], BODY[100:]), close=True))
+    assert post(pool, server).content == BODY
+    post(pool, server)
+    assert pool.opened == 2
+
+
+def test_bytes_after_an_answer_spoil_the_connection_not_the_answer(server: ScriptedServer,
+                                                                   pool: KeepAlivePool) -> None:
+    server.play(Step((answer() + b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbad",)))
+    assert post(pool, server).content == b"ok"
+    assert post(pool, server).content == b"ok"
+    assert pool.opened == 2
+
+
+# -- failures become requests' exceptions (transient for the client) ----------------------------------------------
+@pytest.mark.parametrize(("step", "error", "words", "whole"), [
+    (Step((answer(200, BODY)[:-50],), close=True), requests.exceptions.ChunkedEncodingError, "body was complete",
+     False),
+    (Step((answer(200, chunked(BODY))[:-9],), close=True), requests.exceptions.ChunkedEncodingError,
+     "body was complete", False),
+    (Step((b"HTTP/1.1 200 OK\r\nContent-Le",), close=True), requests.ConnectionError, "headers were complete",
+     False),
+    (Step((b"<html>not http</html>\r\n\r\n",), close=True), requests.ConnectionError, "not an HTTP/1.1 answer",
+     False),
+    (Step((b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",)),
+     requests.ConnectionError, "switched protocols", False),
+    (Step((answer(200, b"\x1f\x8bnot gzip", {"Content-Encoding": "gzip"}),)),
+     requests.exceptions.ContentDecodingError, "cannot decode the gzip answer", True),
+    (Step((answer(200, gzip.compress(BODY)[:-20], {"Content-Encoding": "gzip"}),)),
+     requests.exceptions.ContentDecodingError, "cut off", True),
+])
+def test_a_broken_answer_is_an_error_of_requests_kind(server: ScriptedServer, pool: KeepAlivePool, step: Step,
+                                                      error: type[Exception], words: str, whole: bool) -> None:
+    server.play(step)
+    with pytest.raises(error, match=words):
+        post(pool, server)
+    # A connection in doubt is never pooled; one whose answer was whole (only its content was bad) is.
+    assert len(pool._idle.get(Origin.of(server.url), [])) == (1 if whole else 0)
+
+
+def test_no_answer_within_the_read_timeout(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    server.play(Step(silent=True))
+    with pytest.raises(requests.exceptions.ReadTimeout, match="read time-out"):
+        post(pool, server, timeout=(2.0, 0.3))
+
+
+def test_nobody_listening_is_a_connection_error(pool: KeepAlivePool) -> None:
+    server = ScriptedServer()
+    server.close()  # the port is free again: connecting is refused
+    with pytest.raises(requests.ConnectionError, match="cannot connect"):
+        post(pool, server)
+
+
+def test_threads_never_read_each_others_answers() -> None:
+    server = ScriptedServer(echo=True)  # answers each request with its own body
+    pool = KeepAlivePool(maxsize=8, verify=True)
+    mismatches: list[tuple[bytes, bytes]] = []
+
+    def worker(n: int) -> None:
+        for i in range(25):
+            body = b"<call>%d-%d</call>" % (n, i)
+            got = post(pool, server, body).content
+            if got != body:
+                mismatches.append((body, got))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert mismatches == []
+    assert len(server.requests) == 200
+    assert pool.opened <= 8  # at most one connection per thread at a time, reused afterwards
+    pool.close()
+    server.close()
+
+
+# -- TLS ------------------------------------------------------------------------------------------------------------
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[ScriptedServer, Path]]:
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    running = ScriptedServer(tls=context)
+    yield running, cert
+    running.close()
+
+
+def test_tls_is_verified_against_the_given_bundle(tls_server: tuple[ScriptedServer, Path]) -> None:
+    server, cert = tls_server
+    trusting = KeepAlivePool(maxsize=2, verify=str(cert))
+    assert post(trusting, server).content == b"ok"
+    assert post(trusting, server).content == b"ok"
+    assert trusting.opened == 1
+    trusting.close()
+
+
+def test_tls_with_an_unknown_certificate_is_refused(tls_server: tuple[ScriptedServer, Path]) -> None:
+    server, _ = tls_server
+    default = KeepAlivePool(maxsize=2, verify=True)  # certifi's bundle, as requests uses
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        post(default, server)
+    unverified = KeepAlivePool(maxsize=2, verify=False)
+    assert post(unverified, server).content == b"ok"
+
+
+# -- what the transport sends this way, and what not ----------------------------------------------------------------
+def _transport(tmp_path: Path) -> NmbrsTransport:
+    return NmbrsTransport(pooled_session(4), WsdlCache(str(tmp_path), 60), connect_timeout=2, read_timeout=2)
+
+
+def test_the_request_on_the_wire_is_requests_request(server: ScriptedServer, tmp_path: Path) -> None:
+    transport = _transport(tmp_path)
+    transport.post(server.url, b"<x>\xc3\xbc</x>", SOAP)
+    assert server.requests == [b"<x>\xc3\xbc</x>"]
+    template = transport.prepare_post(server.url, b"<x>\xc3\xbc</x>", SOAP)
+    assert template is not None
+    origin = Origin.of(server.url)
+    head = transport._heads[next(iter(transport._heads))][1]
+    assert head.startswith(b"POST /soap/v3/DebtorService.asmx HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % origin.port)
+    for name in ("User-Agent", "Content-Type", "SOAPAction", "Accept", "Connection"):
+        assert f"{name}: {template.headers[name]}\r\n".encode() in head
+    assert b"Accept-Encoding: gzip, deflate\r\n" in head
+    assert transport.keepalive.opened == 1
+    transport.keepalive.close()
+
+
+def test_a_proxy_or_a_client_certificate_takes_requests_way(server: ScriptedServer, tmp_path: Path) -> None:
+    transport = _transport(tmp_path)
+    transport.session.cert = str(tmp_path / "client.pem")
+    assert not transport._goes_direct(transport._template(server.url, b"<x/>", SOAP)[1])  # type: ignore[index]
+    transport.session.cert = None
+    transport.session.proxies["http"] = "http://proxy.internal:3128"
+    assert not transport._goes_direct(transport._template(server.url, b"<x/>", SOAP)[1])  # type: ignore[index]
+    transport.session.proxies.clear()
+    transport.session.verify = False  # not the CA choice the pool was made with
+    assert not transport._goes_direct(transport._template(server.url, b"<x/>", SOAP)[1])  # type: ignore[index]
+    transport.session.verify = transport.keepalive.verify
+    assert transport._goes_direct(transport._template(server.url, b"<x/>", SOAP)[1])  # type: ignore[index]
+
+
+def test_an_error_page_echoing_the_token_is_scrubbed(server: ScriptedServer, tmp_path: Path) -> None:
+    from l1nda_sync.nmbrs.redaction import guarding
+
+    token = "5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"  # a made-up token
+    server.play(Step((answer(502, f"<html>bad gateway for token {token}</html>".encode(),
+                             {"Content-Type": "text/html"}),)))
+    transport = _transport(tmp_path)
+    with guarding(token), pytest.raises(HttpStatusError) as caught:
+        transport.post(server.url, f"<Token>{token}</Token>".encode(), SOAP)
+    assert caught.value.status == 502
+    assert token not in str(caught.value)
+    assert token[-4:] in str(caught.value)
+    transport.keepalive.close()
