@@ -23,6 +23,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers
 from urllib3.util.ssl_ import create_urllib3_context
 
 RECV_BYTES = 65536
+CHECK_AFTER_IDLE_S = 1.0  # a pooled connection idle this long is checked for a close before it is used
 # Answers that never carry a body, whatever their headers say (RFC 9112 6.3).
 _NO_BODY = frozenset({204, 304})
 
@@ -117,13 +119,14 @@ class _Answer:
 
 
 class _Connection:
-    """One socket to an origin; `reused` once it has carried an exchange."""
+    """One socket to an origin; `reused` once it has carried an exchange, `idle_since` when it was last put back."""
 
-    __slots__ = ("reused", "sock")
+    __slots__ = ("idle_since", "reused", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reused = False
+        self.idle_since = 0.0
 
     def dropped(self) -> bool:
         """A connection at rest has nothing to read: if it is readable, the server closed it (or sent junk)."""
@@ -206,12 +209,17 @@ class KeepAlivePool:
                 connection = idle.pop() if idle else None
             if connection is None:
                 return self._connect(origin, connect_timeout)
-            if not connection.dropped():
+            # Servers close idle connections after seconds (IIS 120 s, nginx 75 s), some with an unasked-for 408
+            # first: only a connection that rested a while is checked (a system call each). One that closes
+            # anyway before answering is `_Stale`: the request goes once more on a new connection.
+            rested = time.monotonic() - connection.idle_since >= CHECK_AFTER_IDLE_S
+            if not (rested and connection.dropped()):
                 connection.reused = True
                 return connection
             connection.close()
 
     def _checkin(self, origin: Origin, connection: _Connection) -> None:
+        connection.idle_since = time.monotonic()
         with self._lock:
             idle = self._idle.setdefault(origin, [])
             if len(idle) < self.maxsize:
