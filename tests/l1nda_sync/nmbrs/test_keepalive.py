@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import select
 import ssl
 import threading
 import zlib
@@ -22,6 +23,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from l1nda_sync.nmbrs import keepalive
 from l1nda_sync.nmbrs.keepalive import KeepAlivePool, Origin, request_head
 from l1nda_sync.nmbrs.transport import HttpStatusError, NmbrsTransport, pooled_session
 from l1nda_sync.nmbrs.wsdl_cache import WsdlCache
@@ -113,12 +115,19 @@ def test_one_connection_carries_consecutive_calls(server: ScriptedServer, pool: 
     assert (pool.opened, server.connections, len(server.requests)) == (1, 1, 5)
 
 
-def test_a_connection_the_server_closed_at_rest_is_replaced_without_a_resend(server: ScriptedServer,
-                                                                            pool: KeepAlivePool) -> None:
+@pytest.mark.parametrize("check_after", [0.0, 3600.0], ids=["checked before reuse", "found out by sending"])
+def test_a_connection_the_server_closed_at_rest_is_replaced_without_an_error(
+        server: ScriptedServer, pool: KeepAlivePool, monkeypatch: pytest.MonkeyPatch, check_after: float) -> None:
+    monkeypatch.setattr(keepalive, "CHECK_AFTER_IDLE_S", check_after)
     server.play(Step((answer(),), close=True))  # the server closes after answering, as at its idle time-out
     post(pool, server, b"<first/>")
+    idle = pool._idle[Origin.of(server.url)][0]
+    poller = select.poll()
+    poller.register(idle.sock, select.POLLIN)
+    assert poller.poll(2000)  # the server's close has arrived (no sleep: waits for the event itself)
+    assert idle.dropped()
     assert post(pool, server, b"<second/>").content == b"ok"
-    assert server.requests == [b"<first/>", b"<second/>"]  # each sent once
+    assert server.requests == [b"<first/>", b"<second/>"]  # each read once by the server
     assert pool.opened == 2
 
 
