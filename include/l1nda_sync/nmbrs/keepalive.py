@@ -24,6 +24,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -158,6 +159,8 @@ class KeepAlivePool:
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
         self.opened = 0  # connections made (for tests and the bench)
+        self.closed = False
+        _POOLS.add(self)
 
     # -- one exchange -----------------------------------------------------------------------------------------------
     def post(self, url: str, origin: Origin, head: bytes, body: bytes, timeout: tuple[float, float]
@@ -222,7 +225,7 @@ class KeepAlivePool:
         connection.idle_since = time.monotonic()
         with self._lock:
             idle = self._idle.setdefault(origin, [])
-            if len(idle) < self.maxsize:
+            if len(idle) < self.maxsize and not self.closed:
                 idle.append(connection)
                 return
         connection.close()
@@ -274,11 +277,29 @@ class KeepAlivePool:
         return self._tls
 
     def close(self) -> None:
+        """Closes the idle connections; one still in use is closed when its exchange ends."""
         with self._lock:
+            self.closed = True
             connections = [c for idle in self._idle.values() for c in idle]
             self._idle.clear()
         for connection in connections:
             connection.close()
+
+
+def _forget_after_fork() -> None:
+    """A forked child (a Celery prefork worker) must never use its parent's sockets: two processes reading one
+    connection would read each other's answers. The child drops them (closing only its own copies)."""
+    for pool in list(_POOLS):
+        connections = [c for idle in pool._idle.values() for c in idle]
+        pool._idle = {}
+        pool._lock = threading.Lock()
+        for connection in connections:
+            connection.close()
+
+
+_POOLS: weakref.WeakSet[KeepAlivePool] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def request_head(origin: Origin, path: str, headers: Mapping[str, str]) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import os
 import select
 import ssl
 import threading
@@ -332,3 +333,27 @@ def test_an_error_page_echoing_the_token_is_scrubbed(server: ScriptedServer, tmp
     assert token not in str(caught.value)
     assert token[-4:] in str(caught.value)
     transport.keepalive.close()
+
+
+# -- a pool's life: closed, and forked ------------------------------------------------------------------------------
+def test_a_closed_pool_keeps_no_connection(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    post(pool, server)
+    pool.close()
+    assert pool._idle == {}
+    assert post(pool, server).content == b"ok"  # a late call still works, on a connection of its own
+    assert pool._idle.get(Origin.of(server.url), []) == []
+    assert pool.opened == 2
+
+
+def test_a_forked_child_never_uses_its_parents_connections(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    server.echo = True
+    assert post(pool, server, b"<parent/>").content == b"<parent/>"
+    child = os.fork()
+    if child == 0:  # the child: its own connection, its own answer; exit code 0 only if so
+        ok = pool._idle == {} and post(pool, server, b"<child/>").content == b"<child/>" and pool.opened == 2
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert post(pool, server, b"<parent again/>").content == b"<parent again/>"
+    assert pool.opened == 1  # the parent's connection survived the child's exit
+    assert server.connections == 2
