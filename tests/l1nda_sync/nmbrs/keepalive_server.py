@@ -108,6 +108,12 @@ class ScriptedServer:
         finally:
             conn.close()
 
+    def drop_connections(self) -> None:
+        """Close every connection (as a restarted server does) but keep listening."""
+        for conn in list(self._open):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread: the port refuses from now on

@@ -141,6 +141,20 @@ def test_a_reused_connection_closed_before_any_answer_is_retried_once_on_a_new_o
     assert pool.opened == 2
 
 
+def test_after_a_server_restart_no_call_fails_on_the_dead_pooled_connections(
+        server: ScriptedServer, pool: KeepAlivePool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keepalive, "CHECK_AFTER_IDLE_S", 3600.0)  # no check at checkout: found out by sending
+    origin = Origin.of(server.url)
+    connections = [pool._connect(origin, 2.0) for _ in range(3)]
+    for connection in connections:  # three idle connections, as after a busy minute
+        pool._checkin(origin, connection)
+    server.drop_connections()
+    for n in range(4):
+        assert post(pool, server, b"<n>%d</n>" % n).content == b"ok"
+    assert server.requests == [b"<n>%d</n>" % n for n in range(4)]
+    assert pool.opened <= 5  # the three dead ones, then new ones only as needed
+
+
 def test_a_new_connection_closed_before_any_answer_is_an_error_not_a_retry(server: ScriptedServer,
                                                                            pool: KeepAlivePool) -> None:
     server.play(Step((), close=True))
