@@ -10,8 +10,9 @@ writes the request in one `sendall` and reads the answer with llhttp (`httptools
   `ChunkedEncodingError`, `ContentDecodingError`), so the client's fault handling is unchanged;
 - a `requests.Response` with the status, headers (repeated ones joined as urllib3 joins them) and the body,
   gzip or deflate decoded.
-A pooled connection is checked before reuse (a server that closed it makes it readable); one that fails before
-any byte of an answer came back is replaced once by a new connection: the server never read that request.
+A pooled connection is checked before reuse (anything to read on it, a close included, drops it); one that closes
+before any byte of an answer came back is replaced once by a new connection, within the call's time left (every
+SOAP operation sent this way is a read, so a request the server may have read is safe to send again).
 Only the transport decides what goes this way (`NmbrsTransport`): no proxy, no client certificate, no cookies.
 """
 
@@ -38,7 +39,8 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers
 from urllib3.util.ssl_ import create_urllib3_context
 
 RECV_BYTES = 65536
-CHECK_AFTER_IDLE_S = 1.0  # a pooled connection idle this long is checked for a close before it is used
+MAX_HEADERS = 100  # as http.client (and so requests) refuses more
+MAX_HEAD_BYTES = 256 * 1024  # the bytes read before the headers end (http.client: 64 KiB per line)
 # Answers that never carry a body, whatever their headers say (RFC 9112 6.3).
 _NO_BODY = frozenset({204, 304})
 
@@ -76,20 +78,28 @@ class _Answer:
     complete: bool = False
     extra: bool = False  # bytes after the answer: the connection cannot carry another request
     received: bool = False  # any byte of it came back
+    keep_alive: bool = False  # llhttp's verdict (HTTP/1.0 without keep-alive, `Connection: close`, ...)
+    too_large: bool = False  # more headers than http.client accepts
     parser: httptools.HttpResponseParser | None = None
 
-    # -- httptools' protocol ----------------------------------------------------------------------------------
+    # -- httptools' protocol: what follows a complete answer (another message, trailers) changes nothing ---------
     def on_message_begin(self) -> None:
         if self.complete:
             self.extra = True
 
     def on_status(self, status: bytes) -> None:
-        self.reason += status
+        if not self.complete:
+            self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.headers_done or self.complete:
+            return  # a chunked answer's trailers are not headers
         self.headers.append((name, value))
+        self.too_large = self.too_large or len(self.headers) > MAX_HEADERS
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
         self.headers_done = True
         if self.parser is not None:
             self.status = self.parser.get_status_code()
@@ -107,6 +117,7 @@ class _Answer:
             self.body.clear()
             return
         self.complete = True
+        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
 
     # -- what the answer says -----------------------------------------------------------------------------------
     def header(self, name: bytes) -> bytes | None:
@@ -120,14 +131,13 @@ class _Answer:
 
 
 class _Connection:
-    """One socket to an origin; `reused` once it has carried an exchange, `idle_since` when it was last put back."""
+    """One socket to an origin; `reused` once it has carried an exchange."""
 
-    __slots__ = ("idle_since", "reused", "sock")
+    __slots__ = ("reused", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reused = False
-        self.idle_since = 0.0
 
     def dropped(self) -> bool:
         """A connection at rest has nothing to read: if it is readable, the server closed it (or sent junk)."""
@@ -146,7 +156,8 @@ class _Connection:
 
 
 class _Stale(Exception):
-    """A reused connection failed before any byte of the answer came back."""
+    """A reused connection closed before any byte of the answer came back (the server may have read the request:
+    every SOAP operation sent this way is a read, so sending it again changes nothing)."""
 
 
 class KeepAlivePool:
@@ -167,17 +178,22 @@ class KeepAlivePool:
              ) -> requests.Response:
         """Send `head` (request line and headers, ending in a blank line) and `body`; read the whole answer."""
         request = head + body
+        started = time.monotonic()
         for fresh in (False, True):  # a stale pooled connection: once more, on a new one (never another idle one)
-            connection = self._connect(origin, timeout[0]) if fresh else self._checkout(origin, timeout[0])
+            left = timeout[1] - (time.monotonic() - started)  # the retry gets only the time left
+            if left <= 0:
+                raise requests.exceptions.ReadTimeout(f"no answer within the read time-out ({timeout[1]:g} s)")
+            connect = min(timeout[0], left)
+            connection = self._connect(origin, connect) if fresh else self._checkout(origin, connect)
             try:
-                answer = self._exchange(connection, request, timeout[1])
+                answer = self._exchange(connection, request, left)
             except _Stale:
                 connection.close()
                 continue
             except BaseException:
                 connection.close()
                 raise
-            if answer.extra or answer.reads_until_close() or not _keeps_alive(answer):
+            if answer.extra or answer.reads_until_close() or not answer.keep_alive:
                 connection.close()
             else:
                 self._checkin(origin, connection)
@@ -212,17 +228,15 @@ class KeepAlivePool:
                 connection = idle.pop() if idle else None
             if connection is None:
                 return self._connect(origin, connect_timeout)
-            # Servers close idle connections after seconds (IIS 120 s, nginx 75 s), some with an unasked-for 408
-            # first: only a connection that rested a while is checked (a system call each). One that closes
-            # anyway before answering is `_Stale`: the request goes once more on a new connection.
-            rested = time.monotonic() - connection.idle_since >= CHECK_AFTER_IDLE_S
-            if not (rested and connection.dropped()):
+            # Anything on a connection at rest (a close, an unasked-for 408, a late duplicate answer) is never
+            # read as the next call's answer: such a connection is dropped, as urllib3 does. One that closes
+            # after this check but before answering is `_Stale`.
+            if not connection.dropped():
                 connection.reused = True
                 return connection
             connection.close()
 
     def _checkin(self, origin: Origin, connection: _Connection) -> None:
-        connection.idle_since = time.monotonic()
         with self._lock:
             idle = self._idle.setdefault(origin, [])
             if len(idle) < self.maxsize and not self.closed:
@@ -312,12 +326,17 @@ def request_head(origin: Origin, path: str, headers: Mapping[str, str]) -> bytes
 
 def _read(connection: _Connection, answer: _Answer) -> None:
     parser = answer.parser = httptools.HttpResponseParser(answer)
+    head_bytes = 0
     while not answer.complete:
         data = connection.sock.recv(RECV_BYTES)
         if not data:
             _at_end_of_stream(connection, answer)
             break
         answer.received = True
+        if not answer.headers_done:
+            head_bytes += len(data)
+            if head_bytes > MAX_HEAD_BYTES:
+                raise requests.ConnectionError(f"the answer's headers go on past {MAX_HEAD_BYTES} bytes")
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -327,6 +346,8 @@ def _read(connection: _Connection, answer: _Answer) -> None:
                 answer.extra = True
                 break
             raise requests.ConnectionError(f"not an HTTP/1.1 answer ({exc})") from None
+        if answer.too_large:
+            raise requests.ConnectionError(f"the answer has more than {MAX_HEADERS} headers")
     answer.parser = None
 
 
@@ -339,11 +360,6 @@ def _at_end_of_stream(connection: _Connection, answer: _Answer) -> None:
         raise requests.exceptions.ChunkedEncodingError("the connection closed before the answer's body was complete")
     else:
         raise requests.ConnectionError("the connection closed before the answer's headers were complete")
-
-
-def _keeps_alive(answer: _Answer) -> bool:
-    connection = (answer.header(b"connection") or b"").lower()
-    return b"close" not in connection
 
 
 def _response(url: str, answer: _Answer) -> requests.Response:

@@ -19,6 +19,7 @@ from lxml import etree
 from zeep.xsd import AnySimpleType, ComplexType, Element, Sequence
 
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
 
 class Unusual(Exception):
@@ -151,6 +152,8 @@ class ResultReader:
                   ) -> tuple[list[Any], int]:
         values = []
         while at < len(children) and children[at].tag == qname:
+            if children[at].get(XSI_NIL) is not None:  # a null entry: the AnswerReader drops it, zeep then reads
+                raise Unusual("xsi:nil in a list")
             values.append(self._value(children[at], element))
             at += 1
         if not values and not optional:

@@ -69,14 +69,14 @@ class SoapService:
         except XMLSyntaxError as exc:  # zeep's own wording (the same exception zeep's process_reply raises)
             raise TransportError(f"Server returned response ({response.status_code}) with invalid XML: {exc}.\n"
                                  f"Content: {content!r}", status_code=response.status_code, content=content) from None
-        if doc.find("soap-env:Body/soap-env:Fault", namespaces=self.binding.nsmap) is not None:
-            return self.binding.process_error(doc, operation_obj)  # the AnswerReader leaves a fault as it is
         reader = self._reader(operation, operation_obj)
         if reader is not None and self._only_tidying:  # untidied (see __init__); Unusual -> tidied, then as before
-            read = self._read_fast(reader, doc)
+            read = self._read_fast(reader, doc)  # one body element, this operation's answer: never a fault
             if read is not _UNUSUAL:
                 return read
         doc, _ = plugins.apply_ingress(self.client, doc, response.headers, operation_obj)
+        if doc.find("soap-env:Body/soap-env:Fault", namespaces=self.binding.nsmap) is not None:
+            return self.binding.process_error(doc, operation_obj)
         if reader is not None:
             read = self._read_fast(reader, doc)
             if read is not _UNUSUAL:

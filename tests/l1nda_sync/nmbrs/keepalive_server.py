@@ -24,6 +24,9 @@ class Step:
     fragments: tuple[bytes, ...] = ()
     close: bool = False  # close the connection after writing
     silent: bool = False  # write nothing and keep the connection open (a hang)
+    pause: float = 0.0  # seconds the server works on the request before it writes (or closes)
+    later: tuple[threading.Event, bytes] | None = None  # once the event is set, write these bytes too (unasked)
+    written: threading.Event = field(default_factory=threading.Event)  # set when `later` has been written
 
 
 def answer(status: int = 200, body: bytes = b"ok", headers: dict[str, str] | None = None, *,
@@ -99,8 +102,15 @@ class ScriptedServer:
                 if step.silent:
                     reader.read()  # until the client gives up and closes
                     return
+                if step.pause:
+                    threading.Event().wait(step.pause)
                 for fragment in step.fragments:
                     conn.sendall(fragment)
+                if step.later is not None:
+                    event, data = step.later
+                    event.wait(5)
+                    conn.sendall(data)
+                    step.written.set()
                 if step.close:
                     return
         except (OSError, ssl.SSLError):

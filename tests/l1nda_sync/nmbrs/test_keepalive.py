@@ -13,6 +13,7 @@ import os
 import select
 import ssl
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,13 @@ def pool() -> Iterator[KeepAlivePool]:
     made = KeepAlivePool(maxsize=4, verify=True)
     yield made
     made.close()
+
+
+def wait_readable(sock: object) -> None:
+    """Until the socket has something to read (a close included); no sleep: it waits for the event itself."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)  # type: ignore[arg-type]
+    assert poller.poll(2000)
 
 
 def post(pool: KeepAlivePool, server: ScriptedServer, body: bytes = b"<x/>",
@@ -116,19 +124,30 @@ def test_one_connection_carries_consecutive_calls(server: ScriptedServer, pool: 
     assert (pool.opened, server.connections, len(server.requests)) == (1, 1, 5)
 
 
-@pytest.mark.parametrize("check_after", [0.0, 3600.0], ids=["checked before reuse", "found out by sending"])
-def test_a_connection_the_server_closed_at_rest_is_replaced_without_an_error(
-        server: ScriptedServer, pool: KeepAlivePool, monkeypatch: pytest.MonkeyPatch, check_after: float) -> None:
-    monkeypatch.setattr(keepalive, "CHECK_AFTER_IDLE_S", check_after)
+def test_a_connection_the_server_closed_at_rest_is_replaced_without_an_error(server: ScriptedServer,
+                                                                             pool: KeepAlivePool) -> None:
     server.play(Step((answer(),), close=True))  # the server closes after answering, as at its idle time-out
     post(pool, server, b"<first/>")
     idle = pool._idle[Origin.of(server.url)][0]
-    poller = select.poll()
-    poller.register(idle.sock, select.POLLIN)
-    assert poller.poll(2000)  # the server's close has arrived (no sleep: waits for the event itself)
+    wait_readable(idle.sock)  # the server's close has arrived
     assert idle.dropped()
     assert post(pool, server, b"<second/>").content == b"ok"
     assert server.requests == [b"<first/>", b"<second/>"]  # each read once by the server
+    assert pool.opened == 2
+
+
+def test_bytes_arriving_on_an_idle_connection_are_never_the_next_calls_answer(server: ScriptedServer,
+                                                                             pool: KeepAlivePool) -> None:
+    go = threading.Event()
+    duplicate = Step((answer(200, b"<A/>"),), later=(go, answer(200, b"<A/>")))  # a front end answering twice
+    server.echo = True
+    server.play(duplicate)
+    assert post(pool, server, b"<A/>").content == b"<A/>"
+    go.set()
+    assert duplicate.written.wait(5)
+    wait_readable(pool._idle[Origin.of(server.url)][0].sock)  # the copy has arrived
+    assert post(pool, server, b"<B/>").content == b"<B/>"  # not A's copy
+    assert post(pool, server, b"<C/>").content == b"<C/>"
     assert pool.opened == 2
 
 
@@ -141,18 +160,26 @@ def test_a_reused_connection_closed_before_any_answer_is_retried_once_on_a_new_o
     assert pool.opened == 2
 
 
+@pytest.mark.parametrize("noticed", [True, False], ids=["dropped at checkout", "found out by sending"])
 def test_after_a_server_restart_no_call_fails_on_the_dead_pooled_connections(
-        server: ScriptedServer, pool: KeepAlivePool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keepalive, "CHECK_AFTER_IDLE_S", 3600.0)  # no check at checkout: found out by sending
+        server: ScriptedServer, pool: KeepAlivePool, monkeypatch: pytest.MonkeyPatch, noticed: bool) -> None:
     origin = Origin.of(server.url)
     connections = [pool._connect(origin, 2.0) for _ in range(3)]
     for connection in connections:  # three idle connections, as after a busy minute
         pool._checkin(origin, connection)
+    for connection in connections:  # each served once, so the server holds all three
+        connection.reused = True
+    assert [post(pool, server, b"<warm/>").content for _ in range(3)] == [b"ok"] * 3
+    assert len(server._open) == 3
     server.drop_connections()
+    for connection in pool._idle[origin]:
+        wait_readable(connection.sock)  # every close has arrived
+    if not noticed:  # the close comes after the check: the race `_Stale` covers
+        monkeypatch.setattr(keepalive._Connection, "dropped", lambda self: False)
     for n in range(4):
         assert post(pool, server, b"<n>%d</n>" % n).content == b"ok"
-    assert server.requests == [b"<n>%d</n>" % n for n in range(4)]
-    assert pool.opened <= 5  # the three dead ones, then new ones only as needed
+    assert server.requests[3:] == [b"<n>%d</n>" % n for n in range(4)]
+    assert pool.opened == 4  # the three dead ones, then one new one that carries the rest
 
 
 def test_a_new_connection_closed_before_any_answer_is_an_error_not_a_retry(server: ScriptedServer,
@@ -209,6 +236,70 @@ def test_a_broken_answer_is_an_error_of_requests_kind(server: ScriptedServer, po
         post(pool, server)
     # A connection in doubt is never pooled; one whose answer was whole (only its content was bad) is.
     assert len(pool._idle.get(Origin.of(server.url), [])) == (1 if whole else 0)
+
+
+@pytest.mark.parametrize(("wire", "status", "content"), [
+    (answer(503, b"busy", {"Retry-After": "30"}) + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+     b"Content-Encoding: gzip\r\n\r\n", 503, b"busy"),
+    (answer(200, b"<ok/>") + answer(500, b"later"), 200, b"<ok/>"),
+], ids=["an error, then more", "a good answer, then an error"])
+def test_what_follows_an_answer_in_the_same_read_never_changes_it(server: ScriptedServer, pool: KeepAlivePool,
+                                                                  wire: bytes, status: int, content: bytes) -> None:
+    server.play(Step((wire,)))
+    response = post(pool, server)
+    assert (response.status_code, response.content) == (status, content)
+    assert "Content-Encoding" not in response.headers
+    assert pool._idle.get(Origin.of(server.url), []) == []  # and the connection is not used again
+
+
+def test_a_503s_retry_after_survives_bytes_that_follow(server: ScriptedServer, tmp_path: Path) -> None:
+    server.play(Step((answer(503, b"busy", {"Retry-After": "30"}) + answer(200, b""),)))
+    transport = _transport(tmp_path)
+    with pytest.raises(HttpStatusError) as caught:
+        transport.post(server.url, b"<x/>", SOAP)
+    assert (caught.value.status, caught.value.retry_after) == (503, 30)
+    transport.keepalive.close()
+
+
+def test_a_trailer_is_not_a_header(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    server.play(Step((b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n<ok/>\r\n0\r\n"
+                      b"Content-Encoding: gzip\r\n\r\n",)))
+    response = post(pool, server)
+    assert response.content == b"<ok/>"
+    assert "Content-Encoding" not in response.headers
+
+
+@pytest.mark.parametrize(("wire", "words"), [
+    (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(101)) + b"Content-Length: 2\r\n\r\nok",
+     "more than 100 headers"),
+    (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 300_000 + b"\r\nContent-Length: 2\r\n\r\nok", "headers go on past"),
+], ids=["too many headers", "a header without end"])
+def test_an_endless_header_section_is_refused_as_http_client_refuses_it(server: ScriptedServer,
+                                                                        pool: KeepAlivePool, wire: bytes,
+                                                                        words: str) -> None:
+    server.play(Step((wire,), close=True))
+    with pytest.raises(requests.ConnectionError, match=words):
+        post(pool, server)
+
+
+def test_an_http10_answer_without_keep_alive_is_not_pooled(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    server.play(Step((answer(200, b"ok").replace(b"HTTP/1.1", b"HTTP/1.0"),)),
+                Step((answer(200, b"ok", {"Connection": "keep-alive"}).replace(b"HTTP/1.1", b"HTTP/1.0"),)))
+    assert post(pool, server).content == b"ok"
+    assert pool._idle.get(Origin.of(server.url), []) == []
+    assert post(pool, server).content == b"ok"
+    assert len(pool._idle[Origin.of(server.url)]) == 1  # HTTP/1.0 with keep-alive: kept
+
+
+def test_a_stale_retry_gets_only_the_time_left(server: ScriptedServer, pool: KeepAlivePool) -> None:
+    post(pool, server, b"<first/>")
+    # The server works 0.6 s on the next request, then drops the connection without a byte; the new connection
+    # never answers. The call must end at its 1 s read time-out, not 0.6 s + another full second.
+    server.play(Step(close=True, pause=0.6), Step(silent=True))
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        post(pool, server, b"<second/>", timeout=(1.0, 1.0))
+    assert time.monotonic() - started < 1.4
 
 
 def test_no_answer_within_the_read_timeout(server: ScriptedServer, pool: KeepAlivePool) -> None:
