@@ -100,7 +100,7 @@ class NmbrsClient:
         self.session = pooled_session(s.nmbrs_max_concurrency, self.base_url)
         self.wsdl_cache = WsdlCache(s.nmbrs_wsdl_cache_dir, s.nmbrs_wsdl_cache_ttl)
         self.transport = NmbrsTransport(self.session, self.wsdl_cache, connect_timeout=s.nmbrs_connect_timeout,
-                                        read_timeout=s.nmbrs_read_timeout)
+                                        read_timeout=s.nmbrs_read_timeout, pool_size=max(s.nmbrs_max_concurrency, 10))
         self.answers = AnswerReader()
         self._services: dict[str, ServiceProxy] = {}
         self._soap: dict[str, SoapService] = {}
@@ -122,6 +122,7 @@ class NmbrsClient:
 
     def close(self) -> None:
         self.closed = True
+        self.transport.keepalive.close()
         self.session.close()
 
     # -- zeep clients ----------------------------------------------------------------------------------------

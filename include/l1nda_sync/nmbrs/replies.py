@@ -12,20 +12,23 @@ the answer (unknown elements dropped, order restored, null list entries dropped)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lxml import etree
 from zeep.xsd import AnySimpleType, ComplexType, Element, Sequence
 
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
 
 class Unusual(Exception):
     """The answer has a shape this reader leaves to zeep."""
 
 
-# A complex type's plan: ((attribute name, qname, element, repeats, optional), ...) or None (not a plain sequence).
-Field = tuple[str, str, Element, bool, bool]
+# A complex type's plan: ((attribute name, qname, element, repeats, optional, simple), ...) or None (not a plain
+# sequence); `simple` is the simple type's `pythonvalue` (None for a complex type).
+Field = tuple[str, str, Element, bool, bool, Callable[[str], Any] | None]
 
 
 def _plan(xsd_type: ComplexType) -> tuple[Field, ...] | None:
@@ -48,8 +51,22 @@ def _plan(xsd_type: ComplexType) -> tuple[Field, ...] | None:
             return None
         if child.max_occurs != 1 and child.max_occurs != "unbounded":
             return None  # zeep stops at a numeric maxOccurs and fails on the rest
-        fields.append((name, child.qname.text, child, child.accepts_multiple, child.is_optional))
+        simple = child.type.pythonvalue if isinstance(child.type, AnySimpleType) else None
+        fields.append((name, child.qname.text, child, child.accepts_multiple, child.is_optional, simple))
     return tuple(fields)
+
+
+def _simple_value(node: etree._Element, read: Callable[[str], Any]) -> Any:
+    """`ResultReader._value` of a simple type, given the type's `pythonvalue`."""
+    if node.get(XSI_TYPE) is not None:
+        raise Unusual("xsi:type")
+    text = node.text
+    if text is None:
+        return None
+    try:
+        return read(text)
+    except (TypeError, ValueError):
+        raise Unusual("a value its type cannot read") from None
 
 
 class ResultReader:
@@ -91,15 +108,7 @@ class ResultReader:
     def _value(self, node: etree._Element, element: Element) -> Any:
         xsd_type = element.type
         if isinstance(xsd_type, AnySimpleType):
-            if node.get(XSI_TYPE) is not None:
-                raise Unusual("xsi:type")
-            text = node.text
-            if text is None:
-                return None
-            try:
-                return xsd_type.pythonvalue(text)
-            except (TypeError, ValueError):
-                raise Unusual("a value its type cannot read") from None
+            return _simple_value(node, xsd_type.pythonvalue)
         if not isinstance(xsd_type, ComplexType):
             raise Unusual("neither simple nor complex")
         if node.attrib:  # xsi:type, xsi:nil (a null entry the AnswerReader kept), anything zeep would read
@@ -117,19 +126,24 @@ class ResultReader:
             return None
         result: dict[str, Any] = {}
         at, count = 0, len(children)
-        for name, qname, child_element, repeats, optional in plan:
+        for name, qname, child_element, repeats, optional, simple in plan:
             if at >= count:  # zeep's sequence stops here; the rest take their defaults
                 result[name] = [] if repeats else None
                 continue
             if repeats:
                 result[name], at = self._repeated(children, at, qname, child_element, optional)
-            elif children[at].tag == qname:
-                result[name] = self._value(children[at], child_element)
-                at += 1
-            elif optional:
+                continue
+            child = children[at]
+            if child.tag != qname:
+                if not optional:
+                    raise Unusual("a required element is missing")
                 result[name] = None
+            elif simple is not None:  # most of an answer's elements: no type dispatch in `_value`
+                result[name] = _simple_value(child, simple)
+                at += 1
             else:
-                raise Unusual("a required element is missing")
+                result[name] = self._value(child, child_element)
+                at += 1
         if at != count:
             raise Unusual("an element left over")
         return result
@@ -138,6 +152,8 @@ class ResultReader:
                   ) -> tuple[list[Any], int]:
         values = []
         while at < len(children) and children[at].tag == qname:
+            if children[at].get(XSI_NIL) is not None:  # a null entry: the AnswerReader drops it, zeep then reads
+                raise Unusual("xsi:nil in a list")
             values.append(self._value(children[at], element))
             at += 1
         if not values and not optional:

@@ -3,7 +3,8 @@
 The envelope comes from a template (`envelopes`), goes through the same transport (`NmbrsTransport.post`:
 deadline, HTTP errors, redacted logging), and a 200 answer is parsed as zeep parses it (`zeep.loader.parse_xml`'s
 parser and checks, strict), tidied by the AnswerReader plugin as zeep would, then read by the `ResultReader`
-(`replies`). A fault (zeep's `process_error` raises the same `Fault`), any status other than 200, a multipart
+(`replies`); an answer that needs no tidying is read without it.
+A fault (zeep's `process_error` raises the same `Fault`), any status other than 200, a multipart
 answer, and every shape the ResultReader calls `Unusual` go through zeep's own code on the same bytes or document.
 """
 
@@ -21,8 +22,11 @@ from zeep.loader import ImportResolver
 from zeep.proxy import ServiceProxy
 from zeep.utils import get_media_type
 
+from l1nda_sync.nmbrs.answers import AnswerReader
 from l1nda_sync.nmbrs.envelopes import Envelopes
 from l1nda_sync.nmbrs.replies import ResultReader, Unusual
+
+_UNUSUAL = object()  # what `_read_fast` returns for an answer the ResultReader leaves to zeep
 
 
 class SoapService:
@@ -37,6 +41,11 @@ class SoapService:
         self._readers: dict[str, ResultReader | None] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
+        # The ResultReader may read an answer before the AnswerReader tidies it when that is the only plugin: every
+        # change tidying makes (an unknown element dropped, a null entry dropped, the order restored, a missing
+        # result refused) leaves the untidied answer with an element the ResultReader cannot place, or an attribute,
+        # so it raises Unusual there and the answer is tidied and read as before.
+        self._only_tidying = [type(plugin) for plugin in self.client.plugins] == [AnswerReader]
         self.fast_reads = 0  # answers read by the ResultReader (the rest by zeep); for tests and the bench
         self.zeep_reads = 0
 
@@ -60,19 +69,27 @@ class SoapService:
         except XMLSyntaxError as exc:  # zeep's own wording (the same exception zeep's process_reply raises)
             raise TransportError(f"Server returned response ({response.status_code}) with invalid XML: {exc}.\n"
                                  f"Content: {content!r}", status_code=response.status_code, content=content) from None
+        reader = self._reader(operation, operation_obj)
+        if reader is not None and self._only_tidying:  # untidied (see __init__); Unusual -> tidied, then as before
+            read = self._read_fast(reader, doc)  # one body element, this operation's answer: never a fault
+            if read is not _UNUSUAL:
+                return read
         doc, _ = plugins.apply_ingress(self.client, doc, response.headers, operation_obj)
         if doc.find("soap-env:Body/soap-env:Fault", namespaces=self.binding.nsmap) is not None:
             return self.binding.process_error(doc, operation_obj)
-        reader = self._reader(operation, operation_obj)
         if reader is not None:
-            try:
-                result = reader.read(doc)
-            except Unusual:
-                pass
-            else:
-                self.fast_reads += 1
-                return result
+            read = self._read_fast(reader, doc)
+            if read is not _UNUSUAL:
+                return read
         return self._zeep(operation_obj.process_reply(doc))
+
+    def _read_fast(self, reader: ResultReader, doc: etree._Element) -> Any:
+        try:
+            result = reader.read(doc)
+        except Unusual:
+            return _UNUSUAL
+        self.fast_reads += 1
+        return result
 
     def _parse(self, content: bytes) -> etree._Element:
         """`zeep.loader.parse_xml(content, transport, settings=...)` with one parser per thread instead of one per

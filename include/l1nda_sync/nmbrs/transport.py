@@ -28,6 +28,7 @@ from urllib3.poolmanager import PoolManager
 from zeep.transports import Transport
 
 from l1nda_sync.nmbrs.errors import TransientError, UnknownNmbrsError
+from l1nda_sync.nmbrs.keepalive import KeepAlivePool, Origin, request_head
 from l1nda_sync.nmbrs.redaction import scrub_active
 from l1nda_sync.nmbrs.wsdl_cache import WsdlCache
 
@@ -136,6 +137,15 @@ def pooled_session(pool_size: int, base_url: str | None = None) -> requests.Sess
     return session
 
 
+def _netloc(url: str) -> str:
+    return urlparse(url).hostname or ""
+
+
+def _path_of(url: str) -> str:
+    parts = urlparse(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 def has_soap_fault(body: bytes) -> bool:
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     try:
@@ -149,7 +159,7 @@ class NmbrsTransport(Transport):
     """Shared by every thread; the per-call deadline lives in a thread-local (`self.remaining`)."""
 
     def __init__(self, session: requests.Session, wsdl_cache: WsdlCache, *, connect_timeout: float,
-                 read_timeout: float) -> None:
+                 read_timeout: float, pool_size: int = 10) -> None:
         # zeep's Transport is not annotated (its calls from a subclass are not covered by untyped_calls_exclude)
         super().__init__(timeout=read_timeout, operation_timeout=read_timeout,  # type: ignore[no-untyped-call]
                          session=session)
@@ -160,6 +170,9 @@ class NmbrsTransport(Transport):
         self._local = threading.local()
         self._urls: dict[str, str] = {}
         self._requests: dict[tuple[object, ...], PreparedRequest] = {}
+        self._heads: dict[tuple[object, ...], tuple[Origin, bytes]] = {}
+        self._redirected: set[str] = set()
+        self.keepalive = KeepAlivePool(maxsize=pool_size, verify=session.verify)
         # zeep's own logger (zeep.transports) would print the raw envelope; ours prints it redacted.
         self.logger = log
 
@@ -195,18 +208,30 @@ class NmbrsTransport(Transport):
     def _send_post(self, address: str, message: bytes | str, headers: Mapping[str, str],
                    timeout: tuple[float, float]) -> requests.Response:
         """`session.post(...)` without its per-call preparation when nothing would change the request (no
-        cookies, auth, hooks or params on the session): the same PreparedRequest, sent by `Session.send` with
-        the settings `Session.request` would pass (redirects, cookies and hooks stay requests' own)."""
+        cookies, auth, hooks or params on the session); sent on a keep-alive connection of our own
+        (`keepalive`) unless a proxy, a client certificate or another adapter is in play."""
         session = self.session
-        request = self.prepare_post(address, message, headers)
-        if request is None:
+        found = self._template(address, message, headers)
+        if found is None:
             return session.post(address, data=message, headers=headers, timeout=timeout)
+        key, template = found
+        if isinstance(message, bytes) and self._goes_direct(template):
+            response = self._post_direct(key, template, message, timeout)
+            if not response.is_redirect:
+                return response
+            # requests sends it again and follows the redirect (and keeps its cookies) from now on: every SOAP
+            # operation this client calls is a read, so the second POST changes nothing at Nmbrs.
+            self._redirected.add(template.url or "")
+        return self._send_prepared(self._with_body(template, message), timeout)
+
+    def _send_prepared(self, request: PreparedRequest, timeout: tuple[float, float]) -> requests.Response:
+        """What `Session.send` does around the adapter, for a session without hooks: the adapter maps urllib3's
+        errors to requests' own; cookies go to the session's jar; redirects are followed by requests."""
+        session = self.session
         proxies = {scheme: proxy for scheme, proxy in session.proxies.items() if proxy is not None}
         settings: dict[str, Any] = {"stream": session.stream, "verify": session.verify, "cert": session.cert,
                                     "proxies": proxies, "timeout": timeout}
-        # What Session.send does around the adapter, for a session without hooks: the adapter maps urllib3's
-        # errors to requests' own; cookies go to the session's jar; redirects are followed by requests.
-        response = session.get_adapter(url=request.url or address).send(request, **settings)
+        response = session.get_adapter(url=request.url or "").send(request, **settings)
         if "set-cookie" in response.headers or "set-cookie2" in response.headers:
             extract_cookies_to_jar(session.cookies, request, response.raw)  # type: ignore[no-untyped-call]
         if response.is_redirect:
@@ -219,16 +244,53 @@ class NmbrsTransport(Transport):
             response.content  # noqa: B018 - read the body now, as Session.send does (mapping read errors)
         return response
 
+    # -- our own keep-alive connections -------------------------------------------------------------------------
+    def _goes_direct(self, template: PreparedRequest) -> bool:
+        """No proxy, client certificate, streaming or other adapter would take part, the CA choice is the one
+        the pool was made with, and the URL never answered with a redirect."""
+        session, url = self.session, template.url or ""
+        scheme = url.split(":", 1)[0]
+        return (session.cert is None and not session.stream and session.verify == self.keepalive.verify
+                and url not in self._redirected
+                and not any(session.proxies.get(name) for name in (scheme, "all", f"all://{_netloc(url)}",
+                                                                    f"{scheme}://{_netloc(url)}"))
+                and type(session.get_adapter(url)) is QuietAdapter)
+
+    def _post_direct(self, key: tuple[object, ...], template: PreparedRequest, message: bytes,
+                     timeout: tuple[float, float]) -> requests.Response:
+        head = self._heads.get(key)
+        if head is None:
+            url = template.url or ""
+            origin = Origin.of(url)
+            sent = {name: value for name, value in template.headers.items()
+                    if name.lower() not in ("content-length", "accept-encoding")}
+            sent["Accept-Encoding"] = "gzip, deflate"  # what the pool decodes (requests adds br/zstd when installed)
+            head = (origin, request_head(origin, _path_of(url), sent)[:-2])  # Content-Length goes last, per call
+            self._heads[key] = head
+        origin, prefix = head
+        response = self.keepalive.post(template.url or "", origin,
+                                       prefix + b"Content-Length: %d\r\n\r\n" % len(message), message, timeout)
+        if response.raw is not None:  # a Set-Cookie: kept as requests keeps it (the next POSTs go requests' way)
+            request = self._with_body(template, message)
+            extract_cookies_to_jar(self.session.cookies, request, response.raw)  # type: ignore[no-untyped-call]
+        return response
+
     def prepare_post(self, address: str, message: bytes | str, headers: Mapping[str, str]
                      ) -> PreparedRequest | None:
         """What `session.prepare_request` makes of this POST, or None when the session would add to it."""
+        found = self._template(address, message, headers)
+        return None if found is None else self._with_body(found[1], message)
+
+    def _template(self, address: str, message: bytes | str, headers: Mapping[str, str]
+                  ) -> tuple[tuple[object, ...], PreparedRequest] | None:
+        """The method, URL, headers and (empty) cookies of this POST: the same for every call."""
         session = self.session
         url = self._prepared_url(address) if isinstance(message, bytes) and message else None
         if url is None or session.cookies or session.auth or session.params or any(session.hooks.values()):
             return None
         key = (url, tuple(session.headers.items()), tuple(headers.items()))
         template = self._requests.get(key)
-        if template is None:  # the method, URL, headers and (empty) cookies: the same for every call
+        if template is None:
             template = PreparedRequest()
             template.method, template.url = "POST", url
             merged = CaseInsensitiveDict(session.headers)
@@ -237,7 +299,12 @@ class NmbrsTransport(Transport):
             template.prepare_cookies(RequestsCookieJar())  # the session's jar is empty; a redirect adds to this one
             if len(self._requests) >= 64:
                 self._requests.clear()
+                self._heads.clear()
             self._requests[key] = template
+        return key, template
+
+    @staticmethod
+    def _with_body(template: PreparedRequest, message: bytes | str) -> PreparedRequest:
         request = template.copy()
         request.body, request.hooks = message, default_hooks()
         request.prepare_content_length(message)
