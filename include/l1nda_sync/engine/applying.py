@@ -10,7 +10,9 @@ tripped kind freezes only its own credentials.
 The checks of tokens with no other pending check are applied in bulk, many tokens per transaction with the same
 decisions and the same locks, and with one statement per table for all their reach writes: an unchanged token
 costs a constant handful of statements, and a first sweep's thousands of reach rows go in a few large statements
-instead of several per token. Should a bulk chunk fail, its checks are applied one by one as above.
+instead of several per token. Their hooks are called for the chunk at once where the hooks can (`ChunkHooks`), so
+the alerts look up once for the chunk what they would per token. Should a bulk chunk fail, its checks are applied
+one by one as above.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from l1nda_sync.engine.breaker import (
     CLEAR,
@@ -68,10 +70,34 @@ class ApplyHooks(Protocol):
     def breaker_judged(self, cur: Cursor, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None: ...
 
 
+@runtime_checkable
+class ChunkHooks(ApplyHooks, Protocol):
+    """ApplyHooks that also take a bulk chunk's applied checks at once: `tokens_applied` does what `token_applied`
+    does for each, in order, but may look up once for the chunk what it would look up per token."""
+
+    def tokens_applied(self, cur: Cursor, applied: Sequence[tuple[AppliedCheck, int | None]], *,
+                       now: Callable[[], datetime]) -> None: ...
+
+
+def tokens_applied(hooks: ApplyHooks, cur: Cursor, applied: Sequence[tuple[AppliedCheck, int | None]], *,
+                   now: Callable[[], datetime]) -> None:
+    """The hooks of a bulk chunk's (applied check, run id) pairs: `tokens_applied` where the hooks have it, else
+    `token_applied` for each."""
+    if isinstance(hooks, ChunkHooks):
+        hooks.tokens_applied(cur, applied, now=now)
+        return
+    for check, run_id in applied:
+        hooks.token_applied(cur, check, run_id=run_id, now=now())
+
+
 class NoHooks:
     """ApplyHooks that do nothing (no alerting)."""
 
     def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
+        return None
+
+    def tokens_applied(self, cur: Cursor, applied: Sequence[tuple[AppliedCheck, int | None]], *,
+                       now: Callable[[], datetime]) -> None:
         return None
 
     def breaker_judged(self, cur: Cursor, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
@@ -209,8 +235,7 @@ class _Applier:
                 with unit_of_work(self.conn, dry_run=self.dry_run) as cur:
                     applied_chunk, skipped = apply_checks_bulk(cur, chunk, policy=self.policy,
                                                                breaker_open=self.frozen, now=self.now)
-                    for applied, rid in applied_chunk:
-                        self.hooks.token_applied(cur, applied, run_id=rid, now=self.now())
+                    tokens_applied(self.hooks, cur, applied_chunk, now=self.now)
             except Exception as exc:
                 log.warning("a bulk apply of %d checks failed (%s); applying them one by one", len(chunk),
                             type(exc).__name__)
