@@ -48,6 +48,7 @@ from l1nda_sync.engine.token_state import (
     TokenState,
     Transition,
     decide,
+    member_of,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ BULK_CHUNK = 500  # checks per transaction on the bulk path (one check per token
 REACH_PAGE = 1000  # reach rows per statement: a chunk's rows go in a few statements of bounded size
 
 log = logging.getLogger(__name__)
+_STATE, _OUTCOME, _KIND = member_of(TokenState), member_of(Outcome), member_of(CredentialKind)
 
 
 class ApplyHooks(Protocol):
@@ -122,7 +124,7 @@ class AppliedCheck:
     def without_diff(self) -> AppliedCheck:
         """This check as a run's summary keeps it: the reach it wrote counted, not held (a first sweep of 20,000
         tokens would otherwise keep every company and event it wrote, some 300 MB, until the report is made)."""
-        return replace(self, diff=None)
+        return self if self.diff is None else replace(self, diff=None)
 
 
 @dataclass
@@ -188,8 +190,8 @@ def judge_recent_by_kind(
     known = {o.value for o in Outcome}
     evidence = []
     for token_id, at, text, state, kind in cur.fetchall():
-        outcome = Outcome(text) if text in known else Outcome.UNKNOWN
-        evidence.append(Evidence(token_id, at, outcome, is_news(state, outcome), CredentialKind(kind)))
+        outcome = _OUTCOME(text) if text in known else Outcome.UNKNOWN
+        evidence.append(Evidence(token_id, at, outcome, is_news(state, outcome), _KIND(kind)))
     return judge_by_kind(evidence, now=now, window=window, share=share)
 
 
@@ -339,10 +341,10 @@ class PendingCheck:
     def from_row(cls, row: tuple[Any, ...]) -> PendingCheck:
         (check_id, run_id, token_id, checked_at, outcome, check_missing, label, level, state, c_inv, f_inv, c_tr,
          f_tr, missing, last_valid, last_checked, replaced_at, refusal, drop_since, kind, probe, cache) = row
-        health = TokenHealth(TokenState(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
+        health = TokenHealth(_STATE(state), c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
                              replaced_at)
-        return cls(check_id, run_id, token_id, label, level, CheckResult(Outcome(outcome), checked_at, check_missing),
-                   health, last_checked, probe, cache, CredentialKind(kind))
+        return cls(check_id, run_id, token_id, label, level, CheckResult(_OUTCOME(outcome), checked_at, check_missing),
+                   health, last_checked, probe, cache, _KIND(kind))
 
     @property
     def skip_note(self) -> str | None:

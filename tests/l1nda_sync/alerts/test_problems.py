@@ -189,3 +189,13 @@ def test_no_open_problem_and_no_cause_is_nothing_to_do(cause: Cause, now: dateti
     is NOTHING whatever the absent cause, the time and the policy."""
     assert plan_problem(None, cause, now, Policy(quiet, reminder)) == Action(Verb.NOTHING)
 
+
+def test_token_causes_share_absent_causes_that_cannot_be_changed() -> None:
+    """An absent cause is one shared object (a sweep would build six per token), so its detail cannot change."""
+    first, second = token_causes(TokenState.ACTIVE), token_causes(TokenState.DISABLED)
+    assert first is not None
+    assert second is not None
+    assert first[Kind.REVOKED] == Cause.absent()
+    assert second[Kind.REVOKED] == Cause(False, withdrawn=True)
+    with pytest.raises(TypeError):
+        first[Kind.REVOKED].detail["leak"] = 1  # type: ignore[index]
