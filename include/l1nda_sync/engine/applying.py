@@ -390,17 +390,20 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime) ->
 
     if not writes:
         return
+    # The rows travel as one JSON document, which the server reads into a record set: a tenth of the client's CPU
+    # that adapting each of some 16 parameters per token costs (timestamps as ISO 8601, exact to the microsecond).
     token_rows = []
     for w in writes:
         after, outcome = w.applied.transition.after, w.applied.outcome
-        token_rows.append((
-            w.applied.token_id, after.state.value, after.consecutive_invalid, after.first_invalid_at,
-            after.consecutive_transient, after.first_transient_at, after.missing_operation, after.last_valid_at,
-            after.refusal, after.drop_since, outcome.value, w.checked_at, w.applied.transition.next_check_at,
-            json.dumps(w.probe_cache) if w.probe_cache is not None else None, w.domain, at,
-        ))
-    execute_values(
-        cur,
+        token_rows.append({
+            "id": w.applied.token_id, "state": after.state.value, "c_inv": after.consecutive_invalid,
+            "f_inv": _iso(after.first_invalid_at), "c_tr": after.consecutive_transient,
+            "f_tr": _iso(after.first_transient_at), "missing": after.missing_operation,
+            "last_valid": _iso(after.last_valid_at), "refusal": after.refusal, "drop_since": _iso(after.drop_since),
+            "outcome": outcome.value, "checked_at": _iso(w.checked_at),
+            "next_check": _iso(w.applied.transition.next_check_at), "probe_cache": w.probe_cache, "domain": w.domain,
+        })
+    cur.execute(
         """UPDATE tokens AS t SET state = v.state,
                state_since = CASE WHEN t.state = v.state THEN t.state_since ELSE v.checked_at END,
                consecutive_invalid = v.c_inv, first_invalid_at = v.f_inv, consecutive_transient = v.c_tr,
@@ -409,15 +412,13 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime) ->
                claimed_by = NULL, claimed_until = NULL,
                last_checked_at = v.checked_at, next_check_at = v.next_check,
                probe_cache = COALESCE(v.probe_cache, t.probe_cache), domain = COALESCE(v.domain, t.domain),
-               updated_at = v.at
-           FROM (VALUES %s) AS v(id, state, c_inv, f_inv, c_tr, f_tr, missing, last_valid, refusal, drop_since,
-                                 outcome, checked_at, next_check, probe_cache, domain, at)
+               updated_at = %s
+           FROM jsonb_to_recordset(%s::jsonb) AS v(
+               id bigint, state text, c_inv int, f_inv timestamptz, c_tr int, f_tr timestamptz, missing text,
+               last_valid timestamptz, refusal text, drop_since timestamptz, outcome text, checked_at timestamptz,
+               next_check timestamptz, probe_cache jsonb, domain text)
            WHERE t.id = v.id""",
-        token_rows,
-        template="(%s::bigint, %s::text, %s::int, %s::timestamptz, %s::int, %s::timestamptz, %s::text, "
-                 "%s::timestamptz, %s::text, %s::timestamptz, %s::text, %s::timestamptz, %s::timestamptz, "
-                 "%s::jsonb, %s::text, %s::timestamptz)",
-        page_size=len(token_rows),
+        (at, json.dumps(token_rows)),
     )
     events = [
         (w.applied.token_id, w.checked_at, w.applied.transition.before.state.value,
@@ -437,6 +438,10 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime) ->
         )
     cur.execute("UPDATE checks SET applied_at = %s, probe = NULL WHERE id = ANY(%s)",
                 (at, [w.applied.check_id for w in writes]))
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 def _company_changes(diff: ReachDiff | None) -> tuple[int, int]:
