@@ -537,56 +537,60 @@ def apply_check(
 
 def write_reach(cur: Cursor, changes: Sequence[ReachWrite]) -> None:
     """Write only what changed, for every token in `changes` (each once): upserts for gained and updated rows,
-    lost_at for lost ones, one event per change; one statement per table per `REACH_PAGE` rows."""
-    from psycopg2.extras import execute_values
-
+    lost_at for lost ones, one event per change; one statement per table per `REACH_PAGE` rows, whose rows travel
+    as one JSON document (as in `write_health`: a first sweep writes some 100,000 rows)."""
     upsert_debtors = [
-        (w.token_id, d.id, d.number, d.name, json.dumps(sorted(d.tags)), w.at, w.at)
+        {"token_id": w.token_id, "debtor_id": d.id, "number": d.number, "name": d.name, "tags": sorted(d.tags),
+         "at": w.at.isoformat()}
         for w in changes for d in (*w.diff.debtors_gained, *w.diff.debtors_updated)
     ]
-    if upsert_debtors:
-        execute_values(
-            cur,
-            """INSERT INTO reach_debtors (token_id, debtor_id, number, name, tags, first_seen, last_seen)
-               VALUES %s
-               ON CONFLICT (token_id, debtor_id) DO UPDATE SET number = EXCLUDED.number, name = EXCLUDED.name,
-                   tags = EXCLUDED.tags, last_seen = EXCLUDED.last_seen, lost_at = NULL""",
-            upsert_debtors,
-            template="(%s, %s, %s, %s, %s::jsonb, %s, %s)",
-            page_size=REACH_PAGE,
-        )
+    _insert_pages(
+        cur,
+        """INSERT INTO reach_debtors (token_id, debtor_id, number, name, tags, first_seen, last_seen)
+           SELECT token_id, debtor_id, number, name, tags, at, at FROM jsonb_to_recordset(%s::jsonb)
+               AS v(token_id bigint, debtor_id integer, number text, name text, tags jsonb, at timestamptz)
+           ON CONFLICT (token_id, debtor_id) DO UPDATE SET number = EXCLUDED.number, name = EXCLUDED.name,
+               tags = EXCLUDED.tags, last_seen = EXCLUDED.last_seen, lost_at = NULL""",
+        upsert_debtors,
+    )
     _mark_lost(cur, "reach_debtors", "debtor_id",
                [(w.token_id, d.id, w.at) for w in changes for d in w.diff.debtors_lost])
     upsert_companies = [
-        (w.token_id, c.id, c.debtor_id, c.number, c.name, w.at, w.at)
+        {"token_id": w.token_id, "company_id": c.id, "debtor_id": c.debtor_id, "number": c.number, "name": c.name,
+         "at": w.at.isoformat()}
         for w in changes for c in (*w.diff.companies_gained, *w.diff.companies_updated)
     ]
-    if upsert_companies:
-        execute_values(
-            cur,
-            """INSERT INTO reach_companies (token_id, company_id, debtor_id, number, name, first_seen, last_seen)
-               VALUES %s
-               ON CONFLICT (token_id, company_id) DO UPDATE SET debtor_id = EXCLUDED.debtor_id,
-                   number = EXCLUDED.number, name = EXCLUDED.name, last_seen = EXCLUDED.last_seen, lost_at = NULL""",
-            upsert_companies,
-            page_size=REACH_PAGE,
-        )
+    _insert_pages(  # number as numeric: what a literal in a VALUES list was, before the column's assignment cast
+        cur,
+        """INSERT INTO reach_companies (token_id, company_id, debtor_id, number, name, first_seen, last_seen)
+           SELECT token_id, company_id, debtor_id, number, name, at, at FROM jsonb_to_recordset(%s::jsonb)
+               AS v(token_id bigint, company_id integer, debtor_id integer, number numeric, name text,
+                    at timestamptz)
+           ON CONFLICT (token_id, company_id) DO UPDATE SET debtor_id = EXCLUDED.debtor_id,
+               number = EXCLUDED.number, name = EXCLUDED.name, last_seen = EXCLUDED.last_seen, lost_at = NULL""",
+        upsert_companies,
+    )
     _mark_lost(cur, "reach_companies", "company_id",
                [(w.token_id, c.id, w.at) for w in changes for c in w.diff.companies_lost])
     events = [
-        (w.token_id, w.run_id, w.at, e.change.value, e.entity.value, e.entity_id, e.debtor_id,
-         json.dumps(dict(e.detail)))
+        {"token_id": w.token_id, "run_id": w.run_id, "at": w.at.isoformat(), "change": e.change.value,
+         "entity": e.entity.value, "entity_id": e.entity_id, "debtor_id": e.debtor_id, "detail": dict(e.detail)}
         for w in changes for e in w.diff.events
     ]
-    if events:
-        execute_values(
-            cur,
-            """INSERT INTO reach_events (token_id, run_id, at, change, entity, entity_id, debtor_id, detail)
-               VALUES %s""",
-            events,
-            template="(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
-            page_size=REACH_PAGE,
-        )
+    _insert_pages(
+        cur,
+        """INSERT INTO reach_events (token_id, run_id, at, change, entity, entity_id, debtor_id, detail)
+           SELECT token_id, run_id, at, change, entity, entity_id, debtor_id, detail
+           FROM jsonb_to_recordset(%s::jsonb) AS v(token_id bigint, run_id bigint, at timestamptz, change text,
+                                                 entity text, entity_id integer, debtor_id integer, detail jsonb)""",
+        events,
+    )
+
+
+def _insert_pages(cur: Cursor, sql: str, rows: list[dict[str, Any]]) -> None:
+    """`sql` (reading its rows from one JSON parameter) once per `REACH_PAGE` rows, in order."""
+    for start in range(0, len(rows), REACH_PAGE):
+        cur.execute(sql, (json.dumps(rows[start : start + REACH_PAGE]),))
 
 
 def _mark_lost(cur: Cursor, table: str, key: str, rows: list[tuple[int, int, datetime]]) -> None:
