@@ -64,15 +64,15 @@ class Outcome(StrEnum):
     CONSENT_REVOKED = "consent_revoked"
 
 
-E = TypeVar("E", bound=StrEnum)
+EnumT = TypeVar("EnumT", bound=StrEnum)
 
 
-def member_of(enum: type[E]) -> Callable[[str], E]:
+def member_of(enum: type[EnumT]) -> Callable[[str], EnumT]:
     """`enum(value)` for values read row by row in bulk: a dict look-up (an enum call costs some microseconds,
     thousands of times a sweep), with the enum's own error for a value it does not have."""
     members = {m.value: m for m in enum}
 
-    def parse(value: str) -> E:
+    def parse(value: str) -> EnumT:
         member = members.get(value)
         return member if member is not None else enum(value)
 
