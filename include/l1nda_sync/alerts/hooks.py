@@ -4,6 +4,7 @@ the links, so every problem step and the mail it announces commit together with 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -85,6 +86,13 @@ def unknown_cause(cur: Cursor, verdict: BreakerVerdict, *, settings: Settings) -
     })
 
 
+def applied_causes(cur: Cursor, applied: AppliedCheck) -> dict[Kind, Cause] | None:
+    """The causes of the token kinds after an applied check (None: its state says nothing yet)."""
+    after = applied.transition.after
+    return token_causes(after.state, after.missing_operation, applied.kind,
+                        lost_by_l1nda=grant_lost(cur, applied.token_id, after.state))
+
+
 class AlertHooks:
     """Implements the engine's `ApplyHooks` and `LinkHooks`."""
 
@@ -92,11 +100,26 @@ class AlertHooks:
         self.settings = settings
 
     def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
-        after = applied.transition.after
-        causes = token_causes(after.state, after.missing_operation, applied.kind,
-                              lost_by_l1nda=grant_lost(cur, applied.token_id, after.state))
+        causes = applied_causes(cur, applied)
         if causes is not None:
             track(cur, applied.token_id, causes, now=now, settings=self.settings)
+
+    def tokens_applied(self, cur: Cursor, applied: Sequence[tuple[AppliedCheck, int | None]], *,
+                       now: Callable[[], datetime]) -> None:
+        """`token_applied` for each of a bulk chunk's checks, whose tokens the engine holds locked, with one look-up
+        of their open problems: where no cause is present and none of the kinds is open, `track` would do nothing
+        (`plan_problem` of no problem and an absent cause is NOTHING), so an unchanged token costs no statement."""
+        found = [(check.token_id, applied_causes(cur, check)) for check, _ in applied]
+        quiet = [(token_id, causes) for token_id, causes in found
+                 if causes is not None and not any(c.present for c in causes.values())]
+        open_keys = store.open_problem_keys(cur, [t for t, _ in quiet], {k for _, causes in quiet for k in causes}) \
+            if quiet else set()
+        for token_id, causes in found:
+            if causes is None:
+                continue
+            if not any(c.present for c in causes.values()) and not any((token_id, k) in open_keys for k in causes):
+                continue  # nothing open, nothing present: `track` would do nothing
+            track(cur, token_id, causes, now=now(), settings=self.settings)
 
     def breaker_judged(self, cur: Cursor, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
         # Only a tripped verdict is evidence here; the sweep clears the incident once the window passes.
@@ -110,6 +133,16 @@ class AlertHooks:
                   now=now, settings=self.settings)
 
     def links_changed(self, cur: Cursor, changes: list[LinkChange], *, run_id: int | None, now: datetime) -> None:
+        """access_lost of every token a link moved from or to. Two look-ups for them all first: a token with no
+        link suspended for reach has no cause present, and one with no open access_lost too has nothing to do
+        (`plan_problem` of no problem and an absent cause is NOTHING), so a first sweep's thousands of activated
+        links cost no statement per token."""
         tokens = sorted({t for c in changes for t in (c.from_token, c.to_token) if t is not None})
+        if not tokens:
+            return
+        open_keys = store.open_problem_keys(cur, tokens, [Kind.ACCESS_LOST])
+        concerned = store.tokens_losing_access(cur, tokens) | {token_id for token_id, _ in open_keys}
         for token_id in tokens:  # in id order, so two transactions lock problems in the same order
-            track(cur, token_id, {Kind.ACCESS_LOST: access_cause(cur, token_id)}, now=now, settings=self.settings)
+            if token_id in concerned:
+                track(cur, token_id, {Kind.ACCESS_LOST: access_cause(cur, token_id)}, now=now,
+                      settings=self.settings)

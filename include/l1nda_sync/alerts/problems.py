@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from l1nda_sync.engine.token_state import CredentialKind, TokenState
@@ -210,6 +211,11 @@ def reminder_due_at(problem: Problem, policy: Policy) -> datetime | None:
     return max(bases) + policy.reminder_interval
 
 
+# Shared by every token's causes (an unchanged sweep builds six per token); frozen, with a read-only detail.
+_ABSENT = Cause(False, detail=MappingProxyType({}))
+_WITHDRAWN = Cause(False, detail=MappingProxyType({}), withdrawn=True)
+
+
 def token_causes(state: TokenState, missing_operation: str | None = None,
                  credential: CredentialKind = CredentialKind.SOAP_TOKEN, *,
                  lost_by_l1nda: bool = False) -> dict[Kind, Cause] | None:
@@ -221,8 +227,8 @@ def token_causes(state: TokenState, missing_operation: str | None = None,
     if state is TokenState.NEW:
         return None
     if state in WITHDRAWN_STATES:
-        return {kind: Cause(False, withdrawn=True) for kind in TOKEN_KINDS}
-    causes = {kind: Cause.absent() for kind in TOKEN_KINDS}
+        return dict.fromkeys(TOKEN_KINDS, _WITHDRAWN)
+    causes = dict.fromkeys(TOKEN_KINDS, _ABSENT)
     rest = credential is CredentialKind.REST_CONNECTION
     if state is TokenState.INVALID:
         causes[Kind.CONSENT_REVOKED if rest else Kind.REVOKED] = Cause(True, Stage.SUSPECTED)

@@ -83,6 +83,14 @@ def open_problems(cur: Cursor, token_id: int | None, kinds: Iterable[Kind]) -> d
     return {r.kind: r for r in rows}
 
 
+def open_problem_keys(cur: Cursor, token_ids: Sequence[int], kinds: Iterable[Kind]) -> set[tuple[int, Kind]]:
+    """(token id, kind) of every open problem of these tokens among `kinds`, unlocked: a look-up that tells which
+    tokens `open_problems` would find nothing for."""
+    cur.execute("SELECT token_id, kind FROM problems WHERE token_id = ANY(%s) AND kind = ANY(%s) AND state = 'open'",
+                (list(token_ids), [str(k) for k in kinds]))
+    return {(token_id, Kind(kind)) for token_id, kind in cur.fetchall()}
+
+
 def get_problem(cur: Cursor, problem_id: int, *, lock: bool = False) -> ProblemRow | None:
     cur.execute(f"SELECT {_COLUMNS} FROM problems WHERE id = %s" + (" FOR UPDATE" if lock else ""), (problem_id,))
     row = cur.fetchone()
@@ -163,16 +171,27 @@ def _group(rows: Sequence[Row], names: Sequence[str]) -> dict[str, Any]:
     return {"count": count, "entries": entries, "more": max(0, count - len(entries))}
 
 
+# A link suspended with its token because the token stopped reaching its company (what access_lost is about).
+_SUSPENDED_FOR_REACH = "l.state = 'suspended' AND l.reason = ANY(%s)"
+
+
 def _links_suspended_for_reach(cur: Cursor, token_id: int, limit: int) -> list[Row]:
     cur.execute(
-        """SELECT l.id, l.customer_ref, l.company_id, rc.name, l.state, l.reason, count(*) OVER ()
-           FROM links l
-           LEFT JOIN reach_companies rc ON rc.token_id = l.token_id AND rc.company_id = l.company_id
-           WHERE l.token_id = %s AND l.state = 'suspended' AND l.reason = ANY(%s)
-           ORDER BY rc.name NULLS LAST, l.company_id, l.id LIMIT %s""",
+        f"""SELECT l.id, l.customer_ref, l.company_id, rc.name, l.state, l.reason, count(*) OVER ()
+            FROM links l
+            LEFT JOIN reach_companies rc ON rc.token_id = l.token_id AND rc.company_id = l.company_id
+            WHERE l.token_id = %s AND {_SUSPENDED_FOR_REACH}
+            ORDER BY rc.name NULLS LAST, l.company_id, l.id LIMIT %s""",
         (token_id, sorted(REACH_REASONS), limit),
     )
     return cur.fetchall()
+
+
+def tokens_losing_access(cur: Cursor, token_ids: Sequence[int]) -> set[int]:
+    """The tokens among these with a link suspended for reach (`access_lost_links` would count some)."""
+    cur.execute(f"SELECT DISTINCT l.token_id FROM links l WHERE l.token_id = ANY(%s) AND {_SUSPENDED_FOR_REACH}",
+                (list(token_ids), sorted(REACH_REASONS)))
+    return {token_id for (token_id,) in cur.fetchall()}
 
 
 _LINK_NAMES = ("id", "customer_ref", "company_id", "company_name", "state", "reason")

@@ -176,16 +176,18 @@ def _decide_link(
     """(state, token, reason) the link moves to, or None when it stays as it is. `breaker_open` freezes the kinds
     whose breaker tripped: no move to REST while either kind involved is frozen, and no suspension of a link whose
     serving credential's kind is frozen."""
-    takers = sorted((t for t in candidates if t.takes_links), key=_preference)
     if _keeps(link, serving, candidates):
         assert serving is not None
         if link.state is not LinkState.ACTIVE:
             return LinkState.ACTIVE, link.token_id, Reason.REACHED
-        rest = [t for t in takers if t.kind is CredentialKind.REST_CONNECTION]
-        if (serving.kind is CredentialKind.SOAP_TOKEN and rest and not is_frozen(breaker_open, serving.kind)
+        if serving.kind is not CredentialKind.SOAP_TOKEN:
+            return None  # only a SOAP token's link moves to REST (most links stay: no takers sorted for them)
+        rest = [t for t in candidates if t.takes_links and t.kind is CredentialKind.REST_CONNECTION]
+        if (rest and not is_frozen(breaker_open, serving.kind)
                 and not is_frozen(breaker_open, CredentialKind.REST_CONNECTION)):
-            return LinkState.ACTIVE, rest[0].id, Reason.MOVED_TO_REST
+            return LinkState.ACTIVE, min(rest, key=_preference).id, Reason.MOVED_TO_REST
         return None
+    takers = sorted((t for t in candidates if t.takes_links), key=_preference)
     if takers:
         return LinkState.ACTIVE, takers[0].id, Reason.FAILOVER if link.state is LinkState.ACTIVE else Reason.REACHED
     if link.state is LinkState.ACTIVE and not is_frozen(breaker_open, serving.kind if serving is not None else None):

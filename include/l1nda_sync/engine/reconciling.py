@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from l1nda_sync.engine.breaker import Frozen
 from l1nda_sync.engine.link_rules import LinkChange, LinkState, LinkView, TokenView, reconcile_links
-from l1nda_sync.engine.token_state import CredentialKind, TokenState
+from l1nda_sync.engine.token_state import CredentialKind, TokenState, member_of
 
 if TYPE_CHECKING:
     from psycopg2.extensions import cursor as Cursor
@@ -23,6 +23,8 @@ class LinkHooks(Protocol):
 
     def links_changed(self, cur: Cursor, changes: list[LinkChange], *, run_id: int | None, now: datetime) -> None: ...
 
+
+_LINK_STATE, _STATE, _KIND = member_of(LinkState), member_of(TokenState), member_of(CredentialKind)
 
 # A token reaching a company: its debtor there (None when not known).
 DebtorOf = dict[tuple[int, int], int | None]
@@ -37,12 +39,12 @@ def load_link_world(cur: Cursor, customer_ref: str | None = None, *, lock: bool 
            WHERE state <> 'cancelled' AND wanted AND (%s::text IS NULL OR customer_ref = %s)
            ORDER BY id""" + (" FOR UPDATE" if lock else ""), (customer_ref, customer_ref)
     )
-    links = [LinkView(i, c, LinkState(s), t, e, r, ref) for i, c, s, t, e, r, ref in cur.fetchall()]
+    links = [LinkView(i, c, _LINK_STATE(s), t, e, r, ref) for i, c, s, t, e, r, ref in cur.fetchall()]
     cur.execute("""SELECT t.id, t.level, t.state, t.domain, t.last_valid_at, t.drop_since IS NOT NULL, t.kind,
                           rc.customer_ref
                    FROM tokens t LEFT JOIN rest_connections rc ON rc.token_id = t.id
                    WHERE t.state <> 'removed'""")
-    tokens = {i: TokenView(i, lvl, TokenState(s), d, v, dropped, CredentialKind(k), ref)
+    tokens = {i: TokenView(i, lvl, _STATE(s), d, v, dropped, _KIND(k), ref)
               for i, lvl, s, d, v, dropped, k, ref in cur.fetchall()}
     cur.execute(
         """SELECT company_id, token_id, debtor_id FROM reach_companies

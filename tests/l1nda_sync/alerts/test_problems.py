@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from l1nda_sync.alerts.problems import (
+    Action,
     Cause,
     Event,
     Kind,
@@ -170,3 +173,29 @@ def test_token_causes_carry_the_missing_operation_and_know_new_and_withdrawn_tok
 )
 def test_the_customer_hears_only_what_they_must_act_on(kind: Kind, who: tuple[str, ...]) -> None:
     assert audiences(kind) == who
+
+
+absent_causes = st.builds(Cause, present=st.just(False), stage=st.sampled_from(Stage),
+                          detail=st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+                          withdrawn=st.booleans(), topic=st.none() | st.text(max_size=8))
+
+
+@given(cause=absent_causes, now=st.datetimes(timezones=st.just(UTC)),
+       quiet=st.timedeltas(min_value=timedelta(0), max_value=48 * HOUR),
+       reminder=st.none() | st.timedeltas(min_value=MIN, max_value=48 * HOUR))
+def test_no_open_problem_and_no_cause_is_nothing_to_do(cause: Cause, now: datetime, quiet: timedelta,
+                                                       reminder: timedelta | None) -> None:
+    """What lets the apply step's alert hook skip a token with no open problem and no cause present: the decision
+    is NOTHING whatever the absent cause, the time and the policy."""
+    assert plan_problem(None, cause, now, Policy(quiet, reminder)) == Action(Verb.NOTHING)
+
+
+def test_token_causes_share_absent_causes_that_cannot_be_changed() -> None:
+    """An absent cause is one shared object (a sweep would build six per token), so its detail cannot change."""
+    first, second = token_causes(TokenState.ACTIVE), token_causes(TokenState.DISABLED)
+    assert first is not None
+    assert second is not None
+    assert first[Kind.REVOKED] == Cause.absent()
+    assert second[Kind.REVOKED] == Cause(False, withdrawn=True)
+    with pytest.raises(TypeError):
+        first[Kind.REVOKED].detail["leak"] = 1  # type: ignore[index]

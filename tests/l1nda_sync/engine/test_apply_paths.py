@@ -1,13 +1,17 @@
 """The bulk and the single apply path are one write path: the same pending checks give the same rows.
 
-Hypothesis builds a registry (tokens in any state with any streaks, stored reach, wanted links) and pending checks
+Hypothesis builds a registry (tokens in any state with any streaks, stored reach, wanted links, open problems of
+any stage, cleared or not, announced or not, muted or not) and pending checks
 (any outcome, probes equal to or different from the stored reach, 0 to 3 checks per token, times spread over 40
 minutes), writes it into two fresh registries, and applies the checks with the real alert hooks, then reconciles
 the links:
 - registry A through `apply_pending` as it is: a token's single check goes the bulk way (its reach written with
-  the chunk's other tokens' in one statement per table), a token with several checks the single way;
+  the chunk's other tokens' in one statement per table, its alert hook called for the chunk at once, which skips
+  the tokens with no open problem and no cause), a token with several checks the single way;
 - registry B with the bulk way failing, so that `apply_pending` applies every check the single way (a batch of
-  one each), as it does after a failed bulk chunk.
+  one each), as it does after a failed bulk chunk, and with alert hooks that look up each token on its own, as
+  their rules say it (`OneTokenAtATime`), where registry A's look up the open problems of a chunk, and the
+  tokens a reconcile moved links from or to, at once.
 Every row of tokens, token_events, checks, reach, links, link_events, problems and outbox must be the same, and
 so must the summaries. Only what cannot be equal is left out: the serial ids of rows inserted in a different
 order (events, problems, mails: a problem is named by its token and kind, also where a mail's footer quotes its
@@ -31,7 +35,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from l1nda_sync.alerts import hooks as alert_hooks
 from l1nda_sync.alerts.hooks import AlertHooks
+from l1nda_sync.alerts.problems import TOKEN_KINDS, Kind, Stage
 from l1nda_sync.engine import applying
 from l1nda_sync.engine.applying import ApplySummary, apply_pending, unit_of_work
 from l1nda_sync.engine.reconciling import reconcile_all
@@ -105,6 +111,17 @@ class LinkSpec:
     company_id: int
     state: str
     token: int | None
+    reason: str = "requested"
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    token: int
+    kind: Kind
+    stage: Stage
+    cleared: int | None  # minutes before T0 its cause cleared
+    notified: bool
+    muted: bool
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,7 @@ class WorldSpec:
     checks: list[CheckSpec]
     links: list[LinkSpec]
     share: float
+    problems: tuple[ProblemSpec, ...] = ()
 
 
 minutes_before = st.integers(min_value=0, max_value=40)
@@ -158,9 +176,16 @@ def worlds(draw: st.DrawFn) -> WorldSpec:
         token = draw(st.none() | st.integers(0, len(tokens) - 1))
         if state == "active" and token is None:
             token = 0
-        links.append(LinkSpec(company_id, state, token))
+        reason = draw(st.sampled_from(["not_reached", "company_ended", "revoked"])) if state == "suspended" \
+            else "requested"
+        links.append(LinkSpec(company_id, state, token, reason))
     share = draw(st.sampled_from([0.5, 1.0]))  # 1.0: the breaker never trips
-    return WorldSpec(tokens, [checks[i] for i in order], links, share)
+    problems = []
+    for n in range(len(tokens)):  # open problems: the token kinds, and access_lost (which links decide)
+        for kind in draw(st.lists(st.sampled_from([*TOKEN_KINDS, Kind.ACCESS_LOST]), unique=True, max_size=2)):
+            problems.append(ProblemSpec(n, kind, draw(st.sampled_from(Stage)), draw(st.none() | st.integers(0, 120)),
+                                        draw(st.booleans()), draw(st.booleans())))
+    return WorldSpec(tokens, [checks[i] for i in order], links, share, tuple(problems))
 
 
 def _at(minutes: int | None) -> datetime | None:
@@ -211,9 +236,17 @@ def build(conn: Any, world: WorldSpec) -> None:
                 """INSERT INTO links (customer_ref, company_id, state, token_id, reason, requested_at, activated_at,
                                       suspended_at, updated_at)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                (f"CUST-{link.company_id}", link.company_id, link.state, token_id, "requested",
+                (f"CUST-{link.company_id}", link.company_id, link.state, token_id, link.reason,
                  T0 - timedelta(days=3), T0 - timedelta(days=2) if link.state == "active" else None,
                  T0 - timedelta(days=1) if link.state == "suspended" else None, T0 - timedelta(days=1)),
+            )
+        for problem in world.problems:
+            cur.execute(
+                """INSERT INTO problems (token_id, kind, state, stage, opened_at, last_seen_at, cause_cleared_at,
+                                         last_notified_at, muted)
+                   VALUES (%s, %s, 'open', %s, %s, %s, %s, %s, %s)""",
+                (problem.token + 1, problem.kind.value, problem.stage.value, T0 - 180 * MIN, T0 - 150 * MIN,
+                 _at(problem.cleared), T0 - 170 * MIN if problem.notified else None, problem.muted),
             )
         for check in world.checks:
             probe = REACHES[check.probe]
@@ -226,9 +259,23 @@ def build(conn: Any, world: WorldSpec) -> None:
             )
 
 
-def run(conn: Any, world: WorldSpec) -> ApplySummary:
+class OneTokenAtATime(AlertHooks):
+    """The alert hooks with every token looked up on its own: `track` for each applied check, and for each token
+    a link moved from or to, on its own look-ups (what the batched hooks must do with fewer)."""
+
+    def tokens_applied(self, cur: Any, applied: Any, *, now: Any) -> None:
+        for check, run_id in applied:
+            self.token_applied(cur, check, run_id=run_id, now=now())
+
+    def links_changed(self, cur: Any, changes: list[Any], *, run_id: int | None, now: datetime) -> None:
+        for token_id in sorted({t for c in changes for t in (c.from_token, c.to_token) if t is not None}):
+            alert_hooks.track(cur, token_id, {Kind.ACCESS_LOST: alert_hooks.access_cause(cur, token_id)}, now=now,
+                              settings=self.settings)
+
+
+def run(conn: Any, world: WorldSpec, hooks: AlertHooks | None = None) -> ApplySummary:
     """Apply every pending check with the alert hooks, then reconcile the links, as `finish` does."""
-    hooks = AlertHooks(SETTINGS)
+    hooks = hooks or AlertHooks(SETTINGS)
     summary = apply_pending(conn, policy=POLICY, now=lambda: NOW, breaker_share=world.share, hooks=hooks)
     with unit_of_work(conn, dry_run=False) as cur:
         reconcile_all(cur, now=lambda: NOW, breaker_open=summary.breaker_open, hooks=hooks)
@@ -322,7 +369,7 @@ def both_ways(registries: tuple[Any, Any], world: WorldSpec) -> tuple[int, Apply
     with mock.patch.object(applying, "apply_checks_bulk", counting_bulk):
         bulk_summary = run(bulk_conn, world)
     with mock.patch.object(applying, "apply_checks_bulk", _bulk_fails):
-        single_summary = run(single_conn, world)
+        single_summary = run(single_conn, world, OneTokenAtATime(SETTINGS))
     return bulk_applied, bulk_summary, single_summary
 
 
@@ -379,3 +426,84 @@ def test_a_world_with_every_kind_of_check_goes_both_ways_alike(registries: tuple
     assert bulk_rows["reach_events"]
     assert bulk_rows["problems"]
     assert bulk_rows["link_events"]
+
+
+def test_the_chunk_hook_tracks_only_the_tokens_with_an_open_problem_or_a_cause(registries: tuple[Any, Any]) -> None:
+    """Unchanged tokens in one bulk chunk: the alert hook looks up their open problems once and tracks only the
+    tokens that have one (cleared, resolved, or left as it is) or whose state is a cause; the rows are those of
+    the single way, which tracks every token."""
+    plain = TokenSpec(TokenState.ACTIVE, "debtor", 1, None, 0, None, 0, None, None, 60, 60, None, False)
+    checks = [CheckSpec(n, Outcome.VALID, 1, 1, True, False, True) for n in range(8) if n != 5]
+    checks.append(CheckSpec(5, Outcome.INVALID, 2, 0, False, False, True))  # a suspected 1001: a cause
+    problems = (
+        ProblemSpec(1, Kind.REVOKED, Stage.CONFIRMED, None, True, False),  # valid again: its cause clears
+        ProblemSpec(2, Kind.RIGHTS_MISSING, Stage.CONFIRMED, 90, True, False),  # quiet for 90 min: resolves, mails
+        ProblemSpec(3, Kind.NO_SUBSCRIPTION, Stage.CONFIRMED, 90, True, True),  # muted: resolves without a mail
+        ProblemSpec(4, Kind.ACCESS_LOST, Stage.CONFIRMED, None, True, False),  # links decide it, not the token
+    )
+    world = WorldSpec([plain] * 8, checks, [], 1.0, problems)
+    bulk_conn, single_conn = registries
+    build(bulk_conn, world)
+    build(single_conn, world)
+    tracked: list[int | None] = []
+    real_track = alert_hooks.track
+
+    def counting_track(cur: Any, token_id: int | None, causes: Any, **kwargs: Any) -> Any:
+        tracked.append(token_id)
+        return real_track(cur, token_id, causes, **kwargs)
+
+    with mock.patch.object(alert_hooks, "track", counting_track):
+        bulk_summary = run(bulk_conn, world)
+    with mock.patch.object(applying, "apply_checks_bulk", _bulk_fails):
+        single_summary = run(single_conn, world, OneTokenAtATime(SETTINGS))
+    assert sorted(t for t in tracked if t is not None) == [2, 3, 4, 6]
+    assert bulk_summary == single_summary
+    assert len(bulk_summary.applied) == 8
+    bulk_rows = rows(bulk_conn)
+    assert bulk_rows == rows(single_conn)
+    problems_after = {(t, kind): (state, cleared) for t, kind, state, _, _, _, cleared, *_ in bulk_rows["problems"]}
+    assert problems_after == {
+        (2, "revoked"): ("open", NOW), (3, "rights_missing"): ("resolved", T0 - 90 * MIN),
+        (4, "no_subscription"): ("resolved", T0 - 90 * MIN), (5, "access_lost"): ("open", None),
+        (6, "revoked"): ("open", None)}
+    assert sorted((t, kind, event, audience) for t, kind, event, audience, *_ in bulk_rows["outbox"]) == [
+        (3, "rights_missing", "resolved", "customer"), (3, "rights_missing", "resolved", "ops")]
+
+
+def test_the_link_hook_tracks_only_the_tokens_losing_access_or_with_access_lost_open(
+        registries: tuple[Any, Any]) -> None:
+    """A reconcile that suspends one token's link, activates another's and brings back a third's: the link hook
+    tracks access_lost only for the tokens with a link suspended for reach or an open access_lost, and writes
+    what looking up every token on its own writes."""
+    def valid(cache: int) -> TokenSpec:
+        return TokenSpec(TokenState.ACTIVE, "debtor", cache, None, 0, None, 0, None, None, 60, 60, None, False)
+
+    checks = [CheckSpec(0, Outcome.VALID, 1, 3, False, False, True),  # 11-14 -> 11: loses 14, which nobody else has
+              CheckSpec(1, Outcome.VALID, 1, 2, False, False, True),  # nothing -> 11-13: takes the pending 13
+              CheckSpec(2, Outcome.VALID, 1, 3, True, False, True)]  # reaches 11 again: its link comes back
+    links = [LinkSpec(14, "active", 0), LinkSpec(13, "pending", None), LinkSpec(11, "suspended", 2, "not_reached")]
+    problems = (ProblemSpec(2, Kind.ACCESS_LOST, Stage.CONFIRMED, None, True, False),)
+    world = WorldSpec([valid(1), valid(0), valid(3)], checks, links, 1.0, problems)
+    bulk_conn, single_conn = registries
+    build(bulk_conn, world)
+    build(single_conn, world)
+    tracked: list[int | None] = []
+    real_track = alert_hooks.track
+
+    def counting_track(cur: Any, token_id: int | None, causes: Any, **kwargs: Any) -> Any:
+        if Kind.ACCESS_LOST in causes:
+            tracked.append(token_id)
+        return real_track(cur, token_id, causes, **kwargs)
+
+    with mock.patch.object(alert_hooks, "track", counting_track):
+        bulk_summary = run(bulk_conn, world)
+    single_summary = run(single_conn, world, OneTokenAtATime(SETTINGS))
+    assert tracked == [1, 3]
+    assert bulk_summary == single_summary
+    bulk_rows = rows(bulk_conn)
+    assert bulk_rows == rows(single_conn)
+    assert sorted((link_id, to_state, to_token) for link_id, _, _, _, _, to_state, _, to_token, _
+                  in bulk_rows["link_events"]) == [(1, "suspended", 1), (2, "active", 2), (3, "active", 3)]
+    problems_after = {(t, kind): (state, cleared) for t, kind, state, _, _, _, cleared, *_ in bulk_rows["problems"]}
+    assert problems_after == {(1, "access_lost"): ("open", None), (3, "access_lost"): ("open", NOW)}
+    assert [(t, kind, event) for t, kind, event, *_ in bulk_rows["outbox"]] == [(1, "access_lost", "opened")]

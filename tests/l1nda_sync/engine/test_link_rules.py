@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -206,6 +207,17 @@ def test_a_link_a_soap_token_serves_moves_to_an_active_rest_connection() -> None
         LinkState.ACTIVE, LinkState.ACTIVE, 2, 5, Reason.MOVED_TO_REST)
     after = apply_link_changes([link], [change])
     assert reconcile_links(after, tokens(DEB, REST), {100: [2, 5]}) == [], "and stays there"
+
+
+def test_a_link_moves_to_the_preferred_of_several_rest_connections() -> None:
+    """The most recently validated connection that takes links, whatever the order the reach lists them in."""
+    older = TokenView(6, "debtor", TokenState.ACTIVE, last_valid_at=NOW - timedelta(hours=1),
+                      kind=CredentialKind.REST_CONNECTION, customer_ref="CUST")
+    newer = replace(older, id=7, last_valid_at=NOW)
+    doubtful = replace(older, id=8, last_valid_at=NOW + timedelta(hours=1), drop_suspected=True)
+    for reach in ([2, 6, 7, 8], [8, 7, 6, 2]):
+        change = one(reconcile_links([mine(LinkState.ACTIVE, 2)], tokens(DEB, older, newer, doubtful), {100: reach}))
+        assert (change.to_token, change.reason) == (7, Reason.MOVED_TO_REST)
 
 
 @pytest.mark.parametrize("serving_state", [TokenState.INVALID, TokenState.UNREACHABLE])

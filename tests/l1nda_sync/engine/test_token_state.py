@@ -15,6 +15,7 @@ from l1nda_sync.engine.token_state import (
     TokenHealth,
     TokenState,
     decide,
+    member_of,
 )
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -249,3 +250,12 @@ def test_a_missing_scope_is_rights_missing_naming_the_scope() -> None:
     confirmed = decide(first, check(Outcome.RIGHTS_MISSING, 10, "company.info.read"), POLICY).after
     assert confirmed.state is TokenState.RIGHTS_MISSING
     assert confirmed.missing_operation == "company.info.read"
+
+
+def test_member_of_reads_every_member_and_fails_as_the_enum_does() -> None:
+    """The bulk reader's enum look-up: each stored value gives its member, an unknown one the enum's ValueError
+    (the error type a failed apply reports)."""
+    state_of = member_of(TokenState)
+    assert [state_of(s.value) for s in TokenState] == list(TokenState)
+    with pytest.raises(ValueError, match="'gone'"):
+        state_of("gone")
