@@ -17,12 +17,12 @@ so both give the same result for the same world:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from l1nda_sync.engine.applying import AppliedCheck
+from l1nda_sync.engine.applying import AppliedCheck, tokens_applied
 from l1nda_sync.engine.breaker import BreakerVerdict
 from l1nda_sync.engine.link_rules import LinkChange
 from l1nda_sync.engine.sync import EngineHooks, RunReport, SyncEngine
@@ -53,6 +53,13 @@ class CombinedHooks:
     def token_applied(self, cur: Cursor, applied: AppliedCheck, *, run_id: int | None, now: datetime) -> None:
         for hook in self.hooks:
             hook.token_applied(cur, applied, run_id=run_id, now=now)
+
+    def tokens_applied(self, cur: Cursor, applied: Sequence[tuple[AppliedCheck, int | None]], *,
+                       now: Callable[[], datetime]) -> None:
+        """A bulk chunk: each hook takes the whole chunk in turn (per token in order, as `token_applied`), so the
+        alert hook looks up the chunk's open problems once instead of once per token."""
+        for hook in self.hooks:
+            tokens_applied(hook, cur, applied, now=now)
 
     def breaker_judged(self, cur: Cursor, verdict: BreakerVerdict, *, run_id: int | None, now: datetime) -> None:
         for hook in self.hooks:
