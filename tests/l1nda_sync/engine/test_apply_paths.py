@@ -20,6 +20,7 @@ id) and a mail's random Message-ID.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -428,6 +429,21 @@ def test_a_world_with_every_kind_of_check_goes_both_ways_alike(registries: tuple
     assert bulk_rows["link_events"]
 
 
+@contextlib.contextmanager
+def tracked_tokens(kind: Kind | None = None) -> Iterator[list[int | None]]:
+    """The token ids the alert hooks track while it lasts (only those tracked for `kind`, when given)."""
+    tracked: list[int | None] = []
+    real_track = alert_hooks.track
+
+    def counting_track(cur: Any, token_id: int | None, causes: Any, **kwargs: Any) -> Any:
+        if kind is None or kind in causes:
+            tracked.append(token_id)
+        return real_track(cur, token_id, causes, **kwargs)
+
+    with mock.patch.object(alert_hooks, "track", counting_track):
+        yield tracked
+
+
 def test_the_chunk_hook_tracks_only_the_tokens_with_an_open_problem_or_a_cause(registries: tuple[Any, Any]) -> None:
     """Unchanged tokens in one bulk chunk: the alert hook looks up their open problems once and tracks only the
     tokens that have one (cleared, resolved, or left as it is) or whose state is a cause; the rows are those of
@@ -445,14 +461,7 @@ def test_the_chunk_hook_tracks_only_the_tokens_with_an_open_problem_or_a_cause(r
     bulk_conn, single_conn = registries
     build(bulk_conn, world)
     build(single_conn, world)
-    tracked: list[int | None] = []
-    real_track = alert_hooks.track
-
-    def counting_track(cur: Any, token_id: int | None, causes: Any, **kwargs: Any) -> Any:
-        tracked.append(token_id)
-        return real_track(cur, token_id, causes, **kwargs)
-
-    with mock.patch.object(alert_hooks, "track", counting_track):
+    with tracked_tokens() as tracked:
         bulk_summary = run(bulk_conn, world)
     with mock.patch.object(applying, "apply_checks_bulk", _bulk_fails):
         single_summary = run(single_conn, world, OneTokenAtATime(SETTINGS))
@@ -487,15 +496,7 @@ def test_the_link_hook_tracks_only_the_tokens_losing_access_or_with_access_lost_
     bulk_conn, single_conn = registries
     build(bulk_conn, world)
     build(single_conn, world)
-    tracked: list[int | None] = []
-    real_track = alert_hooks.track
-
-    def counting_track(cur: Any, token_id: int | None, causes: Any, **kwargs: Any) -> Any:
-        if Kind.ACCESS_LOST in causes:
-            tracked.append(token_id)
-        return real_track(cur, token_id, causes, **kwargs)
-
-    with mock.patch.object(alert_hooks, "track", counting_track):
+    with tracked_tokens(Kind.ACCESS_LOST) as tracked:
         bulk_summary = run(bulk_conn, world)
     single_summary = run(single_conn, world, OneTokenAtATime(SETTINGS))
     assert tracked == [1, 3]
