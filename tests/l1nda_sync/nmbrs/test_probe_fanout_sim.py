@@ -88,11 +88,14 @@ class InFlight:
         self.peak: dict[str, int] = {}
         self.peak_threads = 0
 
-    def watch(self, client: NmbrsClient, after: Callable[[str], None] | None = None) -> None:
+    def watch(self, client: NmbrsClient, after: Callable[[str], None] | None = None,
+              before: Callable[[str], None] | None = None) -> None:
         inner = client.call
 
         def call(credentials: Credentials, *args: Any, **kwargs: Any) -> Any:
             user = credentials.username
+            if before is not None:
+                before(args[2])  # the operation
             with self.lock:
                 self.now[user] = self.now.get(user, 0) + 1
                 self.peak[user] = max(self.peak.get(user, 0), self.now[user])
@@ -203,7 +206,8 @@ def test_a_token_revoked_mid_fan_out_fails_after_one_rediscovery(sim, make_clien
     for k in KS:
         sim.admin.load_world(office(plain(12)))  # the token again
         client = make_client(nmbrs_per_login_concurrency=k)
-        InFlight().watch(client, after=revoke_after(sim, 3))
+        revocation = Revocation(sim, answers=3)
+        InFlight().watch(client, after=revocation.after, before=revocation.before)
         sim.admin.clear_calls()
         with no_thread_outlives(), pytest.raises(CredentialInvalid) as caught:
             client.probe(creds(n=0, domain=OFFICE), first)
@@ -214,19 +218,35 @@ def test_a_token_revoked_mid_fan_out_fails_after_one_rediscovery(sim, make_clien
     assert outcomes == [CredentialInvalid] * len(KS)
 
 
-def revoke_after(sim, answers: int) -> Callable[[str], None]:
-    """Reset master 0's token (a real revocation) once `answers` Tags_Get calls have come back."""
-    answered = []
-    lock = threading.Lock()
+class Revocation:
+    """Reset master 0's token (a real revocation) once `answers` Tags_Get calls have come back. The Tags_Get calls
+    sent after those wait for the reset, so some of the fan-out meets the revoked token whatever the timing (the
+    faster the client, the likelier all of them had been answered before a reset that did not hold them)."""
 
-    def after(operation: str) -> None:
-        if operation == "Tags_Get":
-            with lock:
-                answered.append(operation)
-                if len(answered) == answers:
-                    sim.admin.reset_token(master(0))
+    def __init__(self, sim, answers: int) -> None:
+        self.sim, self.answers = sim, answers
+        self.lock = threading.Lock()
+        self.sent = self.answered = 0
+        self.revoked = threading.Event()
 
-    return after
+    def before(self, operation: str) -> None:
+        if operation != "Tags_Get":
+            return
+        with self.lock:
+            self.sent += 1
+            hold = self.sent > self.answers
+        if hold:
+            assert self.revoked.wait(30)
+
+    def after(self, operation: str) -> None:
+        if operation != "Tags_Get":
+            return
+        with self.lock:
+            self.answered += 1
+            revoke = self.answered == self.answers
+        if revoke:
+            self.sim.admin.reset_token(master(0))
+            self.revoked.set()
 
 
 def test_a_1001_on_a_domain_found_in_this_probe_is_final(sim, clients) -> None:
