@@ -283,7 +283,7 @@ class KeepAlivePool:
                 context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
                 context.check_hostname = True
                 where = str(self.verify) if isinstance(self.verify, str) else DEFAULT_CA_BUNDLE_PATH
-                if _is_dir(where):
+                if os.path.isdir(where):
                     context.load_verify_locations(capath=where)
                 else:
                     context.load_verify_locations(cafile=where)
@@ -422,10 +422,6 @@ def _inflate(body: bytes, wbits: int) -> bytes:
         if wbits != 16 + zlib.MAX_WBITS:
             break
     return b"".join(out)
-
-
-def _is_dir(path: str) -> bool:
-    return os.path.isdir(path)
 
 
 def _os_error(exc: OSError) -> str:

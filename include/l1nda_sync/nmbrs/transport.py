@@ -23,6 +23,7 @@ from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.hooks import default_hooks
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
+from requests.utils import select_proxy
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 from zeep.transports import Transport
@@ -137,15 +138,6 @@ def pooled_session(pool_size: int, base_url: str | None = None) -> requests.Sess
     return session
 
 
-def _netloc(url: str) -> str:
-    return urlparse(url).hostname or ""
-
-
-def _path_of(url: str) -> str:
-    parts = urlparse(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
 def has_soap_fault(body: bytes) -> bool:
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     try:
@@ -249,11 +241,9 @@ class NmbrsTransport(Transport):
         """No proxy, client certificate, streaming or other adapter would take part, the CA choice is the one
         the pool was made with, and the URL never answered with a redirect."""
         session, url = self.session, template.url or ""
-        scheme = url.split(":", 1)[0]
+        proxies = {key: proxy for key, proxy in session.proxies.items() if proxy is not None}  # as _send_prepared
         return (session.cert is None and not session.stream and session.verify == self.keepalive.verify
-                and url not in self._redirected
-                and not any(session.proxies.get(name) for name in (scheme, "all", f"all://{_netloc(url)}",
-                                                                    f"{scheme}://{_netloc(url)}"))
+                and url not in self._redirected and not select_proxy(url, proxies)
                 and type(session.get_adapter(url)) is QuietAdapter)
 
     def _post_direct(self, key: tuple[object, ...], template: PreparedRequest, message: bytes,
@@ -265,7 +255,7 @@ class NmbrsTransport(Transport):
             sent = {name: value for name, value in template.headers.items()
                     if name.lower() not in ("content-length", "accept-encoding")}
             sent["Accept-Encoding"] = "gzip, deflate"  # what the pool decodes (requests adds br/zstd when installed)
-            head = (origin, request_head(origin, _path_of(url), sent)[:-2])  # Content-Length goes last, per call
+            head = (origin, request_head(origin, template.path_url, sent)[:-2])  # Content-Length last, per call
             self._heads[key] = head
         origin, prefix = head
         response = self.keepalive.post(template.url or "", origin,
