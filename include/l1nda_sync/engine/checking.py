@@ -139,10 +139,13 @@ def probe_one(
         # Unchanged = nothing to write but the check itself: a reused mapping, the same domain and the same
         # records (a fully refreshed probe is stored, so the cache learns the new mapping time). Comparing the
         # typed records costs far less than building two reaches, and most checks of a healthy token end here.
+        # Answers whose bytes changed while their records did not are stored too, so that the next probe can
+        # skip reading them (`answer_digest`); records read from the same bytes are the stored ones themselves.
         unchanged = (
             previous is not None
             and result.mapping_reused
             and result.domain == token.domain
+            and result.answer_digests == previous.answer_digests
             and result.debtors == previous.debtors
             and result.companies == previous.companies
         )

@@ -17,9 +17,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from random import Random
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -29,6 +30,7 @@ from lxml import etree
 from zeep.proxy import ServiceProxy
 
 from l1nda_sync.masking import Scrubber
+from l1nda_sync.nmbrs.answer_digest import AnswerMemo
 from l1nda_sync.nmbrs.answers import AnswerReader
 from l1nda_sync.nmbrs.errors import (
     CredentialInvalid,
@@ -49,6 +51,7 @@ from l1nda_sync.nmbrs.wsdl_cache import WsdlCache
 from l1nda_sync.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 DEBTOR_SERVICE = "DebtorService"
 COMPANY_SERVICE = "CompanyService"
@@ -180,8 +183,11 @@ class NmbrsClient:
 
     # -- one operation ----------------------------------------------------------------------------------------
     def call(self, credentials: Credentials, domain: str | None, service: str, operation: str,
-             counter: list[int] | None = None, **params: Any) -> Any:
-        """One Nmbrs operation with retries; returns plain Python data (dicts, lists), never zeep objects."""
+             counter: list[int] | None = None, memo: AnswerMemo | None = None, **params: Any) -> Any:
+        """One Nmbrs operation with retries; returns plain Python data (dicts, lists), never zeep objects.
+
+        With a `memo`, an answer byte for byte the one `memo.known` names is not read (None; see `answer_digest`).
+        """
         token = credentials.token.reveal()
         header: dict[str, str] = {"Username": credentials.username, "Token": token}
         if (service, operation) in AUTH_HEADER_ONLY:
@@ -196,12 +202,16 @@ class NmbrsClient:
             soap = self.soap_service(service)
             self.transport.set_deadline(deadline.remaining)
             try:
+                request = soap.prepare(operation, header_kind, header, params)
+                # The slot (fair use: calls in flight at Nmbrs) is held while the request is out, not while this
+                # process builds the envelope or reads the answer: that CPU would keep other calls waiting.
                 with self.gate.slot(deadline.remaining):
                     with self._count_lock:
                         self._calls += 1
                     if counter is not None:
                         counter[0] += 1
-                    return soap.call(operation, header_kind, header, params)
+                    response = soap.send(request)
+                return soap.reply(request, response, memo)
             except zeep.exceptions.Fault as fault:
                 raise error_for_fault(scrub(fault.message), service=service, operation=operation,
                                       params=params) from None
@@ -299,13 +309,14 @@ class Conversation:
         self.remembered = False
         return self.environment
 
-    def call(self, service: str, operation: str, **params: Any) -> Any:
+    def call(self, service: str, operation: str, memo: AnswerMemo | None = None, **params: Any) -> Any:
         if (service, operation) in AUTH_HEADER_ONLY:
-            return self.client.call(self.credentials, None, service, operation, self._counter, **params)
+            return self.client.call(self.credentials, None, service, operation, self._counter, memo, **params)
         if not self.domain:
             self.discover()
         try:
-            return self.client.call(self.credentials, self.domain, service, operation, self._counter, **params)
+            return self.client.call(self.credentials, self.domain, service, operation, self._counter, memo,
+                                    **params)
         except CredentialInvalid:
             if not self.remembered or self.rediscovered:
                 raise
@@ -313,19 +324,40 @@ class Conversation:
             log.info("%s: 1001 with the remembered domain; asking Nmbrs for the domain once more",
                      self.credentials.username)
             self.discover()
-            return self.client.call(self.credentials, self.domain, service, operation, self._counter, **params)
+            return self.client.call(self.credentials, self.domain, service, operation, self._counter, memo,
+                                    **params)
 
     def debtors(self) -> tuple[Debtor, ...]:
-        rows = _items(self.call(DEBTOR_SERVICE, "List_GetAll"), "Debtor")
-        return tuple(sorted((_debtor(r) for r in rows), key=lambda d: d.id))
+        listed = self.list_debtors()
+        assert listed.records is not None  # no digest was known
+        return listed.records
+
+    def list_debtors(self, known: str | None = None) -> Listed[Debtor]:
+        """`DebtorService.List_GetAll`; records None when the answer is byte for byte the one `known` names."""
+        memo = AnswerMemo(known)
+        result = self.call(DEBTOR_SERVICE, "List_GetAll", memo)
+        if memo.same:
+            return Listed(None, memo.digest)
+        rows = _items(result, "Debtor")
+        return Listed(tuple(sorted((_debtor(r) for r in rows), key=lambda d: d.id)), memo.digest)
 
     def debtor_tags(self, debtor_id: int) -> tuple[DebtorTag, ...]:
         rows = _items(self.call(DEBTOR_SERVICE, "Tags_Get", DebtorId=int(debtor_id)), "DebtorTag")
         return tuple(sorted((_tag(r) for r in rows), key=lambda t: t.number))
 
     def companies(self) -> tuple[Company, ...]:
-        rows = _items(self.call(COMPANY_SERVICE, "List_GetAll"), "Company")
-        return tuple(sorted((_company(r, None) for r in rows), key=lambda c: c.id))
+        listed = self.list_companies()
+        assert listed.records is not None  # no digest was known
+        return listed.records
+
+    def list_companies(self, known: str | None = None) -> Listed[Company]:
+        """`CompanyService.List_GetAll` (debtor_id None); records None when the answer is the one `known` names."""
+        memo = AnswerMemo(known)
+        result = self.call(COMPANY_SERVICE, "List_GetAll", memo)
+        if memo.same:
+            return Listed(None, memo.digest)
+        rows = _items(result, "Company")
+        return Listed(tuple(sorted((_company(r, None) for r in rows), key=lambda c: c.id)), memo.digest)
 
     def companies_by_debtor(self, debtor_id: int) -> tuple[Company, ...]:
         rows = _items(self.call(COMPANY_SERVICE, "List_GetByDebtor", DebtorId=int(debtor_id)), "Company")
@@ -333,6 +365,14 @@ class Conversation:
 
     def is_owner(self) -> bool:
         return bool(self.call(DEBTOR_SERVICE, "Debtor_IsOwner"))
+
+
+@dataclass(frozen=True, slots=True)
+class Listed(Generic[R]):
+    """A `List_GetAll` answer: its records, or None when it was byte for byte the known answer; its digest."""
+
+    records: tuple[R, ...] | None
+    digest: str | None
 
 
 # -- zeep answers -> records --------------------------------------------------------------------------------------

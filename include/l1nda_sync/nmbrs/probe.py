@@ -61,9 +61,11 @@ from l1nda_sync.nmbrs.per_login import PerDebtorCalls
 from l1nda_sync.nmbrs.records import Company, Credentials, Debtor, DebtorTag, Probe
 
 if TYPE_CHECKING:  # client.py imports this module when a probe runs
-    from l1nda_sync.nmbrs.client import Conversation, NmbrsClient
+    from l1nda_sync.nmbrs.client import Conversation, Listed, NmbrsClient
 
 log = logging.getLogger(__name__)
+
+DEBTORS, COMPANIES = "debtors", "companies"  # the keys of `Probe.answer_digests`
 
 
 def run_probe(client: NmbrsClient, credentials: Credentials, previous: Probe | None = None) -> Probe:
@@ -87,19 +89,31 @@ def _probe(client: NmbrsClient, talk: Conversation, per_debtor: PerDebtorCalls, 
     else:
         talk.discover()
 
-    debtors, is_owner = _debtors_or_none(talk, previous)
-    companies = talk.companies()
+    known = previous.answer_digests if previous is not None else {}
+    listed_debtors, is_owner = _debtors_or_none(talk, previous, known.get(DEBTORS))
+    listed_companies = talk.list_companies(known.get(COMPANIES))
     environment = talk.environment
     assert environment is not None  # discovered above or reused; a rediscovery replaces it
     domain = talk.domain or environment.sub_domain  # set with the environment, found or remembered
+    digests = {key: listed.digest for key, listed in ((DEBTORS, listed_debtors), (COMPANIES, listed_companies))
+               if listed is not None and listed.digest is not None}
+
+    # The previous probe whose mapping may be reused, or None when a full refresh is due.
+    kept = previous if previous is not None and not _refresh_due(client, domain, previous, now) else None
+    if (kept is not None and listed_debtors is not None and listed_debtors.records is None
+            and listed_companies.records is None):
+        # Both answers are the ones `kept` was read from: the same sets, so its records are what the reuse below
+        # would rebuild, value for value.
+        return Probe(environment, domain, kept.debtors, kept.companies, talk.calls, kept.mapping_refreshed_at,
+                     True, is_owner, digests)
+    debtors = None if listed_debtors is None else _debtor_listing(listed_debtors, previous)
+    companies = _company_listing(listed_companies, previous)
 
     if debtors is None:  # a customer login without DebtorService.List_GetAll: no mapping can be made
         same = previous is not None and not previous.debtors and previous.company_ids == {c.id for c in companies}
         return Probe(environment, domain, (), companies, talk.calls,
-                     previous.mapping_refreshed_at if previous is not None and same else now, same, is_owner)
+                     previous.mapping_refreshed_at if previous is not None and same else now, same, is_owner, digests)
 
-    # The previous probe whose mapping may be reused, or None when a full refresh is due.
-    kept = previous if previous is not None and not _refresh_due(client, domain, previous, now) else None
     debtor_ids = {d.id for d in debtors}
     company_ids = {c.id for c in companies}
     if kept is not None and kept.debtor_ids == debtor_ids and kept.company_ids == company_ids:
@@ -108,7 +122,7 @@ def _probe(client: NmbrsClient, talk: Conversation, per_debtor: PerDebtorCalls, 
         return Probe(environment, domain,
                      tuple(_with_tags(d, old_tags.get(d.id, ())) for d in debtors),
                      tuple(_with_debtor(c, same_owner.get(c.id)) for c in companies),
-                     talk.calls, kept.mapping_refreshed_at, True, is_owner)
+                     talk.calls, kept.mapping_refreshed_at, True, is_owner, digests)
 
     old_owner: dict[int, int] = {}
     if kept is None:
@@ -134,7 +148,8 @@ def _probe(client: NmbrsClient, talk: Conversation, per_debtor: PerDebtorCalls, 
     return Probe(environment, domain,
                  tuple(_with_tags(d, tags.get(d.id, ())) for d in debtors),
                  tuple(_with_debtor(c, owner.get(c.id)) for c in companies),
-                 talk.calls + per_debtor.calls, now if kept is None else kept.mapping_refreshed_at, False, is_owner)
+                 talk.calls + per_debtor.calls, now if kept is None else kept.mapping_refreshed_at, False, is_owner,
+                 digests)
 
 
 def _refresh_due(client: NmbrsClient, domain: str, previous: Probe, now: datetime) -> bool:
@@ -143,10 +158,27 @@ def _refresh_due(client: NmbrsClient, domain: str, previous: Probe, now: datetim
             or now - previous.mapping_refreshed_at >= timedelta(seconds=client.settings.mapping_full_refresh))
 
 
-def _debtors_or_none(talk: Conversation, previous: Probe | None) -> tuple[tuple[Debtor, ...] | None, bool | None]:
-    """The debtors, or None for a customer login that may not list them (see the module docstring)."""
+def _debtor_listing(listed: Listed[Debtor], previous: Probe | None) -> tuple[Debtor, ...]:
+    """The debtors as `List_GetAll` lists them (no tags); an unread answer's are the previous probe's."""
+    if listed.records is not None:
+        return listed.records
+    assert previous is not None  # only a previous probe's digest can be matched
+    return tuple(_with_tags(d, ()) for d in previous.debtors)
+
+
+def _company_listing(listed: Listed[Company], previous: Probe | None) -> tuple[Company, ...]:
+    """The companies as `List_GetAll` lists them (no debtor); an unread answer's are the previous probe's."""
+    if listed.records is not None:
+        return listed.records
+    assert previous is not None  # only a previous probe's digest can be matched
+    return tuple(_with_debtor(c, None) for c in previous.companies)
+
+
+def _debtors_or_none(talk: Conversation, previous: Probe | None, known: str | None
+                     ) -> tuple[Listed[Debtor] | None, bool | None]:
+    """The debtors' listing, or None for a customer login that may not list them (see the module docstring)."""
     try:
-        return talk.debtors(), None
+        return talk.list_debtors(known), None
     except OperationNotAllowed as refused:
         if previous is not None and previous.is_owner is False and not previous.debtors:
             return None, False

@@ -86,6 +86,9 @@ class Probe:
     mapping_refreshed_at: datetime
     mapping_reused: bool
     is_owner: bool | None
+    # The digests of the two `List_GetAll` answers these records were read from ("debtors", "companies"), so that
+    # the next probe reads a byte-identical answer no more (`answer_digest`). A hint, never a fact: not compared.
+    answer_digests: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def debtor_ids(self) -> frozenset[int]:
@@ -114,6 +117,7 @@ class Probe:
             "mapping_refreshed_at": self.mapping_refreshed_at.isoformat(),
             "mapping_reused": self.mapping_reused,
             "is_owner": self.is_owner,
+            "answer_digests": dict(self.answer_digests),
         }
 
     @classmethod
@@ -152,10 +156,18 @@ class Probe:
                 calls=int(data.get("calls") or 0), mapping_refreshed_at=refreshed_at,
                 mapping_reused=bool(data.get("mapping_reused", False)),
                 is_owner=None if is_owner is None else bool(is_owner),
+                answer_digests=_digests(data.get("answer_digests")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"a stored probe is not readable ({type(exc).__name__}: {exc}); "
                              "drop it and the next probe rebuilds it") from None
+
+
+def _digests(value: Any) -> dict[str, str]:
+    """Stored answer digests; anything else (none stored, an older or damaged cache) is none: answers are read."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {key: digest for key, digest in value.items() if isinstance(key, str) and isinstance(digest, str)}
 
 
 def _opt_str(value: Any) -> str | None:

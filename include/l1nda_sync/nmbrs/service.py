@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
@@ -22,11 +23,22 @@ from zeep.loader import ImportResolver
 from zeep.proxy import ServiceProxy
 from zeep.utils import get_media_type
 
+from l1nda_sync.nmbrs.answer_digest import AnswerMemo, answer_digest
 from l1nda_sync.nmbrs.answers import AnswerReader
 from l1nda_sync.nmbrs.envelopes import Envelopes
 from l1nda_sync.nmbrs.replies import ResultReader, Unusual
 
 _UNUSUAL = object()  # what `_read_fast` returns for an answer the ResultReader leaves to zeep
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCall:
+    """One operation's request, ready to send: what `SoapService.reply` needs to read its answer."""
+
+    operation: str
+    operation_obj: Any
+    body: bytes = field(repr=False)  # the envelope carries the token: never shown
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class SoapService:
@@ -52,17 +64,50 @@ class SoapService:
     def call(self, operation: str, header_kind: str, header_values: Mapping[str, str],
              params: Mapping[str, Any]) -> Any:
         """Plain data (dicts, lists, values) as `serialize_object(<zeep call>, dict)` gives; zeep's errors."""
+        request = self.prepare(operation, header_kind, header_values, params)
+        return self.reply(request, self.send(request))
+
+    # The three steps of `call`, for a caller that holds a call slot only while the request is at Nmbrs (`send`):
+    # building the envelope and reading the answer need no slot.
+    def prepare(self, operation: str, header_kind: str, header_values: Mapping[str, str],
+                params: Mapping[str, Any]) -> PreparedCall:
+        """The operation and its envelope; ValueError for an operation the WSDL does not have."""
         operation_obj = self.binding.get(operation)
         if operation_obj is None:
             raise ValueError(f"Operation {operation!r} not found")
         rendered = self.envelopes.render(operation, header_kind, header_values, params)
-        response = self.client.transport.post(self.address, rendered.body, rendered.headers)
-        return self._reply(operation, operation_obj, response)
+        return PreparedCall(operation, operation_obj, rendered.body, rendered.headers)
+
+    def send(self, request: PreparedCall) -> Any:
+        """POST the envelope; the answer, read in full (the transport's errors for HTTP failures)."""
+        return self.client.transport.post(self.address, request.body, request.headers)
+
+    def reply(self, request: PreparedCall, response: Any, memo: AnswerMemo | None = None) -> Any:
+        """The answer as plain data (see `call`); a fault raises zeep's Fault.
+
+        With a `memo`, a 200 answer gets its digest in it; one whose digest is `memo.known` is not read (None, and
+        `memo.same`): see `answer_digest`."""
+        if memo is not None:
+            memo.start()  # the call's answer is the last attempt's: nothing from an earlier one survives
+        if memo is None or not self._plain(response):
+            return self._reply(request.operation, request.operation_obj, response)
+        digest = answer_digest(response.content)
+        if digest == memo.known:
+            memo.digest, memo.same = digest, True
+            return None
+        read = self._reply(request.operation, request.operation_obj, response)
+        memo.digest = digest  # only once it was read without error
+        return read
+
+    @staticmethod
+    def _plain(response: Any) -> bool:
+        """A 200 answer with a body, not multipart: the only kind read here rather than by zeep's own code."""
+        return bool(response.status_code == 200 and response.content
+                    and get_media_type(response.headers.get("Content-Type", "text/xml")) != "multipart/related")
 
     def _reply(self, operation: str, operation_obj: Any, response: Any) -> Any:
         content = response.content
-        if (response.status_code != 200 or not content
-                or get_media_type(response.headers.get("Content-Type", "text/xml")) == "multipart/related"):
+        if not self._plain(response):
             return self._zeep(self.binding.process_reply(self.client, operation_obj, response))
         try:
             doc = self._parse(content)
