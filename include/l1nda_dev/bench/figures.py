@@ -52,9 +52,12 @@ def max_task_instances(tokens: int) -> int:
     return max(MAX_TASK_INSTANCES, math.ceil(MAX_TASK_INSTANCES * tokens / TASK_INSTANCE_WORLD))
 
 
-def sweep_figures(raw: dict[str, Any], calls: list[int], *, latency_ms: float, concurrency: int) -> dict[str, Any]:
+def sweep_figures(raw: dict[str, Any], calls: list[int], *, latency_ms: float, concurrency: int,
+                  round_trip_ms: float | None = None) -> dict[str, Any]:
+    """`round_trip_ms`: the simulator's measured round trip of a bare call (`round_trip`), for the bound at it."""
     tokens = raw["tokens"]
     bound = bound_seconds(sum(calls), latency_ms, concurrency)
+    measured = bound_seconds(sum(calls), round_trip_ms, concurrency) if round_trip_ms else None
     statements = sum(raw["statements"].values())
     rows = sum(raw["rows_written"].values())
     return {
@@ -69,6 +72,8 @@ def sweep_figures(raw: dict[str, Any], calls: list[int], *, latency_ms: float, c
         "bound_seconds": round(bound, 3),
         "wall_to_bound": round(raw["seconds"] / bound, 3) if bound else None,
         "check_to_bound": round(raw["check_seconds"] / bound, 3) if bound else None,
+        "round_trip_bound_seconds": round(measured, 3) if measured else None,
+        "wall_to_round_trip_bound": round(raw["seconds"] / measured, 3) if measured else None,
         "statements": statements,
         "statements_by_phase": raw["statements"],
         "rows_written": rows,
@@ -201,6 +206,8 @@ def table(figures: dict[str, Any]) -> str:
     row("latency bound (s)", lambda s: f"{s['bound_seconds']:.2f}")
     row("wall / bound", lambda s: num(s["wall_to_bound"], "{:.2f}x"))
     row("check / bound", lambda s: num(s["check_to_bound"], "{:.2f}x"))
+    row("bound at the sim's round trip (s)", lambda s: num(s.get("round_trip_bound_seconds"), "{:.2f}"))
+    row("wall / that bound", lambda s: num(s.get("wall_to_round_trip_bound"), "{:.2f}x"))
     row("check CPU (s) / ms per call",
         lambda s: f"{s['check_cpu_seconds']:.2f} / {num(s['cpu_ms_per_call'], '{:.2f}')}")
     row("statements / token", lambda s: num(s["statements_per_token"]))

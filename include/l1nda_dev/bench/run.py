@@ -25,6 +25,7 @@ import psycopg2
 
 from l1nda_dev.bench import figures as fig
 from l1nda_dev.bench.rest import RestLogin, consent_connections, rest_env, token_calls
+from l1nda_dev.bench.round_trip import round_trip_ms
 from l1nda_dev.bench.sweep import SweepJob, run_sweep
 from l1nda_dev.bench.world import apply_churn, generate_to, register_tokens, request_links, simulator_process
 from l1nda_dev.postgres import create_database
@@ -102,8 +103,9 @@ class Bench:
     """One bench run: the world, the sweeps and the Airflow run, with the figures they give."""
 
     def __init__(self, opts: Options, *, database_url: str, sim_base_url: str, env: dict[str, str],
-                 wsdl_cache: str) -> None:
+                 wsdl_cache: str, round_trip_ms: float | None = None) -> None:
         self.opts = opts
+        self.round_trip_ms = round_trip_ms
         self.database_url = database_url
         self.env = env
         self.settings_overrides = {
@@ -151,7 +153,7 @@ class Bench:
 
     def figures_of(self, raw: dict[str, Any]) -> dict[str, Any]:
         return fig.sweep_figures(raw, self.calls_of(raw["run_id"]), latency_ms=self.opts.latency_ms,
-                                 concurrency=self.opts.concurrency)
+                                 concurrency=self.opts.concurrency, round_trip_ms=self.round_trip_ms)
 
 
 
@@ -181,8 +183,9 @@ def run(opts: Options) -> dict[str, Any]:
         with embedded_postgres() as pg, simulator_process(scenario_path) as sim:
             admin = sim.admin()
             admin.set_latency(opts.latency_ms)
-            say(f"simulator at {sim.root_url} (pid {sim.proc.pid}, CPU {sim.cpu}), latency {opts.latency_ms:g} ms; "
-                f"PostgreSQL pid {pg.pid}")
+            round_trip = round_trip_ms(sim.base_url, world.logins[0]["username"], world.logins[0]["token"])
+            say(f"simulator at {sim.root_url} (pid {sim.proc.pid}, CPU {sim.cpu}), latency {opts.latency_ms:g} ms "
+                f"(a bare call's round trip: {round_trip:.2f} ms); PostgreSQL pid {pg.pid}")
             url = create_database(pg.url, DB_NAME, replace=True)
             conn = db.connect(url)
             try:
@@ -203,7 +206,7 @@ def run(opts: Options) -> dict[str, Any]:
                 f"({timings['links']:.1f} s)")
 
             bench = Bench(opts, database_url=url, sim_base_url=sim.base_url, env=env,
-                          wsdl_cache=str(Path(tmp) / "wsdl"))
+                          wsdl_cache=str(Path(tmp) / "wsdl"), round_trip_ms=round_trip)
             raws: dict[str, dict[str, Any]] = {}
             say("first sweep (every token new: full discovery)...")
             raws["first"] = bench.sweep(force=False)
@@ -226,7 +229,7 @@ def run(opts: Options) -> dict[str, Any]:
             result: dict[str, Any] = {
                 "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
                 "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                            "simulator_cpu": sim.cpu},
+                            "simulator_cpu": sim.cpu, "simulator_round_trip_ms": round(round_trip, 3)},
                 "world": {"tokens": summary["logins"], "accountant_tokens": summary["accountant_logins"],
                           "debtors": summary["debtors"], "companies": summary["companies"], "links": len(linked)},
                 "setup_seconds": {k: round(v, 2) for k, v in timings.items()},

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from random import Random
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -334,12 +335,15 @@ class Conversation:
 
     def list_debtors(self, known: str | None = None) -> Listed[Debtor]:
         """`DebtorService.List_GetAll`; records None when the answer is byte for byte the one `known` names."""
+        return self._list_all(DEBTOR_SERVICE, "Debtor", _debtor, known)
+
+    def _list_all(self, service: str, item: str, read: Callable[[dict[str, Any]], R], known: str | None
+                  ) -> Listed[R]:
         memo = AnswerMemo(known)
-        result = self.call(DEBTOR_SERVICE, "List_GetAll", memo)
+        result = self.call(service, "List_GetAll", memo)
         if memo.same:
             return Listed(None, memo.digest)
-        rows = _items(result, "Debtor")
-        return Listed(tuple(sorted((_debtor(r) for r in rows), key=lambda d: d.id)), memo.digest)
+        return Listed(tuple(sorted((read(row) for row in _items(result, item)), key=attrgetter("id"))), memo.digest)
 
     def debtor_tags(self, debtor_id: int) -> tuple[DebtorTag, ...]:
         rows = _items(self.call(DEBTOR_SERVICE, "Tags_Get", DebtorId=int(debtor_id)), "DebtorTag")
@@ -352,12 +356,7 @@ class Conversation:
 
     def list_companies(self, known: str | None = None) -> Listed[Company]:
         """`CompanyService.List_GetAll` (debtor_id None); records None when the answer is the one `known` names."""
-        memo = AnswerMemo(known)
-        result = self.call(COMPANY_SERVICE, "List_GetAll", memo)
-        if memo.same:
-            return Listed(None, memo.digest)
-        rows = _items(result, "Company")
-        return Listed(tuple(sorted((_company(r, None) for r in rows), key=lambda c: c.id)), memo.digest)
+        return self._list_all(COMPANY_SERVICE, "Company", lambda row: _company(row, None), known)
 
     def companies_by_debtor(self, debtor_id: int) -> tuple[Company, ...]:
         rows = _items(self.call(COMPANY_SERVICE, "List_GetByDebtor", DebtorId=int(debtor_id)), "Company")

@@ -17,7 +17,7 @@ SWEEP_FIGURES = {
     "server_rows_written", "server_rows_written_per_token", "client_build_seconds", "check_cpu_seconds",
     "cpu_ms_per_call", "peak_rss_mb", "outcomes",
     "reach_gained", "reach_lost", "links_activated",
-    "links_failed_over", "links_suspended",
+    "links_failed_over", "links_suspended", "round_trip_bound_seconds", "wall_to_round_trip_bound",
 }
 
 
@@ -174,3 +174,33 @@ def test_rest_bound_counts_token_calls_and_one_connection_in_sequence() -> None:
     assert figures["wall_to_bound"] == pytest.approx(1.667, abs=0.001)
     few = rest_sweep_figures({**raw, "tokens": 2}, [2, 2], token_calls=0, latency_ms=50, concurrency=32)
     assert few["bound_seconds"] == 0.1  # one connection's two calls, one after the other
+
+
+def test_the_round_trip_is_a_bare_calls_and_refuses_a_failed_one(tmp_path: Path) -> None:
+    import yaml
+
+    import nmbrs_sim
+    from l1nda_dev.bench.round_trip import round_trip_ms
+    from l1nda_dev.bench.world import simulator_process
+
+    demo = Path(nmbrs_sim.__file__).parent / "scenarios" / "demo.yaml"
+    scenario = tmp_path / "world.json"
+    scenario.write_text(json.dumps(yaml.safe_load(demo.read_text())))
+    user, token = "master-all@demo-accountants.example", "3f1c0e7a9b2d4c6e8f0a1b2c3d4e5f60"
+    with simulator_process(scenario) as sim:
+        sim.admin().set_latency(30)
+        assert 30 <= round_trip_ms(sim.base_url, user, token, calls=5) < 60
+        with pytest.raises(RuntimeError, match="HTTP 500"):
+            round_trip_ms(sim.base_url, user, "0" * 32, calls=1)
+
+
+def test_the_bound_at_the_round_trip_scales_the_latency_bound() -> None:
+    from l1nda_dev.bench.figures import sweep_figures
+
+    raw = {"tokens": 10, "batches": 1, "seconds": 2.0, "plan_seconds": 0.1, "check_seconds": 1.8,
+           "finish_seconds": 0.1, "statements": {}, "rows_written": {}, "peak_rss_mb": 100.0, "outcomes": {},
+           "reach_gained": 0, "reach_lost": 0, "links_activated": 0, "links_failed_over": 0, "links_suspended": 0}
+    figures = sweep_figures(raw, [2] * 320, latency_ms=50, concurrency=32, round_trip_ms=52)
+    assert (figures["bound_seconds"], figures["round_trip_bound_seconds"]) == (1.0, 1.04)
+    assert figures["wall_to_round_trip_bound"] == round(2.0 / 1.04, 3)
+    assert sweep_figures(raw, [2] * 320, latency_ms=50, concurrency=32)["wall_to_round_trip_bound"] is None
