@@ -31,7 +31,7 @@ from lxml import etree
 from zeep.proxy import ServiceProxy
 
 from l1nda_sync.masking import Scrubber
-from l1nda_sync.nmbrs.answer_digest import AnswerMemo
+from l1nda_sync.nmbrs.answer_digest import AnswerMemo, schema_fingerprint
 from l1nda_sync.nmbrs.answers import AnswerReader
 from l1nda_sync.nmbrs.errors import (
     CredentialInvalid,
@@ -107,6 +107,7 @@ class NmbrsClient:
                                         read_timeout=s.nmbrs_read_timeout, pool_size=max(s.nmbrs_max_concurrency, 10))
         self.answers = AnswerReader()
         self._services: dict[str, ServiceProxy] = {}
+        self._schemas: dict[str, bytes] = {}  # service -> the fingerprint of the WSDL it was built from
         self._soap: dict[str, SoapService] = {}
         self._build_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -149,7 +150,7 @@ class NmbrsClient:
             with self._build_lock:
                 soap = self._soap.get(name)
                 if soap is None:
-                    soap = self._soap[name] = SoapService(proxy)
+                    soap = self._soap[name] = SoapService(proxy, self._schemas.get(name, b""))
         return soap
 
     def _build(self, name: str) -> ServiceProxy:
@@ -158,8 +159,9 @@ class NmbrsClient:
         try:
             # strict=True keeps lxml's recover mode off (a cut answer must fail, not read as a shorter list);
             # the AnswerReader makes the schema side tolerant instead.
-            client = zeep.Client(wsdl, transport=self.transport, settings=zeep.Settings(strict=True),
-                                 plugins=[self.answers])
+            with self.transport.recording_loads() as loaded:
+                client = zeep.Client(wsdl, transport=self.transport, settings=zeep.Settings(strict=True),
+                                     plugins=[self.answers])
         except NmbrsError as exc:
             exc.service = exc.service or name
             raise
@@ -172,6 +174,7 @@ class NmbrsClient:
         if binding is None:
             raise UnknownNmbrsError(f"{name}: the WSDL has no {name}Soap binding", service=name, operation="WSDL")
         proxy: ServiceProxy = client.create_service(binding, f"{self.base_url}{name}.asmx")
+        self._schemas[name] = schema_fingerprint(loaded)
         self.build_seconds[name] = time.perf_counter() - started
         log.debug("built the %s client in %.3f s", name, self.build_seconds[name])
         return proxy

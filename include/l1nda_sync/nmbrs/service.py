@@ -44,8 +44,9 @@ class PreparedCall:
 class SoapService:
     """A zeep ServiceProxy's operations, called the fast way; shared by every thread."""
 
-    def __init__(self, proxy: ServiceProxy) -> None:
+    def __init__(self, proxy: ServiceProxy, schema: bytes = b"") -> None:
         self.proxy = proxy
+        self.schema = schema  # the fingerprint of the WSDL the proxy was built from (`answer_digest`)
         self.client = proxy._client
         self.binding = proxy._binding
         self.address: str = proxy._binding_options["address"]
@@ -91,7 +92,7 @@ class SoapService:
             memo.start()  # the call's answer is the last attempt's: nothing from an earlier one survives
         if memo is None or not self._plain(response):
             return self._reply(request.operation, request.operation_obj, response)
-        digest = answer_digest(response.content)
+        digest = answer_digest(response.content, self.schema)
         if digest == memo.known:
             memo.digest, memo.same = digest, True
             return None

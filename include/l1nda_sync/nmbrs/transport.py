@@ -10,7 +10,8 @@ import email.utils
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -315,9 +316,23 @@ class NmbrsTransport(Transport):
     # -- WSDLs ----------------------------------------------------------------------------------------------
     def load(self, url: str) -> bytes:
         if urlparse(url).scheme in ("http", "https"):
-            return self.wsdl_cache.get(url, lambda: self._fetch(url))
-        loaded: bytes = super().load(url)  # type: ignore[no-untyped-call]  # a local file: zeep reads it
+            loaded = self.wsdl_cache.get(url, lambda: self._fetch(url))
+        else:
+            loaded = super().load(url)  # type: ignore[no-untyped-call]  # a local file: zeep reads it
+        recorded: list[bytes] | None = getattr(self._local, "loaded", None)
+        if recorded is not None:
+            recorded.append(loaded)
         return loaded
+
+    @contextmanager
+    def recording_loads(self) -> Iterator[list[bytes]]:
+        """The documents (WSDL, schemas) this thread loads meanwhile, in order: what a service is read by."""
+        recorded: list[bytes] = []
+        self._local.loaded = recorded
+        try:
+            yield recorded
+        finally:
+            self._local.loaded = None
 
     def _fetch(self, url: str) -> bytes:
         shown = url.split("?", 1)[0]

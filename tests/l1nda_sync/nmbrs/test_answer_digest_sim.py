@@ -6,8 +6,10 @@ services' own counters."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -108,6 +110,28 @@ def test_a_single_empty_list_is_read_as_what_it_says(sim, client: NmbrsClient) -
     back = client.probe(MASTER_ALL.creds(first.domain), odd)
     assert records(back) == records(first)
     assert back.answer_digests == first.answer_digests
+
+
+def test_a_new_wsdl_makes_the_stored_digests_miss(sim, make_client, tmp_path: Path) -> None:
+    """Nmbrs added KvkNr to Company before: read by a WSDL without it, the field is dropped. Once the cached WSDL
+    is the new one, the same bytes must be read again (into records with the KvkNr), not taken as known."""
+    url = f"{sim.base_url}CompanyService.asmx?WSDL"
+    field = '<s:element minOccurs="0" maxOccurs="1" name="KvkNr" type="s:string" />'
+    current = requests.get(url, timeout=10).text
+    assert field in current
+    older = make_client(nmbrs_wsdl_cache_dir=str(tmp_path / "older"))
+    cached = older.wsdl_cache.path_for(url)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(current.replace(field, ""))
+    first = older.probe(MASTER_ALL.creds())
+    assert all(c.kvk is None for c in first.companies)
+
+    newer = make_client(nmbrs_wsdl_cache_dir=str(tmp_path / "newer"))
+    again = newer.probe(MASTER_ALL.creds(first.domain), first)
+    assert any(c.kvk for c in again.companies)
+    assert every_field(again) == every_field(newer.probe(MASTER_ALL.creds(first.domain), without_digests(first)))
+    assert again.answer_digests["companies"] != first.answer_digests["companies"]
+    assert again.answer_digests["debtors"] == first.answer_digests["debtors"]  # DebtorService's WSDL is the same
 
 
 def test_a_retried_call_judges_only_its_last_answer(sim, client: NmbrsClient) -> None:
