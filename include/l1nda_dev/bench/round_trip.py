@@ -14,14 +14,14 @@ import statistics
 import time
 from urllib.parse import urlsplit
 
-NAMESPACE = "https://api.nmbrs.nl/soap/v3/DebtorService"
+from nmbrs_sim.catalog import namespace, soap_action
 
 
 def _envelope(username: str, token: str) -> bytes:
     return (
         '<?xml version="1.0" encoding="utf-8"?>'
         '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" '
-        f'xmlns:d="{NAMESPACE}"><soap:Header><d:AuthHeader><d:Username>{username}</d:Username>'
+        f'xmlns:d="{namespace("DebtorService")}"><soap:Header><d:AuthHeader><d:Username>{username}</d:Username>'
         f"<d:Token>{token}</d:Token></d:AuthHeader></soap:Header><soap:Body><d:Environment_Get/></soap:Body>"
         "</soap:Envelope>"
     ).encode()
@@ -31,7 +31,8 @@ def round_trip_ms(base_url: str, username: str, token: str, *, calls: int = 40) 
     """The median wall time of `calls` sequential `Environment_Get` calls (after one to open the connection)."""
     url = urlsplit(f"{base_url}DebtorService.asmx")
     body = _envelope(username, token)
-    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{NAMESPACE}/Environment_Get"'}
+    headers = {"Content-Type": "text/xml; charset=utf-8",
+               "SOAPAction": f'"{soap_action("DebtorService", "Environment_Get")}"'}
     connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
     times: list[float] = []
     try:

@@ -88,15 +88,16 @@ class SoapService:
 
         With a `memo`, a 200 answer gets its digest in it; one whose digest is `memo.known` is not read (None, and
         `memo.same`): see `answer_digest`."""
-        if memo is not None:
-            memo.start()  # the call's answer is the last attempt's: nothing from an earlier one survives
-        if memo is None or not self._plain(response):
+        if memo is None:
+            return self._reply(request.operation, request.operation_obj, response)
+        memo.start()  # the call's answer is the last attempt's: nothing from an earlier one survives
+        if not self._plain(response):  # zeep's own reading (an error, or multipart): no digest
             return self._reply(request.operation, request.operation_obj, response)
         digest = answer_digest(response.content, self.schema)
         if digest == memo.known:
             memo.digest, memo.same = digest, True
             return None
-        read = self._reply(request.operation, request.operation_obj, response)
+        read = self._read_plain(request.operation, request.operation_obj, response)
         memo.digest = digest  # only once it was read without error
         return read
 
@@ -107,9 +108,13 @@ class SoapService:
                     and get_media_type(response.headers.get("Content-Type", "text/xml")) != "multipart/related")
 
     def _reply(self, operation: str, operation_obj: Any, response: Any) -> Any:
-        content = response.content
         if not self._plain(response):
             return self._zeep(self.binding.process_reply(self.client, operation_obj, response))
+        return self._read_plain(operation, operation_obj, response)
+
+    def _read_plain(self, operation: str, operation_obj: Any, response: Any) -> Any:
+        """A `_plain` answer: parsed as zeep parses it, then read by the ResultReader (zeep's code when unusual)."""
+        content = response.content
         try:
             doc = self._parse(content)
         except XMLSyntaxError as exc:  # zeep's own wording (the same exception zeep's process_reply raises)
