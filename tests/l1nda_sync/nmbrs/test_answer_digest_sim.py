@@ -188,3 +188,13 @@ def test_any_world_and_change_give_the_probe_made_without_digests(sim, make_clie
         wall.advance(DAY)
     expected = without.probe(creds(n, OFFICE), without_digests(first))
     assert every_field(with_digests.probe(creds(n, OFFICE), first)) == every_field(expected)
+
+
+def test_a_prepared_call_never_shows_its_token(sim, client: NmbrsClient) -> None:
+    """The envelope carries the token; the request's repr, str and headers do not."""
+    request = client.soap_service("DebtorService").prepare(
+        "List_GetAll", "AuthHeaderWithDomain", {"Username": MASTER_ALL.username, "Token": MASTER_ALL.token,
+                                                "Domain": ENV}, {})
+    assert MASTER_ALL.token.encode() in request.body
+    for shown in (repr(request), str(request), repr(dict(request.headers))):
+        assert MASTER_ALL.token[-8:] not in shown
