@@ -1,7 +1,10 @@
 """The aiohttp application: SOAP endpoints at /soap/v3/<Service>.asmx (WSDL on GET ?WSDL), the REST API at
 /api/, the identity server at /connect/ and /.well-known/openid-configuration, the admin API at /_sim/.
 
-Injected latency is an `asyncio.sleep`, so a waiting call holds no thread.
+Injected latency is an `asyncio.sleep`, so a waiting call holds no thread. An answer is read from the world when
+its request arrives and sent when the latency has passed since then: the simulator's own work on a wave of calls
+that arrived together is hidden inside the latency, as a real server's is inside the network's, instead of queueing
+after it (which made a set 50 ms answer arrive up to 16 ms late under 32 calls in flight).
 """
 
 from __future__ import annotations
@@ -147,20 +150,25 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     delay = plan.delay_s
     if sim.latency_ms or sim.latency_jitter_ms:
         delay += sim.faults.jitter(sim.latency_ms, sim.latency_jitter_ms)
-    if delay > 0:
-        await asyncio.sleep(delay)
     failed = plan.failure not in ANSWERING_KINDS
     try:
         if plan.failure is not None:
+            await _hold(delay)
             return await _failure(request, plan.failure, plan.params, version, sim, soap_request)
         try:
             payload, status = envelope(version, execute(sim.world, soap_request, sim.cache)), 200
             failed = False
         except NmbrsFault as exc:
             payload, status = fault(version, exc.faultstring), 500
+        await _hold(started + delay - time.perf_counter())
         return _soap(version, payload, status)
     finally:
         sim.calls.finish(log_key, time.perf_counter() - started, fault=failed)
+
+
+async def _hold(seconds: float) -> None:
+    if seconds > 0:
+        await asyncio.sleep(seconds)
 
 
 def _soap(version: str, payload: bytes, status: int) -> web.Response:

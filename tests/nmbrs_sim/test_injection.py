@@ -12,7 +12,7 @@ import zeep
 from lxml import etree
 
 from nmbrs_sim.testing import running_simulator
-from tests.nmbrs_sim.conftest import MASTER_ALL, MASTER_HORECA, post, raw_fault
+from tests.nmbrs_sim.conftest import ENV, MASTER_ALL, MASTER_HORECA, post, raw_fault
 
 
 def _ok(sim, who=MASTER_ALL, service="DebtorService", operation="List_GetAll", **kwargs) -> requests.Response:
@@ -135,6 +135,24 @@ def test_latency_holds_no_thread_per_waiting_call(sim) -> None:
     elapsed = time.monotonic() - started
     assert statuses == [200] * 40
     assert elapsed < 6.0, elapsed  # one after another would take 20 s; the bound leaves room for a loaded machine
+
+
+def test_an_answer_is_read_when_its_request_arrives_and_sent_when_the_latency_has_passed(sim) -> None:
+    """A debtor added while a call waits out its latency is not in that call's answer, only in the next one's:
+    the answer is made at arrival and held (so the simulator's own work hides inside the latency)."""
+    sim.admin.set_latency(400)
+    sim.admin.clear_calls()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        waiting = pool.submit(_ok, sim)
+        while sim.admin.call_count(operation="List_GetAll") == 0:
+            assert not waiting.done()
+        sim.admin.add_debtor(ENV, id=990001, number="990001", name="Arrived late BV")
+        held = waiting.result()
+    assert time.monotonic() - started >= 0.4
+    sim.admin.set_latency(0)
+    assert "990001" not in held.text
+    assert "990001" in _ok(sim).text
 
 
 def test_fair_use_slowdown(sim) -> None:
