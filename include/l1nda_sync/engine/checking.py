@@ -88,15 +88,17 @@ class KeysCannotDecrypt(RuntimeError):
 
 
 def load_tokens(cur: Cursor, token_ids: Sequence[int]) -> list[TokenToCheck]:
-    """The tokens (and REST connections) to probe, in id order."""
+    """The tokens (and REST connections) to probe, in the order of `token_ids` (the plan's: heaviest first)."""
     cur.execute(
         """SELECT t.id, t.username, t.domain, t.probe_cache, t.token_ciphertext, t.kind, r.scopes
            FROM tokens t LEFT JOIN rest_connections r ON r.token_id = t.id
-           WHERE t.id = ANY(%s) ORDER BY t.id""",
+           WHERE t.id = ANY(%s)""",
         (list(token_ids),),
     )
+    place = {token_id: n for n, token_id in enumerate(token_ids)}
+    rows = sorted(cur.fetchall(), key=lambda row: place[row[0]])
     return [TokenToCheck(i, user, domain, cache, cipher, kind, None if scopes is None else tuple(scopes))
-            for i, user, domain, cache, cipher, kind, scopes in cur.fetchall()]
+            for i, user, domain, cache, cipher, kind, scopes in rows]
 
 
 def probe_one(

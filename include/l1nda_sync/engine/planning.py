@@ -13,7 +13,7 @@ answers for other tokens, so a customer's real change is told apart from an outa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -56,6 +56,49 @@ class Plan:
 def batched(ids: Sequence[int], size: int) -> tuple[tuple[int, ...], ...]:
     """`ids` in consecutive batches of at most `size`."""
     return tuple(tuple(ids[i : i + size]) for i in range(0, len(ids), size))
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What a token's next probe may cost, as far as the registry knows before asking Nmbrs."""
+
+    token_id: int
+    unprobed_accountant: bool  # an accountant token never probed: its debtors are unknown, and may be hundreds
+    debtors: int  # debtors it reached at its last probe: a mapping refresh asks two calls of each
+
+
+def heaviest_first(workloads: Iterable[Workload]) -> list[int]:
+    """The token ids in the order a run should start them: unprobed accountants, then by debtors reached, most
+    first (ties by id). An accountant's per-debtor calls run only a few at a time, so one started near the end
+    of a run keeps it going with few calls in flight; started first, the cheap tokens fill the slots around it
+    (longest processing time first)."""
+    ordered = sorted(workloads, key=lambda w: (not w.unprobed_accountant, -w.debtors, w.token_id))
+    return [w.token_id for w in ordered]
+
+
+def workloads(cur: Cursor, token_ids: Sequence[int]) -> list[Workload]:
+    """Each token's `Workload`, from its level and the debtors it reaches now (one index look-up each)."""
+    if not token_ids:
+        return []
+    cur.execute(
+        """SELECT t.id, t.level = 'accountant' AND t.probe_cache IS NULL,
+                  (SELECT count(*) FROM reach_debtors r WHERE r.token_id = t.id AND r.lost_at IS NULL)
+           FROM tokens t WHERE t.id = ANY(%s)""",
+        (list(token_ids),),
+    )
+    return [Workload(int(i), bool(unprobed), int(debtors)) for i, unprobed, debtors in cur.fetchall()]
+
+
+def dealt(ordered: Sequence[int], size: int) -> tuple[tuple[int, ...], ...]:
+    """`ordered` dealt round the fewest batches of at most `size`, like cards: each batch gets its share of the
+    heavy tokens and starts with them, so batches take about as long as each other and none ends on a heavy one."""
+    count = -(-len(ordered) // size)
+    return tuple(tuple(ordered[k::count]) for k in range(count))
+
+
+def plan_batches(cur: Cursor, token_ids: Sequence[int], size: int) -> tuple[tuple[int, ...], ...]:
+    """`token_ids` in batches of at most `size`, heaviest first (`heaviest_first`), dealt round (`dealt`)."""
+    return dealt(heaviest_first(workloads(cur, token_ids)), size)
 
 
 def validate_token_ids(cur: Cursor, token_ids: Sequence[object], *, soap_ended: datetime | None = None) -> None:

@@ -23,10 +23,10 @@ from l1nda_sync.engine.checking import KeysCannotDecrypt, Prober, load_tokens, p
 from l1nda_sync.engine.link_rules import LinkChange, LinkState, Reason
 from l1nda_sync.engine.planning import (
     Plan,
-    batched,
     claim_tokens,
     claimed_elsewhere,
     due_tokens,
+    plan_batches,
     release_claims,
     rest_left_out,
     validate_token_ids,
@@ -302,7 +302,7 @@ class SyncEngine:
                 if dry_run:
                     ids = due_tokens(cur, now, token_ids=token_ids, force=force, soap_only=soap_only,
                                      rest_only=rest_only)
-                    return Plan(None, tuple(ids), batched(ids, self.settings.batch_size), skipped,
+                    return Plan(None, tuple(ids), plan_batches(cur, ids, self.settings.batch_size), skipped,
                                 rest_left_out=left_out)
                 # The run's id first (no row yet), so that the claims can name it; the run row is written once.
                 cur.execute("SELECT nextval(pg_get_serial_sequence('runs', 'id'))")
@@ -320,7 +320,8 @@ class SyncEngine:
                 )
                 if rest_only:
                     self._cutover(cur, now, run_id)
-            plan = Plan(run_id, tuple(ids), batched(ids, self.settings.batch_size), skipped, rest_left_out=left_out)
+                batches = plan_batches(cur, ids, self.settings.batch_size)
+            plan = Plan(run_id, tuple(ids), batches, skipped, rest_left_out=left_out)
             if plan.skipped:
                 log.info("%s", plan.skipped_message())
             return plan
