@@ -85,3 +85,22 @@ def test_a_batch_loads_its_tokens_in_the_plans_order(conn: db.Connection) -> Non
         third = _token(cur, "c", "debtor", probed=True)
         loaded = [t.id for t in load_tokens(cur, [second, third, first])]
     assert loaded == [second, third, first]
+
+
+def test_the_engine_plans_heaviest_first_and_a_dry_run_shows_the_same_batches(
+        registry_url: str, conn: db.Connection) -> None:
+    """`SyncEngine.plan` deals its claimed tokens (and a dry run its due ones) heaviest first, each once."""
+    from l1nda_sync.engine.sync import SyncEngine
+    from l1nda_sync.settings import Settings
+
+    with db.transaction(conn) as cur:
+        light = [_token(cur, f"client {n}", "debtor", probed=True, debtors=1) for n in range(3)]
+        office = _token(cur, "office", "accountant", probed=True, debtors=30)
+        new_office = _token(cur, "new office", "accountant", probed=False)
+    engine = SyncEngine(registry_url, settings=Settings(batch_size=2), clock=lambda: NOW)
+    dry = engine.plan(dry_run=True)
+    real = engine.plan()
+    expected = ((new_office, light[1]), (office, light[2]), (light[0],))  # in id order they would be consecutive
+    assert dry.batches == real.batches == expected
+    assert sorted(t for batch in real.batches for t in batch) == sorted(real.token_ids) == sorted([*light, office,
+                                                                                                  new_office])
