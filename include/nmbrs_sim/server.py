@@ -153,23 +153,25 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     delay = plan.delay_s
     if sim.latency_ms or sim.latency_jitter_ms:
         delay += sim.faults.jitter(sim.latency_ms, sim.latency_jitter_ms)
+    due = arrived + delay  # the answer leaves then, however long the simulator took to make it
     failed = plan.failure not in ANSWERING_KINDS
     try:
         if plan.failure is not None:
-            await _hold(delay)
+            await _hold_until(due)
             return await _failure(request, plan.failure, plan.params, version, sim, soap_request)
         try:
             payload, status = envelope(version, execute(sim.world, soap_request, sim.cache)), 200
             failed = False
         except NmbrsFault as exc:
             payload, status = fault(version, exc.faultstring), 500
-        await _hold(arrived + delay - time.perf_counter())
+        await _hold_until(due)
         return _soap(version, payload, status)
     finally:
         sim.calls.finish(log_key, time.perf_counter() - arrived, fault=failed)
 
 
-async def _hold(seconds: float) -> None:
+async def _hold_until(due: float) -> None:
+    seconds = due - time.perf_counter()
     if seconds > 0:
         await asyncio.sleep(seconds)
 

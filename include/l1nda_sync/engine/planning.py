@@ -63,8 +63,8 @@ class Workload:
     """What a token's next probe may cost, as far as the registry knows before asking Nmbrs."""
 
     token_id: int
-    unprobed_accountant: bool  # an accountant token never probed: its debtors are unknown, and may be hundreds
-    debtors: int  # debtors it reached at its last probe: a mapping refresh asks two calls of each
+    unprobed_accountant: bool  # an accountant token never checked: its debtors are unknown, and may be hundreds
+    debtors: int  # debtors it reached at its last probe (a REST connection: at least those it was consented)
 
 
 def heaviest_first(workloads: Iterable[Workload]) -> list[int]:
@@ -77,16 +77,21 @@ def heaviest_first(workloads: Iterable[Workload]) -> list[int]:
 
 
 def workloads(cur: Cursor, token_ids: Sequence[int]) -> list[Workload]:
-    """Each token's `Workload`, from its level and the debtors it reaches now (one index look-up each)."""
-    if not token_ids:
+    """Each token's `Workload`, from its level and the debtors it reaches now (one index look-up each); an id
+    without a row weighs nothing, so that every id given is planned exactly once."""
+    ids = list(dict.fromkeys(token_ids))
+    if not ids:
         return []
     cur.execute(
-        """SELECT t.id, t.level = 'accountant' AND t.probe_cache IS NULL,
-                  (SELECT count(*) FROM reach_debtors r WHERE r.token_id = t.id AND r.lost_at IS NULL)
-           FROM tokens t WHERE t.id = ANY(%s)""",
-        (list(token_ids),),
+        """SELECT t.id, t.level = 'accountant' AND t.probe_cache IS NULL AND t.last_checked_at IS NULL,
+                  GREATEST((SELECT count(*) FROM reach_debtors d WHERE d.token_id = t.id AND d.lost_at IS NULL),
+                           COALESCE(cardinality(r.debtor_ids), 0))
+           FROM tokens t LEFT JOIN rest_connections r ON r.token_id = t.id
+           WHERE t.id = ANY(%s)""",
+        (ids,),
     )
-    return [Workload(int(i), bool(unprobed), int(debtors)) for i, unprobed, debtors in cur.fetchall()]
+    found = {int(i): Workload(int(i), bool(unprobed), int(debtors)) for i, unprobed, debtors in cur.fetchall()}
+    return [found.get(token_id, Workload(token_id, False, 0)) for token_id in ids]
 
 
 def dealt(ordered: Sequence[int], size: int) -> tuple[tuple[int, ...], ...]:

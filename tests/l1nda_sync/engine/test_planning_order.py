@@ -3,6 +3,7 @@ dealt round the batches so that each batch starts with its share of them. Pure, 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -74,6 +75,30 @@ def test_a_run_starts_unprobed_accountants_and_big_offices_first(conn: db.Connec
     assert found[new_office].unprobed_accountant
     assert not found[new_client].unprobed_accountant
     assert batches == ((new_office, client), (big_office, new_client), (office,))
+
+
+def test_a_failing_accountant_a_new_rest_connection_and_an_unknown_id(conn: db.Connection) -> None:
+    """An accountant that was checked but never gave a probe (it keeps failing: about one call) is not "unprobed";
+    a new REST connection weighs the debtors it was consented (its probe asks each); an id without a row is still
+    planned, once."""
+    with db.transaction(conn) as cur:
+        failing = _token(cur, "failing office", "accountant", probed=False)
+        cur.execute("UPDATE tokens SET last_checked_at = %s WHERE id = %s", (NOW, failing))
+        cur.execute("""INSERT INTO tokens (kind, label, level, username, fingerprint, state, next_check_at)
+                       VALUES ('rest_connection', 'rest', 'debtor', 'u@x.nl', 'rest', 'active', %s) RETURNING id""",
+                    (NOW,))
+        rest = int(cur.fetchone()[0])
+        cur.execute("""INSERT INTO rest_connections (token_id, customer_ref, user_id, user_email, debtor_ids)
+                       VALUES (%s, 'REST', %s, 'u@x.nl', %s::uuid[])""",
+                    (rest, str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(3)]))
+        client = _token(cur, "client", "debtor", probed=True, debtors=1)
+        found = {w.token_id: w for w in workloads(cur, [failing, rest, client, 999_999, client])}
+        batches = plan_batches(cur, [failing, rest, client, 999_999], 3)
+    assert found[failing] == Workload(failing, False, 0)
+    assert found[rest] == Workload(rest, False, 3)
+    assert found[999_999] == Workload(999_999, False, 0)
+    assert len(found) == 4
+    assert batches == ((rest, failing), (client, 999_999))
 
 
 def test_a_batch_loads_its_tokens_in_the_plans_order(conn: db.Connection) -> None:
