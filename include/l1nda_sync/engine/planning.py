@@ -53,11 +53,6 @@ class Plan:
                 "ask again once that run finished")
 
 
-def batched(ids: Sequence[int], size: int) -> tuple[tuple[int, ...], ...]:
-    """`ids` in consecutive batches of at most `size`."""
-    return tuple(tuple(ids[i : i + size]) for i in range(0, len(ids), size))
-
-
 @dataclass(frozen=True, slots=True)
 class Workload:
     """What a token's next probe may cost, as far as the registry knows before asking Nmbrs."""
