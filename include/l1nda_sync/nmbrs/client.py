@@ -107,7 +107,7 @@ class NmbrsClient:
                                         read_timeout=s.nmbrs_read_timeout, pool_size=max(s.nmbrs_max_concurrency, 10))
         self.answers = AnswerReader()
         self._services: dict[str, ServiceProxy] = {}
-        self._schemas: dict[str, bytes] = {}  # service -> the fingerprint of the WSDL it was built from
+        self._schemas: dict[str, bytes] = {}  # service -> the fingerprint of its WSDL, set by _build with the proxy
         self._soap: dict[str, SoapService] = {}
         self._build_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -150,7 +150,7 @@ class NmbrsClient:
             with self._build_lock:
                 soap = self._soap.get(name)
                 if soap is None:
-                    soap = self._soap[name] = SoapService(proxy, self._schemas.get(name, b""))
+                    soap = self._soap[name] = SoapService(proxy, self._schemas[name])
         return soap
 
     def _build(self, name: str) -> ServiceProxy:
