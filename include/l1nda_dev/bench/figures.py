@@ -7,7 +7,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-# Issue 10's targets, tightened by issue 22 (sweep / latency bound; CPU per call).
+# Issue 10's targets, tightened by issue 22 (sweep / latency bound, judged at the simulator's measured round
+# trip: `judged_ratio`; CPU per call).
 MAX_BOUND_RATIO = 1.1  # the unchanged sweep
 MAX_CHANGE_BOUND_RATIO = 1.2  # the first sweep and the churn sweep (an accountant's per-debtor calls)
 MAX_REST_BOUND_RATIO = 1.3  # issue 18's, for the unchanged REST sweep
@@ -117,9 +118,22 @@ class Target:
                 "verdict": self.verdict}
 
 
+def judged_ratio(sweep: dict[str, Any]) -> float | None:
+    """The sweep's wall time over the bound a client that spends nothing could reach: calls x the simulator's
+    measured round trip / concurrency. The set latency alone is below that bound (the simulator answers a bare
+    call 1 to 3 ms late, see `round_trip`), so it would charge the simulator's own time to the engine. Without a
+    set latency there is no bound (None); without a measured round trip, the set latency's."""
+    if sweep["wall_to_bound"] is None:
+        return None
+    measured = sweep.get("wall_to_round_trip_bound")
+    return float(sweep["wall_to_bound"] if measured is None else measured)
+
+
 def _ratio_target(key: str, sweep: str, figures: dict[str, Any], limit: float, concurrency: int) -> Target:
-    ratio = figures["sweeps"][sweep]["wall_to_bound"]
-    return Target(key, f"{sweep} sweep / latency bound (concurrency {concurrency})",
+    ratio = judged_ratio(figures["sweeps"][sweep])
+    round_trip = figures.get("machine", {}).get("simulator_round_trip_ms")
+    at = f"the simulator's round trip, {round_trip:.2f} ms" if round_trip else "the set latency"
+    return Target(key, f"{sweep} sweep / latency bound at {at} (concurrency {concurrency})",
                   "n/a (no latency)" if ratio is None else f"{ratio:.2f}x", f"<= {limit}x",
                   None if ratio is None else ratio <= limit)
 
@@ -207,7 +221,7 @@ def table(figures: dict[str, Any]) -> str:
     row("wall / bound", lambda s: num(s["wall_to_bound"], "{:.2f}x"))
     row("check / bound", lambda s: num(s["check_to_bound"], "{:.2f}x"))
     row("bound at the sim's round trip (s)", lambda s: num(s.get("round_trip_bound_seconds"), "{:.2f}"))
-    row("wall / that bound", lambda s: num(s.get("wall_to_round_trip_bound"), "{:.2f}x"))
+    row("wall / that bound (judged)", lambda s: num(s.get("wall_to_round_trip_bound"), "{:.2f}x"))
     row("check CPU (s) / ms per call",
         lambda s: f"{s['check_cpu_seconds']:.2f} / {num(s['cpu_ms_per_call'], '{:.2f}')}")
     row("statements / token", lambda s: num(s["statements_per_token"]))

@@ -110,6 +110,35 @@ def test_issue_22_targets_first_and_churn_within_1_2_unchanged_within_1_1_and_0_
     assert passed["peak_rss"] == "PASS"
 
 
+def test_a_ratio_is_judged_at_the_simulators_round_trip_when_it_was_measured() -> None:
+    from l1nda_dev.bench.figures import judge_targets, judged_ratio, sweep_figures
+
+    # The set latency's 1.15x misses 1.1x; at the measured round trip (52 ms for 50 set) it is 1.106x: still a miss.
+    raw = {"tokens": 160, "batches": 2, "seconds": 1.15, "plan_seconds": 0.05, "check_seconds": 1.0,
+           "finish_seconds": 0.1, "statements": {}, "rows_written": {}, "check_cpu_seconds": 0.1,
+           "peak_rss_mb": 100.0, "outcomes": {}, "reach_gained": 0, "reach_lost": 0, "links_activated": 0,
+           "links_failed_over": 0, "links_suspended": 0}
+    at_52 = sweep_figures(raw, [2] * 320, latency_ms=50, concurrency=32, round_trip_ms=52)
+    assert (at_52["wall_to_bound"], judged_ratio(at_52)) == (1.15, 1.106)
+    at_53 = sweep_figures(raw, [2] * 320, latency_ms=50, concurrency=32, round_trip_ms=53)
+    assert judged_ratio(at_53) == 1.085
+    # Not measured: the set latency's bound. No latency: no bound, whatever the round trip.
+    assert judged_ratio(sweep_figures(raw, [2] * 320, latency_ms=50, concurrency=32)) == 1.15
+    assert judged_ratio(sweep_figures(raw, [2] * 320, latency_ms=0, concurrency=32, round_trip_ms=1.2)) is None
+
+    def verdict(sweep: dict) -> tuple[str, str]:
+        figures = {"sweeps": {"first": sweep, "unchanged": sweep, "churn": sweep},
+                   "machine": {"simulator_round_trip_ms": 53.0},
+                   "task_instances_per_sweep": {"computed": 26}, "world": {"tokens": 160, "companies": 100},
+                   "churn": {"share": 0.01}, "reconcile_seconds": 1.0, "peak_rss_mb": 120.0}
+        target = next(t for t in judge_targets(figures, concurrency=32) if t.key == "bound_ratio")
+        return target.verdict, target.name
+
+    assert verdict(at_52)[0] == "MISS"
+    assert verdict(at_53) == ("PASS", "unchanged sweep / latency bound at the simulator's round trip, 53.00 ms "
+                                      "(concurrency 32)")
+
+
 def test_task_instance_limit_scales_with_the_world() -> None:
     from l1nda_dev.bench.figures import max_task_instances
 
