@@ -134,7 +134,7 @@ def _ratio_target(key: str, sweep: str, figures: dict[str, Any], limit: float, c
     round_trip = figures.get("machine", {}).get("simulator_round_trip_ms")
     at = f"the simulator's round trip, {round_trip:.2f} ms" if round_trip else "the set latency"
     return Target(key, f"{sweep} sweep / latency bound at {at} (concurrency {concurrency})",
-                  "n/a (no latency)" if ratio is None else f"{ratio:.2f}x", f"<= {limit}x",
+                  "n/a (no latency)" if ratio is None else f"{ratio:.3f}x", f"<= {limit}x",
                   None if ratio is None else ratio <= limit)
 
 
@@ -221,7 +221,7 @@ def table(figures: dict[str, Any]) -> str:
     row("wall / bound", lambda s: num(s["wall_to_bound"], "{:.2f}x"))
     row("check / bound", lambda s: num(s["check_to_bound"], "{:.2f}x"))
     row("bound at the sim's round trip (s)", lambda s: num(s.get("round_trip_bound_seconds"), "{:.2f}"))
-    row("wall / that bound (judged)", lambda s: num(s.get("wall_to_round_trip_bound"), "{:.2f}x"))
+    row("wall / that bound (judged)", lambda s: num(s.get("wall_to_round_trip_bound"), "{:.3f}x"))
     row("check CPU (s) / ms per call",
         lambda s: f"{s['check_cpu_seconds']:.2f} / {num(s['cpu_ms_per_call'], '{:.2f}')}")
     row("statements / token", lambda s: num(s["statements_per_token"]))

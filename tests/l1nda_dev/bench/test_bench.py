@@ -132,11 +132,11 @@ def test_a_ratio_is_judged_at_the_simulators_round_trip_when_it_was_measured() -
                    "task_instances_per_sweep": {"computed": 26}, "world": {"tokens": 160, "companies": 100},
                    "churn": {"share": 0.01}, "reconcile_seconds": 1.0, "peak_rss_mb": 120.0}
         target = next(t for t in judge_targets(figures, concurrency=32) if t.key == "bound_ratio")
-        return target.verdict, target.name
+        return target.verdict, target.name, target.measured
 
-    assert verdict(at_52)[0] == "MISS"
+    assert verdict(at_52)[0::2] == ("MISS", "1.106x")  # three decimals: a miss never reads "1.10x"
     assert verdict(at_53) == ("PASS", "unchanged sweep / latency bound at the simulator's round trip, 53.00 ms "
-                                      "(concurrency 32)")
+                                      "(concurrency 32)", "1.085x")
 
 
 def test_task_instance_limit_scales_with_the_world() -> None:
