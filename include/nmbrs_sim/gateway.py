@@ -3,13 +3,13 @@ failures (by service, operation, path and login), like the API gateway in front 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from nmbrs_sim.http_faults import drop_connection, proxy_answer
+from nmbrs_sim.latency import arrive, hold_until
 from nmbrs_sim.rest_errors import ApiError
 from nmbrs_sim.simulator import Simulator
 
@@ -18,24 +18,30 @@ Answer = Callable[[], Awaitable[web.StreamResponse]]
 
 async def gated(request: web.Request, sim: Simulator, service: str, operation: str, username: str,
                 answer: Answer) -> web.StreamResponse:
-    """Count the call, apply the fault plan, else answer; 4xx/5xx answers count as faults in the call log."""
-    started = time.perf_counter()
+    """Count the call, apply the fault plan, else answer; 4xx/5xx answers count as faults in the call log. The
+    answer is made when the call arrives and leaves once its latency has passed since then (`latency`)."""
+    arrived = await arrive()
     key = sim.calls.start(service, operation, username)
     plan = sim.faults.plan(service, operation, username, path=request.path)
     delay = plan.delay_s
     if sim.latency_ms or sim.latency_jitter_ms:
         delay += sim.faults.jitter(sim.latency_ms, sim.latency_jitter_ms)
-    if delay > 0:
-        await asyncio.sleep(delay)
+    due = arrived + delay
     failed = True
     try:
         if plan.failure is not None:
+            await hold_until(due)
             return await _failure(request, plan.failure, plan.params)
-        response = await answer()
+        try:
+            response = await answer()
+        except Exception:  # an answer raised as an HTTP exception leaves on time too
+            await hold_until(due)
+            raise
+        await hold_until(due)
         failed = response.status >= 400
         return response
     finally:
-        sim.calls.finish(key, time.perf_counter() - started, fault=failed)
+        sim.calls.finish(key, time.perf_counter() - arrived, fault=failed)
 
 
 async def _failure(request: web.Request, kind: str, params: dict[str, float]) -> web.StreamResponse:

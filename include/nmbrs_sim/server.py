@@ -24,6 +24,7 @@ from nmbrs_sim.errors import FAULT_TEXTS, SERVER_PREFIX, ClientFault, NmbrsFault
 from nmbrs_sim.http_faults import HTML, STOPPING_KEY, drop_connection, proxy_answer
 from nmbrs_sim.identity import add_identity_routes
 from nmbrs_sim.injection import ANSWERING_KINDS, param
+from nmbrs_sim.latency import arrive, hold_until
 from nmbrs_sim.operations import execute
 from nmbrs_sim.rest_admin_api import add_rest_admin_routes
 from nmbrs_sim.rest_api import add_rest_routes
@@ -117,10 +118,7 @@ def _get_page(request: web.Request, service: str) -> web.Response:
 
 
 async def handle_soap(request: web.Request) -> web.StreamResponse:
-    arrived = time.perf_counter()
-    # Calls that arrived together take their arrival times before any of them is worked on, so that the time
-    # this one event loop spends on the others does not count against this call's latency.
-    await asyncio.sleep(0)
+    arrived = await arrive()  # the latency runs from here (`latency`)
     service = service_for_path(request.path)
     if service is None:
         return _unknown_path(request)
@@ -157,23 +155,17 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     failed = plan.failure not in ANSWERING_KINDS
     try:
         if plan.failure is not None:
-            await _hold_until(due)
+            await hold_until(due)
             return await _failure(request, plan.failure, plan.params, version, sim, soap_request)
         try:
             payload, status = envelope(version, execute(sim.world, soap_request, sim.cache)), 200
             failed = False
         except NmbrsFault as exc:
             payload, status = fault(version, exc.faultstring), 500
-        await _hold_until(due)
+        await hold_until(due)
         return _soap(version, payload, status)
     finally:
         sim.calls.finish(log_key, time.perf_counter() - arrived, fault=failed)
-
-
-async def _hold_until(due: float) -> None:
-    seconds = due - time.perf_counter()
-    if seconds > 0:
-        await asyncio.sleep(seconds)
 
 
 def _soap(version: str, payload: bytes, status: int) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -44,6 +45,26 @@ def test_too_many_calls_with_and_without_retry_after(sim, flow: Flow, business: 
     check_error(with_header, 429, 42908)
     assert with_header.headers["Retry-After"] == "7"
     assert flow.api("/api/debtors", business).status_code == 200  # count used up
+
+
+def test_a_rest_answer_is_made_when_its_request_arrives_and_sent_when_the_latency_has_passed(
+        sim, flow: Flow, business: str) -> None:
+    """A company ended while a call waits out its latency is still in that call's answer, not in the next one's:
+    REST answers are made at arrival and held, as SOAP answers are (the simulator's own work hides inside the
+    latency instead of queueing after it)."""
+    sim.admin.set_latency(400)
+    sim.admin.clear_calls()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        waiting = pool.submit(flow.api, "/api/companies", business)
+        while sim.admin.call_count(operation="getCompanies") == 0:
+            assert not waiting.done()
+        sim.admin.end_company(60102)
+        held = waiting.result()
+    assert time.monotonic() - started >= 0.4
+    sim.admin.set_latency(0)
+    assert [c["number"] for c in held.json()["data"]] == ["1", "2"]
+    assert [c["number"] for c in flow.api("/api/companies", business).json()["data"]] == ["1"]
 
 
 def test_quota_exceeded_by_operation(sim, flow: Flow, business: str) -> None:
