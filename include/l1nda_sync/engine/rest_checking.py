@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from l1nda_sync.engine.outcomes import outcome_of
-from l1nda_sync.engine.rest_resolution import resolve, same_reach
+from l1nda_sync.engine.rest_resolution import resolve, resolve_known, same_reach
 from l1nda_sync.engine.token_state import Outcome, StatePolicy, is_sharp_drop
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from l1nda_sync.engine.checking import CheckRecord, TokenToCheck
     from l1nda_sync.masking import Secret
+    from l1nda_sync.nmbrs.records import Probe
     from l1nda_sync.nmbrs.rest.config import RestApp
     from l1nda_sync.nmbrs.rest.grants import GrantStore
     from l1nda_sync.nmbrs.rest.records import RestCredentials, RestReach
@@ -112,11 +113,31 @@ def finish_rest(cur: Cursor, records: Sequence[CheckRecord], tokens: Sequence[To
     and judge it as a SOAP probe is judged (unchanged, reach drop). A resolution that fails (a SOAP id out of
     range, ...) is rolled back to its savepoint and stored as `unknown`: the connection's state stays."""
     by_id = {t.id: t for t in tokens}
-    return [_finish_one(cur, r, by_id[r.token_id], policy) if r.rest_reach is not None else r for r in records]
+    settled = _settled(cur, [r for r in records if r.rest_reach is not None])
+    return [r if r.rest_reach is None else _judged(r, by_id[r.token_id], settled[r.token_id], policy)
+            if r.token_id in settled else _finish_one(cur, r, by_id[r.token_id], policy) for r in records]
+
+
+def _settled(cur: Cursor, probed: Sequence[CheckRecord]) -> dict[int, Probe]:
+    """The probes of the connections whose every company and debtor is known and decided, resolved for the whole
+    batch at once (`resolve_known`): a handful of statements instead of a few per connection. Should that fail,
+    nothing of it stays and every connection is resolved on its own, under its own savepoint."""
+    if not probed:
+        return {}
+    cur.execute("SAVEPOINT rest_known")
+    try:
+        settled = resolve_known(cur, [(r.token_id, r.rest_reach, r.checked_at) for r in probed
+                                      if r.rest_reach is not None])
+    except Exception as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT rest_known")
+        log.warning("REST connections: their known companies could not be resolved together (%s); resolving "
+                    "each on its own", type(exc).__name__)
+        return {}
+    cur.execute("RELEASE SAVEPOINT rest_known")
+    return settled
 
 
 def _finish_one(cur: Cursor, record: CheckRecord, token: TokenToCheck, policy: StatePolicy) -> CheckRecord:
-    from l1nda_sync.nmbrs.records import Probe
 
     reach = record.rest_reach
     assert reach is not None
@@ -129,6 +150,13 @@ def _finish_one(cur: Cursor, record: CheckRecord, token: TokenToCheck, policy: S
         return replace(record, outcome=Outcome.UNKNOWN, detail=f"resolving REST ids: {type(exc).__name__}: {exc}"
                        [:500], rest_reach=None, debtors=None, companies=None)
     cur.execute("RELEASE SAVEPOINT rest_resolution")
+    return _judged(record, token, probe, policy)
+
+
+def _judged(record: CheckRecord, token: TokenToCheck, probe: Probe, policy: StatePolicy) -> CheckRecord:
+    """A resolved REST probe judged as a SOAP probe is: unchanged, or a sharp reach drop to confirm."""
+    from l1nda_sync.nmbrs.records import Probe
+
     previous = Probe.from_dict(token.probe_cache) if token.probe_cache else None
     unchanged = same_reach(probe, previous)
     outcome, detail = Outcome.VALID, None

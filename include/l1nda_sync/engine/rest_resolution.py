@@ -24,7 +24,7 @@ caller's transaction (the one that stores the check, so a dry run writes nothing
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -175,6 +175,30 @@ def resolve(cur: Cursor, token_id: int, reach: RestReach, *, at: datetime) -> Pr
                                 debtor_number)
         keys[c.uuid] = _apply(cur, seen, known.get(c.uuid), verdict, taken.setdefault("company", set()))
     return build_probe(reach, keys, at=at)
+
+
+def resolve_known(cur: Cursor, probes: Sequence[tuple[int, RestReach, datetime]]) -> dict[int, Probe]:
+    """`resolve` for many connections at once (token id, reach, when it was seen), with two statements for them
+    all: the probes of those whose every entity is known and decided (a connection's usual check), by token id;
+    the others are absent, for `resolve`. Their entities are refreshed once each, in UUID order."""
+    from l1nda_sync.registry import rest_entities as store
+
+    known = store.lookup(cur, [u for _, reach, _ in probes for u in _uuids(reach)])
+    settled: dict[int, Probe] = {}
+    seen: dict[str, SeenEntity] = {}
+    for token_id, reach, at in probes:
+        found = {u: known.get(u) for u in _uuids(reach)}
+        entities = {u: e for u, e in found.items() if e is not None and e.match in DECIDED}
+        if len(entities) < len(found):
+            continue
+        settled[token_id] = build_probe(reach, {u: e.key for u, e in entities.items()}, at=at)
+        seen.update((e.uuid, _seen_of(e, reach)) for e in entities.values())
+    store.mark_seen(cur, [seen[u] for u in sorted(seen)])
+    return settled
+
+
+def _uuids(reach: RestReach) -> list[str]:
+    return [*(d.uuid for d in reach.debtors), *(c.uuid for c in reach.companies)]
 
 
 def _taken(cur: Cursor) -> dict[str, set[int]]:
