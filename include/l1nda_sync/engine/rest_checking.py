@@ -119,8 +119,8 @@ def finish_rest(cur: Cursor, records: Sequence[CheckRecord], tokens: Sequence[To
 
 
 def _settled(cur: Cursor, probed: Sequence[CheckRecord]) -> dict[int, Probe]:
-    """The probes of the connections whose every company and debtor is known and decided, resolved for the whole
-    batch at once (`resolve_known`): a handful of statements instead of a few per connection. Should that fail,
+    """The probes of the connections whose every company and debtor is known and stays as stored, resolved for the
+    whole batch at once (`resolve_known`): a handful of statements instead of ten per connection. Should that fail,
     nothing of it stays and every connection is resolved on its own, under its own savepoint."""
     if not probed:
         return {}

@@ -148,6 +148,65 @@ def load_candidates(cur: Cursor, token_id: int, reach: RestReach) -> Candidates:
     return Candidates(customer, companies, debtors, linked_companies, linked_debtors)
 
 
+def load_candidates_many(cur: Cursor, wanted: Sequence[tuple[int, RestReach]]) -> dict[int, Candidates]:
+    """`load_candidates` of many connections (token id, reach) with six statements for them all: each connection's
+    candidates are the rows of the batch's reads that its own customer's links and debtor numbers select."""
+    ids = sorted({token_id for token_id, _ in wanted})
+    cur.execute("SELECT token_id, customer_ref, upper(btrim(customer_ref)) FROM rest_connections "
+                "WHERE token_id = ANY(%s)", (ids,))
+    customer = {int(t): (str(ref), str(key)) for t, ref, key in cur.fetchall()}
+    keys = sorted({customer.get(t, ("", ""))[1] for t in ids})  # no row: customer "" (as `load_candidates`)
+    cur.execute("""SELECT upper(btrim(l.customer_ref)), l.company_id, l.debtor_id FROM links l
+                   WHERE l.wanted AND upper(btrim(l.customer_ref)) = ANY(%s)""", (keys,))
+    links: dict[str, list[tuple[int, int | None]]] = {}
+    for key, company, debtor in cur.fetchall():
+        links.setdefault(str(key), []).append((int(company), None if debtor is None else int(debtor)))
+    every_company = sorted({c for rows in links.values() for c, _ in rows})
+    cur.execute(
+        """SELECT DISTINCT rc.company_id, rc.debtor_id FROM reach_companies rc JOIN tokens t ON t.id = rc.token_id
+           WHERE t.kind = 'soap_token' AND rc.company_id = ANY(%s) AND rc.debtor_id IS NOT NULL""",
+        (every_company,),
+    )
+    debtors_of: dict[int, set[int]] = {}
+    for company, debtor in cur.fetchall():
+        debtors_of.setdefault(int(company), set()).add(int(debtor))
+    scope: dict[int, tuple[str, frozenset[int], frozenset[int], frozenset[str]]] = {}
+    for token_id, reach in wanted:
+        ref, key = customer.get(token_id, ("", ""))
+        rows = links.get(key, [])
+        companies = frozenset(c for c, _ in rows)
+        debtors = frozenset({d for c in companies for d in debtors_of.get(c, ())}
+                            | {d for _, d in rows if d is not None})
+        numbers = frozenset(n for n in (number_key(d.number) for d in reach.debtors) if n is not None)
+        scope[token_id] = (ref, companies, debtors, numbers)
+    every_number = sorted({n for _, _, _, numbers in scope.values() for n in numbers})
+    cur.execute(
+        """SELECT DISTINCT rc.company_id, rc.number, rd.number, rc.name, btrim(rd.number)
+           FROM reach_companies rc JOIN tokens t ON t.id = rc.token_id AND t.kind = 'soap_token'
+           JOIN reach_debtors rd ON rd.token_id = rc.token_id AND rd.debtor_id = rc.debtor_id
+           WHERE rc.lost_at IS NULL AND t.removed_at IS NULL AND btrim(rd.number) = ANY(%s)
+             AND rc.company_id = ANY(%s)""",
+        (every_number, every_company),
+    )
+    company_rows = [(SoapCompany(int(i), n, dn, name), int(i), str(key)) for i, n, dn, name, key in cur.fetchall()]
+    cur.execute(
+        """SELECT DISTINCT rd.debtor_id, rd.number, rd.name, btrim(rd.number)
+           FROM reach_debtors rd JOIN tokens t ON t.id = rd.token_id AND t.kind = 'soap_token'
+           WHERE rd.lost_at IS NULL AND t.removed_at IS NULL AND btrim(rd.number) = ANY(%s)
+             AND rd.debtor_id = ANY(%s)""",
+        (every_number, sorted({d for _, _, debtors, _ in scope.values() for d in debtors})),
+    )
+    debtor_rows = [(SoapDebtor(int(i), n, name), int(i), str(key)) for i, n, name, key in cur.fetchall()]
+    return {
+        token_id: Candidates(
+            ref,
+            tuple(c for c, i, key in company_rows if i in companies and key in numbers),
+            tuple(d for d, i, key in debtor_rows if i in debtors and key in numbers),
+            companies, debtors)
+        for token_id, (ref, companies, debtors, numbers) in scope.items()
+    }
+
+
 # -- resolution (I/O in the caller's transaction) -------------------------------------------------------------
 def resolve(cur: Cursor, token_id: int, reach: RestReach, *, at: datetime) -> Probe:
     """The probe of a REST connection with L1NDA keys, every entity of `reach` stored in rest_entities. When every
@@ -178,23 +237,58 @@ def resolve(cur: Cursor, token_id: int, reach: RestReach, *, at: datetime) -> Pr
 
 
 def resolve_known(cur: Cursor, probes: Sequence[tuple[int, RestReach, datetime]]) -> dict[int, Probe]:
-    """`resolve` for many connections at once (token id, reach, when it was seen), with two statements for them
-    all: the probes of those whose every entity is known and decided (a connection's usual check), by token id;
-    the others are absent, for `resolve`. Their entities are refreshed once each, in UUID order."""
+    """`resolve` for many connections at once (token id, reach, when it was seen), with a constant number of
+    statements for them all: the probes of those whose every entity is known and either decided (a connection's
+    usual check) or still open and kept as it is (its candidates unchanged), by token id. The others (an entity
+    never seen, a decision to store) are absent, for `resolve`. Their entities are refreshed once each, in UUID
+    order."""
     from l1nda_sync.registry import rest_entities as store
 
     known = store.lookup(cur, [u for _, reach, _ in probes for u in _uuids(reach)])
     settled: dict[int, Probe] = {}
     seen: dict[str, SeenEntity] = {}
-    for token_id, reach, at in probes:
-        found = {u: known.get(u) for u in _uuids(reach)}
-        entities = {u: e for u, e in found.items() if e is not None and e.match in DECIDED}
-        if len(entities) < len(found):
-            continue
+    still_open: list[tuple[int, RestReach, datetime, dict[str, RestEntity]]] = []
+
+    def settle(token_id: int, reach: RestReach, at: datetime, entities: dict[str, RestEntity]) -> None:
         settled[token_id] = build_probe(reach, {u: e.key for u, e in entities.items()}, at=at)
         seen.update((e.uuid, _seen_of(e, reach)) for e in entities.values())
+
+    for token_id, reach, at in probes:
+        found = {u: known.get(u) for u in _uuids(reach)}
+        entities = {u: e for u, e in found.items() if e is not None}
+        if len(entities) < len(found):
+            continue  # never seen: `resolve` stores it
+        if all(e.match in DECIDED for e in entities.values()):
+            settle(token_id, reach, at, entities)
+        else:
+            still_open.append((token_id, reach, at, entities))
+    if still_open:  # decided again on every check: kept as they are unless their candidates changed
+        candidates = load_candidates_many(cur, [(token_id, reach) for token_id, reach, _, _ in still_open])
+        taken = _taken(cur)
+        for token_id, reach, at, entities in still_open:
+            if _all_kept(reach, entities, candidates[token_id], taken):
+                settle(token_id, reach, at, entities)
     store.mark_seen(cur, [seen[u] for u in sorted(seen)])
     return settled
+
+
+def _all_kept(reach: RestReach, stored: Mapping[str, RestEntity], found: Candidates,
+              taken: Mapping[str, set[int]]) -> bool:
+    """Whether `resolve` would keep every entity of `reach` as stored (`decide` KEEP), writing nothing. The SOAP
+    ids taken are read before any other connection of the batch writes: as they only grow, a keep here is a keep
+    after those writes too, and anything else is left to `resolve`."""
+    debtor_of = {d.uuid: d for d in reach.debtors}
+    for d in reach.debtors:
+        verdict = match_debtor(RestDebtor(d.uuid, d.number, d.name), found.debtors, found.linked_debtors)
+        if decide(stored[d.uuid], verdict, taken=taken.get("debtor", set())).step is not Step.KEEP:
+            return False
+    for c in reach.companies:
+        owner = debtor_of.get(c.debtor_uuid)
+        verdict = match_company(RestCompany(c.uuid, c.number, owner.number if owner is not None else None, c.name),
+                                found.companies, found.linked_companies)
+        if decide(stored[c.uuid], verdict, taken=taken.get("company", set())).step is not Step.KEEP:
+            return False
+    return True
 
 
 def _uuids(reach: RestReach) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from l1nda_sync.engine.checking import CheckRecord, TokenToCheck
 from l1nda_sync.engine.rest_checking import finish_rest
-from l1nda_sync.engine.rest_resolution import resolve, resolve_known
+from l1nda_sync.engine.rest_resolution import load_candidates, load_candidates_many, resolve, resolve_known
 from l1nda_sync.engine.token_state import Outcome, StatePolicy
 from l1nda_sync.nmbrs.rest.records import RestCompany, RestDebtor, RestReach
 from l1nda_sync.registry import db
@@ -43,12 +43,13 @@ def conn(registry_url: str) -> Iterator[db.Connection]:
     c.close()
 
 
-def rest_connection(cur: db.Cursor, label: str) -> int:
+def rest_connection(cur: db.Cursor, label: str, customer: str | None = "MINE") -> int:
     cur.execute("""INSERT INTO tokens (kind, label, level, username, fingerprint, state)
                    VALUES ('rest_connection', %s, 'debtor', 'u@x.nl', %s, 'active') RETURNING id""", (label, label))
     token_id = int(cur.fetchone()[0])
-    cur.execute("INSERT INTO rest_connections (token_id, customer_ref, user_id, user_email) "
-                "VALUES (%s, 'MINE', %s, 'u@x.nl')", (token_id, str(uuid.uuid4())))
+    if customer is not None:
+        cur.execute("INSERT INTO rest_connections (token_id, customer_ref, user_id, user_email) "
+                    "VALUES (%s, %s, %s, 'u@x.nl')", (token_id, customer, str(uuid.uuid4())))
     return token_id
 
 
@@ -124,3 +125,65 @@ def test_a_bulk_read_that_fails_falls_back_to_one_connection_at_a_time(conn: db.
     assert [[c["id"] for c in r.probe["companies"]] if r.probe else None for r in finished] == [[70001], None,
                                                                                                  [70001]]
     assert entities == 2, "nothing of the failed reads was written"
+
+
+def test_a_batchs_candidates_are_each_connections_own(conn: db.Connection, known: list[int]) -> None:
+    """Read for many connections at once, each connection's candidates are what `load_candidates` reads for it
+    alone: its own customer's links (case and spaces aside), its own debtor numbers, nothing for no customer."""
+    with db.transaction(conn) as cur:
+        cur.execute("""INSERT INTO reach_debtors (token_id, debtor_id, number, name)
+                       SELECT token_id, 3002, ' 2 ', 'Bistro' FROM reach_debtors WHERE debtor_id = 3001""")
+        cur.execute("""INSERT INTO reach_companies (token_id, company_id, debtor_id, number, name)
+                       SELECT token_id, 70002, 3002, 1, 'Bistro B.V.' FROM reach_debtors WHERE debtor_id = 3001""")
+        cur.execute("INSERT INTO links (customer_ref, company_id, debtor_id, state) "
+                    "VALUES ('bistro ', 70002, 3002, 'pending')")
+        bistro = rest_connection(cur, "bistro", " BISTRO")
+        nobody = rest_connection(cur, "no customer", None)
+        two = RestReach((RestDebtor(DEBTOR, "1", "Eetcafe"), RestDebtor(str(uuid.uuid4()), "2", "Bistro")), (),
+                        None, 2)
+        wanted = [(known[0], reach()), (known[1], two), (bistro, two), (nobody, reach())]
+        together = load_candidates_many(cur, wanted)
+        alone = {token_id: load_candidates(cur, token_id, r) for token_id, r in wanted}
+    assert set(together) == set(alone)
+    for token_id, candidates in together.items():
+        single = alone[token_id]
+        assert (candidates.customer_ref, candidates.linked_companies, candidates.linked_debtors) == \
+            (single.customer_ref, single.linked_companies, single.linked_debtors), token_id
+        assert (sorted(candidates.companies), sorted(candidates.debtors)) == \
+            (sorted(single.companies), sorted(single.debtors)), token_id
+    assert [c.id for c in together[bistro].companies] == [70002]
+    assert [c.id for c in together[known[1]].companies] == [70001]
+    assert together[nobody].companies == together[nobody].debtors == ()
+
+
+def test_an_open_company_kept_as_it_is_resolves_together_and_a_changed_one_alone(conn: db.Connection,
+                                                                              known: list[int]) -> None:
+    """Unmatched (no link of the customer names it) it is decided again on every check: kept when its candidates
+    did not change, so the batch resolves it as `resolve` would, with no statement per connection; once the
+    customer links its SOAP company, `resolve` gets it and gives it the SOAP id."""
+    other = str(uuid.uuid4())
+    unlinked = RestReach((RestDebtor(other, "7", "Kapsalon"),), (RestCompany(str(uuid.uuid4()), "1", "Kapsalon B.V.",
+                                                                            other),), None, 2)
+    with db.transaction(conn) as cur:
+        cur.execute("INSERT INTO reach_debtors (token_id, debtor_id, number, name) "
+                    "SELECT token_id, 3007, '7', 'Kapsalon' FROM reach_debtors WHERE debtor_id = 3001")
+        cur.execute("""INSERT INTO reach_companies (token_id, company_id, debtor_id, number, name)
+                       SELECT token_id, 70007, 3007, 1, 'Kapsalon B.V.' FROM reach_debtors WHERE debtor_id = 3001""")
+        first = resolve(cur, known[4], unlinked, at=AT)
+        assert all(c.id < 0 for c in first.companies)
+        cur.execute("SAVEPOINT alone")
+        alone = resolve(cur, known[5], unlinked, at=AT)
+        cur.execute("ROLLBACK TO SAVEPOINT alone")
+    counts = []
+    for many in (1, 2):
+        Counting.statements = 0
+        with conn, conn.cursor(cursor_factory=Counting) as cur:
+            together = resolve_known(cur, [(known[5 - n], unlinked, AT) for n in range(many)])
+        counts.append(Counting.statements)
+        assert together[known[5]] == alone
+    assert counts[0] == counts[1]
+    with db.transaction(conn) as cur:
+        cur.execute("INSERT INTO links (customer_ref, company_id, state) VALUES ('MINE', 70007, 'pending')")
+        assert resolve_known(cur, [(known[5], unlinked, AT)]) == {}
+        promoted = resolve(cur, known[5], unlinked, at=AT)
+    assert [c.id for c in promoted.companies] == [70007]
