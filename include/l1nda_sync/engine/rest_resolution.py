@@ -248,6 +248,7 @@ def resolve_known(cur: Cursor, probes: Sequence[tuple[int, RestReach, datetime]]
     settled: dict[int, Probe] = {}
     seen: dict[str, SeenEntity] = {}
     still_open: list[tuple[int, RestReach, datetime, dict[str, RestEntity]]] = []
+    left: set[str] = set()  # the UUIDs of the connections left to `resolve`, which may write them
 
     def settle(token_id: int, reach: RestReach, at: datetime, entities: dict[str, RestEntity]) -> None:
         settled[token_id] = build_probe(reach, {u: e.key for u, e in entities.items()}, at=at)
@@ -257,7 +258,8 @@ def resolve_known(cur: Cursor, probes: Sequence[tuple[int, RestReach, datetime]]
         found = {u: known.get(u) for u in _uuids(reach)}
         entities = {u: e for u, e in found.items() if e is not None}
         if len(entities) < len(found):
-            continue  # never seen: `resolve` stores it
+            left.update(found)  # never seen: `resolve` stores it
+            continue
         if all(e.match in DECIDED for e in entities.values()):
             settle(token_id, reach, at, entities)
         else:
@@ -265,10 +267,33 @@ def resolve_known(cur: Cursor, probes: Sequence[tuple[int, RestReach, datetime]]
     if still_open:  # decided again on every check: kept as they are unless their candidates changed
         candidates = load_candidates_many(cur, [(token_id, reach) for token_id, reach, _, _ in still_open])
         taken = _taken(cur)
-        for token_id, reach, at, entities in still_open:
-            if _all_kept(reach, entities, candidates[token_id], taken):
-                settle(token_id, reach, at, entities)
+        kept = []
+        for item in still_open:
+            if _all_kept(item[1], item[3], candidates[item[0]], taken):
+                kept.append(item)
+            else:
+                left.update(_uuids(item[1]))
+        for token_id, reach, at, entities in _apart_from(kept, left):
+            settle(token_id, reach, at, entities)
     store.mark_seen(cur, [seen[u] for u in sorted(seen)])
+    return settled
+
+
+def _apart_from(kept: list[tuple[int, RestReach, datetime, dict[str, RestEntity]]], left: set[str]
+                ) -> list[tuple[int, RestReach, datetime, dict[str, RestEntity]]]:
+    """The kept connections that share no open entity with a connection left to `resolve`. `resolve` may store a
+    new decision for an open entity (a promotion under another customer's links), which a connection reaching it
+    too must then see, as it would one by one; a decided entity is never rewritten, so sharing one is safe. Each
+    connection dropped here goes to `resolve` as well, so the UUIDs it reaches join `left` until nothing moves."""
+    settled = list(kept)
+    moved = True
+    while moved:
+        moved = False
+        for item in list(settled):
+            if any(e.match not in DECIDED and u in left for u, e in item[3].items()):
+                settled.remove(item)
+                left.update(_uuids(item[1]))
+                moved = True
     return settled
 
 

@@ -187,3 +187,43 @@ def test_an_open_company_kept_as_it_is_resolves_together_and_a_changed_one_alone
         assert resolve_known(cur, [(known[5], unlinked, AT)]) == {}
         promoted = resolve(cur, known[5], unlinked, at=AT)
     assert [c.id for c in promoted.companies] == [70007]
+
+
+def test_an_open_company_another_connection_of_the_batch_promotes_is_seen_promoted(conn: db.Connection,
+                                                                                known: list[int]) -> None:
+    """Two customers' connections reach one Nmbrs debtor: OTHER saw its company first (unmatched, a negative key),
+    MINE links it. One by one, MINE's check promotes it to the SOAP id and OTHER's then finds it decided; the batch
+    must not settle OTHER's before that write (found by review)."""
+    debtor, company = str(uuid.uuid4()), str(uuid.uuid4())
+    shared = RestReach((RestDebtor(debtor, "5", "Bakkerij"),), (RestCompany(company, "1", "Bakkerij B.V.", debtor),),
+                       None, 2)
+    with db.transaction(conn) as cur:
+        cur.execute("INSERT INTO reach_debtors (token_id, debtor_id, number, name) "
+                    "SELECT token_id, 3005, '5', 'Bakkerij' FROM reach_debtors WHERE debtor_id = 3001")
+        cur.execute("""INSERT INTO reach_companies (token_id, company_id, debtor_id, number, name)
+                       SELECT token_id, 70005, 3005, 1, 'Bakkerij B.V.' FROM reach_debtors WHERE debtor_id = 3001""")
+        cur.execute("INSERT INTO links (customer_ref, company_id, state) VALUES ('MINE', 70005, 'pending')")
+        other = rest_connection(cur, "other customer", "OTHER")
+        kept_apart = rest_connection(cur, "another customer", "ELSE")
+        assert all(c.id < 0 for c in resolve(cur, other, shared, at=AT).companies)
+        cur.execute("INSERT INTO reach_debtors (token_id, debtor_id, number, name) "
+                    "SELECT token_id, 3009, '9', 'Slager' FROM reach_debtors WHERE debtor_id = 3001")
+        alone_debtor = str(uuid.uuid4())
+        alone = RestReach((RestDebtor(alone_debtor, "9", "Slager"),), (), None, 1)
+        resolve(cur, kept_apart, alone, at=AT)  # open too, but shares nothing: settled by the batch
+    batch = [(known[1], shared), (other, shared), (kept_apart, alone)]
+    records = [CheckRecord(t, AT, Outcome.VALID, None, None, None, 5, 2, None, rest_reach=r) for t, r in batch]
+    tokens = [TokenToCheck(t, "u@x.nl", None, None, None, "rest_connection") for t, _ in batch]
+    with db.transaction(conn) as cur:
+        cur.execute("SAVEPOINT one_by_one")
+        expected = {t: resolve(cur, t, r, at=AT) for t, r in batch}
+        cur.execute("ROLLBACK TO SAVEPOINT one_by_one")
+        assert set(resolve_known(cur, [(t, r, AT) for t, r in batch])) == {kept_apart}
+        cur.execute("ROLLBACK TO SAVEPOINT one_by_one")
+        finished = finish_rest(cur, records, tokens, policy=StatePolicy())
+        cur.execute("SELECT key FROM rest_entities WHERE uuid = %s", (company,))
+        stored_key = cur.fetchone()[0]
+    assert stored_key == 70005
+    assert {r.token_id: [c["id"] for c in r.probe["companies"]] for r in finished if r.probe} == \
+        {t: [c.id for c in p.companies] for t, p in expected.items()} == {known[1]: [70005], other: [70005],
+                                                                           kept_apart: []}
