@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from nmbrs_sim.http_faults import drop_connection, proxy_answer
-from nmbrs_sim.latency import arrive, hold_until
+from nmbrs_sim.latency import arrive, due, hold_until
 from nmbrs_sim.rest_errors import ApiError
 from nmbrs_sim.simulator import Simulator
 
@@ -23,21 +23,18 @@ async def gated(request: web.Request, sim: Simulator, service: str, operation: s
     arrived = await arrive()
     key = sim.calls.start(service, operation, username)
     plan = sim.faults.plan(service, operation, username, path=request.path)
-    delay = plan.delay_s
-    if sim.latency_ms or sim.latency_jitter_ms:
-        delay += sim.faults.jitter(sim.latency_ms, sim.latency_jitter_ms)
-    due = arrived + delay
+    leaves = due(sim, plan, arrived)
     failed = True
     try:
         if plan.failure is not None:
-            await hold_until(due)
+            await hold_until(leaves)
             return await _failure(request, plan.failure, plan.params)
         try:
             response = await answer()
         except Exception:  # an answer raised as an HTTP exception leaves on time too
-            await hold_until(due)
+            await hold_until(leaves)
             raise
-        await hold_until(due)
+        await hold_until(leaves)
         failed = response.status >= 400
         return response
     finally:

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nmbrs_sim.injection import Plan
+    from nmbrs_sim.simulator import Simulator
 
 
 async def arrive() -> float:
@@ -25,3 +30,12 @@ async def hold_until(due: float) -> None:
     seconds = due - time.perf_counter()
     if seconds > 0:
         await asyncio.sleep(seconds)
+
+
+def due(sim: Simulator, plan: Plan, arrived: float) -> float:
+    """When the answer to a call that arrived at `arrived` leaves: its fault rule's delay plus the global latency
+    (with its jitter)."""
+    delay = plan.delay_s
+    if sim.latency_ms or sim.latency_jitter_ms:
+        delay += sim.faults.jitter(sim.latency_ms, sim.latency_jitter_ms)
+    return arrived + delay

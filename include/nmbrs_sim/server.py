@@ -24,7 +24,7 @@ from nmbrs_sim.errors import FAULT_TEXTS, SERVER_PREFIX, ClientFault, NmbrsFault
 from nmbrs_sim.http_faults import HTML, STOPPING_KEY, drop_connection, proxy_answer
 from nmbrs_sim.identity import add_identity_routes
 from nmbrs_sim.injection import ANSWERING_KINDS, param
-from nmbrs_sim.latency import arrive, hold_until
+from nmbrs_sim.latency import arrive, due, hold_until
 from nmbrs_sim.operations import execute
 from nmbrs_sim.rest_admin_api import add_rest_admin_routes
 from nmbrs_sim.rest_api import add_rest_routes
@@ -148,21 +148,18 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     username = soap_request.username or ""
     log_key = sim.calls.start(service, op.name, username)
     plan = sim.faults.plan(service, op.name, username, path=request.path)
-    delay = plan.delay_s
-    if sim.latency_ms or sim.latency_jitter_ms:
-        delay += sim.faults.jitter(sim.latency_ms, sim.latency_jitter_ms)
-    due = arrived + delay  # the answer leaves then, however long the simulator took to make it
+    leaves = due(sim, plan, arrived)  # however long the simulator takes to make the answer
     failed = plan.failure not in ANSWERING_KINDS
     try:
         if plan.failure is not None:
-            await hold_until(due)
+            await hold_until(leaves)
             return await _failure(request, plan.failure, plan.params, version, sim, soap_request)
         try:
             payload, status = envelope(version, execute(sim.world, soap_request, sim.cache)), 200
             failed = False
         except NmbrsFault as exc:
             payload, status = fault(version, exc.faultstring), 500
-        await hold_until(due)
+        await hold_until(leaves)
         return _soap(version, payload, status)
     finally:
         sim.calls.finish(log_key, time.perf_counter() - arrived, fault=failed)

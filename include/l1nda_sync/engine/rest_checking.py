@@ -138,7 +138,6 @@ def _settled(cur: Cursor, probed: Sequence[CheckRecord]) -> dict[int, Probe]:
 
 
 def _finish_one(cur: Cursor, record: CheckRecord, token: TokenToCheck, policy: StatePolicy) -> CheckRecord:
-
     reach = record.rest_reach
     assert reach is not None
     cur.execute("SAVEPOINT rest_resolution")

@@ -24,7 +24,7 @@ caller's transaction (the one that stores the check, so a dry run writes nothing
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -213,27 +213,33 @@ def resolve(cur: Cursor, token_id: int, reach: RestReach, *, at: datetime) -> Pr
     one is known and decided (a connection's usual check), the candidates are not even read."""
     from l1nda_sync.registry import rest_entities as store
 
-    known = store.lookup(cur, [*(d.uuid for d in reach.debtors), *(c.uuid for c in reach.companies)])
+    known = store.lookup(cur, _uuids(reach))
     store.mark_seen(cur, [_seen_of(e, reach) for e in known.values()])
     if len(known) == len(reach.debtors) + len(reach.companies) and all(e.match in DECIDED for e in known.values()):
         return build_probe(reach, {u: e.key for u, e in known.items()}, at=at)
     found = load_candidates(cur, token_id, reach)
     taken = _taken(cur)
-    debtor_of = {d.uuid: d for d in reach.debtors}
     keys: dict[str, int] = {}
+    for seen, verdict in _verdicts(reach, found):
+        keys[seen.uuid] = _apply(cur, seen, known.get(seen.uuid), verdict, taken.setdefault(seen.entity, set()))
+    return build_probe(reach, keys, at=at)
+
+
+def _verdicts(reach: RestReach, found: Candidates) -> Iterator[tuple[SeenEntity, Match]]:
+    """Each entity of `reach` as seen now, with the matcher's verdict over `found`: debtors first, then companies
+    (a company is matched with its debtor's number)."""
+    from l1nda_sync.registry.rest_entities import SeenEntity
+
+    debtor_of = {d.uuid: d for d in reach.debtors}
     for d in reach.debtors:
-        verdict = match_debtor(RestDebtor(d.uuid, d.number, d.name), found.debtors, found.linked_debtors)
-        seen = store.SeenEntity(d.uuid, "debtor", found.customer_ref, d.number, d.name)
-        keys[d.uuid] = _apply(cur, seen, known.get(d.uuid), verdict, taken.setdefault("debtor", set()))
+        yield (SeenEntity(d.uuid, "debtor", found.customer_ref, d.number, d.name),
+               match_debtor(RestDebtor(d.uuid, d.number, d.name), found.debtors, found.linked_debtors))
     for c in reach.companies:
         owner = debtor_of.get(c.debtor_uuid)
         debtor_number = owner.number if owner is not None else None
-        verdict = match_company(RestCompany(c.uuid, c.number, debtor_number, c.name), found.companies,
-                                found.linked_companies)
-        seen = store.SeenEntity(c.uuid, "company", found.customer_ref, c.number, c.name, c.debtor_uuid,
-                                debtor_number)
-        keys[c.uuid] = _apply(cur, seen, known.get(c.uuid), verdict, taken.setdefault("company", set()))
-    return build_probe(reach, keys, at=at)
+        yield (SeenEntity(c.uuid, "company", found.customer_ref, c.number, c.name, c.debtor_uuid, debtor_number),
+               match_company(RestCompany(c.uuid, c.number, debtor_number, c.name), found.companies,
+                             found.linked_companies))
 
 
 def resolve_known(cur: Cursor, probes: Sequence[tuple[int, RestReach, datetime]]) -> dict[int, Probe]:
@@ -302,18 +308,8 @@ def _all_kept(reach: RestReach, stored: Mapping[str, RestEntity], found: Candida
     """Whether `resolve` would keep every entity of `reach` as stored (`decide` KEEP), writing nothing. The SOAP
     ids taken are read before any other connection of the batch writes: as they only grow, a keep here is a keep
     after those writes too, and anything else is left to `resolve`."""
-    debtor_of = {d.uuid: d for d in reach.debtors}
-    for d in reach.debtors:
-        verdict = match_debtor(RestDebtor(d.uuid, d.number, d.name), found.debtors, found.linked_debtors)
-        if decide(stored[d.uuid], verdict, taken=taken.get("debtor", set())).step is not Step.KEEP:
-            return False
-    for c in reach.companies:
-        owner = debtor_of.get(c.debtor_uuid)
-        verdict = match_company(RestCompany(c.uuid, c.number, owner.number if owner is not None else None, c.name),
-                                found.companies, found.linked_companies)
-        if decide(stored[c.uuid], verdict, taken=taken.get("company", set())).step is not Step.KEEP:
-            return False
-    return True
+    return all(decide(stored[seen.uuid], verdict, taken=taken.get(seen.entity, set())).step is Step.KEEP
+               for seen, verdict in _verdicts(reach, found))
 
 
 def _uuids(reach: RestReach) -> list[str]:
