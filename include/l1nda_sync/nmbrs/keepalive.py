@@ -1,4 +1,5 @@
-"""Keep-alive HTTP/1.1 connections for the SOAP POSTs, without requests' and urllib3's per-call work.
+"""Keep-alive HTTP/1.1 connections for the SOAP POSTs and the REST GETs, without requests' and urllib3's per-call
+work.
 
 Two thirds of a SOAP call's CPU went to requests, urllib3 and `http.client` (adapters, pool keys, header
 objects, `email`'s header parser) for a request that is the same every time but for its body. `KeepAlivePool`
@@ -12,8 +13,9 @@ writes the request in one `sendall` and reads the answer with llhttp (`httptools
   gzip or deflate decoded.
 A pooled connection is checked before reuse (anything to read on it, a close included, drops it); one that closes
 before any byte of an answer came back is replaced once by a new connection, within the call's time left (every
-SOAP operation sent this way is a read, so a request the server may have read is safe to send again).
-Only the transport decides what goes this way (`NmbrsTransport`): no proxy, no client certificate, no cookies.
+SOAP operation and REST GET sent this way is a read, so a request the server may have read is safe to send again).
+Only the transports decide what goes this way (`NmbrsTransport`, `DirectGets`): no proxy, no client certificate, no
+cookies.
 """
 
 from __future__ import annotations
@@ -174,9 +176,10 @@ class KeepAlivePool:
         _POOLS.add(self)
 
     # -- one exchange -----------------------------------------------------------------------------------------------
-    def post(self, url: str, origin: Origin, head: bytes, body: bytes, timeout: tuple[float, float]
+    def send(self, url: str, origin: Origin, head: bytes, body: bytes, timeout: tuple[float, float]
              ) -> requests.Response:
-        """Send `head` (request line and headers, ending in a blank line) and `body`; read the whole answer."""
+        """Send `head` (request line and headers, ending in a blank line) and `body` (empty for a GET); read the
+        whole answer."""
         request = head + body
         started = time.monotonic()
         for fresh in (False, True):  # a stale pooled connection: once more, on a new one (never another idle one)
@@ -316,11 +319,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def request_head(origin: Origin, path: str, headers: Mapping[str, str]) -> bytes:
-    """The request line and headers of a POST, up to and including the blank line; `headers` must carry
-    Content-Length. Names and values were checked by requests when the PreparedRequest was made."""
-    lines = [f"POST {path} HTTP/1.1", f"Host: {origin.host_header}"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items() if name.lower() != "host")
+def request_head(origin: Origin, path: str, headers: Mapping[str, str | bytes], *, method: str = "POST") -> bytes:
+    """The request line and headers, up to and including the blank line; a POST's `headers` must carry
+    Content-Length. Names and values were checked by requests when the PreparedRequest was made (a POST) or are
+    checked by the caller (`DirectGets`)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {origin.host_header}"]
+    lines.extend(f"{name}: {value.decode('latin-1') if isinstance(value, bytes) else value}"
+                 for name, value in headers.items() if name.lower() != "host")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

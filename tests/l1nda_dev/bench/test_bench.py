@@ -70,7 +70,7 @@ def test_tiny_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     verdicts = {t["key"]: t["verdict"] for t in result["targets"]}
     assert set(verdicts) == {"first_bound_ratio", "bound_ratio", "churn_bound_ratio", "cpu_per_call",
                              "unchanged_calls", "unchanged_writes", "reconcile", "peak_rss", "task_instances",
-                             "rest_bound_ratio", "rest_refresh"}
+                             "rest_bound_ratio", "rest_refresh", "rest_cpu_per_call"}
     assert verdicts["first_bound_ratio"] == verdicts["bound_ratio"] == verdicts["churn_bound_ratio"] == "n/a"
     assert verdicts["cpu_per_call"] in ("PASS", "MISS")  # measured even without latency
     assert set(result["process_peak_rss_mb"]) == {"simulator", "world generator", "bench"}
@@ -185,9 +185,28 @@ def _assert_rest_figures(result: dict, verdicts: dict[str, str], printed: str) -
     assert sweeps["rest_unchanged"]["reach_gained"] == sweeps["rest_unchanged"]["reach_lost"] == 0
     assert verdicts["rest_refresh"] == "PASS"
     assert verdicts["rest_bound_ratio"] == "n/a"
+    assert verdicts["rest_cpu_per_call"] in ("PASS", "MISS")  # measured even without latency
+    assert "CPU per REST API call in the check step (judged: unchanged): first " in printed
     assert "REST connections (5, consented in" in printed
     assert "calls: API + /connect/token" in printed
     assert "PASS  access token refreshes: within the hour / after the clock passed expiry: 0 / 5" in printed
+
+
+def test_the_rest_cpu_target_judges_the_unchanged_rest_sweep_and_shows_all_three() -> None:
+    from l1nda_dev.bench.figures import rest_targets
+
+    def sweep(ms: float | None, token_calls: int = 0) -> dict:
+        return {"wall_to_bound": None, "token_calls": token_calls, "cpu_ms_per_call": ms}
+
+    def judged(first: float | None, unchanged: float | None, expired: float | None) -> tuple[str, str]:
+        rest = {"connections": 2, "sweeps": {"rest_first": sweep(first), "rest_unchanged": sweep(unchanged),
+                                             "rest_expired": sweep(expired, 2)}}
+        target = next(t for t in rest_targets(rest, concurrency=32) if t.key == "rest_cpu_per_call")
+        return target.verdict, target.measured
+
+    assert judged(1.9, 0.71, 2.4) == ("PASS", "first 1.90 / unchanged 0.71 / expired 2.40 ms")
+    assert judged(0.5, 0.81, 0.5)[0] == "MISS"
+    assert judged(None, None, None) == ("n/a", "n/a")
 
 
 def test_rest_bound_counts_token_calls_and_one_connection_in_sequence() -> None:

@@ -58,6 +58,7 @@ class ScriptedServer:
     echo: bool = False  # with no step left, answer 200 with the request's own body (else 200 "ok")
     script: deque[Step] = field(default_factory=deque)
     requests: list[bytes] = field(default_factory=list)
+    heads: list[bytes] = field(default_factory=list)  # each request's line and headers, as sent
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -93,10 +94,12 @@ class ScriptedServer:
             self._open.append(conn)
             reader = conn.makefile("rb")
             while True:
-                body = _read_request(reader)
-                if body is None:
+                read = _read_request(reader)
+                if read is None:
                     return
+                head, body = read
                 with self.lock:
+                    self.heads.append(head)
                     self.requests.append(body)
                     step = self.script.popleft() if self.script else Step((answer(200, body if self.echo else b"ok"),))
                 if step.silent:
@@ -134,16 +137,19 @@ class ScriptedServer:
             conn.close()
 
 
-def _read_request(reader: object) -> bytes | None:
+def _read_request(reader: object) -> tuple[bytes, bytes] | None:
+    """(request line and headers, body) of the next request; None when the client closed."""
     length = 0
     first = reader.readline()  # type: ignore[attr-defined]
     if not first:
         return None
+    head = [first]
     while True:
         line = reader.readline()  # type: ignore[attr-defined]
         if line in (b"\r\n", b"\n", b""):
             break
+        head.append(line)
         name, _, value = line.decode("latin-1").partition(":")
         if name.strip().lower() == "content-length":
             length = int(value.strip())
-    return reader.read(length) if length else b""  # type: ignore[attr-defined,no-any-return]
+    return b"".join(head), reader.read(length) if length else b""  # type: ignore[attr-defined]

@@ -61,7 +61,7 @@ def post(pool: KeepAlivePool, server: ScriptedServer, body: bytes = b"<x/>",
          timeout: tuple[float, float] = TIMEOUT) -> requests.Response:
     origin = Origin.of(server.url)
     head = request_head(origin, "/soap/v3/DebtorService.asmx", {**SOAP, "Content-Length": str(len(body))})
-    return pool.post(server.url, origin, head, body, timeout)
+    return pool.send(server.url, origin, head, body, timeout)
 
 
 # -- what is read -----------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from l1nda_sync.nmbrs.rest.config import RestApp
 from l1nda_sync.nmbrs.rest.oauth import Grant
 from l1nda_sync.nmbrs.rest.records import RestCredentials, RestReach
 from l1nda_sync.nmbrs.retry import Deadline, RetryPolicy, call_with_retry
-from l1nda_sync.nmbrs.transport import pooled_session, retry_after_seconds
+from l1nda_sync.nmbrs.transport import DirectGets, pooled_session, retry_after_seconds
 from l1nda_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class RestClient:
         self.retry = retry or RetryPolicy(attempts=s.nmbrs_retry_attempts, deadline=s.nmbrs_call_deadline)
         self.gate = gate or shared_gate(s.nmbrs_calls_per_second, s.nmbrs_max_concurrency)
         self.session = session or pooled_session(s.nmbrs_max_concurrency, app.api_base)
+        self.http = DirectGets(self.session, pool_size=max(s.nmbrs_max_concurrency, 10))
         self.timeouts = (s.nmbrs_connect_timeout, s.nmbrs_read_timeout)
         self.clock, self._sleep, self._rng = clock, sleep, rng
         self._key = app.subscription_key
@@ -78,7 +79,7 @@ class RestClient:
         return self._calls
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     def conversation(self, connection: RestCredentials) -> RestConversation:
         return RestConversation(self, connection)
@@ -124,8 +125,7 @@ class RestClient:
                     self._calls += 1
                 if counter is not None:
                     counter[0] += 1
-                response = self.session.get(self.app.api_base + path, params=dict(params), headers=headers,
-                                            timeout=(self.timeouts[0], read))
+                response = self.http.get(self.app.api_base + path, params, headers, (self.timeouts[0], read))
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise TransientError(f"{where}: {type(exc).__name__}", service=REST, operation=endpoint.operation) \
                 from None

@@ -65,6 +65,16 @@ def test_a_business_consent_reaches_its_debtor_and_companies(sim: RunningSim, ap
     assert sim.admin.call_count(service="Identity") == 0  # the cached access token was used
 
 
+def test_a_probes_gets_go_on_kept_alive_connections(sim: RunningSim, app: RestApp, clock: SimClock,
+                                                   make_client: MakeClient) -> None:
+    conn = connect(sim, app, BUSINESS, clock)
+    client = make_client(app)
+    for _ in range(3):
+        assert client.probe(conn.credentials, with_user=True).calls == 3
+    assert client.http.keepalive.opened == 1  # nine GETs, one after another, on one connection
+    assert not client.http.redirected
+
+
 def test_a_client_login_reaches_only_its_filtered_company(sim: RunningSim, app: RestApp, clock: SimClock,
                                                           make_client: MakeClient) -> None:
     conn = connect(sim, app, VANDIJK, clock)

@@ -1,0 +1,133 @@
+"""`DirectGets` (the REST client's GETs) against a scripted server on a real socket: the request requests would
+send, on one kept-alive connection; requests' own way wherever requests would add something (a proxy, cookies,
+a redirect); and no secret in what a failure says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from l1nda_sync.nmbrs.transport import DirectGets, pooled_session
+
+from .keepalive_server import ScriptedServer, Step, answer
+
+TIMEOUT = (2.0, 2.0)
+TOKEN = "eyJhbGciOi.access-token-f00d"
+KEY = "subscription-key-beef"
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "X-Subscription-Key": KEY, "Accept": "application/json"}
+PARAMS = {"pageNumber": 2, "pageSize": 100, "name": "Bakkerij ü & zn/+"}
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    running = ScriptedServer()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def gets() -> Iterator[DirectGets]:
+    made = DirectGets(pooled_session(4), pool_size=4)
+    yield made
+    made.close()
+
+
+def api(server: ScriptedServer, path: str = "/api/debtors") -> str:
+    return f"http://127.0.0.1:{server.port}{path}"
+
+
+def parsed(head: bytes) -> tuple[str, dict[str, str]]:
+    """(request line, headers by lower-case name)."""
+    first, *lines = head.decode("latin-1").split("\r\n")
+    pairs = [line.split(":", 1) for line in lines if line]
+    return first, {name.strip().lower(): value.strip() for name, value in pairs}
+
+
+def test_a_get_is_the_request_requests_sends(server: ScriptedServer, gets: DirectGets) -> None:
+    plain = pooled_session(4)
+    try:
+        assert plain.get(api(server), params=PARAMS, headers=HEADERS, timeout=TIMEOUT).status_code == 200
+    finally:
+        plain.close()
+    response = gets.get(api(server), PARAMS, HEADERS, TIMEOUT)
+    assert (response.status_code, response.content) == (200, b"ok")
+    assert gets.keepalive.opened == 1  # it went our way
+    (theirs_line, theirs), (ours_line, ours) = (parsed(h) for h in server.heads)
+    assert ours_line == theirs_line
+    assert ours_line.startswith("GET /api/debtors?pageNumber=2&pageSize=100&name=Bakkerij+%C3%BC+%26+zn%2F%2B ")
+    assert ours.pop("accept-encoding") == "gzip, deflate"  # what the pool decodes
+    theirs.pop("accept-encoding")  # requests adds br / zstd when they are installed
+    assert ours == theirs
+    assert "content-length" not in ours
+
+
+def test_every_get_goes_on_the_one_kept_alive_connection(server: ScriptedServer, gets: DirectGets) -> None:
+    for page in range(1, 6):
+        assert gets.get(api(server), {"pageNumber": page}, HEADERS, TIMEOUT).status_code == 200
+    assert (gets.keepalive.opened, server.connections, len(server.heads)) == (1, 1, 5)
+
+
+def test_a_connection_the_server_closed_at_rest_is_replaced_without_an_error(server: ScriptedServer,
+                                                                           gets: DirectGets) -> None:
+    assert gets.get(api(server), {}, HEADERS, TIMEOUT).status_code == 200
+    server.drop_connections()  # a restarted gateway
+    assert gets.get(api(server), {}, HEADERS, TIMEOUT).status_code == 200
+    assert len(server.heads) == 2  # each GET reached the server once
+    assert gets.keepalive.opened == 2
+
+
+def test_a_proxy_sends_gets_requests_way(server: ScriptedServer) -> None:
+    session = pooled_session(4)
+    session.proxies = {"http": f"http://127.0.0.1:{server.port}"}  # the scripted server plays the proxy
+    gets = DirectGets(session, pool_size=4)
+    try:
+        assert gets.get("http://nmbrs.example/api/debtors", {"pageNumber": 1}, HEADERS, TIMEOUT).content == b"ok"
+    finally:
+        gets.close()
+    assert gets.keepalive.opened == 0
+    line, _ = parsed(server.heads[0])
+    assert line.startswith("GET http://nmbrs.example/api/debtors?pageNumber=1 ")  # the proxy's absolute form
+
+
+def test_a_cookie_goes_to_the_session_and_later_gets_go_requests_way(server: ScriptedServer,
+                                                                    gets: DirectGets) -> None:
+    server.play(Step((answer(200, b"[]", {"Set-Cookie": "ARRAffinity=node2; Path=/"}),)))
+    assert gets.get(api(server), {}, HEADERS, TIMEOUT).content == b"[]"
+    assert gets.session.cookies.get("ARRAffinity") == "node2"
+    assert gets.get(api(server), {}, HEADERS, TIMEOUT).status_code == 200
+    assert gets.keepalive.opened == 1  # the second went requests' way, which sends the cookie
+    assert parsed(server.heads[1])[1]["cookie"] == "ARRAffinity=node2"
+
+
+def test_a_redirect_is_followed_by_requests_from_then_on(server: ScriptedServer, gets: DirectGets) -> None:
+    moved = Step((answer(302, b"", {"Location": "/api/v2/debtors"}, reason="Found"),))
+    server.play(moved, Step(moved.fragments), Step((answer(200, b"[1]"),)))
+    response = gets.get(api(server), {"pageNumber": 1}, HEADERS, TIMEOUT)
+    assert (response.status_code, response.content) == (200, b"[1]")
+    lines = [parsed(h)[0].split(" ")[1] for h in server.heads]
+    assert lines == ["/api/debtors?pageNumber=1", "/api/debtors?pageNumber=1", "/api/v2/debtors"]
+    assert gets.redirected
+    gets.get(api(server), {}, HEADERS, TIMEOUT)
+    assert gets.keepalive.opened == 1
+
+
+def test_a_header_value_that_would_split_the_request_is_refused_before_anything_is_sent(
+        server: ScriptedServer, gets: DirectGets) -> None:
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        gets.get(api(server), {}, {**HEADERS, "Authorization": "Bearer x\r\nX-Evil: 1"}, TIMEOUT)
+    assert server.heads == []
+    assert gets.keepalive.opened == 0
+
+
+@pytest.mark.parametrize("step", [Step(close=True), Step((b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\npart",),
+                                                         close=True)], ids=["no answer", "cut answer"])
+def test_a_failed_get_names_no_secret(server: ScriptedServer, gets: DirectGets, step: Step) -> None:
+    server.play(step)
+    with pytest.raises(requests.RequestException) as caught:
+        gets.get(api(server), {}, HEADERS, TIMEOUT)
+    said = repr(caught.value) + str(caught.value) + repr(caught.value.__context__) + repr(caught.value.__cause__)
+    assert TOKEN not in said
+    assert KEY not in said
+    assert TOKEN.encode() in server.heads[0]  # it was sent, so its absence above means something
