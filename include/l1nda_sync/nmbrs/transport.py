@@ -9,12 +9,13 @@ from __future__ import annotations
 import email.utils
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse, urlsplit
 
 import requests
 import urllib3.connection
@@ -157,6 +158,9 @@ def goes_direct(session: requests.Session, url: str, pool: KeepAlivePool) -> boo
             and not select_proxy(url, proxies) and type(session.get_adapter(url)) is QuietAdapter)
 
 
+_AS_IS_PATH = re.compile(r"[A-Za-z0-9\-._~/]*")  # a path requests' requote_uri leaves as it is
+
+
 class DirectGets:
     """GETs of one session on a keep-alive pool of our own (`KeepAlivePool`), where requests would add nothing to
     them; else, and after any redirect, `session.get` itself. The REST client's way: requests' and urllib3's work
@@ -169,6 +173,7 @@ class DirectGets:
         self.session = session
         self.keepalive = KeepAlivePool(maxsize=pool_size, verify=session.verify)
         self.redirected = False  # Nmbrs' API never redirects; should it start to, requests follows from then on
+        self._origins: dict[tuple[str, str], Origin] = {}
 
     def get(self, url: str, params: Mapping[str, Any], headers: Mapping[str, str],
             timeout: tuple[float, float]) -> requests.Response:
@@ -178,24 +183,45 @@ class DirectGets:
             return session.get(url, params=dict(params), headers=headers, timeout=timeout)
         request = PreparedRequest()
         request.method = "GET"
-        request.prepare_url(url, dict(params))
+        target = self._target(url, params)
+        if target is None:
+            request.prepare_url(url, dict(params))
+            try:
+                target = Origin.of(request.url or url), request.url or url, request.path_url
+            except ValueError:  # user:password@ in the URL: requests' auth applies
+                return session.get(url, params=dict(params), headers=headers, timeout=timeout)
+        origin, request.url, path = target
         merged: CaseInsensitiveDict[str | bytes | None] = CaseInsensitiveDict(session.headers)  # None: removed
         merged.update(headers)
         merged["Accept-Encoding"] = "gzip, deflate"  # what the pool decodes (requests adds br/zstd when installed)
         request.prepare_headers({name: value for name, value in merged.items() if value is not None})
-        target = request.url or url
-        try:
-            origin = Origin.of(target)
-        except ValueError:  # user:password@ in the URL: requests' auth applies
-            return session.get(url, params=dict(params), headers=headers, timeout=timeout)
-        head = request_head(origin, request.path_url, request.headers, method="GET")
-        response = self.keepalive.send(target, origin, head, b"", timeout)
+        head = request_head(origin, path, request.headers, method="GET")
+        response = self.keepalive.send(request.url, origin, head, b"", timeout)
         if response.raw is not None:  # a Set-Cookie: kept as requests keeps it
             extract_cookies_to_jar(session.cookies, request, response.raw)  # type: ignore[no-untyped-call]
         if response.is_redirect:
             self.redirected = True  # a GET changes nothing at Nmbrs: requests sends it again and follows
             return session.get(url, params=dict(params), headers=headers, timeout=timeout)
         return response
+
+    def _target(self, url: str, params: Mapping[str, Any]) -> tuple[Origin, str, str] | None:
+        """(origin, URL, path and query) as requests makes them, without its URL parsing (a fifth of a GET's CPU):
+        for a URL that requests sends as it is (an http(s) path of unreserved characters, no query, fragment or
+        credentials of its own); else None. The query is encoded as requests encodes it (`urlencode`, UTF-8,
+        None left out)."""
+        parts = urlsplit(url)
+        if parts.query or parts.fragment or "@" in parts.netloc or not _AS_IS_PATH.fullmatch(parts.path):
+            return None
+        origin = self._origins.get((parts.scheme, parts.netloc))
+        if origin is None:
+            try:
+                origin = Origin.of(url)
+            except ValueError:
+                return None
+            self._origins[(parts.scheme, parts.netloc)] = origin
+        query = urlencode([(key, value) for key, value in params.items() if value is not None], doseq=True)
+        path = (parts.path or "/") + (f"?{query}" if query else "")
+        return origin, f"{origin.scheme}://{origin.host_header}{path}", path
 
     def close(self) -> None:
         self.keepalive.close()

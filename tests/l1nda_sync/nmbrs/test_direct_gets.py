@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
+from requests.models import PreparedRequest
 
 from l1nda_sync.nmbrs.transport import DirectGets, pooled_session
 
@@ -61,6 +64,26 @@ def test_a_get_is_the_request_requests_sends(server: ScriptedServer, gets: Direc
     theirs.pop("accept-encoding")  # requests adds br / zstd when they are installed
     assert ours == theirs
     assert "content-length" not in ours
+
+
+VALUES = st.one_of(st.none(), st.integers(-10**6, 10**6), st.text(max_size=12))
+PATHS = st.one_of(st.sampled_from(["/api/debtors", "/api/debtors/3fa85f64-5717-4562-b3fc-2c963f66afa6/companies",
+                                   "", "/", "/api/a b", "/api/%41", "/api/ü", "/api/x?y=1", "/api/x#top"]),
+                  st.text(alphabet="abz019-._~/%?#&= ü", max_size=16).map(lambda t: "/" + t))
+
+
+@given(path=PATHS, params=st.dictionaries(st.text(min_size=1, max_size=8), VALUES, max_size=4))
+def test_the_path_and_query_are_requests_own(path: str, params: dict[str, object]) -> None:
+    url = f"https://Api.Nmbrs.example:8443{path}"
+    made = DirectGets(requests.Session(), pool_size=1)._target(url, params)
+    if made is None:  # requests' own prepare_url makes it (a path it would requote, a query of the URL's own)
+        return
+    prepared = PreparedRequest()
+    prepared.prepare_url(url, params)
+    origin, full, sent = made
+    assert sent == prepared.path_url
+    assert full == prepared.url
+    assert (origin.host, origin.port, origin.host_header) == ("api.nmbrs.example", 8443, "api.nmbrs.example:8443")
 
 
 def test_every_get_goes_on_the_one_kept_alive_connection(server: ScriptedServer, gets: DirectGets) -> None:
