@@ -202,10 +202,24 @@ def _key_sql(match: str, key: int | None) -> tuple[str, tuple[int, ...]]:
 
 
 def mark_seen(cur: Cursor, seen: Sequence[SeenEntity]) -> int:
-    """Refresh what Nmbrs says of known entities (number, name, debtor, last_seen); keys stay."""
+    """Refresh what Nmbrs says of known entities (number, name, debtor, last_seen); keys stay. Returns how many
+    were refreshed.
+
+    Only the rows no other transaction holds are refreshed, locked in UUID order without waiting (SKIP LOCKED):
+    check batches that reach the same entities refresh them at the same moment, and waiting on each other's rows
+    in the order a join happens to visit them deadlocked two batches in the bench (PostgreSQL then aborts one
+    after `deadlock_timeout`). A row skipped is being refreshed by another check of the same moment (or, should
+    that one roll back, by the next check); a key or match is never written here."""
     from psycopg2.extras import execute_values
 
-    rows = [(_uuid(s.uuid), s.number, s.name, _opt_uuid(s.debtor_uuid), s.debtor_number) for s in seen]
+    wanted = sorted({_uuid(s.uuid) for s in seen})
+    if not wanted:
+        return 0
+    cur.execute("""SELECT uuid::text FROM rest_entities WHERE uuid = ANY(%s::uuid[]) ORDER BY uuid
+                   FOR UPDATE SKIP LOCKED""", (wanted,))
+    free = {row[0] for row in cur.fetchall()}
+    rows = [(u, s.number, s.name, _opt_uuid(s.debtor_uuid), s.debtor_number)
+            for s in seen if (u := _uuid(s.uuid)) in free]
     if not rows:
         return 0
     execute_values(
