@@ -326,7 +326,18 @@ def request_head(origin: Origin, path: str, headers: Mapping[str, str | bytes], 
     lines = [f"{method} {path} HTTP/1.1", f"Host: {origin.host_header}"]
     lines.extend(f"{name}: {value.decode('latin-1') if isinstance(value, bytes) else value}"
                  for name, value in headers.items() if name.lower() != "host")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    head = "\r\n".join(lines) + "\r\n\r\n"
+    if _latin1(head):
+        return head.encode("latin-1")
+    # UnicodeEncodeError's repr would carry the whole head, secrets included (also as a later error's context):
+    # name the part only, raised outside any except block.
+    where = next((name for name, value in headers.items() if isinstance(value, str) and not _latin1(value)),
+                 "the request line or Host")
+    raise requests.exceptions.InvalidHeader(f"{where} is not latin-1 text")
+
+
+def _latin1(text: str) -> bool:
+    return text.isascii() or all(ord(c) < 256 for c in text)
 
 
 def _read(connection: _Connection, answer: _Answer) -> None:
@@ -415,15 +426,23 @@ def _decoded(body: bytes, encoding: str) -> bytes:
 
 
 def _inflate(body: bytes, wbits: int) -> bytes:
-    """Every member of a (possibly multi-member) stream, as urllib3's GzipDecoder reads it."""
+    """Every member of a (possibly multi-member) stream, as urllib3's GzipDecoder reads it: what follows the first
+    member and is no gzip member (zero padding, junk) is ignored. Unlike urllib3, a stream cut off is an error (a
+    cut answer is never read as a whole one)."""
     out: list[bytes] = []
+    first = True
     while body:
         decoder = zlib.decompressobj(wbits)
-        out.append(decoder.decompress(body))
+        try:
+            out.append(decoder.decompress(body))
+        except zlib.error:
+            if first:
+                raise
+            break
         out.append(decoder.flush())
         if not decoder.eof:
             raise zlib.error("the compressed stream is cut off")
-        body = decoder.unused_data
+        body, first = decoder.unused_data, False
         if wbits != 16 + zlib.MAX_WBITS:
             break
     return b"".join(out)

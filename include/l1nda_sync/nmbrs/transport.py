@@ -150,15 +150,18 @@ def has_soap_fault(body: bytes) -> bool:
 
 
 def goes_direct(session: requests.Session, url: str, pool: KeepAlivePool) -> bool:
-    """Whether `pool` may carry a request of `session` to `url`: no proxy, client certificate, streaming or other
-    adapter would take part, and the CA choice is the one the pool was made with."""
+    """Whether `pool` may carry a request of `session` to `url`: the session does not read the environment per
+    request (`trust_env`: proxy variables, ~/.netrc; `pooled_session(n, base_url)` reads it once), and no proxy,
+    client certificate, streaming or other adapter would take part, and the CA choice is the one the pool was made
+    with."""
     given: Mapping[str, str | None] = session.proxies  # None turns a proxy off (as Session.send reads them)
     proxies = {key: proxy for key, proxy in given.items() if proxy is not None}
-    return (session.cert is None and not session.stream and session.verify == pool.verify
+    return (not session.trust_env and session.cert is None and not session.stream and session.verify == pool.verify
             and not select_proxy(url, proxies) and type(session.get_adapter(url)) is QuietAdapter)
 
 
 _AS_IS_PATH = re.compile(r"[A-Za-z0-9\-._~/]*")  # a path requests' requote_uri leaves as it is
+_PLAIN_VALUES = (str, int, float, type(None))  # query values `urlencode` writes as requests does (bool is an int)
 
 
 class DirectGets:
@@ -210,8 +213,10 @@ class DirectGets:
         credentials of its own); else None. The query is encoded as requests encodes it (`urlencode`, UTF-8,
         None left out)."""
         parts = urlsplit(url)
-        if parts.query or parts.fragment or "@" in parts.netloc or not _AS_IS_PATH.fullmatch(parts.path):
-            return None
+        if (parts.query or parts.fragment or "@" in parts.netloc or not parts.netloc.isascii()
+                or not _AS_IS_PATH.fullmatch(parts.path) or "/." in parts.path
+                or not all(isinstance(value, _PLAIN_VALUES) for value in params.values())):
+            return None  # an IDNA host, dot segments (requests removes them), lists or bytes: requests' way
         origin = self._origins.get((parts.scheme, parts.netloc))
         if origin is None:
             try:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from requests.models import PreparedRequest
 
@@ -30,9 +30,15 @@ def server() -> Iterator[ScriptedServer]:
     running.close()
 
 
+def direct_session() -> requests.Session:
+    session = pooled_session(4)
+    session.trust_env = False  # as `pooled_session(n, base_url)` leaves it: the environment read once, not per call
+    return session
+
+
 @pytest.fixture
 def gets() -> Iterator[DirectGets]:
-    made = DirectGets(pooled_session(4), pool_size=4)
+    made = DirectGets(direct_session(), pool_size=4)
     yield made
     made.close()
 
@@ -72,6 +78,7 @@ PATHS = st.one_of(st.sampled_from(["/api/debtors", "/api/debtors/3fa85f64-5717-4
                   st.text(alphabet="abz019-._~/%?#&= ü", max_size=16).map(lambda t: "/" + t))
 
 
+@settings(max_examples=300)
 @given(path=PATHS, params=st.dictionaries(st.text(min_size=1, max_size=8), VALUES, max_size=4))
 def test_the_path_and_query_are_requests_own(path: str, params: dict[str, object]) -> None:
     url = f"https://Api.Nmbrs.example:8443{path}"
@@ -84,6 +91,50 @@ def test_the_path_and_query_are_requests_own(path: str, params: dict[str, object
     assert sent == prepared.path_url
     assert full == prepared.url
     assert (origin.host, origin.port, origin.host_header) == ("api.nmbrs.example", 8443, "api.nmbrs.example:8443")
+
+
+@pytest.mark.parametrize(("url", "params"), [
+    ("https://api.nmbrs.example/api/./debtors", {}),  # requests removes dot segments
+    ("https://api.nmbrs.example/api/x/../debtors", {}),
+    ("https://api.nmbrs.example/api/debtors", {"a": [1, None, 2]}),  # requests drops the None in a list
+    ("https://api.nmbrs.example/api/debtors", {"a": b"\xff"}),
+    ("https://\u4f8b\u3048.example/api/debtors", {}),  # an IDNA host: requests sends its xn-- form
+    ("https://api.nmbrs.example/api/debtors?pageSize=5", {"pageNumber": 1}),
+])
+def test_a_url_requests_would_rewrite_is_made_by_requests(server: ScriptedServer, url: str,
+                                                          params: dict[str, object]) -> None:
+    assert DirectGets(direct_session(), pool_size=1)._target(url, params) is None
+
+
+def test_a_list_with_none_is_sent_as_requests_sends_it(server: ScriptedServer, gets: DirectGets) -> None:
+    gets.get(api(server), {"a": [1, None, 2]}, HEADERS, TIMEOUT)
+    assert parsed(server.heads[0])[0].startswith("GET /api/debtors?a=1&a=2 ")
+    assert gets.keepalive.opened == 1  # our way, with requests' own query
+
+
+def test_a_session_that_reads_the_environment_per_call_goes_requests_way(server: ScriptedServer,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")  # the scripted server plays the proxy
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    gets = DirectGets(pooled_session(4), pool_size=4)  # no base URL: trust_env stays on, as in requests
+    try:
+        assert gets.get("http://nmbrs.example/api/debtors", {}, HEADERS, TIMEOUT).content == b"ok"
+    finally:
+        gets.close()
+    assert gets.keepalive.opened == 0
+    assert parsed(server.heads[0])[0].startswith("GET http://nmbrs.example/api/debtors ")
+
+
+def test_a_header_that_is_not_latin_1_names_itself_and_no_secret(server: ScriptedServer, gets: DirectGets) -> None:
+    secret = "tok\u20acen-5ecret"  # the euro sign is not latin-1
+    with pytest.raises(requests.exceptions.InvalidHeader) as caught:
+        gets.get(api(server), {}, {**HEADERS, "Authorization": f"Bearer {secret}"}, TIMEOUT)
+    said = repr(caught.value) + str(caught.value) + repr(caught.value.__context__)
+    assert "Authorization" in said
+    assert secret not in said
+    assert KEY not in said
+    assert server.heads == []
 
 
 def test_every_get_goes_on_the_one_kept_alive_connection(server: ScriptedServer, gets: DirectGets) -> None:
@@ -102,7 +153,7 @@ def test_a_connection_the_server_closed_at_rest_is_replaced_without_an_error(ser
 
 
 def test_a_proxy_sends_gets_requests_way(server: ScriptedServer) -> None:
-    session = pooled_session(4)
+    session = direct_session()
     session.proxies = {"http": f"http://127.0.0.1:{server.port}"}  # the scripted server plays the proxy
     gets = DirectGets(session, pool_size=4)
     try:
@@ -154,3 +205,30 @@ def test_a_failed_get_names_no_secret(server: ScriptedServer, gets: DirectGets, 
     assert TOKEN not in said
     assert KEY not in said
     assert TOKEN.encode() in server.heads[0]  # it was sent, so its absence above means something
+
+
+def test_an_answer_that_cannot_be_decoded_is_transient_for_the_rest_client(server: ScriptedServer) -> None:
+    """As for SOAP: a body that cannot be decoded is the answer of the moment (the next check asks again), never an
+    unexpected error that escapes the client; its message names no secret."""
+    from l1nda_sync.masking import Secret
+    from l1nda_sync.nmbrs.errors import TransientError
+    from l1nda_sync.nmbrs.limits import CallGate
+    from l1nda_sync.nmbrs.rest.client import RestClient
+    from l1nda_sync.nmbrs.rest.config import RestApp
+    from l1nda_sync.nmbrs.rest.probe import DEBTORS
+    from l1nda_sync.nmbrs.retry import RetryPolicy
+    from l1nda_sync.settings import Settings
+
+    app = RestApp(api_base=f"http://127.0.0.1:{server.port}", identity_base=f"http://127.0.0.1:{server.port}",
+                  client_id="l1nda", client_secret=Secret("client-secret-cafe"), subscription_key=Secret(KEY))
+    client = RestClient(app, Settings(nmbrs_read_timeout=2.0, nmbrs_connect_timeout=2.0),
+                        retry=RetryPolicy(attempts=1), gate=CallGate(1000, 4))
+    server.play(Step((answer(200, b"\x1f\x8bnot gzip", {"Content-Encoding": "gzip"}),)))
+    try:
+        with pytest.raises(TransientError) as caught:
+            client.get(DEBTORS, "/api/debtors", {"pageNumber": 1}, Secret(TOKEN))
+    finally:
+        client.close()
+    assert "ContentDecodingError" in str(caught.value)
+    assert TOKEN not in repr(caught.value) + str(caught.value)
+    assert client.http.keepalive.opened == 1  # it went the keep-alive way

@@ -72,6 +72,9 @@ WIRES = {
     "gzip": answer(200, gzip.compress(BODY), {"Content-Encoding": "gzip"}),
     "deflate": answer(200, zlib.compress(BODY), {"Content-Encoding": "deflate"}),
     "raw deflate": answer(200, zlib.compress(BODY)[2:-4], {"Content-Encoding": "deflate"}),
+    "gzip, then padding": answer(200, gzip.compress(BODY) + b"\0" * 8, {"Content-Encoding": "gzip"}),
+    "gzip, then junk": answer(200, gzip.compress(BODY) + b"junk", {"Content-Encoding": "gzip"}),
+    "two gzip members": answer(200, gzip.compress(BODY[:99]) + gzip.compress(BODY[99:]), {"Content-Encoding": "gzip"}),
     "continue first": b"HTTP/1.1 100 Continue\r\n\r\n" + answer(200, BODY),
 }
 
@@ -105,8 +108,7 @@ def test_headers_are_kept_as_requests_keeps_them(server: ScriptedServer, pool: K
 
 def test_set_cookie_reaches_the_session_jar_and_later_posts_go_requests_way(server: ScriptedServer,
                                                                              tmp_path: Path) -> None:
-    transport = NmbrsTransport(pooled_session(4), WsdlCache(str(tmp_path), 60), connect_timeout=2,
-                               read_timeout=2)
+    transport = _transport(tmp_path)
     server.play(Step((answer(200, b"<a/>", {"Set-Cookie": "node=2; Path=/"}),)))
     transport.post(server.url, b"<x/>", SOAP)
     assert transport.session.cookies.get("node") == "2"
@@ -392,7 +394,9 @@ def test_tls_with_an_unknown_certificate_is_refused(tls_server: tuple[ScriptedSe
 
 # -- what the transport sends this way, and what not ----------------------------------------------------------------
 def _transport(tmp_path: Path) -> NmbrsTransport:
-    return NmbrsTransport(pooled_session(4), WsdlCache(str(tmp_path), 60), connect_timeout=2, read_timeout=2)
+    session = pooled_session(4)
+    session.trust_env = False  # as `pooled_session(n, base_url)` leaves it: the environment read once, not per call
+    return NmbrsTransport(session, WsdlCache(str(tmp_path), 60), connect_timeout=2, read_timeout=2)
 
 
 def test_the_request_on_the_wire_is_requests_request(server: ScriptedServer, tmp_path: Path) -> None:

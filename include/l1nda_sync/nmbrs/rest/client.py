@@ -126,7 +126,8 @@ class RestClient:
                 if counter is not None:
                     counter[0] += 1
                 response = self.http.get(self.app.api_base + path, params, headers, (self.timeouts[0], read))
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as exc:  # as the SOAP client: the answer of the moment
             raise TransientError(f"{where}: {type(exc).__name__}", service=REST, operation=endpoint.operation) \
                 from None
         return _answer(response, endpoint, scopes, scrub)
