@@ -443,8 +443,8 @@ def _inflate(body: bytes, wbits: int) -> bytes:
         if not decoder.eof:
             raise zlib.error("the compressed stream is cut off")
         body, first = decoder.unused_data, False
-        if wbits != 16 + zlib.MAX_WBITS:
-            break
+        if wbits != 16 + zlib.MAX_WBITS or not body.startswith(b"\x1f\x8b"):
+            break  # no further gzip member: what follows is ignored, as urllib3 ignores it
     return b"".join(out)
 
 

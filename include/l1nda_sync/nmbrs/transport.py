@@ -161,7 +161,9 @@ def goes_direct(session: requests.Session, url: str, pool: KeepAlivePool) -> boo
 
 
 _AS_IS_PATH = re.compile(r"[A-Za-z0-9\-._~/]*")  # a path requests' requote_uri leaves as it is
-_PLAIN_VALUES = (str, int, float, type(None))  # query values `urlencode` writes as requests does (bool is an int)
+_AS_IS_URL = re.compile(r"[A-Za-z0-9\-._~/:]*")  # no character urlsplit drops or requests quotes
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9.-]+")  # a host name without port, credentials or brackets
+_PLAIN_VALUES = (str, int, float, bool, type(None))  # query values `urlencode` writes as requests does
 
 
 class DirectGets:
@@ -212,11 +214,11 @@ class DirectGets:
         for a URL that requests sends as it is (an http(s) path of unreserved characters, no query, fragment or
         credentials of its own); else None. The query is encoded as requests encodes it (`urlencode`, UTF-8,
         None left out)."""
-        parts = urlsplit(url)
-        if (parts.query or parts.fragment or "@" in parts.netloc or not parts.netloc.isascii()
-                or not _AS_IS_PATH.fullmatch(parts.path) or "/." in parts.path
-                or not all(isinstance(value, _PLAIN_VALUES) for value in params.values())):
-            return None  # an IDNA host, dot segments (requests removes them), lists or bytes: requests' way
+        parts = urlsplit(url)  # (which drops tabs and line breaks that requests would quote: refused below)
+        if (parts.query or parts.fragment or not _PLAIN_HOST.fullmatch(parts.netloc) or "/." in parts.path
+                or not _AS_IS_PATH.fullmatch(parts.path) or not _AS_IS_URL.fullmatch(url)
+                or not all(type(key) is str and type(value) in _PLAIN_VALUES for key, value in params.items())):
+            return None  # a port, credentials, an IDNA host, dot segments, lists or bytes, ...: requests' way
         origin = self._origins.get((parts.scheme, parts.netloc))
         if origin is None:
             try:

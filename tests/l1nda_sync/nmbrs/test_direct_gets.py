@@ -5,6 +5,7 @@ a redirect); and no secret in what a failure says."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from enum import Enum
 
 import pytest
 import requests
@@ -12,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from requests.models import PreparedRequest
 
+from l1nda_sync.masking import Secret
+from l1nda_sync.nmbrs.errors import TransientError, UnknownNmbrsError
+from l1nda_sync.nmbrs.limits import CallGate
+from l1nda_sync.nmbrs.rest.client import RestClient
+from l1nda_sync.nmbrs.rest.config import RestApp
+from l1nda_sync.nmbrs.rest.probe import DEBTORS
+from l1nda_sync.nmbrs.retry import RetryPolicy
 from l1nda_sync.nmbrs.transport import DirectGets, pooled_session
+from l1nda_sync.settings import Settings
 
 from .keepalive_server import ScriptedServer, Step, answer
 
@@ -21,6 +30,10 @@ TOKEN = "eyJhbGciOi.access-token-f00d"
 KEY = "subscription-key-beef"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "X-Subscription-Key": KEY, "Accept": "application/json"}
 PARAMS = {"pageNumber": 2, "pageSize": 100, "name": "Bakkerij ü & zn/+"}
+
+
+class Page(str, Enum):  # noqa: UP042 - str() of such a member is not its value: urlencode would differ
+    NUMBER = "pageNumber"
 
 
 @pytest.fixture
@@ -81,7 +94,7 @@ PATHS = st.one_of(st.sampled_from(["/api/debtors", "/api/debtors/3fa85f64-5717-4
 @settings(max_examples=300)
 @given(path=PATHS, params=st.dictionaries(st.text(min_size=1, max_size=8), VALUES, max_size=4))
 def test_the_path_and_query_are_requests_own(path: str, params: dict[str, object]) -> None:
-    url = f"https://Api.Nmbrs.example:8443{path}"
+    url = f"https://Api.Nmbrs.example{path}"
     made = DirectGets(requests.Session(), pool_size=1)._target(url, params)
     if made is None:  # requests' own prepare_url makes it (a path it would requote, a query of the URL's own)
         return
@@ -90,7 +103,13 @@ def test_the_path_and_query_are_requests_own(path: str, params: dict[str, object
     origin, full, sent = made
     assert sent == prepared.path_url
     assert full == prepared.url
-    assert (origin.host, origin.port, origin.host_header) == ("api.nmbrs.example", 8443, "api.nmbrs.example:8443")
+    assert (origin.host, origin.port, origin.host_header) == ("api.nmbrs.example", 443, "api.nmbrs.example")
+
+
+def test_the_rest_apis_own_urls_are_made_without_requests() -> None:
+    gets = DirectGets(requests.Session(), pool_size=1)
+    for path in ("/api/debtors", "/api/debtors/3fa85f64-5717-4562-b3fc-2c963f66afa6/companies"):
+        assert gets._target(f"https://api.nmbrsapp.com{path}", {"pageNumber": 2, "pageSize": 100}) is not None
 
 
 @pytest.mark.parametrize(("url", "params"), [
@@ -100,6 +119,11 @@ def test_the_path_and_query_are_requests_own(path: str, params: dict[str, object
     ("https://api.nmbrs.example/api/debtors", {"a": b"\xff"}),
     ("https://\u4f8b\u3048.example/api/debtors", {}),  # an IDNA host: requests sends its xn-- form
     ("https://api.nmbrs.example/api/debtors?pageSize=5", {"pageNumber": 1}),
+    ("https://api.nmbrs.example:443/api/debtors", {}),  # requests keeps the port in its URL
+    ("https://api.nmbrs.example/api/debtors\n", {"a": 1}),  # urlsplit drops what requests quotes
+    ("https://api.nmbrs.example\t/api/debtors", {}),
+    ("https://h%41st/api/debtors", {}),  # requests refuses the host
+    ("https://api.nmbrs.example/api/debtors", {Page.NUMBER: 1}),  # urlencode would write "Page.NUMBER"
 ])
 def test_a_url_requests_would_rewrite_is_made_by_requests(server: ScriptedServer, url: str,
                                                           params: dict[str, object]) -> None:
@@ -207,22 +231,42 @@ def test_a_failed_get_names_no_secret(server: ScriptedServer, gets: DirectGets, 
     assert TOKEN.encode() in server.heads[0]  # it was sent, so its absence above means something
 
 
+def rest_client(server: ScriptedServer) -> RestClient:
+    app = RestApp(api_base=f"http://127.0.0.1:{server.port}", identity_base=f"http://127.0.0.1:{server.port}",
+                  client_id="l1nda", client_secret=Secret("client-secret-cafe"), subscription_key=Secret(KEY))
+    return RestClient(app, Settings(nmbrs_read_timeout=2.0, nmbrs_connect_timeout=2.0),
+                      retry=RetryPolicy(attempts=1), gate=CallGate(1000, 4))
+
+
+@pytest.mark.parametrize("token", ["TOKSECRET\r", "TOK\u20acSECRET", "TOKSECRET\n\tX-Evil: 1"])
+@pytest.mark.parametrize("way", ["direct", "requests"])
+def test_a_secret_that_cannot_be_written_as_a_header_is_never_quoted(server: ScriptedServer, token: str,
+                                                                     way: str) -> None:
+    """requests quotes a bad header value in its error, and a UnicodeEncodeError carries the whole head: the REST
+    client withholds that text (it would land in the check's detail), whichever way the GET goes."""
+    client = rest_client(server)
+    if way == "requests":
+        client.session.cookies.set("ARRAffinity", "node2")  # a cookie in the jar: requests' way
+    try:
+        with pytest.raises(UnknownNmbrsError) as caught:
+            client.get(DEBTORS, "/api/debtors", {"pageNumber": 1}, Secret(token))
+    finally:
+        client.close()
+    error: BaseException | None = caught.value
+    said = ""
+    while error is not None:  # the message, and every exception it carries
+        said += repr(error) + str(error) + repr(error.args)
+        error = error.__context__ or error.__cause__
+    assert "TOKSECRET" not in said
+    assert "TOK\u20acSECRET" not in said
+    assert "could not be written" in str(caught.value)
+    assert server.heads == []
+
+
 def test_an_answer_that_cannot_be_decoded_is_transient_for_the_rest_client(server: ScriptedServer) -> None:
     """As for SOAP: a body that cannot be decoded is the answer of the moment (the next check asks again), never an
     unexpected error that escapes the client; its message names no secret."""
-    from l1nda_sync.masking import Secret
-    from l1nda_sync.nmbrs.errors import TransientError
-    from l1nda_sync.nmbrs.limits import CallGate
-    from l1nda_sync.nmbrs.rest.client import RestClient
-    from l1nda_sync.nmbrs.rest.config import RestApp
-    from l1nda_sync.nmbrs.rest.probe import DEBTORS
-    from l1nda_sync.nmbrs.retry import RetryPolicy
-    from l1nda_sync.settings import Settings
-
-    app = RestApp(api_base=f"http://127.0.0.1:{server.port}", identity_base=f"http://127.0.0.1:{server.port}",
-                  client_id="l1nda", client_secret=Secret("client-secret-cafe"), subscription_key=Secret(KEY))
-    client = RestClient(app, Settings(nmbrs_read_timeout=2.0, nmbrs_connect_timeout=2.0),
-                        retry=RetryPolicy(attempts=1), gate=CallGate(1000, 4))
+    client = rest_client(server)
     server.play(Step((answer(200, b"\x1f\x8bnot gzip", {"Content-Encoding": "gzip"}),)))
     try:
         with pytest.raises(TransientError) as caught:

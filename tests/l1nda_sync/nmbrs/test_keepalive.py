@@ -73,6 +73,7 @@ WIRES = {
     "deflate": answer(200, zlib.compress(BODY), {"Content-Encoding": "deflate"}),
     "raw deflate": answer(200, zlib.compress(BODY)[2:-4], {"Content-Encoding": "deflate"}),
     "gzip, then padding": answer(200, gzip.compress(BODY) + b"\0" * 8, {"Content-Encoding": "gzip"}),
+    "gzip, then one byte": answer(200, gzip.compress(BODY) + b"\n", {"Content-Encoding": "gzip"}),
     "gzip, then junk": answer(200, gzip.compress(BODY) + b"junk", {"Content-Encoding": "gzip"}),
     "two gzip members": answer(200, gzip.compress(BODY[:99]) + gzip.compress(BODY[99:]), {"Content-Encoding": "gzip"}),
     "continue first": b"HTTP/1.1 100 Continue\r\n\r\n" + answer(200, BODY),

@@ -25,7 +25,7 @@ from typing import Any
 import requests
 
 from l1nda_sync.masking import Scrubber, Secret
-from l1nda_sync.nmbrs.errors import MalformedAnswer, NmbrsError, TransientError
+from l1nda_sync.nmbrs.errors import MalformedAnswer, NmbrsError, TransientError, UnknownNmbrsError
 from l1nda_sync.nmbrs.limits import CallGate, shared_gate
 from l1nda_sync.nmbrs.redaction import guarding, install_log_redaction
 from l1nda_sync.nmbrs.rest.answers import (
@@ -119,6 +119,8 @@ class RestClient:
                    "Accept": "application/json"}
         read = max(0.1, min(self.timeouts[1], deadline.remaining()))
         where = f"{REST}.{endpoint.operation}"
+        unsendable: str | None = None
+        response: requests.Response | None = None
         try:
             with self.gate.slot(deadline.remaining):
                 with self._lock:
@@ -130,6 +132,12 @@ class RestClient:
                 requests.exceptions.ContentDecodingError) as exc:  # as the SOAP client: the answer of the moment
             raise TransientError(f"{where}: {type(exc).__name__}", service=REST, operation=endpoint.operation) \
                 from None
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, UnicodeError) as exc:
+            unsendable = type(exc).__name__  # its text (and any context) may quote a header: the token or the key
+        if response is None:
+            raise UnknownNmbrsError(f"{where}: the request could not be written ({unsendable}: a header value or the "
+                                    "URL; its text is withheld, as it may hold a secret)", service=REST,
+                                    operation=endpoint.operation)
         return _answer(response, endpoint, scopes, scrub)
 
     def _use_secondary(self) -> bool:
