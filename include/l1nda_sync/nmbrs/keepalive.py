@@ -41,6 +41,7 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers
 from urllib3.util.ssl_ import create_urllib3_context
 
 RECV_BYTES = 65536
+DECODED_ENCODINGS = "gzip, deflate"  # the Accept-Encoding this pool reads (requests adds br/zstd when installed)
 MAX_HEADERS = 100  # as http.client (and so requests) refuses more
 MAX_HEAD_BYTES = 256 * 1024  # the bytes read before the headers end (http.client: 64 KiB per line)
 # Answers that never carry a body, whatever their headers say (RFC 9112 6.3).

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlparse, urlsplit
+from urllib.parse import urlencode, urlparse
 
 import requests
 import urllib3.connection
@@ -31,7 +31,7 @@ from urllib3.poolmanager import PoolManager
 from zeep.transports import Transport
 
 from l1nda_sync.nmbrs.errors import TransientError, UnknownNmbrsError
-from l1nda_sync.nmbrs.keepalive import KeepAlivePool, Origin, request_head
+from l1nda_sync.nmbrs.keepalive import DECODED_ENCODINGS, KeepAlivePool, Origin, request_head
 from l1nda_sync.nmbrs.redaction import scrub_active
 from l1nda_sync.nmbrs.wsdl_cache import WsdlCache
 
@@ -149,6 +149,12 @@ def has_soap_fault(body: bytes) -> bool:
     return any(root.find(f"{{{ns}}}Body/{{{ns}}}Fault") is not None for ns in _SOAP_ENVELOPES)
 
 
+def adds_to_requests(session: requests.Session) -> bool:
+    """Whether the session adds to each request what only requests' own preparation writes: cookies, auth,
+    parameters or hooks."""
+    return bool(session.cookies or session.auth or session.params or any(session.hooks.values()))
+
+
 def goes_direct(session: requests.Session, url: str, pool: KeepAlivePool) -> bool:
     """Whether `pool` may carry a request of `session` to `url`: the session does not read the environment per
     request (`trust_env`: proxy variables, ~/.netrc; `pooled_session(n, base_url)` reads it once), and no proxy,
@@ -160,9 +166,9 @@ def goes_direct(session: requests.Session, url: str, pool: KeepAlivePool) -> boo
             and not select_proxy(url, proxies) and type(session.get_adapter(url)) is QuietAdapter)
 
 
-_AS_IS_PATH = re.compile(r"[A-Za-z0-9\-._~/]*")  # a path requests' requote_uri leaves as it is
-_AS_IS_URL = re.compile(r"[A-Za-z0-9\-._~/:]*")  # no character urlsplit drops or requests quotes
-_PLAIN_HOST = re.compile(r"[A-Za-z0-9.-]+")  # a host name without port, credentials or brackets
+# A URL requests sends as it is: http(s), a host name (no port, credentials or brackets), a path of unreserved
+# characters, and no query or fragment of its own (nothing urlsplit would drop or requests' requote_uri quote).
+_AS_IS_URL = re.compile(r"(https?)://([A-Za-z0-9.-]+)(/[A-Za-z0-9\-._~/]*)?")
 _PLAIN_VALUES = (str, int, float, bool, type(None))  # query values `urlencode` writes as requests does
 
 
@@ -183,9 +189,12 @@ class DirectGets:
     def get(self, url: str, params: Mapping[str, Any], headers: Mapping[str, str],
             timeout: tuple[float, float]) -> requests.Response:
         session = self.session
-        if (self.redirected or session.cookies or session.auth or session.params or any(session.hooks.values())
-                or not goes_direct(session, url, self.keepalive)):
+
+        def requests_way() -> requests.Response:
             return session.get(url, params=dict(params), headers=headers, timeout=timeout)
+
+        if self.redirected or adds_to_requests(session) or not goes_direct(session, url, self.keepalive):
+            return requests_way()
         request = PreparedRequest()
         request.method = "GET"
         target = self._target(url, params)
@@ -194,11 +203,11 @@ class DirectGets:
             try:
                 target = Origin.of(request.url or url), request.url or url, request.path_url
             except ValueError:  # user:password@ in the URL: requests' auth applies
-                return session.get(url, params=dict(params), headers=headers, timeout=timeout)
+                return requests_way()
         origin, request.url, path = target
         merged: CaseInsensitiveDict[str | bytes | None] = CaseInsensitiveDict(session.headers)  # None: removed
         merged.update(headers)
-        merged["Accept-Encoding"] = "gzip, deflate"  # what the pool decodes (requests adds br/zstd when installed)
+        merged["Accept-Encoding"] = DECODED_ENCODINGS
         request.prepare_headers({name: value for name, value in merged.items() if value is not None})
         head = request_head(origin, path, request.headers, method="GET")
         response = self.keepalive.send(request.url, origin, head, b"", timeout)
@@ -206,7 +215,7 @@ class DirectGets:
             extract_cookies_to_jar(session.cookies, request, response.raw)  # type: ignore[no-untyped-call]
         if response.is_redirect:
             self.redirected = True  # a GET changes nothing at Nmbrs: requests sends it again and follows
-            return session.get(url, params=dict(params), headers=headers, timeout=timeout)
+            return requests_way()
         return response
 
     def _target(self, url: str, params: Mapping[str, Any]) -> tuple[Origin, str, str] | None:
@@ -214,20 +223,16 @@ class DirectGets:
         for a URL that requests sends as it is (an http(s) path of unreserved characters, no query, fragment or
         credentials of its own); else None. The query is encoded as requests encodes it (`urlencode`, UTF-8,
         None left out)."""
-        parts = urlsplit(url)  # (which drops tabs and line breaks that requests would quote: refused below)
-        if (parts.query or parts.fragment or not _PLAIN_HOST.fullmatch(parts.netloc) or "/." in parts.path
-                or not _AS_IS_PATH.fullmatch(parts.path) or not _AS_IS_URL.fullmatch(url)
+        matched = _AS_IS_URL.fullmatch(url)
+        if (matched is None or "/." in url
                 or not all(type(key) is str and type(value) in _PLAIN_VALUES for key, value in params.items())):
             return None  # a port, credentials, an IDNA host, dot segments, lists or bytes, ...: requests' way
-        origin = self._origins.get((parts.scheme, parts.netloc))
+        scheme, host, as_is = matched.groups()
+        origin = self._origins.get((scheme, host))
         if origin is None:
-            try:
-                origin = Origin.of(url)
-            except ValueError:
-                return None
-            self._origins[(parts.scheme, parts.netloc)] = origin
+            origin = self._origins[(scheme, host)] = Origin.of(url)
         query = urlencode([(key, value) for key, value in params.items() if value is not None], doseq=True)
-        path = (parts.path or "/") + (f"?{query}" if query else "")
+        path = (as_is or "/") + (f"?{query}" if query else "")
         return origin, f"{origin.scheme}://{origin.host_header}{path}", path
 
     def close(self) -> None:
@@ -338,7 +343,7 @@ class NmbrsTransport(Transport):
             origin = Origin.of(url)
             sent = {name: value for name, value in template.headers.items()
                     if name.lower() not in ("content-length", "accept-encoding")}
-            sent["Accept-Encoding"] = "gzip, deflate"  # what the pool decodes (requests adds br/zstd when installed)
+            sent["Accept-Encoding"] = DECODED_ENCODINGS
             head = (origin, request_head(origin, template.path_url, sent)[:-2])  # Content-Length last, per call
             self._heads[key] = head
         origin, prefix = head
@@ -360,7 +365,7 @@ class NmbrsTransport(Transport):
         """The method, URL, headers and (empty) cookies of this POST: the same for every call."""
         session = self.session
         url = self._prepared_url(address) if isinstance(message, bytes) and message else None
-        if url is None or session.cookies or session.auth or session.params or any(session.hooks.values()):
+        if url is None or adds_to_requests(session):
             return None
         key = (url, tuple(session.headers.items()), tuple(headers.items()))
         template = self._requests.get(key)

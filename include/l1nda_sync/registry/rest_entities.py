@@ -212,14 +212,13 @@ def mark_seen(cur: Cursor, seen: Sequence[SeenEntity]) -> int:
     that one roll back, by the next check); a key or match is never written here."""
     from psycopg2.extras import execute_values
 
-    wanted = sorted({_uuid(s.uuid) for s in seen})
-    if not wanted:
+    canonical = [(_uuid(s.uuid), s) for s in seen]
+    if not canonical:
         return 0
     cur.execute("""SELECT uuid::text FROM rest_entities WHERE uuid = ANY(%s::uuid[]) ORDER BY uuid
-                   FOR UPDATE SKIP LOCKED""", (wanted,))
+                   FOR UPDATE SKIP LOCKED""", (sorted({u for u, _ in canonical}),))
     free = {row[0] for row in cur.fetchall()}
-    rows = [(u, s.number, s.name, _opt_uuid(s.debtor_uuid), s.debtor_number)
-            for s in seen if (u := _uuid(s.uuid)) in free]
+    rows = [(u, s.number, s.name, _opt_uuid(s.debtor_uuid), s.debtor_number) for u, s in canonical if u in free]
     if not rows:
         return 0
     execute_values(
