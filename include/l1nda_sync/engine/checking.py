@@ -51,6 +51,21 @@ class TokenToCheck:
     ciphertext: str | None = field(repr=False)
     kind: str = "soap_token"
     scopes: tuple[str, ...] | None = None
+    # As `load_tokens` reads the stored probe: `probe_cache` without its records, which are these JSON texts (None:
+    # no such key) and counts (None: not a list), read only when the probe needs them (`StoredRecords`).
+    stored_records: tuple[str | None, str | None, int | None, int | None] | None = field(default=None, repr=False)
+
+    def previous_probe(self) -> Probe | None:
+        """The stored probe, or None when there is none; raises ValueError when it cannot be read."""
+        from l1nda_sync.nmbrs import Probe
+
+        if self.stored_records is None:
+            return Probe.from_dict(self.probe_cache) if self.probe_cache else None
+        debtors, companies, debtor_count, company_count = self.stored_records
+        if self.probe_cache is None or (self.probe_cache == {} and debtors is None and companies is None):
+            return None  # as `from_dict`'s caller: an empty stored probe is none
+        return Probe.from_stored(self.probe_cache, debtors, companies, debtor_count=debtor_count,
+                                 company_count=company_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +103,32 @@ class KeysCannotDecrypt(RuntimeError):
 
 
 def load_tokens(cur: Cursor, token_ids: Sequence[int]) -> list[TokenToCheck]:
-    """The tokens (and REST connections) to probe, in the order of `token_ids` (the plan's: heaviest first)."""
+    """The tokens (and REST connections) to probe, in the order of `token_ids` (the plan's: heaviest first).
+
+    Each stored probe comes in parts: its records as JSON text, read only when the probe needs them (an unchanged
+    answer never does), and the rest (`TokenToCheck.stored_records`)."""
     cur.execute(
-        """SELECT t.id, t.username, t.domain, t.probe_cache, t.token_ciphertext, t.kind, r.scopes
+        f"""SELECT t.id, t.username, t.domain,
+                  CASE WHEN jsonb_typeof(t.probe_cache) = 'object' THEN t.probe_cache - 'debtors' - 'companies'
+                       ELSE t.probe_cache END,
+                  {_STORED_RECORDS}, t.token_ciphertext, t.kind, r.scopes
            FROM tokens t LEFT JOIN rest_connections r ON r.token_id = t.id
            WHERE t.id = ANY(%s)""",
         (list(token_ids),),
     )
     place = {token_id: n for n, token_id in enumerate(token_ids)}
     rows = sorted(cur.fetchall(), key=lambda row: place[row[0]])
-    return [TokenToCheck(i, user, domain, cache, cipher, kind, None if scopes is None else tuple(scopes))
-            for i, user, domain, cache, cipher, kind, scopes in rows]
+    return [TokenToCheck(i, user, domain, head, cipher, kind, None if scopes is None else tuple(scopes),
+                         stored_records=(debtors, companies, debtor_count, company_count))
+            for i, user, domain, head, debtors, companies, debtor_count, company_count, cipher, kind, scopes in rows]
+
+
+# A stored probe's two record lists as text, and their lengths where they are lists (see `load_tokens`).
+_STORED_RECORDS = ", ".join(
+    [f"(t.probe_cache -> '{key}')::text" for key in ("debtors", "companies")]
+    + [f"CASE WHEN jsonb_typeof(t.probe_cache -> '{key}') = 'array' "
+       f"THEN jsonb_array_length(t.probe_cache -> '{key}') END" for key in ("debtors", "companies")]
+)
 
 
 def probe_one(
@@ -112,7 +142,7 @@ def probe_one(
 ) -> CheckRecord:
     """Probe one token; never raises (a fault on one token never stops the others). A REST connection is probed
     through `rest` (`engine.rest_checking`); its UUIDs are resolved later, by `finish_rest`."""
-    from l1nda_sync.nmbrs import Credentials, Probe
+    from l1nda_sync.nmbrs import Credentials
     from l1nda_sync.registry.errors import EncryptionKeyError
 
     policy = policy or StatePolicy()
@@ -134,7 +164,7 @@ def probe_one(
     except EncryptionKeyError:
         return CheckRecord(token.id, checked_at, Outcome.UNKNOWN, None, None, None, 0, 0, None, undecryptable=True)
     try:
-        previous = Probe.from_dict(token.probe_cache) if token.probe_cache else None
+        previous = token.previous_probe()
         result = client.probe(Credentials(token.username, secret, token.domain), previous)
         calls = result.calls
         debtors, companies = len(result.debtors), len(result.companies)

@@ -154,9 +154,7 @@ def _finish_one(cur: Cursor, record: CheckRecord, token: TokenToCheck, policy: S
 
 def _judged(record: CheckRecord, token: TokenToCheck, probe: Probe, policy: StatePolicy) -> CheckRecord:
     """A resolved REST probe judged as a SOAP probe is: unchanged, or a sharp reach drop to confirm."""
-    from l1nda_sync.nmbrs.records import Probe
-
-    previous = Probe.from_dict(token.probe_cache) if token.probe_cache else None
+    previous = token.previous_probe()
     unchanged = same_reach(probe, previous)
     outcome, detail = Outcome.VALID, None
     if previous is not None and is_sharp_drop(len(previous.companies), len(probe.companies), policy):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from l1nda_sync.masking import Secret
 
@@ -80,8 +81,8 @@ class Probe:
 
     environment: Environment | None
     domain: str
-    debtors: tuple[Debtor, ...]
-    companies: tuple[Company, ...]
+    debtors: Sequence[Debtor]  # a tuple, or the stored records read on first use (`StoredRecords`)
+    companies: Sequence[Company]
     calls: int
     mapping_refreshed_at: datetime
     mapping_reused: bool
@@ -128,24 +129,28 @@ class Probe:
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"a stored probe must be a JSON object, got {type(data).__name__}")
+        return cls._with_records(data, _readable(_read_debtors, data.get("debtors")),
+                                 _readable(_read_companies, data.get("companies")))
+
+    @classmethod
+    def from_stored(cls, head: Any, debtors: str | None, companies: str | None, *,
+                    debtor_count: int | None = None, company_count: int | None = None) -> Probe:
+        """A stored probe read in parts: `head` without its records, and each record list as the JSON text it is
+        stored as (None when the key is missing), read into records on first use (`StoredRecords`). A count, when
+        known, answers `len()` without reading. Reads as `from_dict` reads the whole, with its errors."""
+        if not isinstance(head, Mapping):
+            raise ValueError(f"a stored probe must be a JSON object, got {type(head).__name__}")
+        return cls._with_records(head, StoredRecords.of(debtors, _read_debtors, debtor_count),
+                                 StoredRecords.of(companies, _read_companies, company_count))
+
+    @classmethod
+    def _with_records(cls, data: Mapping[str, Any], debtors: Sequence[Debtor], companies: Sequence[Company]) -> Probe:
         try:
             env = data.get("environment")
             environment = None
             if isinstance(env, Mapping) and env.get("sub_domain"):
                 environment = Environment(str(env.get("domain") or ""), str(env["sub_domain"]))
             domain = data.get("domain") or (environment.sub_domain if environment else "")
-            debtors = tuple(
-                Debtor(int(d["id"]), _opt_str(d.get("number")), _opt_str(d.get("name")),
-                       tuple(DebtorTag(int(t.get("number") or 0), _opt_str(t.get("name")), _opt_str(t.get("color")))
-                             for t in d.get("tags") or ()))
-                for d in data.get("debtors") or ()
-            )
-            companies = tuple(
-                Company(int(c["id"]), int(c.get("number") or 0), _opt_str(c.get("name")),
-                        str(c.get("period") or "None"), _opt_str(c.get("kvk")),
-                        None if c.get("debtor_id") is None else int(c["debtor_id"]))
-                for c in data.get("companies") or ()
-            )
             refreshed = data.get("mapping_refreshed_at")
             refreshed_at = EPOCH if not refreshed else datetime.fromisoformat(str(refreshed))
             if refreshed_at.tzinfo is None:
@@ -159,8 +164,99 @@ class Probe:
                 answer_digests=_digests(data.get("answer_digests")),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"a stored probe is not readable ({type(exc).__name__}: {exc}); "
-                             "drop it and the next probe rebuilds it") from None
+            raise _unreadable(exc) from None
+
+
+R = TypeVar("R", Debtor, Company)
+
+
+class StoredRecords(Sequence[R]):
+    """A stored probe's record list, kept as its JSON text and read into records on first use.
+
+    An unchanged token's answers are byte for byte the ones its stored records were read from (`answer_digest`),
+    so its check needs their count and nothing else; reading an accountant's thousands of stored records cost
+    more CPU than its two calls. Equal to any sequence of the same records, and to itself without being read.
+    Not locked: two threads reading it at once read equal records, and either result may stay.
+    """
+
+    __slots__ = ("_count", "_read", "_records", "_text")
+
+    def __init__(self, text: str, read: Callable[[Any], tuple[R, ...]], count: int | None = None) -> None:
+        self._text = text
+        self._read: Callable[[Any], tuple[R, ...]] = read
+        self._count = count
+        self._records: tuple[R, ...] | None = None
+
+    @classmethod
+    def of(cls, text: str | None, read: Callable[[Any], tuple[R, ...]], count: int | None) -> Sequence[R]:
+        """The records of one stored list: none when the key is missing, else read on first use."""
+        return () if text is None else cls(text, read, count)
+
+    @property
+    def records(self) -> tuple[R, ...]:
+        records = self._records
+        if records is None:
+            try:
+                value = json.loads(self._text)
+            except ValueError as exc:
+                raise _unreadable(exc) from None
+            records = self._records = _readable(self._read, value)
+        return records
+
+    def __len__(self) -> int:
+        return self._count if self._count is not None and self._records is None else len(self.records)
+
+    @overload
+    def __getitem__(self, index: int) -> R: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[R, ...]: ...
+    def __getitem__(self, index: int | slice) -> R | tuple[R, ...]:
+        return self.records[index]
+
+    def __iter__(self) -> Iterator[R]:
+        return iter(self.records)
+
+    def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
+        if isinstance(other, (tuple, StoredRecords)):
+            return self.records == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.records)
+
+    def __repr__(self) -> str:
+        return repr(self.records) if self._records is not None else f"<{len(self)} stored records, not read>"
+
+
+def _read_debtors(value: Any) -> tuple[Debtor, ...]:
+    return tuple(
+        Debtor(int(d["id"]), _opt_str(d.get("number")), _opt_str(d.get("name")),
+               tuple(DebtorTag(int(t.get("number") or 0), _opt_str(t.get("name")), _opt_str(t.get("color")))
+                     for t in d.get("tags") or ()))
+        for d in value or ()
+    )
+
+
+def _read_companies(value: Any) -> tuple[Company, ...]:
+    return tuple(
+        Company(int(c["id"]), int(c.get("number") or 0), _opt_str(c.get("name")), str(c.get("period") or "None"),
+                _opt_str(c.get("kvk")), None if c.get("debtor_id") is None else int(c["debtor_id"]))
+        for c in value or ()
+    )
+
+
+def _readable(read: Callable[[Any], tuple[R, ...]], value: Any) -> tuple[R, ...]:
+    try:
+        return read(value)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _unreadable(exc) from None
+
+
+def _unreadable(exc: Exception) -> ValueError:
+    return ValueError(f"a stored probe is not readable ({type(exc).__name__}: {exc}); "
+                      "drop it and the next probe rebuilds it")
 
 
 def _digests(value: Any) -> dict[str, str]:

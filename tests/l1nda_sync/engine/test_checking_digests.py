@@ -4,6 +4,7 @@ byte-identical answers are an unchanged check that stores nothing. Against the s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,3 +62,32 @@ def test_new_bytes_with_the_same_records_are_stored_without_a_reach_change(sim: 
     assert back.probe is not None
     assert back.probe["answer_digests"] == first.probe["answer_digests"]
     assert check(client, back.probe).unchanged is True
+
+
+def in_parts(cache: dict, *, debtors: str | None = None, companies: str | None = None) -> TokenToCheck:
+    """The token as `load_tokens` reads it: the stored records as text (these texts, when given) and counts."""
+    head = {key: value for key, value in cache.items() if key not in ("debtors", "companies")}
+    records = (debtors or json.dumps(cache["debtors"]), companies or json.dumps(cache["companies"]),
+               len(cache["debtors"]), len(cache["companies"]))
+    return TokenToCheck(1, USER, ENV, head, TOKEN, stored_records=records)
+
+
+def test_an_unchanged_check_never_reads_the_stored_records(sim: RunningSim, client: NmbrsClient) -> None:
+    first = check(client, None)
+    stored = check(client, first.probe).probe or first.probe  # stored under its digests
+    assert stored is not None
+    assert stored["debtors"]
+    assert stored["companies"]
+    damaged = in_parts(stored, debtors='[{"name": "no id"}]', companies="{not json")  # raises when read
+    now = lambda: datetime.now(UTC)  # noqa: E731
+    unchanged = probe_one(damaged, reveal=Secret, client=client, now=now)
+    assert (unchanged.outcome, unchanged.unchanged, unchanged.probe) == (Outcome.VALID, True, None)
+    assert (unchanged.debtors, unchanged.companies) == (len(stored["debtors"]), len(stored["companies"]))
+    # New bytes must be compared with the stored records: now they are read, and a damaged list is the
+    # `unknown` an unreadable stored probe always was (the state stays), never a change of reach.
+    sim.admin.inject_fault("extra_element", service="DebtorService", operation="List_GetAll", count=1)
+    read = probe_one(damaged, reveal=Secret, client=client, now=now)
+    assert read.outcome is Outcome.UNKNOWN
+    assert "a stored probe is not readable" in (read.detail or "")
+    intact = probe_one(in_parts(stored), reveal=Secret, client=client, now=now)
+    assert (intact.outcome, intact.unchanged) == (Outcome.VALID, True)

@@ -4,22 +4,12 @@ breaker judges SOAP tokens and REST connections apart; no REST connection claime
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from l1nda_sync.engine.planning import claim_tokens, rest_left_out
 from l1nda_sync.registry import db
 
 NOW = datetime(2027, 3, 1, 9, tzinfo=UTC)
-
-
-@pytest.fixture
-def conn(registry_url: str) -> Iterator[db.Connection]:
-    c = db.connect(registry_url)
-    yield c
-    c.close()
 
 
 def token(cur: db.Cursor, kind: str, label: str, *, outcome: str, due: bool) -> int:

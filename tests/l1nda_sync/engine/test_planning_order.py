@@ -4,10 +4,8 @@ dealt round the batches so that each batch starts with its share of them. Pure, 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,13 +38,6 @@ def test_dealing_keeps_every_token_once_within_the_batch_size(ids: list[int], si
     place = {t: n for n, t in enumerate(ids)}
     assert all([place[t] for t in batch] == sorted(place[t] for t in batch) for batch in batches)
     assert [batch[0] for batch in batches] == ids[: len(batches)]  # every batch starts with one of the heaviest
-
-
-@pytest.fixture
-def conn(registry_url: str) -> Iterator[db.Connection]:
-    c = db.connect(registry_url)
-    yield c
-    c.close()
 
 
 def _token(cur: db.Cursor, label: str, level: str, *, probed: bool, debtors: int = 0, lost: int = 0) -> int:

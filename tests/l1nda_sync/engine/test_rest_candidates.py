@@ -5,7 +5,6 @@ never takes another customer's link (docs/rest-connections.md, "One company, two
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -19,13 +18,6 @@ AT = datetime(2027, 3, 1, 9, tzinfo=UTC)
 DEBTOR, COMPANY = str(uuid.uuid4()), str(uuid.uuid4())
 REACH = RestReach((RestDebtor(DEBTOR, "1", "Eetcafe"),), (RestCompany(COMPANY, "1", "Eetcafe B.V.", DEBTOR),),
                   None, 2)
-
-
-@pytest.fixture
-def conn(registry_url: str) -> Iterator[db.Connection]:
-    c = db.connect(registry_url)
-    yield c
-    c.close()
 
 
 def token(cur: db.Cursor, kind: str, label: str) -> int:

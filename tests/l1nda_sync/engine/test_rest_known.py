@@ -5,7 +5,6 @@ fail, each connection on its own under its savepoint, the bad one `unknown` and 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,13 +33,6 @@ class Counting(psycopg2.extensions.cursor):
     def execute(self, query: Any, vars: Any = None) -> None:
         Counting.statements += 1
         super().execute(query, vars)
-
-
-@pytest.fixture
-def conn(registry_url: str) -> Iterator[db.Connection]:
-    c = db.connect(registry_url)
-    yield c
-    c.close()
 
 
 def rest_connection(cur: db.Cursor, label: str, customer: str | None = "MINE") -> int:
