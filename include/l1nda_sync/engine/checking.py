@@ -62,8 +62,8 @@ class TokenToCheck:
         if self.stored_records is None:
             return Probe.from_dict(self.probe_cache) if self.probe_cache else None
         debtors, companies, debtor_count, company_count = self.stored_records
-        if self.probe_cache is None or (self.probe_cache == {} and debtors is None and companies is None):
-            return None  # as `from_dict`'s caller: an empty stored probe is none
+        if not self.probe_cache and debtors is None and companies is None:
+            return None  # as a whole: a stored probe that is falsy ({}, [], 0, "", false, null) is none
         return Probe.from_stored(self.probe_cache, debtors, companies, debtor_count=debtor_count,
                                  company_count=company_count)
 
@@ -182,6 +182,8 @@ def probe_one(
             and result.companies == previous.companies
         )
         probe = None if unchanged else result.to_dict()
+        if previous is not None and not unchanged:
+            previous.read_records()  # a damaged stored list is `unknown`, never a count a drop is judged by
         outcome, code, missing, detail = Outcome.VALID, None, None, None
         if previous is not None and is_sharp_drop(len(previous.companies), companies, policy):
             outcome = Outcome.REACH_DROP

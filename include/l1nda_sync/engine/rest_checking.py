@@ -153,8 +153,15 @@ def _finish_one(cur: Cursor, record: CheckRecord, token: TokenToCheck, policy: S
 
 
 def _judged(record: CheckRecord, token: TokenToCheck, probe: Probe, policy: StatePolicy) -> CheckRecord:
-    """A resolved REST probe judged as a SOAP probe is: unchanged, or a sharp reach drop to confirm."""
-    previous = token.previous_probe()
+    """A resolved REST probe judged as a SOAP probe is: unchanged, or a sharp reach drop to confirm. A stored probe
+    that cannot be read makes the check `unknown` (its state stays), as for a SOAP token, not the batch's failure."""
+    try:
+        previous = token.previous_probe()
+        if previous is not None:
+            previous.read_records()
+    except ValueError as exc:
+        return replace(record, outcome=Outcome.UNKNOWN, detail=f"{type(exc).__name__}: {exc}"[:500], rest_reach=None,
+                       debtors=None, companies=None)
     unchanged = same_reach(probe, previous)
     outcome, detail = Outcome.VALID, None
     if previous is not None and is_sharp_drop(len(previous.companies), len(probe.companies), policy):

@@ -121,6 +121,14 @@ class Probe:
             "answer_digests": dict(self.answer_digests),
         }
 
+    def read_records(self) -> Probe:
+        """This probe, its stored records read now if they were not (`StoredRecords`): what is judged against them
+        must be judged against records, never against a count. Raises `from_dict`'s ValueError when they cannot be."""
+        for records in (self.debtors, self.companies):
+            if isinstance(records, StoredRecords):
+                _ = records.records
+        return self
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Probe:
         """Read a stored probe; missing optional keys get safe defaults (an unknown refresh time forces one).

@@ -91,3 +91,21 @@ def test_an_unchanged_check_never_reads_the_stored_records(sim: RunningSim, clie
     assert "a stored probe is not readable" in (read.detail or "")
     intact = probe_one(in_parts(stored), reveal=Secret, client=client, now=now)
     assert (intact.outcome, intact.unchanged) == (Outcome.VALID, True)
+
+
+def test_a_changed_check_is_judged_against_the_stored_records_not_their_count(sim: RunningSim,
+                                                                              client: NmbrsClient) -> None:
+    """No answer is reused when the daily refresh is due (or the stored probe has no digests): nothing in the probe
+    reads the stored records, yet the reach is judged against them. A damaged list must then be the `unknown` it
+    is when read whole, never a drop judged by the count of records that cannot be read."""
+    first = check(client, None)
+    assert first.probe is not None
+    stored = {key: value for key, value in first.probe.items() if key != "answer_digests"}
+    stored["mapping_refreshed_at"] = "2020-01-01T00:00:00+00:00"
+    stored["companies"] = [{"name": "damaged, no id"}] * (10 * len(stored["companies"]))
+    now = lambda: datetime.now(UTC)  # noqa: E731
+    whole = probe_one(TokenToCheck(1, USER, ENV, stored, TOKEN), reveal=Secret, client=client, now=now)
+    parts = probe_one(in_parts(stored), reveal=Secret, client=client, now=now)
+    assert whole.outcome is Outcome.UNKNOWN
+    assert (parts.outcome, parts.detail) == (whole.outcome, whole.detail)
+    assert "a stored probe is not readable" in (parts.detail or "")

@@ -1,6 +1,7 @@
 """`load_tokens` reads each stored probe in parts (its record lists as JSON text, read only when needed): on
 PostgreSQL, every shape a `tokens.probe_cache` can hold gives the probe `Probe.from_dict` gives for the whole,
-or the same ValueError, and a damaged cache never fails the batch's load."""
+or the same ValueError (a falsy cache is none, as it always was), and a damaged cache never fails the batch's
+load."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ SHAPES: dict[str, Any] = {
     "a list as the cache": [FULL],
     "a scalar as the cache": "text",
     "a number as the cache": 7,
+    "an empty list as the cache": [],
+    "zero as the cache": 0,
+    "an empty string as the cache": "",
+    "false as the cache": False,
+    "JSON null as the cache": "JSON null",
 }
 
 
@@ -38,7 +44,7 @@ def _stored(cur: db.Cursor, label: str, cache: Any) -> int:
     cur.execute("""INSERT INTO tokens (label, level, username, token_ciphertext, fingerprint, state, next_check_at,
                                        probe_cache)
                    VALUES (%s, 'accountant', 'u@x.nl', 'c', %s, 'active', now(), %s::jsonb) RETURNING id""",
-                (label, label, None if cache is None else json.dumps(cache)))
+                (label, label, None if cache is None else "null" if cache == "JSON null" else json.dumps(cache)))
     return int(cur.fetchone()[0])
 
 
@@ -58,6 +64,7 @@ def test_every_stored_shape_reads_as_the_whole_reads(conn: db.Connection) -> Non
         loaded = {token.id: token for token in load_tokens(cur, list(ids.values()))}
     assert set(loaded) == set(ids.values())  # no shape fails the load
     for name, cache in SHAPES.items():
+        cache = None if cache == "JSON null" else cache  # psycopg2 reads a JSON null as None
         whole = TokenToCheck(ids[name], "u@x.nl", None, cache, "c")  # as the cache was read before: whole
         assert _read(loaded[ids[name]].previous_probe) == _read(whole.previous_probe), name
 

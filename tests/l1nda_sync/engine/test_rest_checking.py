@@ -1,0 +1,59 @@
+"""`rest_checking._judged`: a resolved REST probe judged against the stored one, read in parts as `load_tokens`
+reads it. A stored probe that cannot be read is that connection's `unknown`, never the batch's failure (every
+check of the batch is stored in the same transaction); a falsy one is no stored probe."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from l1nda_sync.engine.checking import CheckRecord, TokenToCheck
+from l1nda_sync.engine.rest_checking import _judged
+from l1nda_sync.engine.token_state import Outcome, StatePolicy
+from l1nda_sync.nmbrs import Company, Probe
+
+AT = datetime(2026, 12, 2, 9, tzinfo=UTC)
+COMPANIES = tuple(Company(n, n, f"Company {n}", "Month", None, None) for n in range(1, 21))
+PROBE = Probe(None, "", (), COMPANIES, 2, AT, True, None)
+RECORD = CheckRecord(7, AT, Outcome.VALID, None, None, None, 1, 2, None, debtors=0, companies=len(COMPANIES))
+
+
+def connection(head: Any, companies: list[Any] | None = None, *, count: int | None = None) -> TokenToCheck:
+    text = None if companies is None else json.dumps(companies)
+    counted = len(companies) if count is None and companies is not None else count
+    return TokenToCheck(7, "rest", None, head, None, kind="rest_connection",
+                        stored_records=(None, text, None, counted))
+
+
+def test_the_stored_probe_read_in_parts_judges_as_the_whole() -> None:
+    stored = PROBE.to_dict()
+    judged = _judged(RECORD, connection({"domain": ""}, stored["companies"]), PROBE, StatePolicy())
+    assert (judged.outcome, judged.unchanged, judged.probe) == (Outcome.VALID, True, None)
+    one_more = [*stored["companies"], {"id": 99, "number": 99, "period": "Month"}]
+    changed = _judged(RECORD, connection({}, one_more), PROBE, StatePolicy())
+    assert (changed.outcome, changed.unchanged, changed.probe) == (Outcome.VALID, False, stored)
+
+
+@pytest.mark.parametrize("damaged", [[{"name": "no id"}] * 200, [1, 2], {"id": 5}])
+def test_a_stored_probe_that_cannot_be_read_is_unknown_not_a_drop_nor_a_failure(damaged: Any) -> None:
+    judged = _judged(RECORD, connection({}, damaged, count=200), PROBE, StatePolicy())
+    assert judged.outcome is Outcome.UNKNOWN
+    assert "a stored probe is not readable" in (judged.detail or "")
+    assert (judged.probe, judged.rest_reach) == (None, None)
+
+
+@pytest.mark.parametrize("head", [[PROBE.to_dict()], "text", 7])
+def test_a_stored_probe_that_is_not_an_object_is_unknown(head: Any) -> None:
+    judged = _judged(RECORD, connection(head), PROBE, StatePolicy())
+    assert judged.outcome is Outcome.UNKNOWN
+    assert "must be a JSON object" in (judged.detail or "")
+
+
+@pytest.mark.parametrize("head", [None, {}, [], 0, "", False])
+def test_a_falsy_stored_probe_is_none(head: Any) -> None:
+    judged = _judged(RECORD, connection(head), PROBE, StatePolicy())
+    assert (judged.outcome, judged.unchanged) == (Outcome.VALID, False)
+    assert judged.probe == PROBE.to_dict()
