@@ -191,7 +191,10 @@ def probe_one(
     except Exception as exc:
         outcome, code, missing = outcome_of(exc)
         detail = f"{type(exc).__name__}: {exc}"[:500]
-        calls = getattr(exc, "calls", None) or 0  # the client counts the requests a failed probe sent
+        # The client counts the requests a failed probe sent; a probe that ended but could not be judged (its
+        # stored records unreadable) sent its own. Nothing of such a probe is kept: it is `unknown`.
+        calls = getattr(exc, "calls", None) or calls
+        probe, unchanged, debtors, companies = None, False, None, None
         if outcome is Outcome.UNKNOWN and code is None:
             log.warning("token %s: unexpected %s during probe", token.id, type(exc).__name__)
     duration_ms = int((time.monotonic() - started) * 1000)

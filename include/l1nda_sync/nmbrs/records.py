@@ -206,7 +206,7 @@ class StoredRecords(Sequence[R]):
         if records is None:
             try:
                 value = json.loads(self._text)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
                 raise _unreadable(exc) from None
             records = self._records = _readable(self._read, value)
         return records

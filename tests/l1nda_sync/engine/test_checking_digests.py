@@ -109,3 +109,6 @@ def test_a_changed_check_is_judged_against_the_stored_records_not_their_count(si
     assert whole.outcome is Outcome.UNKNOWN
     assert (parts.outcome, parts.detail) == (whole.outcome, whole.detail)
     assert "a stored probe is not readable" in (parts.detail or "")
+    # Nothing of the probe that could not be judged is kept, but the requests it sent are counted.
+    assert (parts.probe, parts.unchanged, parts.debtors, parts.companies) == (None, False, None, None)
+    assert parts.calls >= 2

@@ -21,9 +21,10 @@ PROBE = Probe(None, "", (), COMPANIES, 2, AT, True, None)
 RECORD = CheckRecord(7, AT, Outcome.VALID, None, None, None, 1, 2, None, debtors=0, companies=len(COMPANIES))
 
 
-def connection(head: Any, companies: list[Any] | None = None, *, count: int | None = None) -> TokenToCheck:
-    text = None if companies is None else json.dumps(companies)
-    counted = len(companies) if count is None and companies is not None else count
+def connection(head: Any, companies: Any = None, *, count: int | None = None) -> TokenToCheck:
+    """As `load_tokens` reads it: the companies as JSON text (a str is that text) and their count."""
+    text = companies if isinstance(companies, str) or companies is None else json.dumps(companies)
+    counted = len(companies) if count is None and isinstance(companies, list) else count
     return TokenToCheck(7, "rest", None, head, None, kind="rest_connection",
                         stored_records=(None, text, None, counted))
 
@@ -37,7 +38,11 @@ def test_the_stored_probe_read_in_parts_judges_as_the_whole() -> None:
     assert (changed.outcome, changed.unchanged, changed.probe) == (Outcome.VALID, False, stored)
 
 
-@pytest.mark.parametrize("damaged", [[{"name": "no id"}] * 200, [1, 2], {"id": 5}])
+DEEP = "[" * 200_000 + "]" * 200_000  # a list nested deeper than the JSON parser goes (as text)
+
+
+@pytest.mark.parametrize("damaged", [[{"name": "no id"}] * 200, [1, 2], {"id": 5}, DEEP],
+                         ids=["no id", "scalars", "an object", "too deep"])
 def test_a_stored_probe_that_cannot_be_read_is_unknown_not_a_drop_nor_a_failure(damaged: Any) -> None:
     judged = _judged(RECORD, connection({}, damaged, count=200), PROBE, StatePolicy())
     assert judged.outcome is Outcome.UNKNOWN
