@@ -69,7 +69,8 @@ DEBTORS, COMPANIES = "debtors", "companies"  # the keys of `Probe.answer_digests
 
 
 def run_probe(client: NmbrsClient, credentials: Credentials, previous: Probe | None = None) -> Probe:
-    """Probe one token. A failure raises the NmbrsError with `.calls` set to the requests this probe sent."""
+    """Probe one token. A failure raises the NmbrsError with `.calls` set to the requests this probe sent; so does
+    the ValueError of a stored probe whose records cannot be read (`StoredRecords`: read only when needed)."""
     remembered = credentials.domain or (previous.domain if previous is not None and previous.domain else None)
     talk = client.conversation(credentials, remembered)
     per_debtor = PerDebtorCalls(talk, client.settings.nmbrs_per_login_concurrency)
@@ -77,6 +78,9 @@ def run_probe(client: NmbrsClient, credentials: Credentials, previous: Probe | N
         return _probe(client, talk, per_debtor, credentials, previous, remembered)
     except NmbrsError as error:
         error.calls = talk.calls + per_debtor.calls
+        raise
+    except ValueError as unreadable:
+        unreadable.calls = talk.calls + per_debtor.calls  # type: ignore[attr-defined]
         raise
 
 

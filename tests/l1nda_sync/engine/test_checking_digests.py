@@ -112,3 +112,19 @@ def test_a_changed_check_is_judged_against_the_stored_records_not_their_count(si
     # Nothing of the probe that could not be judged is kept, but the requests it sent are counted.
     assert (parts.probe, parts.unchanged, parts.debtors, parts.companies) == (None, False, None, None)
     assert parts.calls >= 2
+
+
+def test_stored_records_the_probe_itself_cannot_read_count_the_requests_it_sent(sim: RunningSim,
+                                                                                 client: NmbrsClient) -> None:
+    """The debtors' answer is unchanged but the companies' is not: the probe reuses the stored debtors, reads them,
+    and cannot. The check is `unknown`, as when read whole, and counts the requests it did send."""
+    first = check(client, None)
+    stored = check(client, first.probe).probe or first.probe
+    assert stored is not None
+    sim.admin.inject_fault("extra_element", service="CompanyService", operation="List_GetAll", count=1)
+    now = lambda: datetime.now(UTC)  # noqa: E731
+    damaged = probe_one(in_parts(stored, debtors='[{"name": "no id"}]'), reveal=Secret, client=client, now=now)
+    assert damaged.outcome is Outcome.UNKNOWN
+    assert "a stored probe is not readable" in (damaged.detail or "")
+    assert (damaged.probe, damaged.debtors, damaged.companies) == (None, None, None)
+    assert damaged.calls == 2
