@@ -135,8 +135,7 @@ class Probe:
 
         Raises ValueError naming the key when the data cannot be a probe.
         """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a stored probe must be a JSON object, got {type(data).__name__}")
+        data = _stored_object(data)
         return cls._with_records(data, _readable(_read_debtors, data.get("debtors")),
                                  _readable(_read_companies, data.get("companies")))
 
@@ -146,9 +145,7 @@ class Probe:
         """A stored probe read in parts: `head` without its records, and each record list as the JSON text it is
         stored as (None when the key is missing), read into records on first use (`StoredRecords`). A count, when
         known, answers `len()` without reading. Reads as `from_dict` reads the whole, with its errors."""
-        if not isinstance(head, Mapping):
-            raise ValueError(f"a stored probe must be a JSON object, got {type(head).__name__}")
-        return cls._with_records(head, StoredRecords.of(debtors, _read_debtors, debtor_count),
+        return cls._with_records(_stored_object(head), StoredRecords.of(debtors, _read_debtors, debtor_count),
                                  StoredRecords.of(companies, _read_companies, company_count))
 
     @classmethod
@@ -253,6 +250,12 @@ def _read_companies(value: Any) -> tuple[Company, ...]:
                 _opt_str(c.get("kvk")), None if c.get("debtor_id") is None else int(c["debtor_id"]))
         for c in value or ()
     )
+
+
+def _stored_object(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"a stored probe must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _readable(read: Callable[[Any], tuple[R, ...]], value: Any) -> tuple[R, ...]:
