@@ -170,12 +170,17 @@ def judge_recent(
 
 
 def judge_recent_by_kind(
-    cur: Cursor, *, now: datetime, window: timedelta, share: float
+    cur: Cursor, *, now: datetime, window: timedelta, share: float, run_id: int | None = None
 ) -> Breakers:
     """The breaker's verdicts, per credential kind, over every check (applied or pending, of any run) made inside
-    the window. The window reaches back from the oldest pending check, so checks applied late (a long check phase,
-    a crashed run's leftovers) are judged with the evidence of their own time."""
-    cur.execute("SELECT min(checked_at) FROM checks WHERE applied_at IS NULL AND checked_at <= %s", (now,))
+    the window. The window reaches back from the oldest pending check, or of `run_id`'s checks (its batches applied
+    some already, `early_apply`), so checks applied late (a long check phase, a crashed run's leftovers) are judged
+    with the evidence of their own time."""
+    cur.execute(
+        """SELECT least((SELECT min(checked_at) FROM checks WHERE applied_at IS NULL AND checked_at <= %s),
+                        (SELECT min(checked_at) FROM checks WHERE run_id = %s AND checked_at <= %s))""",
+        (now, run_id, now),
+    )
     row = cur.fetchone()
     oldest = row[0] if row is not None else None
     if oldest is not None and oldest < now:
@@ -276,11 +281,14 @@ def apply_pending(
     breaker_window: timedelta = timedelta(minutes=15),
     hooks: ApplyHooks | None = None,
     dry_run: bool = False,
+    for_run: int | None = None,
 ) -> ApplySummary:
-    """Apply every pending check (of `run_id`, or of any run: checks a crashed run left behind)."""
+    """Apply every pending check (of `run_id`, or of any run: checks a crashed run left behind). `for_run`: the
+    run whose apply step this is (the breaker's window reaches back to its first check, run_id or not)."""
     hooks = hooks or NoHooks()
     with unit_of_work(conn, dry_run=dry_run) as cur:
-        breakers = judge_recent_by_kind(cur, now=now(), window=breaker_window, share=breaker_share)
+        breakers = judge_recent_by_kind(cur, now=now(), window=breaker_window, share=breaker_share,
+                                        run_id=for_run if for_run is not None else run_id)
     verdict = breakers.verdict
     summary = ApplySummary(verdict=verdict, frozen=breakers.frozen)
     with unit_of_work(conn, dry_run=dry_run) as cur:
@@ -382,10 +390,10 @@ class HealthWrite:
     domain: str | None = None
 
 
-def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime) -> None:
+def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime, in_batch: bool = False) -> None:
     """Write a token's health for each applied check (one check per token), its state change event, and mark
-    the checks applied: the one write path of both the bulk and the single apply, with a constant number of
-    statements however many checks."""
+    the checks applied (`in_batch`: by the batch that stored them, `early_apply`): the one write path of the bulk,
+    the single and the batch's apply, with a constant number of statements however many checks."""
     from psycopg2.extras import execute_values
 
     if not writes:
@@ -436,8 +444,8 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime) ->
             template="(%s, %s, 'sync', 'state_changed', %s, %s, %s::jsonb)",
             page_size=len(events),
         )
-    cur.execute("UPDATE checks SET applied_at = %s, probe = NULL WHERE id = ANY(%s)",
-                (at, [w.applied.check_id for w in writes]))
+    cur.execute("UPDATE checks SET applied_at = %s, probe = NULL, applied_in_batch = %s WHERE id = ANY(%s)",
+                (at, in_batch, [w.applied.check_id for w in writes]))
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -475,7 +483,8 @@ def _carried_reach(pending: PendingCheck, transition: Transition) -> ReachDiff |
 
 
 def apply_locked(
-    cur: Cursor, pending: Sequence[PendingCheck], *, policy: StatePolicy, breaker_open: Frozen, at: datetime
+    cur: Cursor, pending: Sequence[PendingCheck], *, policy: StatePolicy, breaker_open: Frozen, at: datetime,
+    in_batch: bool = False,
 ) -> list[HealthWrite]:
     """Apply locked pending checks, each of a different token, inside the caller's transaction: decide each,
     write the reach it carries, then every token's health in one `write_health`; a check that must not be
@@ -500,7 +509,7 @@ def apply_locked(
         reach.append(ReachWrite(p.token_id, diff, p.result.at, p.run_id))
         writes.append(HealthWrite(applied, p.run_id, p.result.at, p.probe, p.probe.get("domain") or None))
     write_reach(cur, reach)
-    write_health(cur, writes, at=at)
+    write_health(cur, writes, at=at, in_batch=in_batch)
     return writes
 
 

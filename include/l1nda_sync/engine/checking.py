@@ -224,8 +224,9 @@ def probe_all(
                              tokens))
 
 
-def store_checks(cur: Cursor, run_id: int | None, records: Iterable[CheckRecord]) -> int:
-    """Insert the pending checks in one statement. An unchanged probe is stored without its (large) data."""
+def store_checks(cur: Cursor, run_id: int | None, records: Iterable[CheckRecord]) -> dict[int, int]:
+    """Insert the pending checks in one statement. An unchanged probe is stored without its (large) data.
+    Returns each stored check's id by its token's id."""
     from psycopg2.extras import execute_values
 
     rows = [
@@ -237,14 +238,15 @@ def store_checks(cur: Cursor, run_id: int | None, records: Iterable[CheckRecord]
         for r in records
     ]
     if not rows:
-        return 0
-    execute_values(
+        return {}
+    stored = execute_values(
         cur,
         """INSERT INTO checks (token_id, run_id, checked_at, outcome, fault_code, detail, missing_operation,
                                duration_ms, calls, debtors, companies, unchanged, probe)
-           VALUES %s""",
+           VALUES %s RETURNING token_id, id""",
         rows,
         template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
         page_size=1000,
+        fetch=True,
     )
-    return len(rows)
+    return {token_id: check_id for token_id, check_id in stored}

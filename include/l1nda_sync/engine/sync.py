@@ -20,6 +20,7 @@ import psycopg2
 
 from l1nda_sync.engine.applying import AppliedCheck, ApplyHooks, ApplySummary, apply_pending, unit_of_work
 from l1nda_sync.engine.checking import KeysCannotDecrypt, Prober, load_tokens, probe_all, store_checks
+from l1nda_sync.engine.early_apply import applied_in_batch, apply_in_batch, candidates
 from l1nda_sync.engine.link_rules import LinkChange, LinkState, Reason
 from l1nda_sync.engine.planning import (
     Plan,
@@ -101,10 +102,12 @@ class RunReport:
 
     @classmethod
     def of_apply(cls, summary: ApplySummary, changes: Sequence[LinkChange], *, run_id: int | None,
-                 dry_run: bool) -> RunReport:
-        """The report of an apply step: its applied checks (`ApplySummary`) and link changes (`LinkChange`)."""
-        report = cls(run_id=run_id, dry_run=dry_run, checked=len(summary.applied),
-                     outcomes=dict(summary.outcomes()), breaker_tripped=summary.breaker_open,
+                 dry_run: bool, in_batch: Mapping[str, int] | None = None) -> RunReport:
+        """The report of an apply step: its applied checks (`ApplySummary`), the run's checks its batches applied
+        (`in_batch`, counts by outcome: each moved only its token's clock) and link changes (`LinkChange`)."""
+        outcomes = summary.outcomes() + Counter(in_batch or {})
+        report = cls(run_id=run_id, dry_run=dry_run, checked=len(summary.applied) + sum((in_batch or {}).values()),
+                     outcomes=dict(outcomes), breaker_tripped=summary.breaker_open,
                      breaker_failure=summary.verdict.failure if summary.breaker_open else None,
                      apply_errors=len(summary.failed))
         for applied in summary.applied:
@@ -391,7 +394,11 @@ class SyncEngine:
             records = [r for r in records if not (r.undecryptable or r.no_rest_app)]
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 records = finish_rest(cur, records, tokens, policy=self.policy)
-                store_checks(cur, run_id, records)
+                stored = store_checks(cur, run_id, records)
+                if run_id is not None and not dry_run:
+                    # A check that moves only its token's clock is applied now; the apply step does the rest.
+                    apply_in_batch(cur, candidates(stored, records), policy=self.policy, hooks=self.hooks,
+                                   now=self.clock)
             if no_app:
                 # This worker has no REST app (the plan's had one): those connections are not checked and their
                 # claims end, but the batch's SOAP checks stand and the run is applied.
@@ -422,11 +429,13 @@ class SyncEngine:
                 conn, policy=self.policy, now=self.clock, run_id=None,
                 breaker_share=self.settings.breaker_share,
                 breaker_window=timedelta(seconds=self.settings.breaker_window), hooks=self.hooks, dry_run=dry_run,
+                for_run=run_id,
             )
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 changes = reconcile_all(cur, now=self.clock, run_id=run_id, breaker_open=summary.frozen,
                                         hooks=self.hooks)
-            report = RunReport.of_apply(summary, changes, run_id=run_id, dry_run=dry_run)
+                in_batch = applied_in_batch(cur, run_id) if run_id is not None else {}
+            report = RunReport.of_apply(summary, changes, run_id=run_id, dry_run=dry_run, in_batch=in_batch)
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 if run_id is not None:
                     cur.execute("SELECT coalesce(sum(calls), 0) FROM checks WHERE run_id = %s", (run_id,))

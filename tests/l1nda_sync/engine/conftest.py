@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg2
 import pytest
 
 from l1nda_sync.registry import db
@@ -30,3 +34,29 @@ def conn(registry_url: str) -> Iterator[db.Connection]:
     c = db.connect(registry_url)
     yield c
     c.close()
+
+
+@pytest.fixture
+def second_registry_url(pg_server_url: str, registry_template: str) -> Iterator[str]:
+    """Another fresh registry next to `registry_url`."""
+    name = f"test_second_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(pg_server_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{registry_template}"')
+        yield urlsplit(pg_server_url)._replace(path=f"/{name}").geturl()
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def registries(registry_url: str, second_registry_url: str) -> Iterator[tuple[Any, Any]]:
+    bulk, single = db.connect(registry_url), db.connect(second_registry_url)
+    try:
+        yield bulk, single
+    finally:
+        bulk.close()
+        single.close()

@@ -23,16 +23,12 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
-from urllib.parse import urlsplit
 
-import psycopg2
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -274,10 +270,12 @@ class OneTokenAtATime(AlertHooks):
                               settings=self.settings)
 
 
-def run(conn: Any, world: WorldSpec, hooks: AlertHooks | None = None) -> ApplySummary:
-    """Apply every pending check with the alert hooks, then reconcile the links, as `finish` does."""
+def run(conn: Any, world: WorldSpec, hooks: AlertHooks | None = None, for_run: int | None = None) -> ApplySummary:
+    """Apply every pending check with the alert hooks, then reconcile the links, as `finish` does (`for_run`: the
+    apply step of that run)."""
     hooks = hooks or AlertHooks(SETTINGS)
-    summary = apply_pending(conn, policy=POLICY, now=lambda: NOW, breaker_share=world.share, hooks=hooks)
+    summary = apply_pending(conn, policy=POLICY, now=lambda: NOW, breaker_share=world.share, hooks=hooks,
+                            for_run=for_run)
     with unit_of_work(conn, dry_run=False) as cur:
         reconcile_all(cur, now=lambda: NOW, breaker_open=summary.breaker_open, hooks=hooks)
     return summary
@@ -325,32 +323,6 @@ def _name_problems(text: str, names: dict[str, str]) -> str:
 
 def _bulk_fails(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("the bulk way is closed in this registry")
-
-
-@pytest.fixture
-def second_registry_url(pg_server_url: str, registry_template: str) -> Iterator[str]:
-    """Another fresh registry next to `registry_url`."""
-    name = f"test_second_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(pg_server_url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{registry_template}"')
-        yield urlsplit(pg_server_url)._replace(path=f"/{name}").geturl()
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def registries(registry_url: str, second_registry_url: str) -> Iterator[tuple[Any, Any]]:
-    bulk, single = db.connect(registry_url), db.connect(second_registry_url)
-    try:
-        yield bulk, single
-    finally:
-        bulk.close()
-        single.close()
 
 
 def both_ways(registries: tuple[Any, Any], world: WorldSpec) -> tuple[int, ApplySummary, ApplySummary]:

@@ -1,0 +1,90 @@
+"""Apply, in the transaction that stores them, the checks that move only their token's clock.
+
+A valid answer equal to the stored reach (`unchanged`), from a token that is active with no streak, no refusal, no
+suspected drop and no other pending check, changes nothing but when the token was last valid and when it is checked
+next: no state, no reach, no link, no event. The batch that made such a check applies it at once
+(`checks.applied_in_batch`), through the apply step's own locks, write path and hooks (`lock_pending`,
+`apply_locked`), so an hourly sweep of unchanged tokens leaves the run's apply step nothing but the reconcile. Any
+other check, and any doubt, stays pending for that step, which applies it exactly as before.
+
+Why the order the apply step keeps does not matter for these:
+- the circuit breaker never holds back a valid answer (`decide`), and its evidence is every check made in its window,
+  applied or pending; the apply step's window still reaches back to the run's first check (`for_run`);
+- a token with another pending check (a crashed run's) is left to the apply step, which applies them oldest first;
+- a check its token has moved past (replaced, superseded, out of service) is left to the apply step, which marks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from l1nda_sync.engine.applying import ApplyHooks, PendingCheck, apply_locked, lock_pending, tokens_applied
+from l1nda_sync.engine.token_state import (
+    CheckResult,
+    Outcome,
+    StatePolicy,
+    TokenState,
+    Transition,
+    decide,
+)
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
+
+    from l1nda_sync.engine.checking import CheckRecord
+
+
+def moves_only_the_clock(result: CheckResult, transition: Transition) -> bool:
+    """True when a valid answer leaves an active token as it was but for `last_valid_at` (and its next check).
+    Only a valid answer: a failure the breaker holds back moves nothing either, but only the breaker can say so."""
+    before, after = transition.before, transition.after
+    return (result.outcome is Outcome.VALID and before.state is TokenState.ACTIVE and not transition.changed_state
+            and after == replace(before, last_valid_at=after.last_valid_at))
+
+
+def candidates(stored: Mapping[int, int], records: Sequence[CheckRecord]) -> list[int]:
+    """The stored checks (check id by token id) that may move only their token's clock: valid and unchanged."""
+    return [stored[r.token_id] for r in records
+            if r.outcome is Outcome.VALID and r.unchanged and r.token_id in stored]
+
+
+def _quiet(pending: PendingCheck, policy: StatePolicy, others: frozenset[int]) -> bool:
+    """`moves_only_the_clock`, carries no reach (`lock_pending` reads a valid check's probe only when it differs
+    from the stored reach), and is the token's one pending check, which it has not moved past."""
+    if (pending.token_id in others or pending.skip_note is not None or pending.probe is not None
+            or pending.result.outcome is not Outcome.VALID):
+        return False
+    return moves_only_the_clock(pending.result, decide(pending.health, pending.result, policy))
+
+
+def apply_in_batch(cur: Cursor, check_ids: Sequence[int], *, policy: StatePolicy, hooks: ApplyHooks | None,
+                   now: Callable[[], datetime]) -> int:
+    """Apply those of `check_ids` that move only their token's clock, inside the caller's transaction (the one that
+    stored them); the others stay pending. Returns how many were applied."""
+    if not check_ids:
+        return 0
+    pending = lock_pending(cur, check_ids)
+    cur.execute(  # tokens with another pending check, this batch's or a crashed run's
+        """SELECT token_id FROM checks WHERE token_id = ANY(%s) AND applied_at IS NULL
+           GROUP BY token_id HAVING count(*) > 1""",
+        ([p.token_id for p in pending],),
+    )
+    others = frozenset(row[0] for row in cur.fetchall())
+    quiet = [p for p in pending if _quiet(p, policy, others)]
+    if not quiet:
+        return 0
+    # A valid answer is never held back by the breaker (`decide`): no verdict is needed to apply it.
+    writes = apply_locked(cur, quiet, policy=policy, breaker_open=frozenset(), at=now(), in_batch=True)
+    if hooks is not None:
+        tokens_applied(hooks, cur, [(w.applied, w.run_id) for w in writes], now=now)
+    return len(writes)
+
+
+def applied_in_batch(cur: Cursor, run_id: int) -> dict[str, int]:
+    """How many of the run's checks its batches applied, by outcome (for its report)."""
+    cur.execute("SELECT outcome, count(*) FROM checks WHERE run_id = %s AND applied_in_batch GROUP BY outcome",
+                (run_id,))
+    return {outcome: int(count) for outcome, count in cur.fetchall()}
