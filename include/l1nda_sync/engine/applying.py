@@ -5,7 +5,8 @@ token at once; a check that another run already applied, or that is older than w
 is marked and skipped, so a rerun after a crash converges to the same state. The circuit breaker is judged
 over a sliding window of checks across runs, per credential kind (`breaker.judge_by_kind`), before anything
 moves, so a run that applies another run's pending checks judges them with all the evidence, never in pieces; a
-tripped kind freezes only its own credentials.
+tripped kind freezes only its own credentials. (A valid answer that moves only its token's clock needs no verdict:
+its batch applies it through this module's write path as it stores it, `early_apply`.)
 
 The checks of tokens with no other pending check are applied in bulk, many tokens per transaction with the same
 decisions and the same locks, and with one statement per table for all their reach writes: an unchanged token
