@@ -16,6 +16,7 @@ Why the order the apply step keeps does not matter for these:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from psycopg2.extensions import cursor as Cursor
 
     from l1nda_sync.engine.checking import CheckRecord
+
+log = logging.getLogger(__name__)
 
 
 def moves_only_the_clock(result: CheckResult, transition: Transition) -> bool:
@@ -63,9 +66,26 @@ def _quiet(pending: PendingCheck, policy: StatePolicy, others: frozenset[int]) -
 def apply_in_batch(cur: Cursor, check_ids: Sequence[int], *, policy: StatePolicy, hooks: ApplyHooks | None,
                    now: Callable[[], datetime]) -> int:
     """Apply those of `check_ids` that move only their token's clock, inside the caller's transaction (the one that
-    stored them); the others stay pending. Returns how many were applied."""
+    stored them); the others stay pending. Returns how many were applied.
+
+    Only a shortcut: should it fail (a hook's fault, a lock time-out), it is undone to a savepoint and every check
+    stays pending, stored all the same, for the apply step, which applies each token's apart when a chunk fails."""
     if not check_ids:
         return 0
+    cur.execute("SAVEPOINT apply_in_batch")
+    try:
+        applied = _apply_quiet(cur, check_ids, policy=policy, hooks=hooks, now=now)
+    except Exception as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT apply_in_batch")
+        log.warning("the batch could not apply its quiet checks (%s); the apply step applies them",
+                    type(exc).__name__)
+        return 0
+    cur.execute("RELEASE SAVEPOINT apply_in_batch")
+    return applied
+
+
+def _apply_quiet(cur: Cursor, check_ids: Sequence[int], *, policy: StatePolicy, hooks: ApplyHooks | None,
+                 now: Callable[[], datetime]) -> int:
     pending = lock_pending(cur, check_ids)
     cur.execute(  # tokens with another pending check, this batch's or a crashed run's
         """SELECT token_id FROM checks WHERE token_id = ANY(%s) AND applied_at IS NULL

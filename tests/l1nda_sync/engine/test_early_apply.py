@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -245,3 +246,33 @@ def test_a_changed_answer_and_a_dry_run_are_left_to_the_apply_step(world: StoryW
     assert world.link(50101)[0] == "suspended"
     assert _pending(world) == []
     assert report.state_changes == []
+
+
+def test_a_batch_that_cannot_apply_its_quiet_checks_stores_them_for_the_apply_step(
+        world: StoryWorld, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The batch's apply is a shortcut: a fault in it (here a hook's) undoes it alone; the checks are stored and
+    the apply step applies them."""
+    for label in ("horeca", "vandijk"):
+        world.add_token(label)
+    world.request(50101, 50301)
+    world.run()
+    world.advance(HOUR)
+    due = world.query("SELECT id, next_check_at FROM tokens ORDER BY id")
+    engine = world.new_engine()
+    plan = engine.plan()
+    working = AlertHooks.tokens_applied
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a hook's bug")
+
+    monkeypatch.setattr(AlertHooks, "tokens_applied", broken)
+    for batch in plan.batches:
+        assert engine.check_batch(plan.run_id, batch)["valid"] == len(batch)
+    assert "could not apply its quiet checks (RuntimeError)" in caplog.text
+    assert len(_pending(world)) == 2
+    assert world.query("SELECT count(*) FROM checks WHERE applied_in_batch") == [(0,)]
+    assert world.query("SELECT id, next_check_at FROM tokens ORDER BY id") == due  # nothing moved
+    monkeypatch.setattr(AlertHooks, "tokens_applied", working)
+    report = engine.apply_checks(plan.run_id)
+    assert (report.checked, report.outcomes, report.apply_errors) == (2, {"valid": 2}, 0)
+    assert _pending(world) == []
