@@ -174,14 +174,10 @@ def judge_recent_by_kind(
     cur: Cursor, *, now: datetime, window: timedelta, share: float, run_id: int | None = None
 ) -> Breakers:
     """The breaker's verdicts, per credential kind, over every check (applied or pending, of any run) made inside
-    the window. The window reaches back from the oldest pending check, or of `run_id`'s checks (its batches applied
-    some already, `early_apply`), so checks applied late (a long check phase, a crashed run's leftovers) are judged
-    with the evidence of their own time."""
-    cur.execute(
-        """SELECT least((SELECT min(checked_at) FROM checks WHERE applied_at IS NULL AND checked_at <= %s),
-                        (SELECT min(checked_at) FROM checks WHERE run_id = %s AND checked_at <= %s))""",
-        (now, run_id, now),
-    )
+    the window. The window reaches back from the oldest pending check, or the oldest check its batch applied
+    (`early_apply`) of a run still running, with checks pending, or `run_id`, so checks applied late (a long check
+    phase, a crashed run's leftovers) are judged with the evidence of their own time, as when every check waited."""
+    cur.execute(_OLDEST_UNJUDGED, {"now": now, "run": run_id})
     row = cur.fetchone()
     oldest = row[0] if row is not None else None
     if oldest is not None and oldest < now:
@@ -199,6 +195,18 @@ def judge_recent_by_kind(
         outcome = _OUTCOME(text) if text in known else Outcome.UNKNOWN
         evidence.append(Evidence(token_id, at, outcome, is_news(state, outcome), _KIND(kind)))
     return judge_by_kind(evidence, now=now, window=window, share=share)
+
+
+# The oldest check the breaker's window must reach back to (see `judge_recent_by_kind`): pending ones, and those its
+# batch applied of a run whose apply step has not run (it is running, or left checks pending) or is `run`.
+_OLDEST_UNJUDGED = """
+    SELECT least(
+        (SELECT min(checked_at) FROM checks WHERE applied_at IS NULL AND checked_at <= %(now)s),
+        (SELECT min(checked_at) FROM checks
+         WHERE checked_at <= %(now)s AND (applied_in_batch OR run_id = %(run)s)
+           AND run_id IN (SELECT id FROM runs WHERE state = 'running'
+                          UNION SELECT run_id FROM checks WHERE applied_at IS NULL AND run_id IS NOT NULL
+                          UNION SELECT %(run)s::bigint WHERE %(run)s::bigint IS NOT NULL)))"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,8 +401,9 @@ class HealthWrite:
 
 def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime, in_batch: bool = False) -> None:
     """Write a token's health for each applied check (one check per token), its state change event, and mark
-    the checks applied (`in_batch`: by the batch that stored them, `early_apply`): the one write path of the bulk,
-    the single and the batch's apply, with a constant number of statements however many checks."""
+    the checks applied (`in_batch`: by the batch that stored them, `early_apply`, whose run keeps its claims until it
+    closes): the one write path of the bulk, the single and the batch's apply, with a constant number of statements
+    however many checks."""
     from psycopg2.extras import execute_values
 
     if not writes:
@@ -418,7 +427,7 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime, in
                consecutive_invalid = v.c_inv, first_invalid_at = v.f_inv, consecutive_transient = v.c_tr,
                first_transient_at = v.f_tr, missing_operation = v.missing, last_valid_at = v.last_valid,
                refusal = v.refusal, drop_since = v.drop_since, last_outcome = v.outcome,
-               claimed_by = NULL, claimed_until = NULL,
+               claimed_by = CASE WHEN %s THEN t.claimed_by END, claimed_until = CASE WHEN %s THEN t.claimed_until END,
                last_checked_at = v.checked_at, next_check_at = v.next_check,
                probe_cache = COALESCE(v.probe_cache, t.probe_cache), domain = COALESCE(v.domain, t.domain),
                updated_at = %s
@@ -427,7 +436,7 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime, in
                last_valid timestamptz, refusal text, drop_since timestamptz, outcome text, checked_at timestamptz,
                next_check timestamptz, probe_cache jsonb, domain text)
            WHERE t.id = v.id""",
-        (at, json.dumps(token_rows)),
+        (in_batch, in_batch, at, json.dumps(token_rows)),
     )
     events = [
         (w.applied.token_id, w.checked_at, w.applied.transition.before.state.value,

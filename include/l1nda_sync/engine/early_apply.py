@@ -103,8 +103,17 @@ def _apply_quiet(cur: Cursor, check_ids: Sequence[int], *, policy: StatePolicy, 
     return len(writes)
 
 
-def applied_in_batch(cur: Cursor, run_id: int) -> dict[str, int]:
-    """How many of the run's checks its batches applied, by outcome (for its report)."""
-    cur.execute("SELECT outcome, count(*) FROM checks WHERE run_id = %s AND applied_in_batch GROUP BY outcome",
-                (run_id,))
+def applied_in_batch(cur: Cursor, run_id: int | None, applied: Sequence[int] = ()) -> dict[str, int]:
+    """How many checks their batches applied, by outcome, for the report of `run_id`'s apply step: its own, and
+    those of the runs whose checks it applied (`applied`: check ids) that stored no report of their own (a run
+    that died before its apply step), as that step would have counted them all had they waited for it."""
+    cur.execute(
+        """SELECT c.outcome, count(*) FROM checks c
+           WHERE c.applied_in_batch AND (c.run_id = %(run)s OR c.run_id IN (
+               SELECT r.id FROM runs r
+               WHERE r.id IN (SELECT run_id FROM checks WHERE id = ANY(%(applied)s)) AND r.id <> %(run)s
+                 AND NOT (coalesce(r.summary, '{}'::jsonb) ? 'checked')))
+           GROUP BY c.outcome""",
+        {"run": run_id if run_id is not None else -1, "applied": list(applied)},
+    )
     return {outcome: int(count) for outcome, count in cur.fetchall()}

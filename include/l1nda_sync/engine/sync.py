@@ -434,7 +434,7 @@ class SyncEngine:
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 changes = reconcile_all(cur, now=self.clock, run_id=run_id, breaker_open=summary.frozen,
                                         hooks=self.hooks)
-                in_batch = applied_in_batch(cur, run_id) if run_id is not None else {}
+                in_batch = applied_in_batch(cur, run_id, [a.check_id for a in summary.applied])
             report = RunReport.of_apply(summary, changes, run_id=run_id, dry_run=dry_run, in_batch=in_batch)
             with unit_of_work(conn, dry_run=dry_run) as cur:
                 if run_id is not None:

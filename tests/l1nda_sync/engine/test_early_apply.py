@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 
 from l1nda_sync.alerts.hooks import AlertHooks
 from l1nda_sync.engine.applying import judge_recent_by_kind, unit_of_work
-from l1nda_sync.engine.early_apply import apply_in_batch, moves_only_the_clock
+from l1nda_sync.engine.early_apply import applied_in_batch, apply_in_batch, moves_only_the_clock
 from l1nda_sync.engine.token_state import CheckResult, Outcome, TokenHealth, TokenState, decide
 from l1nda_sync.registry import db
-from tests.l1nda_sync.engine.story_world import StoryWorld
+from tests.l1nda_sync.engine.story_world import LOGINS, StoryWorld
 from tests.l1nda_sync.engine.test_apply_paths import (
     MIN,
     NOW,
@@ -106,32 +106,42 @@ def _without_in_batch(table: dict[str, list[tuple[Any, ...]]], conn: Any) -> dic
     return {**table, "checks": sorted((row[:column] + row[column + 1:] for row in table["checks"]), key=repr)}
 
 
-def in_batch_then_apply(registries: tuple[Any, Any], world: WorldSpec) -> tuple[int, Any, Any]:
-    """Registry A: the run's checks through `apply_in_batch` (in one transaction, as a batch stores them), then
-    the apply step; registry B: the apply step only. Returns how many A applied in batch, and both summaries."""
+def in_batch_then_apply(registries: tuple[Any, Any], world: WorldSpec, for_run: int = 1) -> tuple[int, Any, Any]:
+    """Registry A: run 1's checks through `apply_in_batch` (in one transaction, as a batch stores them), then
+    the apply step of `for_run` (1, or 2: run 1 died and the next run applies what it left); registry B: that apply
+    step only. Returns how many A applied in batch, and both summaries."""
     early, late = registries
     build(early, world)
     build(late, world)
     with unit_of_work(early, dry_run=False) as cur:
         applied = apply_in_batch(cur, _run_checks(early), policy=POLICY, hooks=AlertHooks(SETTINGS), now=lambda: NOW)
-    return applied, run(early, world, for_run=1), run(late, world, for_run=1)
+    return applied, run(early, world, for_run=for_run), run(late, world, for_run=for_run)
+
+
+def _reported_in_batch(conn: Any, for_run: int, summary: Any) -> dict[str, int]:
+    with db.reading(conn) as cur:
+        return applied_in_batch(cur, for_run, [a.check_id for a in summary.applied])
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
-@given(world=quiet_worlds())
+@given(world=quiet_worlds(), for_run=st.sampled_from([1, 2]))
 def test_checks_applied_in_batch_leave_the_registry_as_the_apply_step_would(
-        registries: tuple[Any, Any], world: WorldSpec) -> None:
-    applied, early, late = in_batch_then_apply(registries, world)
+        registries: tuple[Any, Any], world: WorldSpec, for_run: int) -> None:
+    applied, early, late = in_batch_then_apply(registries, world, for_run)
     event(f"applied in batch: {'some' if applied else 'none'}")
     event(f"breaker: {'tripped' if late.breaker_open else 'closed'}")
     with db.reading(registries[0]) as cur:
         cur.execute("SELECT outcome, count(*) FROM checks WHERE applied_in_batch GROUP BY outcome")
         in_batch = dict(cur.fetchall())
+        cur.execute("SELECT id FROM checks WHERE run_id = 1")
+        of_run_1 = {row[0] for row in cur.fetchall()}
     assert sum(in_batch.values()) == applied
     assert set(in_batch) <= {"valid"}
-    # What the apply step reports: the in-batch ones are missing from A's summary, and nothing else differs.
-    assert early.outcomes() + Counter(in_batch) == late.outcomes()
+    # What the apply step reports: its own checks and those its run's batches applied; the next run's counts a dead
+    # run's too when it applies some of that run's checks (a dead run none of whose checks were left: see the note).
+    if for_run == 1 or of_run_1 & {a.check_id for a in early.applied}:
+        assert early.outcomes() + Counter(_reported_in_batch(registries[0], for_run, early)) == late.outcomes()
     assert len(early.applied) + applied == len(late.applied)
     assert [a for a in late.applied if a.transition.changed_state] == [
         a for a in early.applied if a.transition.changed_state]
@@ -176,20 +186,24 @@ def test_a_world_with_quiet_and_other_checks_applies_only_the_quiet_ones_in_batc
 
 def test_the_breaker_judges_a_run_with_its_checks_applied_in_batch(registries: tuple[Any, Any]) -> None:
     """Four valid checks of run 1 made 20 minutes ago and applied by their batch, one transient check pending now:
-    the apply step of run 1 judges all five (its window reaches back to the run's first check); without the run,
-    the window reaches back from the oldest pending check only."""
+    while run 1 runs (or left a check pending) every judge of the breaker sees all five, its own apply step and any
+    other caller alike; once it has closed with nothing pending, the window reaches back 15 minutes from now."""
     conn = registries[0]
     world = WorldSpec([QUIET] * 5, [CheckSpec(n, Outcome.VALID, 20, 1, True, False, True) for n in range(4)]
                       + [CheckSpec(4, Outcome.TRANSIENT, 0, 0, False, False, True)], [], 0.5)
     build(conn, world)
     with unit_of_work(conn, dry_run=False) as cur:
         assert apply_in_batch(cur, _run_checks(conn), policy=POLICY, hooks=None, now=lambda: NOW) == 4
+    kw: dict[str, Any] = {"now": NOW, "window": timedelta(minutes=15), "share": 0.5}
     with db.reading(conn) as cur:
-        kw: dict[str, Any] = {"now": NOW, "window": timedelta(minutes=15), "share": 0.5}
-        of_run = judge_recent_by_kind(cur, run_id=1, **kw).verdict
-        pending_only = judge_recent_by_kind(cur, **kw).verdict
-    assert (of_run.checked, of_run.failing, of_run.tripped) == (5, 1, False)
-    assert (pending_only.checked, pending_only.failing) == (1, 1)
+        verdicts = [judge_recent_by_kind(cur, run_id=1, **kw).verdict, judge_recent_by_kind(cur, **kw).verdict]
+    assert [(v.checked, v.failing, v.tripped) for v in verdicts] == [(5, 1, False)] * 2
+    with unit_of_work(conn, dry_run=False) as cur:
+        cur.execute("UPDATE runs SET state = 'success' WHERE id = 1")  # run 1 still has its transient pending
+        assert judge_recent_by_kind(cur, **kw).verdict.checked == 5
+        cur.execute("UPDATE checks SET applied_at = %s WHERE applied_at IS NULL", (NOW,))
+        assert (judge_recent_by_kind(cur, **kw).verdict.checked, judge_recent_by_kind(cur, run_id=1, **kw).verdict
+                .checked) == (1, 5)
 
 
 def _pending(world: StoryWorld) -> list[tuple[Any, ...]]:
@@ -214,9 +228,11 @@ def test_an_unchanged_run_is_applied_by_its_batches_and_reported_whole(world: St
     assert [(label, state) for label, state, _, _ in after] == [(label, state) for label, state, _, _ in before]
     assert all(valid > old_valid and due > old_due
                for (_, _, valid, due), (_, _, old_valid, old_due) in zip(after, before, strict=True))
-    assert world.query("SELECT count(*) FROM tokens WHERE claimed_by IS NOT NULL") == [(0,)]
+    # The run holds its claims until it closes, as when its checks waited: no other run probes these tokens now.
+    assert world.query("SELECT count(*) FROM tokens WHERE claimed_by = %s", plan.run_id) == [(3,)]
     events = world.query("SELECT count(*) FROM token_events")
     report = engine.apply_checks(plan.run_id)
+    assert world.query("SELECT count(*) FROM tokens WHERE claimed_by IS NOT NULL") == [(0,)]
     assert (report.checked, report.outcomes, report.state_changes) == (3, {"valid": 3}, [])
     stored = world.query("SELECT summary FROM runs WHERE id = %s", plan.run_id)[0][0]
     assert (stored["checked"], stored["outcomes"]) == (3, {"valid": 3})
@@ -276,3 +292,66 @@ def test_a_batch_that_cannot_apply_its_quiet_checks_stores_them_for_the_apply_st
     report = engine.apply_checks(plan.run_id)
     assert (report.checked, report.outcomes, report.apply_errors) == (2, {"valid": 2}, 0)
     assert _pending(world) == []
+
+
+def _crashed_run_world(share: float = 0.5) -> WorldSpec:
+    """Run 1 checked for 20 minutes: tokens 0-4 valid and unchanged (applied by their batch) 20 minutes ago, token 5
+    a first 1001 a minute ago; then it died before its apply step. Run 2's apply step applies what it left."""
+    checks = [CheckSpec(n, Outcome.VALID, 20, 1, True, False, True) for n in range(5)]
+    return WorldSpec([QUIET] * 6, [*checks, CheckSpec(5, Outcome.INVALID, 1, 0, False, False, True)], [], share)
+
+
+def test_the_next_run_judges_and_reports_a_dead_runs_leftovers_with_what_its_batches_applied(
+        registries: tuple[Any, Any]) -> None:
+    """Found by a review: the window reached back from the oldest pending check only, so a lone leftover 1001 was
+    'every token failing' (a false provider incident, the refusal held back a cycle), and no report counted the
+    dead run's in-batch checks."""
+    applied, early, late = in_batch_then_apply(registries, _crashed_run_world(), for_run=2)
+    assert applied == 5
+    assert (late.verdict.checked, late.verdict.failing, late.breaker_open) == (6, 1, False)
+    assert (early.verdict, early.frozen) == (late.verdict, late.frozen)
+    with db.reading(registries[0]) as cur:
+        cur.execute("SELECT state FROM tokens WHERE id = 6")
+        assert cur.fetchone() == ("invalid",)
+    in_batch = _reported_in_batch(registries[0], 2, early)
+    assert in_batch == {"valid": 5}
+    assert early.outcomes() + Counter(in_batch) == late.outcomes()
+
+
+def test_a_dead_runs_lone_refusal_is_judged_beside_its_valid_answers(world: StoryWorld) -> None:
+    """The review's story through the engine and the simulator: run 1 checks two unchanged tokens (applied by their
+    batch), 20 minutes later a reset token (its first 1001), and dies; run 2 applies the leftover beside the valid
+    answers: no breaker, the refusal suspected as any first 1001 is, and run 2's report counts all three."""
+    for label in ("horeca", "vandijk", "linde"):
+        world.add_token(label)
+    world.request(50101, 50301)
+    world.run()
+    world.advance(HOUR)
+    crashed = world.new_engine()
+    plan = crashed.plan()
+    crashed.check_batch(plan.run_id, [world.ids["vandijk"], world.ids["linde"]])
+    world.advance(timedelta(minutes=20))
+    world.sim.admin.reset_token(LOGINS["horeca"][1])
+    crashed.check_batch(plan.run_id, [world.ids["horeca"]])
+    world.advance(timedelta(minutes=1))
+    report = world.run()
+    assert not report.breaker_tripped
+    assert world.state("horeca") == "invalid"
+    assert (report.checked, report.outcomes) == (3, {"valid": 2, "invalid": 1})
+
+
+def test_a_manual_run_skips_a_token_the_running_run_checked_and_applied(world: StoryWorld) -> None:
+    """Found by a review: the batch's apply ended the claim mid-run, so a manual run re-probed a token the
+    scheduled run still held. The claim now lasts until the run closes."""
+    for label in ("horeca", "vandijk"):
+        world.add_token(label)
+    world.request(50101, 50301)
+    world.run()
+    world.advance(HOUR)
+    scheduled = world.new_engine()
+    plan = scheduled.plan()
+    scheduled.check_batch(plan.run_id, [world.ids["vandijk"]])
+    assert world.query("SELECT applied_in_batch FROM checks WHERE run_id = %s", plan.run_id) == [(True,)]
+    world.advance(timedelta(minutes=2))
+    manual = world.run(token_ids=(world.ids["vandijk"],))
+    assert manual.skipped == [{"token_id": world.ids["vandijk"], "run_id": plan.run_id}]
