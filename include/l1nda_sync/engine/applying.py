@@ -401,9 +401,9 @@ class HealthWrite:
 
 def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime, in_batch: bool = False) -> None:
     """Write a token's health for each applied check (one check per token), its state change event, and mark
-    the checks applied (`in_batch`: by the batch that stored them, `early_apply`, whose run keeps its claims until it
-    closes): the one write path of the bulk, the single and the batch's apply, with a constant number of statements
-    however many checks."""
+    the checks applied (`in_batch`: by the batch that stored them, `early_apply`): the one write path of the bulk,
+    the single and the batch's apply, with a constant number of statements however many checks. An applied check
+    ends its token's claim: the run is done with the token."""
     from psycopg2.extras import execute_values
 
     if not writes:
@@ -427,7 +427,7 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime, in
                consecutive_invalid = v.c_inv, first_invalid_at = v.f_inv, consecutive_transient = v.c_tr,
                first_transient_at = v.f_tr, missing_operation = v.missing, last_valid_at = v.last_valid,
                refusal = v.refusal, drop_since = v.drop_since, last_outcome = v.outcome,
-               claimed_by = CASE WHEN %s THEN t.claimed_by END, claimed_until = CASE WHEN %s THEN t.claimed_until END,
+               claimed_by = NULL, claimed_until = NULL,
                last_checked_at = v.checked_at, next_check_at = v.next_check,
                probe_cache = COALESCE(v.probe_cache, t.probe_cache), domain = COALESCE(v.domain, t.domain),
                updated_at = %s
@@ -436,7 +436,7 @@ def write_health(cur: Cursor, writes: Sequence[HealthWrite], *, at: datetime, in
                last_valid timestamptz, refusal text, drop_since timestamptz, outcome text, checked_at timestamptz,
                next_check timestamptz, probe_cache jsonb, domain text)
            WHERE t.id = v.id""",
-        (in_batch, in_batch, at, json.dumps(token_rows)),
+        (at, json.dumps(token_rows)),
     )
     events = [
         (w.applied.token_id, w.checked_at, w.applied.transition.before.state.value,

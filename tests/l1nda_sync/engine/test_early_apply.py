@@ -228,11 +228,10 @@ def test_an_unchanged_run_is_applied_by_its_batches_and_reported_whole(world: St
     assert [(label, state) for label, state, _, _ in after] == [(label, state) for label, state, _, _ in before]
     assert all(valid > old_valid and due > old_due
                for (_, _, valid, due), (_, _, old_valid, old_due) in zip(after, before, strict=True))
-    # The run holds its claims until it closes, as when its checks waited: no other run probes these tokens now.
-    assert world.query("SELECT count(*) FROM tokens WHERE claimed_by = %s", plan.run_id) == [(3,)]
+    # An applied check ends the run's claim on its token, as the apply step's do: the run is done with them.
+    assert world.query("SELECT count(*) FROM tokens WHERE claimed_by IS NOT NULL") == [(0,)]
     events = world.query("SELECT count(*) FROM token_events")
     report = engine.apply_checks(plan.run_id)
-    assert world.query("SELECT count(*) FROM tokens WHERE claimed_by IS NOT NULL") == [(0,)]
     assert (report.checked, report.outcomes, report.state_changes) == (3, {"valid": 3}, [])
     stored = world.query("SELECT summary FROM runs WHERE id = %s", plan.run_id)[0][0]
     assert (stored["checked"], stored["outcomes"]) == (3, {"valid": 3})
@@ -340,9 +339,11 @@ def test_a_dead_runs_lone_refusal_is_judged_beside_its_valid_answers(world: Stor
     assert (report.checked, report.outcomes) == (3, {"valid": 2, "invalid": 1})
 
 
-def test_a_manual_run_skips_a_token_the_running_run_checked_and_applied(world: StoryWorld) -> None:
-    """Found by a review: the batch's apply ended the claim mid-run, so a manual run re-probed a token the
-    scheduled run still held. The claim now lasts until the run closes."""
+def test_a_manual_run_rechecks_a_token_the_running_run_is_done_with(world: StoryWorld) -> None:
+    """A review noted that the batch's apply ends the claim mid-run, so a manual run naming the token checks it
+    where it used to be skipped while the check waited. By design: the run is done with the token (its check is
+    applied, as after an apply step); the manual check is a newer one, applied in order, and the scheduled run's
+    apply step has nothing of the token left to do."""
     for label in ("horeca", "vandijk"):
         world.add_token(label)
     world.request(50101, 50301)
@@ -354,4 +355,10 @@ def test_a_manual_run_skips_a_token_the_running_run_checked_and_applied(world: S
     assert world.query("SELECT applied_in_batch FROM checks WHERE run_id = %s", plan.run_id) == [(True,)]
     world.advance(timedelta(minutes=2))
     manual = world.run(token_ids=(world.ids["vandijk"],))
-    assert manual.skipped == [{"token_id": world.ids["vandijk"], "run_id": plan.run_id}]
+    assert (manual.skipped, manual.checked) == ([], 1)
+    scheduled.check_batch(plan.run_id, [world.ids["horeca"]])
+    report = scheduled.apply_checks(plan.run_id)
+    assert (report.checked, report.outcomes, report.skipped) == (2, {"valid": 2}, [])
+    assert _pending(world) == []
+    assert world.state("vandijk") == "active"
+    assert world.query("SELECT last_checked_at FROM tokens WHERE id = %s", world.ids["vandijk"]) == [(world.now,)]
