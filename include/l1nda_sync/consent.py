@@ -276,11 +276,8 @@ def activate(cur: Cursor, settings: Settings, token_id: int, reached: Reached, n
     record = CheckRecord(token_id=token_id, checked_at=now, outcome=Outcome.VALID, fault_code=None,
                          detail="consent check", missing_operation=None, duration_ms=0, calls=reached.calls,
                          probe=resolved.to_dict(), debtors=len(resolved.debtors), companies=len(resolved.companies))
-    store_checks(cur, None, [record])
-    cur.execute("SELECT max(id) FROM checks WHERE token_id = %s AND applied_at IS NULL", (token_id,))
-    row = cur.fetchone()
-    assert row is not None
-    applied = apply_check(cur, int(row[0]), policy=StatePolicy.from_settings(settings), breaker_open=False, now=now,
+    check_id = store_checks(cur, None, [record])[token_id]
+    applied = apply_check(cur, check_id, policy=StatePolicy.from_settings(settings), breaker_open=False, now=now,
                           run_id=None)
     if applied is not None:
         compose_hooks(settings).token_applied(cur, applied, run_id=None, now=now)

@@ -157,9 +157,7 @@ def record_check(cur: Cursor, token_id: int, checked: Checked, settings: Setting
         missing_operation=None, duration_ms=checked.duration_ms, calls=checked.calls, probe=checked.probe,
         debtors=len(checked.summary.debtors), companies=len(checked.summary.companies),
     )
-    store_checks(cur, None, [record])
-    cur.execute("SELECT max(id) FROM checks WHERE token_id = %s AND applied_at IS NULL", (token_id,))
-    check_id: int = _one(cur)
+    check_id = store_checks(cur, None, [record])[token_id]
     applied = apply_check(cur, check_id, policy=StatePolicy.from_settings(settings), breaker_open=False, now=at,
                           run_id=None)
     if applied is not None:

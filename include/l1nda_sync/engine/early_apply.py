@@ -57,8 +57,7 @@ def candidates(stored: Mapping[int, int], records: Sequence[CheckRecord]) -> lis
 def _quiet(pending: PendingCheck, policy: StatePolicy, others: frozenset[int]) -> bool:
     """`moves_only_the_clock`, carries no reach (`lock_pending` reads a valid check's probe only when it differs
     from the stored reach), and is the token's one pending check, which it has not moved past."""
-    if (pending.token_id in others or pending.skip_note is not None or pending.probe is not None
-            or pending.result.outcome is not Outcome.VALID):
+    if pending.token_id in others or pending.skip_note is not None or pending.probe is not None:
         return False
     return moves_only_the_clock(pending.result, decide(pending.health, pending.result, policy))
 

@@ -105,9 +105,9 @@ class RunReport:
                  dry_run: bool, in_batch: Mapping[str, int] | None = None) -> RunReport:
         """The report of an apply step: its applied checks (`ApplySummary`), the run's checks its batches applied
         (`in_batch`, counts by outcome: each moved only its token's clock) and link changes (`LinkChange`)."""
-        outcomes = summary.outcomes() + Counter(in_batch or {})
-        report = cls(run_id=run_id, dry_run=dry_run, checked=len(summary.applied) + sum((in_batch or {}).values()),
-                     outcomes=dict(outcomes), breaker_tripped=summary.breaker_open,
+        counted = Counter(in_batch or {})
+        report = cls(run_id=run_id, dry_run=dry_run, checked=len(summary.applied) + counted.total(),
+                     outcomes=dict(summary.outcomes() + counted), breaker_tripped=summary.breaker_open,
                      breaker_failure=summary.verdict.failure if summary.breaker_open else None,
                      apply_errors=len(summary.failed))
         for applied in summary.applied:

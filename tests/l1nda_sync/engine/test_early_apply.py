@@ -206,6 +206,15 @@ def test_the_breaker_judges_a_run_with_its_checks_applied_in_batch(registries: t
                 .checked) == (1, 5)
 
 
+def _checked_an_hour_ago(world: StoryWorld, *labels: str) -> None:
+    """The tokens registered, links to 50101 and 50301 requested, a first run, and an hour later: all due again."""
+    for label in labels:
+        world.add_token(label)
+    world.request(50101, 50301)
+    world.run()
+    world.advance(HOUR)
+
+
 def _pending(world: StoryWorld) -> list[tuple[Any, ...]]:
     return world.query("SELECT token_id FROM checks WHERE applied_at IS NULL ORDER BY token_id")
 
@@ -267,11 +276,7 @@ def test_a_batch_that_cannot_apply_its_quiet_checks_stores_them_for_the_apply_st
         world: StoryWorld, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """The batch's apply is a shortcut: a fault in it (here a hook's) undoes it alone; the checks are stored and
     the apply step applies them."""
-    for label in ("horeca", "vandijk"):
-        world.add_token(label)
-    world.request(50101, 50301)
-    world.run()
-    world.advance(HOUR)
+    _checked_an_hour_ago(world, "horeca", "vandijk")
     due = world.query("SELECT id, next_check_at FROM tokens ORDER BY id")
     engine = world.new_engine()
     plan = engine.plan()
@@ -321,11 +326,7 @@ def test_a_dead_runs_lone_refusal_is_judged_beside_its_valid_answers(world: Stor
     """The review's story through the engine and the simulator: run 1 checks two unchanged tokens (applied by their
     batch), 20 minutes later a reset token (its first 1001), and dies; run 2 applies the leftover beside the valid
     answers: no breaker, the refusal suspected as any first 1001 is, and run 2's report counts all three."""
-    for label in ("horeca", "vandijk", "linde"):
-        world.add_token(label)
-    world.request(50101, 50301)
-    world.run()
-    world.advance(HOUR)
+    _checked_an_hour_ago(world, "horeca", "vandijk", "linde")
     crashed = world.new_engine()
     plan = crashed.plan()
     crashed.check_batch(plan.run_id, [world.ids["vandijk"], world.ids["linde"]])
@@ -344,11 +345,7 @@ def test_a_manual_run_rechecks_a_token_the_running_run_is_done_with(world: Story
     where it used to be skipped while the check waited. By design: the run is done with the token (its check is
     applied, as after an apply step); the manual check is a newer one, applied in order, and the scheduled run's
     apply step has nothing of the token left to do."""
-    for label in ("horeca", "vandijk"):
-        world.add_token(label)
-    world.request(50101, 50301)
-    world.run()
-    world.advance(HOUR)
+    _checked_an_hour_ago(world, "horeca", "vandijk")
     scheduled = world.new_engine()
     plan = scheduled.plan()
     scheduled.check_batch(plan.run_id, [world.ids["vandijk"]])
