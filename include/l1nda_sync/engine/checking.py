@@ -54,6 +54,8 @@ class TokenToCheck:
     # As `load_tokens` reads the stored probe: `probe_cache` without its records, which are these JSON texts (None:
     # no such key) and counts (None: not a list), read only when the probe needs them (`StoredRecords`).
     stored_records: tuple[str | None, str | None, int | None, int | None] | None = field(default=None, repr=False)
+    # A REST connection's cached access token as the load read it: (ciphertext or None, expiry, generation).
+    access_read: tuple[str | None, datetime | None, int] | None = field(default=None, repr=False)
 
     def previous_probe(self) -> Probe | None:
         """The stored probe, or None when there is none; raises ValueError when it cannot be read."""
@@ -111,7 +113,8 @@ def load_tokens(cur: Cursor, token_ids: Sequence[int]) -> list[TokenToCheck]:
         f"""SELECT t.id, t.username, t.domain,
                   CASE WHEN jsonb_typeof(t.probe_cache) = 'object' THEN t.probe_cache - 'debtors' - 'companies'
                        ELSE t.probe_cache END,
-                  {_STORED_RECORDS}, t.token_ciphertext, t.kind, r.scopes
+                  {_STORED_RECORDS}, t.token_ciphertext, t.kind, r.scopes,
+                  r.access_ciphertext, r.access_expires_at, r.generation
            FROM tokens t LEFT JOIN rest_connections r ON r.token_id = t.id
            WHERE t.id = ANY(%s)""",
         (list(token_ids),),
@@ -119,8 +122,10 @@ def load_tokens(cur: Cursor, token_ids: Sequence[int]) -> list[TokenToCheck]:
     place = {token_id: n for n, token_id in enumerate(token_ids)}
     rows = sorted(cur.fetchall(), key=lambda row: place[row[0]])
     return [TokenToCheck(i, user, domain, head, cipher, kind, None if scopes is None else tuple(scopes),
-                         stored_records=(debtors, companies, debtor_count, company_count))
-            for i, user, domain, head, debtors, companies, debtor_count, company_count, cipher, kind, scopes in rows]
+                         stored_records=(debtors, companies, debtor_count, company_count),
+                         access_read=None if generation is None else (access, expires_at, int(generation)))
+            for (i, user, domain, head, debtors, companies, debtor_count, company_count, cipher, kind, scopes,
+                 access, expires_at, generation) in rows]
 
 
 # A stored probe's two record lists as text, and their lengths where they are lists (see `load_tokens`).

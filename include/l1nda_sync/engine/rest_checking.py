@@ -1,8 +1,9 @@
 """The check step for REST connections: an access token (rotated safely), the REST probe, and its UUIDs resolved
 to L1NDA keys before the check is stored.
 
-A connection is probed in the worker pool like a SOAP token: `grants.access_token` gives its access token (a
-refresh only when due, under the row lock, committed before use: `RegistryGrantStore`), and
+A connection is probed in the worker pool like a SOAP token: `grants.access_token` gives its access token (the
+one the batch's load read, while it has more than a minute left; a refresh only when due, under the row lock,
+committed before use: `RegistryGrantStore`), and
 `RestClient.probe(RestCredentials(id, access, scopes))` what it reaches, with UUIDs. The UUIDs become integer keys
 in the transaction that stores the checks (`finish_rest`, `rest_resolution.resolve`), so the stored probe is the
 same `Probe` a SOAP probe gives: the apply step, reach diffs and link rules need nothing new.
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from l1nda_sync.masking import Secret
     from l1nda_sync.nmbrs.records import Probe
     from l1nda_sync.nmbrs.rest.config import RestApp
-    from l1nda_sync.nmbrs.rest.grants import GrantStore
+    from l1nda_sync.nmbrs.rest.grants import GrantStore, StoredGrant
     from l1nda_sync.nmbrs.rest.records import RestCredentials, RestReach
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,31 @@ class RestChecking:
     client: RestProber
     store: GrantStore
     clock: Callable[[], datetime]  # the access tokens' 'now' (a refresh is due by this clock)
+    reveal: Callable[[str], Secret] | None = None  # decrypts the access token the batch's load read
 
     def credentials(self, token: TokenToCheck) -> RestCredentials:
         from l1nda_sync.nmbrs.rest.grants import access_token
         from l1nda_sync.nmbrs.rest.records import RestCredentials
 
         def access(force_refresh: bool) -> Secret:
-            return access_token(self.app, self.store, token.id, now=self.clock(), force_refresh=force_refresh)
+            now = self.clock()
+            read = None if force_refresh else self._as_read(token, now)
+            return access_token(self.app, self.store, token.id, now=now, force_refresh=force_refresh, read=read)
 
         return RestCredentials(token.id, access, token.scopes)
+
+    def _as_read(self, token: TokenToCheck, now: datetime) -> StoredGrant | None:
+        """The grant as the batch's load read it (`TokenToCheck.access_read`): a connection whose access token is
+        still good then costs no read of its own. The token is decrypted only when it is good; one that is not
+        goes to the refresh, which reads the row again under the lock."""
+        from l1nda_sync.nmbrs.rest.grants import StoredGrant, lasts
+
+        if token.access_read is None or self.reveal is None:
+            return None
+        ciphertext, expires_at, generation = token.access_read
+        if ciphertext is None or not lasts(expires_at, now):
+            return StoredGrant(None, None, expires_at, generation)
+        return StoredGrant(None, self.reveal(ciphertext), expires_at, generation)
 
     def release(self) -> None:
         """Close what the store keeps open between checks (its idle read connections), if it keeps any."""

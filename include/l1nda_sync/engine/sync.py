@@ -272,7 +272,7 @@ class SyncEngine:
                 from l1nda_sync.registry.grant_store import RegistryGrantStore
 
                 store = RegistryGrantStore.for_url(self.database_url, TokenCipher.from_settings(self.settings))
-            self._rest = RestChecking(app, client, store, self.clock)
+            self._rest = RestChecking(app, client, store, self.clock, self.reveal)
         return self._rest
 
     def connect(self) -> Connection:

@@ -166,9 +166,11 @@ def goes_direct(session: requests.Session, url: str, pool: KeepAlivePool) -> boo
             and not select_proxy(url, proxies) and type(session.get_adapter(url)) is QuietAdapter)
 
 
-# A URL requests sends as it is: http(s), a host name (no port, credentials or brackets), a path of unreserved
-# characters, and no query or fragment of its own (nothing urlsplit would drop or requests' requote_uri quote).
-_AS_IS_URL = re.compile(r"(https?)://([A-Za-z0-9.-]+)(/[A-Za-z0-9\-._~/]*)?")
+# A URL requests sends as it is: http(s), a host name (no credentials or brackets), a port written as requests
+# writes it (no leading zero) or none, a path of unreserved characters, and no query or fragment of its own
+# (nothing urlsplit would drop or requests' requote_uri quote).
+_AS_IS_URL = re.compile(r"(https?)://([A-Za-z0-9.-]+)(:[1-9][0-9]{0,4})?(/[A-Za-z0-9\-._~/]*)?")
+_MAX_PORT = 65535
 _PLAIN_VALUES = (str, int, float, bool, type(None))  # query values `urlencode` writes as requests does
 
 
@@ -224,16 +226,16 @@ class DirectGets:
         credentials of its own); else None. The query is encoded as requests encodes it (`urlencode`, UTF-8,
         None left out)."""
         matched = _AS_IS_URL.fullmatch(url)
-        if (matched is None or "/." in url
+        if (matched is None or "/." in url or int(matched.group(3)[1:] if matched.group(3) else 0) > _MAX_PORT
                 or not all(type(key) is str and type(value) in _PLAIN_VALUES for key, value in params.items())):
-            return None  # a port, credentials, an IDNA host, dot segments, lists or bytes, ...: requests' way
-        scheme, host, as_is = matched.groups()
-        origin = self._origins.get((scheme, host))
+            return None  # credentials, an IDNA host, dot segments, lists or bytes, ...: requests' way
+        scheme, host, port, as_is = matched.groups()
+        origin = self._origins.get((scheme, host + (port or "")))
         if origin is None:
-            origin = self._origins[(scheme, host)] = Origin.of(url)
+            origin = self._origins[(scheme, host + (port or ""))] = Origin.of(url)
         query = urlencode([(key, value) for key, value in params.items() if value is not None], doseq=True)
         path = (as_is or "/") + (f"?{query}" if query else "")
-        return origin, f"{origin.scheme}://{origin.host_header}{path}", path
+        return origin, f"{origin.scheme}://{origin.host}{port or ''}{path}", path
 
     def close(self) -> None:
         self.keepalive.close()

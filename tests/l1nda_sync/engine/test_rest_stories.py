@@ -100,6 +100,27 @@ def test_a_consent_is_checked_matched_and_the_links_move_to_rest(world: RestStor
     assert world.query("SELECT unchanged FROM checks WHERE token_id = %s ORDER BY id DESC LIMIT 1", conn)[0][0]
 
 
+def test_a_good_access_token_read_with_the_batch_is_used_without_a_read_of_its_own(
+        world: RestStoryWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = linde_on_rest(world)
+    world.advance(10 * MIN)  # the access token, issued at the consent, has 49 minutes left
+    world.sim.admin.clear_calls()
+    engine = world.new_engine()
+    rest = engine.rest
+    assert rest is not None
+    reads: list[int] = []
+    load = rest.store.load
+    monkeypatch.setattr(rest.store, "load", lambda connection_id: reads.append(connection_id) or load(connection_id))
+    assert engine.check_batch(None, [conn]) == {"checked": 1, "calls": 2, "valid": 1}
+    assert reads == []
+    assert world.refreshes() == 0
+    world.advance(timedelta(minutes=48, seconds=30))  # 30 s left: due, refreshed from the row read under the lock
+    assert engine.check_batch(None, [conn]) == {"checked": 1, "calls": 2, "valid": 1}
+    assert reads == []
+    assert world.refreshes() == 1
+    assert world.query("SELECT generation FROM rest_connections WHERE token_id = %s", conn)[0][0] == 1
+
+
 def test_two_workers_check_a_connection_whose_access_token_is_due_with_one_refresh(world: RestStoryWorld) -> None:
     conn = linde_on_rest(world)
     world.advance(timedelta(hours=1))  # the access token expired: both workers need a fresh one

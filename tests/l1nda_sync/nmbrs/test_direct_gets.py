@@ -91,10 +91,16 @@ PATHS = st.one_of(st.sampled_from(["/api/debtors", "/api/debtors/3fa85f64-5717-4
                   st.text(alphabet="abz019-._~/%?#&= ü", max_size=16).map(lambda t: "/" + t))
 
 
+PORTS = st.one_of(st.none(), st.integers(1, 70000), st.sampled_from([0, 443, 80]))
+
+
 @settings(max_examples=300)
-@given(path=PATHS, params=st.dictionaries(st.text(min_size=1, max_size=8), VALUES, max_size=4))
-def test_the_path_and_query_are_requests_own(path: str, params: dict[str, object]) -> None:
-    url = f"https://Api.Nmbrs.example{path}"
+@given(scheme=st.sampled_from(["https", "http"]), port=PORTS, leading_zero=st.booleans(), path=PATHS,
+       params=st.dictionaries(st.text(min_size=1, max_size=8), VALUES, max_size=4))
+def test_the_url_path_and_query_are_requests_own(scheme: str, port: int | None, leading_zero: bool, path: str,
+                                                 params: dict[str, object]) -> None:
+    written = "" if port is None else f":{'0' if leading_zero else ''}{port}"
+    url = f"{scheme}://Api.Nmbrs.example{written}{path}"
     made = DirectGets(requests.Session(), pool_size=1)._target(url, params)
     if made is None:  # requests' own prepare_url makes it (a path it would requote, a query of the URL's own)
         return
@@ -103,7 +109,15 @@ def test_the_path_and_query_are_requests_own(path: str, params: dict[str, object
     origin, full, sent = made
     assert sent == prepared.path_url
     assert full == prepared.url
-    assert (origin.host, origin.port, origin.host_header) == ("api.nmbrs.example", 443, "api.nmbrs.example")
+    default = 443 if scheme == "https" else 80
+    assert (origin.host, origin.port) == ("api.nmbrs.example", port or default)
+    assert origin.host_header == ("api.nmbrs.example" if port in (None, default) else f"api.nmbrs.example:{port}")
+
+
+def test_the_simulators_urls_with_a_port_are_made_without_requests() -> None:
+    made = DirectGets(requests.Session(), pool_size=1)._target("http://127.0.0.1:8085/api/debtors", {"pageSize": 100})
+    assert made is not None
+    assert made[1:] == ("http://127.0.0.1:8085/api/debtors?pageSize=100", "/api/debtors?pageSize=100")
 
 
 def test_the_rest_apis_own_urls_are_made_without_requests() -> None:
@@ -119,7 +133,9 @@ def test_the_rest_apis_own_urls_are_made_without_requests() -> None:
     ("https://api.nmbrs.example/api/debtors", {"a": b"\xff"}),
     ("https://\u4f8b\u3048.example/api/debtors", {}),  # an IDNA host: requests sends its xn-- form
     ("https://api.nmbrs.example/api/debtors?pageSize=5", {"pageNumber": 1}),
-    ("https://api.nmbrs.example:443/api/debtors", {}),  # requests keeps the port in its URL
+    ("https://api.nmbrs.example:0443/api/debtors", {}),  # requests writes the port without its leading zero
+    ("https://api.nmbrs.example:65536/api/debtors", {}),  # requests refuses the port
+    ("https://api.nmbrs.example:/api/debtors", {}),  # an empty port
     ("https://api.nmbrs.example/api/debtors\n", {"a": 1}),  # urlsplit drops what requests quotes
     ("https://api.nmbrs.example\t/api/debtors", {}),
     ("https://h%41st/api/debtors", {}),  # requests refuses the host

@@ -3,7 +3,8 @@
 Nmbrs' refresh tokens are single use: a refresh returns a new one and kills the old, and a second refresh with
 the old one answers `invalid_grant`. So, for each connection (`access_token`):
 
-1. a cached access token with more than `MIN_LIFETIME` left is used as it is (no lock);
+1. a cached access token with more than `MIN_LIFETIME` left is used as it is (no lock; as the row was read a
+   moment ago, by the check batch's load, or now);
 2. else, under the connection's lock (`GrantStore.locked`, held across processes and workers), the row is read
    again: another worker may have refreshed meanwhile, and then its token is used;
 3. else the refresh token is used once, and the new grant is saved (`GrantStore.save`, committed in its own
@@ -60,9 +61,12 @@ class StoredGrant:
 
     def usable_at(self, now: datetime) -> Secret | None:
         """The cached access token when it has more than `MIN_LIFETIME` left at `now`, else None."""
-        if self.access_token is None or self.access_expires_at is None:
-            return None
-        return self.access_token if self.access_expires_at - now > MIN_LIFETIME else None
+        return self.access_token if lasts(self.access_expires_at, now) else None
+
+
+def lasts(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether an access token that expires at `expires_at` has more than `MIN_LIFETIME` left at `now`."""
+    return expires_at is not None and expires_at - now > MIN_LIFETIME
 
 
 class GrantStore(Protocol):
@@ -101,13 +105,18 @@ class GrantLost(ConsentRevoked):
 
 
 def access_token(app: RestApp, store: GrantStore, connection_id: int, *, now: datetime, force_refresh: bool = False,
-                 refresher: Refresher = oauth.refresh) -> Secret:
+                 refresher: Refresher = oauth.refresh, read: StoredGrant | None = None) -> Secret:
     """A valid access token for the connection (see the module docstring). `force_refresh`: the API refused the
     cached one (401), so refresh unless another worker did so since it was read.
 
+    `read`: the row as read a moment ago with others (a check batch's load), used instead of reading it again
+    unless `force_refresh`. Its cached access token, if it has more than `MIN_LIFETIME` left, is as good as a
+    fresh read's: a refresh since then does not end it, and should the API refuse it all the same, the 401 forces
+    a refresh that reads the row under the lock. Anything else reads the row as committed now.
+
     Raises ConsentRevoked when the consent is gone (withdrawn, refresh token expired, none granted); transient
     errors of the identity server as TransientError (nothing stored changes then)."""
-    seen = store.load(connection_id)
+    seen = read if read is not None and not force_refresh else store.load(connection_id)
     if not force_refresh:
         cached = seen.usable_at(now)
         if cached is not None:

@@ -226,3 +226,59 @@ def test_a_saved_refresh_clears_the_marker_and_a_later_withdrawal_is_the_custome
     with pytest.raises(ConsentRevoked) as caught:
         access_token(APP, store, 1, now=NOW + timedelta(hours=2), refresher=identity)
     assert not isinstance(caught.value, GrantLost)
+
+
+class Unread(Recorded):
+    """A store that also logs every read of the row without the lock (`load`) into the identity's event list."""
+
+    locking = False
+
+    def load(self, connection_id: int) -> StoredGrant:
+        if not self.locking:
+            self.events.append("load")
+        return super().load(connection_id)
+
+    @contextmanager
+    def locked(self, connection_id: int) -> Iterator[StoredGrant]:
+        self.locking = True  # the in-memory lock reads the row with `load`: that read is the lock's
+        try:
+            with super().locked(connection_id) as row:
+                self.locking = False
+                yield row
+        finally:
+            self.locking = False
+
+
+def _read_setup(expires_in: float) -> tuple[Unread, Identity, StoredGrant]:
+    identity = Identity()
+    store = Unread(identity.events)
+    row = StoredGrant(Secret("r0"), Secret("a0"), NOW + timedelta(seconds=expires_in), 0)
+    store.put(1, row)
+    return store, identity, StoredGrant(None, row.access_token, row.access_expires_at, row.generation)
+
+
+def test_a_good_token_read_with_the_batch_is_used_without_reading_the_row_again() -> None:
+    store, identity, read = _read_setup(61)
+    assert access_token(APP, store, 1, now=NOW, refresher=identity, read=read).reveal() == "a0"
+    assert identity.events == []
+
+
+def test_a_due_token_read_with_the_batch_is_refreshed_from_the_row_read_under_the_lock() -> None:
+    store, identity, read = _read_setup(60)
+    assert access_token(APP, store, 1, now=NOW, refresher=identity, read=read).reveal() == "a1"
+    assert identity.events == ["lock", "refresh", "save 1", "unlock"]  # the lock's read gave the refresh token
+    assert identity.used == ["r0"]
+
+
+def test_a_row_rotated_since_the_batch_read_it_gives_the_rotated_token() -> None:
+    store, identity, read = _read_setup(10)
+    InMemoryGrantStore.save(store, 1, identity(APP, "r0", now=NOW), 1)  # another worker, after our batch's load
+    assert access_token(APP, store, 1, now=NOW, refresher=identity, read=read).reveal() == "a1"
+    assert identity.used == ["r0"]  # only the other worker's refresh: ours read the rotated row under the lock
+
+
+def test_force_refresh_reads_the_row_again_whatever_the_batch_read() -> None:
+    store, identity, read = _read_setup(3000)
+    assert access_token(APP, store, 1, now=NOW, force_refresh=True, refresher=identity, read=read).reveal() == "a1"
+    assert identity.events[0] == "load"
+    assert identity.used == ["r0"]
