@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from l1nda_sync.engine.outcomes import outcome_of
 from l1nda_sync.engine.rest_resolution import resolve, resolve_known, same_reach
 from l1nda_sync.engine.token_state import Outcome, StatePolicy, is_sharp_drop
+from l1nda_sync.registry import locks
 
 if TYPE_CHECKING:
     from psycopg2.extensions import cursor as Cursor
@@ -137,10 +138,27 @@ def finish_rest(cur: Cursor, records: Sequence[CheckRecord], tokens: Sequence[To
 
 def _settled(cur: Cursor, probed: Sequence[CheckRecord]) -> dict[int, Probe]:
     """The probes of the connections whose every company and debtor is known and stays as stored, resolved for the
-    whole batch at once (`resolve_known`): a handful of statements instead of ten per connection. Should that fail,
-    nothing of it stays and every connection is resolved on its own, under its own savepoint."""
+    whole batch at once (`resolve_known`): a handful of statements instead of ten per connection. The others are
+    resolved one by one (`_finish_one`), which stores entities; should the bulk read fail, nothing of it stays and
+    every connection is resolved on its own, under its own savepoint.
+
+    A batch that stores entities takes the writers' lock first (`locks.lock_rest_entity_writes`), before any entity
+    row lock: what the bulk read locked is undone with its savepoint, the lock taken, and the read done again.
+    Two storing batches locking rows in different orders deadlocked (PostgreSQL aborted one after a second, and
+    its connection's check was `unknown`: seen in `make bench`); a batch that only refreshes known entities takes
+    no such lock and never waits (`rest_entities.mark_seen`)."""
     if not probed:
         return {}
+    settled = _together(cur, probed, all_or_nothing=True)
+    if settled is not None and len(settled) == len(probed):
+        return settled
+    locks.lock_rest_entity_writes(cur)
+    return {} if settled is None else _together(cur, probed, all_or_nothing=False) or {}
+
+
+def _together(cur: Cursor, probed: Sequence[CheckRecord], *, all_or_nothing: bool) -> dict[int, Probe] | None:
+    """`resolve_known` under a savepoint: None (undone) when it fails; with `all_or_nothing`, undone also when it
+    settles only some of the connections (those settled are still returned)."""
     cur.execute("SAVEPOINT rest_known")
     try:
         settled = resolve_known(cur, [(r.token_id, r.rest_reach, r.checked_at) for r in probed
@@ -149,8 +167,9 @@ def _settled(cur: Cursor, probed: Sequence[CheckRecord]) -> dict[int, Probe]:
         cur.execute("ROLLBACK TO SAVEPOINT rest_known")
         log.warning("REST connections: their known companies could not be resolved together (%s); resolving "
                     "each on its own", type(exc).__name__)
-        return {}
-    cur.execute("RELEASE SAVEPOINT rest_known")
+        return None
+    cur.execute("ROLLBACK TO SAVEPOINT rest_known" if all_or_nothing and len(settled) < len(probed)
+                else "RELEASE SAVEPOINT rest_known")
     return settled
 
 

@@ -36,6 +36,10 @@ SOAP_CUTOVER_LOCK_KEY: Final = 0x4C314E444103
 MIGRATION_CAMPAIGN_LOCK_KEY: Final = 0x4C314E444104
 """The migration campaign's pass: one at a time (transaction lock), so a (customer, contact) is invited once."""
 
+REST_ENTITY_WRITES_LOCK_KEY: Final = 0x4C314E444105
+"""Check batches that store REST entities (a company first seen, an open one decided): one at a time (transaction
+lock, taken before any entity row lock), so two batches never wait on each other's rows; see finish_rest."""
+
 # Bigint key space: keys hashed from a name by PostgreSQL.
 OUTBOX_DRAIN_LOCK_NAME: Final = "l1nda-outbox-drain"
 """Outbox drain: one drain at a time (session lock, released also when a crashed drainer's connection ends)."""
@@ -57,6 +61,7 @@ CONSTANT_KEYS: Final = {
     "webhook delivery": WEBHOOK_DELIVERY_LOCK_KEY,
     "SOAP cutover": SOAP_CUTOVER_LOCK_KEY,
     "migration campaign": MIGRATION_CAMPAIGN_LOCK_KEY,
+    "REST entity writes": REST_ENTITY_WRITES_LOCK_KEY,
 }
 HASHED_NAMES: Final = {"outbox drain": OUTBOX_DRAIN_LOCK_NAME}
 PAIR_CLASSES: Final = {"link request": LINK_REQUEST_LOCK_CLASS, "REST refresh": REST_REFRESH_LOCK_CLASS}
@@ -85,6 +90,13 @@ def lock_soap_cutover(cur: Cursor) -> None:
 def lock_migration_campaign(cur: Cursor) -> None:
     """Serialise the migration campaign's passes until this transaction ends."""
     _xact_lock(cur, MIGRATION_CAMPAIGN_LOCK_KEY)
+
+
+def lock_rest_entity_writes(cur: Cursor) -> None:
+    """Serialise check batches that store REST entities until this transaction ends. Taken before the batch
+    locks any entity row, it leaves the batches that only refresh known entities (rows locked with SKIP LOCKED,
+    never waiting) free to run beside them: no two waiters, no deadlock."""
+    _xact_lock(cur, REST_ENTITY_WRITES_LOCK_KEY)
 
 
 def lock_link_requests(cur: Cursor, company_id: int) -> None:

@@ -4,6 +4,8 @@ fail, each connection on its own under its savepoint, the bad one `unknown` and 
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -242,3 +244,57 @@ def test_an_open_company_another_connection_of_the_batch_promotes_is_seen_promot
     assert {r.token_id: [c["id"] for c in r.probe["companies"]] for r in finished if r.probe} == \
         {t: [c.id for c in p.companies] for t, p in expected.items()} == {known[1]: [70005], other: [70005],
                                                                            kept_apart: []}
+
+
+def _records(batch: list[tuple[int, RestReach]]) -> tuple[list[CheckRecord], list[TokenToCheck]]:
+    return ([CheckRecord(t, AT, Outcome.VALID, None, None, None, 5, 2, None, rest_reach=r) for t, r in batch],
+            [TokenToCheck(t, "u@x.nl", None, None, None, "rest_connection") for t, _ in batch])
+
+
+def _waits_on_an_advisory_lock(conn: db.Connection, pid: int) -> bool:
+    with db.transaction(conn) as cur:
+        cur.execute("SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' FROM pg_stat_activity "
+                    "WHERE pid = %s", (pid,))
+        row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def test_batches_that_store_entities_take_turns_and_one_that_only_refreshes_never_waits(
+        conn: db.Connection, known: list[int], registry_url: str) -> None:
+    """Two batches that each store a company first seen lock the entity rows they write in their own order: they
+    deadlocked in the bench (one check `unknown`). A storing batch now takes the writers' lock before any entity
+    row lock, so the second waits for the first's transaction to end, then stores; a batch that only refreshes
+    known entities takes no such lock and never waits."""
+    first_seen, also_new = str(uuid.uuid4()), str(uuid.uuid4())
+    writer_a, writer_b, reader = db.connect(registry_url), db.connect(registry_url), db.connect(registry_url)
+    results: dict[str, list[CheckRecord]] = {}
+    try:
+        with db.transaction(writer_a) as a:
+            results["a"] = finish_rest(a, *_records([(known[1], reach(company=first_seen)), (known[2], reach())]),
+                                       policy=StatePolicy())
+            with db.transaction(reader) as r:  # only known entities: no wait, even beside a storing batch
+                r.execute("SET LOCAL lock_timeout = '200ms'")
+                results["reader"] = finish_rest(r, *_records([(known[3], reach())]), policy=StatePolicy())
+
+            def store_b() -> None:
+                with db.transaction(writer_b) as b:
+                    results["b"] = finish_rest(b, *_records([(known[4], reach(company=also_new)),
+                                                             (known[5], reach(company=first_seen))]),
+                                               policy=StatePolicy())
+
+            thread = threading.Thread(target=store_b)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not _waits_on_an_advisory_lock(conn, writer_b.info.backend_pid):
+                assert thread.is_alive(), "b must wait for a's writers' lock, not go on"
+                assert time.monotonic() < deadline, "b never waited for a's writers' lock"
+            assert "b" not in results
+        thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        for c in (writer_a, writer_b, reader):
+            c.close()
+    assert [r.outcome for name in ("a", "reader", "b") for r in results[name]] == [Outcome.VALID] * 5
+    with db.transaction(conn) as cur:
+        cur.execute("SELECT count(*) FROM rest_entities WHERE uuid = ANY(%s::uuid[])", ([first_seen, also_new],))
+        assert cur.fetchone()[0] == 2, "each company stored once"
