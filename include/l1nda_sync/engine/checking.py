@@ -1,4 +1,4 @@
-"""Check and discover: probe a batch of tokens in a thread pool and record what each probe found.
+"""Check and discover: probe a batch of tokens on the process's probe workers and record what each probe found.
 
 Nothing here decides a token's fate: results are stored as pending checks, and the apply step decides once
 the whole run is known (the circuit breaker needs every batch). One thing is judged here, because only here is
@@ -14,7 +14,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -220,13 +219,15 @@ def probe_all(
     policy: StatePolicy | None = None,
     rest: RestChecking | None = None,
 ) -> list[CheckRecord]:
-    """Probe every token in a pool of up to `threads` workers; the records in the tokens' order."""
+    """Probe every token on the process's probe workers (`probe_pool`, shared with any other batch checked at
+    once, first come, first served); the records in the tokens' order."""
+    from l1nda_sync.engine.probe_pool import probe_pool
+
     tokens = list(tokens)
     if not tokens:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(tokens))), thread_name_prefix="probe") as pool:
-        return list(pool.map(lambda t: probe_one(t, reveal=reveal, client=client, now=now, policy=policy, rest=rest),
-                             tokens))
+    return list(probe_pool(threads).map(
+        lambda t: probe_one(t, reveal=reveal, client=client, now=now, policy=policy, rest=rest), tokens))
 
 
 def store_checks(cur: Cursor, run_id: int | None, records: Iterable[CheckRecord]) -> dict[int, int]:
