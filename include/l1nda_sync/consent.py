@@ -270,8 +270,10 @@ def activate(cur: Cursor, settings: Settings, token_id: int, reached: Reached, n
     from l1nda_sync.engine.rest_resolution import resolve
     from l1nda_sync.engine.token_state import Outcome, StatePolicy
     from l1nda_sync.pipeline import compose_hooks
+    from l1nda_sync.registry import locks
 
     assert reached.reach is not None
+    locks.lock_rest_entity_writes(cur)  # as a check batch that stores entities: writers never wait on each other's rows
     resolved = resolve(cur, token_id, reached.reach, at=now)
     record = CheckRecord(token_id=token_id, checked_at=now, outcome=Outcome.VALID, fault_code=None,
                          detail="consent check", missing_operation=None, duration_ms=0, calls=reached.calls,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from l1nda_sync.cli import output
 from l1nda_sync.cli.context import Context
 from l1nda_sync.cli.link_commands import company_arg
-from l1nda_sync.registry import db, rest_entities
+from l1nda_sync.registry import db, locks, rest_entities
 from l1nda_sync.registry import validation as v
 from l1nda_sync.registry.rest_entities import OpenEntity
 
@@ -73,6 +73,7 @@ def _unmatched_text(found: list[OpenEntity]) -> str:
 def run_match(ctx: Context) -> int:
     conn = ctx.connect()
     with db.transaction(conn) as cur:
+        locks.lock_rest_entity_writes(cur)  # a check batch or consent storing entities goes first, or waits
         change = rest_entities.set_match(cur, ctx.args.uuid, company_id=ctx.args.company, new=ctx.args.new,
                                          actor=ctx.actor, force=ctx.args.force)
     e = change.entity

@@ -24,6 +24,7 @@ from l1nda_sync.engine.outcomes import outcome_of
 from l1nda_sync.engine.rest_resolution import resolve, resolve_known, same_reach
 from l1nda_sync.engine.token_state import Outcome, StatePolicy, is_sharp_drop
 from l1nda_sync.registry import locks
+from l1nda_sync.registry.db import fetch_one
 
 if TYPE_CHECKING:
     from psycopg2.extensions import cursor as Cursor
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REST_KIND = "rest_connection"
+DRY_RUN_LOCK_TIMEOUT = "500ms"  # below PostgreSQL's deadlock_timeout (1 s): a dry run gives way first
 REST_SETTINGS = ("the Airflow connection nmbrs_rest (type http: host = API base URL, login = client id, password = "
                  "client secret; extra: subscription_key, redirect_uri) or L1NDA_NMBRS_REST_CLIENT_ID, "
                  "L1NDA_NMBRS_REST_CLIENT_SECRET, L1NDA_NMBRS_REST_SUBSCRIPTION_KEY and L1NDA_NMBRS_REST_REDIRECT_URI")
@@ -126,11 +128,13 @@ def probe_connection(token: TokenToCheck, *, rest: RestChecking | None, checked_
 
 
 def finish_rest(cur: Cursor, records: Sequence[CheckRecord], tokens: Sequence[TokenToCheck], *,
-                policy: StatePolicy) -> list[CheckRecord]:
+                policy: StatePolicy, dry_run: bool = False) -> list[CheckRecord]:
     """Resolve the UUIDs of every valid REST probe (in the caller's transaction, before the checks are stored)
     and judge it as a SOAP probe is judged (unchanged, reach drop). A resolution that fails (a SOAP id out of
     range, ...) is rolled back to its savepoint and stored as `unknown`: the connection's state stays."""
     by_id = {t.id: t for t in tokens}
+    if dry_run:
+        return _previewed(cur, records, by_id, policy)
     settled = _settled(cur, [r for r in records if r.rest_reach is not None])
     return [r if r.rest_reach is None else _judged(r, by_id[r.token_id], settled[r.token_id], policy)
             if r.token_id in settled else _finish_one(cur, r, by_id[r.token_id], policy) for r in records]
@@ -153,7 +157,25 @@ def _settled(cur: Cursor, probed: Sequence[CheckRecord]) -> dict[int, Probe]:
     if settled is not None and len(settled) == len(probed):
         return settled
     locks.lock_rest_entity_writes(cur)
-    return {} if settled is None else _together(cur, probed, all_or_nothing=False) or {}
+    if not settled:  # the bulk read failed or settled none: each connection on its own, under the lock
+        return {}
+    return _together(cur, probed, all_or_nothing=False) or {}
+
+
+def _previewed(cur: Cursor, records: Sequence[CheckRecord], by_id: dict[int, TokenToCheck],
+               policy: StatePolicy) -> list[CheckRecord]:
+    """`finish_rest` in a dry run. Its transaction lives until the whole run is previewed (minutes), so it never
+    takes the writers' lock (every real batch that stores would wait for it), and it gives way on an entity row a
+    real writer holds (`DRY_RUN_LOCK_TIMEOUT`: that connection is `unknown` in the preview) instead of making it
+    wait."""
+    cur.execute("SHOW lock_timeout")
+    before = str(fetch_one(cur)[0])
+    cur.execute("SET LOCAL lock_timeout = %s", (DRY_RUN_LOCK_TIMEOUT,))
+    settled = _together(cur, [r for r in records if r.rest_reach is not None], all_or_nothing=False) or {}
+    finished = [r if r.rest_reach is None else _judged(r, by_id[r.token_id], settled[r.token_id], policy)
+                if r.token_id in settled else _finish_one(cur, r, by_id[r.token_id], policy) for r in records]
+    cur.execute("SET LOCAL lock_timeout = %s", (before,))
+    return finished
 
 
 def _together(cur: Cursor, probed: Sequence[CheckRecord], *, all_or_nothing: bool) -> dict[int, Probe] | None:

@@ -393,7 +393,7 @@ class SyncEngine:
             no_app = [r.token_id for r in records if r.no_rest_app]
             records = [r for r in records if not (r.undecryptable or r.no_rest_app)]
             with unit_of_work(conn, dry_run=dry_run) as cur:
-                records = finish_rest(cur, records, tokens, policy=self.policy)
+                records = finish_rest(cur, records, tokens, policy=self.policy, dry_run=dry_run)
                 stored = store_checks(cur, run_id, records)
                 if run_id is not None and not dry_run:
                     # A check that moves only its token's clock is applied now; the apply step does the rest.

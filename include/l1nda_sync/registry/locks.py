@@ -37,8 +37,9 @@ MIGRATION_CAMPAIGN_LOCK_KEY: Final = 0x4C314E444104
 """The migration campaign's pass: one at a time (transaction lock), so a (customer, contact) is invited once."""
 
 REST_ENTITY_WRITES_LOCK_KEY: Final = 0x4C314E444105
-"""Check batches that store REST entities (a company first seen, an open one decided): one at a time (transaction
-lock, taken before any entity row lock), so two batches never wait on each other's rows; see finish_rest."""
+"""Writers of REST entities (a check batch storing a company first seen or an open one decided, a consent's first
+check, an operator's match): one at a time (transaction lock, taken before any entity row lock), so two writers
+never wait on each other's rows; see finish_rest. A dry run never takes it (it would hold it until it ends)."""
 
 # Bigint key space: keys hashed from a name by PostgreSQL.
 OUTBOX_DRAIN_LOCK_NAME: Final = "l1nda-outbox-drain"
@@ -93,9 +94,9 @@ def lock_migration_campaign(cur: Cursor) -> None:
 
 
 def lock_rest_entity_writes(cur: Cursor) -> None:
-    """Serialise check batches that store REST entities until this transaction ends. Taken before the batch
-    locks any entity row, it leaves the batches that only refresh known entities (rows locked with SKIP LOCKED,
-    never waiting) free to run beside them: no two waiters, no deadlock."""
+    """Serialise writers of REST entities (check batches that store, consents, operators' matches) until this
+    transaction ends. Taken before the writer locks any entity row; batches that only refresh known entities
+    (rows locked with SKIP LOCKED, never waiting) run beside them."""
     _xact_lock(cur, REST_ENTITY_WRITES_LOCK_KEY)
 
 

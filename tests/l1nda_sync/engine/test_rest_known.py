@@ -298,3 +298,60 @@ def test_batches_that_store_entities_take_turns_and_one_that_only_refreshes_neve
     with db.transaction(conn) as cur:
         cur.execute("SELECT count(*) FROM rest_entities WHERE uuid = ANY(%s::uuid[])", ([first_seen, also_new],))
         assert cur.fetchone()[0] == 2, "each company stored once"
+
+
+def test_a_consents_first_check_takes_the_writers_lock_before_it_stores_entities(
+        conn: db.Connection, known: list[int], registry_url: str) -> None:
+    """A consent's first check (`consent.activate`) stores entities in its own transaction: it takes the writers'
+    lock first, so it waits for a storing batch instead of holding rows that batch waits on (found by review: the
+    two deadlocked, and the consent, its grant already exchanged, was the victim)."""
+    from l1nda_sync.consent import Reached, activate
+    from l1nda_sync.settings import Settings
+
+    with db.transaction(conn) as cur:
+        fresh = rest_connection(cur, "fresh consent")
+    batch_conn, consent_conn = db.connect(registry_url), db.connect(registry_url)
+    done: dict[str, object] = {}
+    try:
+        with db.transaction(batch_conn) as b:
+            finish_rest(b, *_records([(known[1], reach(company=str(uuid.uuid4())))]), policy=StatePolicy())
+
+            def consent() -> None:
+                with db.transaction(consent_conn) as c:
+                    done["applied"] = activate(c, Settings(), fresh, Reached("user", "u@x.nl", calls=2,
+                                                                           reach=reach(company=str(uuid.uuid4()))), AT)
+
+            thread = threading.Thread(target=consent)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not _waits_on_an_advisory_lock(conn, consent_conn.info.backend_pid):
+                assert thread.is_alive(), "the consent must wait for the batch's writers' lock, not go on"
+                assert time.monotonic() < deadline, "the consent never waited for the writers' lock"
+        thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        batch_conn.close()
+        consent_conn.close()
+    assert done["applied"] is not None
+
+
+def test_a_dry_run_never_holds_up_a_real_batch_that_stores(conn: db.Connection, known: list[int],
+                                                          registry_url: str) -> None:
+    """A dry run previews every batch in one transaction that lives until the whole run is previewed: it never
+    takes the writers' lock (found by review: a real storing batch waited for the preview to end)."""
+    dry, real = db.connect(registry_url), db.connect(registry_url)
+    try:
+        with db.transaction(dry) as d:
+            previewed = finish_rest(d, *_records([(known[1], reach(company=str(uuid.uuid4())))]),
+                                    policy=StatePolicy(), dry_run=True)
+            d.execute("SHOW lock_timeout")
+            assert d.fetchone()[0] == "0", "the dry run's own lock time-out is back as it was"
+            with db.transaction(real) as r:
+                r.execute("SET LOCAL lock_timeout = '200ms'")  # a wait fails here, at once and for sure
+                stored = finish_rest(r, *_records([(known[2], reach(company=str(uuid.uuid4())))]),
+                                     policy=StatePolicy())
+            d.execute("ROLLBACK")
+    finally:
+        dry.close()
+        real.close()
+    assert [r.outcome for r in previewed + stored] == [Outcome.VALID, Outcome.VALID]
