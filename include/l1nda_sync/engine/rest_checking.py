@@ -65,10 +65,17 @@ class RestChecking:
         from l1nda_sync.nmbrs.rest.grants import access_token
         from l1nda_sync.nmbrs.rest.records import RestCredentials
 
+        handed: list[int] = []  # the generation of the access token handed out from the batch's read, if it was
+
         def access(force_refresh: bool) -> Secret:
             now = self.clock()
-            read = None if force_refresh else self._as_read(token, now)
-            return access_token(self.app, self.store, token.id, now=now, force_refresh=force_refresh, read=read)
+            if force_refresh:  # the API refused the token handed out: a rotation since then is used, not redone
+                return access_token(self.app, self.store, token.id, now=now, force_refresh=True,
+                                    refused=handed[-1] if handed else None)
+            read = self._as_read(token, now)
+            if read is not None and read.usable_at(now) is not None:
+                handed.append(read.generation)
+            return access_token(self.app, self.store, token.id, now=now, read=read)
 
         return RestCredentials(token.id, access, token.scopes)
 

@@ -62,3 +62,27 @@ def test_a_falsy_stored_probe_is_none(head: Any) -> None:
     judged = _judged(RECORD, connection(head), PROBE, StatePolicy())
     assert (judged.outcome, judged.unchanged) == (Outcome.VALID, False)
     assert judged.probe == PROBE.to_dict()
+
+
+def test_a_refused_token_from_the_batchs_read_is_followed_by_a_rotation_made_since_not_by_a_refresh() -> None:
+    """The batch's load read the access token (generation 0); another worker rotated the row before the API refused
+    ours: the 401's refresh finds generation 1 under the lock and uses its token (no second refresh)."""
+    from datetime import timedelta
+
+    from l1nda_sync.engine.rest_checking import RestChecking
+    from l1nda_sync.masking import Secret
+    from l1nda_sync.nmbrs.rest.config import RestApp
+    from l1nda_sync.nmbrs.rest.grants import InMemoryGrantStore, StoredGrant
+    from l1nda_sync.nmbrs.rest.oauth import Grant
+
+    app = RestApp("https://api.example", "https://id.example", "PartnerApp_x", Secret("s"), Secret("k" * 32), None,
+                  "https://l1nda.example/cb")
+    store = InMemoryGrantStore()
+    expires = AT + timedelta(hours=1)
+    store.put(7, StoredGrant(Secret("r0"), Secret("a0"), expires, 0))
+    rest = RestChecking(app, client=None, store=store, clock=lambda: AT, reveal=lambda text: Secret(text))  # type: ignore[arg-type]
+    token = TokenToCheck(7, "rest", None, None, None, kind="rest_connection", access_read=("a0", expires, 0))
+    access = rest.credentials(token).access
+    assert access(False).reveal() == "a0"
+    store.save(7, Grant(Secret("a1"), expires, Secret("r1"), ()), 1)  # another worker's refresh
+    assert access(True).reveal() == "a1"  # a refresh of ours would go to https://id.example and fail here

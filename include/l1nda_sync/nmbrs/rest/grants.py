@@ -105,7 +105,8 @@ class GrantLost(ConsentRevoked):
 
 
 def access_token(app: RestApp, store: GrantStore, connection_id: int, *, now: datetime, force_refresh: bool = False,
-                 refresher: Refresher = oauth.refresh, read: StoredGrant | None = None) -> Secret:
+                 refresher: Refresher = oauth.refresh, read: StoredGrant | None = None,
+                 refused: int | None = None) -> Secret:
     """A valid access token for the connection (see the module docstring). `force_refresh`: the API refused the
     cached one (401), so refresh unless another worker did so since it was read.
 
@@ -114,8 +115,15 @@ def access_token(app: RestApp, store: GrantStore, connection_id: int, *, now: da
     fresh read's: a refresh since then does not end it, and should the API refuse it all the same, the 401 forces
     a refresh that reads the row under the lock. Anything else reads the row as committed now.
 
+    `refused` (with `force_refresh`): the generation of the access token the API refused, when known. A row
+    rotated past it since (another worker refreshed) gives its token without a refresh of ours; without it, the
+    row read now stands for the refused token's (a rotation between that read and the refusal goes unseen).
+
     Raises ConsentRevoked when the consent is gone (withdrawn, refresh token expired, none granted); transient
     errors of the identity server as TransientError (nothing stored changes then)."""
+    if force_refresh and refused is not None:
+        return _refresh_locked(app, store, connection_id, now=now, seen_generation=refused, force_refresh=True,
+                               refresher=refresher)
     seen = read if read is not None and not force_refresh else store.load(connection_id)
     if not force_refresh:
         cached = seen.usable_at(now)

@@ -282,3 +282,13 @@ def test_force_refresh_reads_the_row_again_whatever_the_batch_read() -> None:
     assert access_token(APP, store, 1, now=NOW, force_refresh=True, refresher=identity, read=read).reveal() == "a1"
     assert identity.events[0] == "load"
     assert identity.used == ["r0"]
+
+
+def test_a_refused_token_whose_row_was_rotated_since_gets_the_rotated_token_without_a_refresh() -> None:
+    store, identity, read = _read_setup(3000)
+    assert access_token(APP, store, 1, now=NOW, refresher=identity, read=read).reveal() == "a0"
+    InMemoryGrantStore.save(store, 1, identity(APP, "r0", now=NOW), 1)  # another worker rotated it meanwhile
+    again = access_token(APP, store, 1, now=NOW, force_refresh=True, refresher=identity, refused=read.generation)
+    assert again.reveal() == "a1"
+    assert identity.used == ["r0"], "only the other worker's refresh"
+    assert access_token(APP, store, 1, now=NOW, force_refresh=True, refresher=identity, refused=1).reveal() == "a2"
