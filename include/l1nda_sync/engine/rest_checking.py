@@ -15,7 +15,8 @@ fault (`RestAppMissing`), never an Nmbrs one: no outcome is stored for them and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -140,11 +141,11 @@ def finish_rest(cur: Cursor, records: Sequence[CheckRecord], tokens: Sequence[To
     and judge it as a SOAP probe is judged (unchanged, reach drop). A resolution that fails (a SOAP id out of
     range, ...) is rolled back to its savepoint and stored as `unknown`: the connection's state stays."""
     by_id = {t.id: t for t in tokens}
-    if dry_run:
-        return _previewed(cur, records, by_id, policy)
-    settled = _settled(cur, [r for r in records if r.rest_reach is not None])
-    return [r if r.rest_reach is None else _judged(r, by_id[r.token_id], settled[r.token_id], policy)
-            if r.token_id in settled else _finish_one(cur, r, by_id[r.token_id], policy) for r in records]
+    probed = [r for r in records if r.rest_reach is not None]
+    with _giving_way(cur, dry_run):
+        settled = (_together(cur, probed, all_or_nothing=False) or {}) if dry_run else _settled(cur, probed)
+        return [r if r.rest_reach is None else _judged(r, by_id[r.token_id], settled[r.token_id], policy)
+                if r.token_id in settled else _finish_one(cur, r, by_id[r.token_id], policy) for r in records]
 
 
 def _settled(cur: Cursor, probed: Sequence[CheckRecord]) -> dict[int, Probe]:
@@ -169,20 +170,20 @@ def _settled(cur: Cursor, probed: Sequence[CheckRecord]) -> dict[int, Probe]:
     return _together(cur, probed, all_or_nothing=False) or {}
 
 
-def _previewed(cur: Cursor, records: Sequence[CheckRecord], by_id: dict[int, TokenToCheck],
-               policy: StatePolicy) -> list[CheckRecord]:
-    """`finish_rest` in a dry run. Its transaction lives until the whole run is previewed (minutes), so it never
-    takes the writers' lock (every real batch that stores would wait for it), and it gives way on an entity row a
-    real writer holds (`DRY_RUN_LOCK_TIMEOUT`: that connection is `unknown` in the preview) instead of making it
-    wait."""
+@contextmanager
+def _giving_way(cur: Cursor, dry_run: bool) -> Iterator[None]:
+    """A dry run's resolution: its transaction lives until the whole run is previewed (minutes), so it never takes
+    the writers' lock (every real batch that stores would wait for it), and it gives way on an entity row a real
+    writer holds (`DRY_RUN_LOCK_TIMEOUT`: that connection is `unknown` in the preview) instead of making it wait.
+    The transaction's own lock time-out is back afterwards."""
+    if not dry_run:
+        yield
+        return
     cur.execute("SHOW lock_timeout")
     before = str(fetch_one(cur)[0])
     cur.execute("SET LOCAL lock_timeout = %s", (DRY_RUN_LOCK_TIMEOUT,))
-    settled = _together(cur, [r for r in records if r.rest_reach is not None], all_or_nothing=False) or {}
-    finished = [r if r.rest_reach is None else _judged(r, by_id[r.token_id], settled[r.token_id], policy)
-                if r.token_id in settled else _finish_one(cur, r, by_id[r.token_id], policy) for r in records]
+    yield
     cur.execute("SET LOCAL lock_timeout = %s", (before,))
-    return finished
 
 
 def _together(cur: Cursor, probed: Sequence[CheckRecord], *, all_or_nothing: bool) -> dict[int, Probe] | None:

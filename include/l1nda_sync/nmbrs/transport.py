@@ -226,13 +226,16 @@ class DirectGets:
         credentials of its own); else None. The query is encoded as requests encodes it (`urlencode`, UTF-8,
         None left out)."""
         matched = _AS_IS_URL.fullmatch(url)
-        if (matched is None or "/." in url or int(matched.group(3)[1:] if matched.group(3) else 0) > _MAX_PORT
+        if (matched is None or "/." in url
                 or not all(type(key) is str and type(value) in _PLAIN_VALUES for key, value in params.items())):
             return None  # credentials, an IDNA host, dot segments, lists or bytes, ...: requests' way
         scheme, host, port, as_is = matched.groups()
-        origin = self._origins.get((scheme, host + (port or "")))
+        if port and int(port[1:]) > _MAX_PORT:
+            return None  # requests refuses it, in its own words
+        key = (scheme, host + (port or ""))
+        origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[(scheme, host + (port or ""))] = Origin.of(url)
+            origin = self._origins[key] = Origin.of(url)
         query = urlencode([(key, value) for key, value in params.items() if value is not None], doseq=True)
         path = (as_is or "/") + (f"?{query}" if query else "")
         return origin, f"{origin.scheme}://{origin.host}{port or ''}{path}", path

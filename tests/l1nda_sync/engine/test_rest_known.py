@@ -259,6 +259,15 @@ def _waits_on_an_advisory_lock(conn: db.Connection, pid: int) -> bool:
     return bool(row and row[0])
 
 
+def _until_it_waits_for_the_writers_lock(conn: db.Connection, waiter: db.Connection, thread: threading.Thread,
+                                         who: str) -> None:
+    """Return once `waiter`'s session waits on an advisory lock; fail if its thread went on, or after 30 s."""
+    deadline = time.monotonic() + 30
+    while not _waits_on_an_advisory_lock(conn, waiter.info.backend_pid):
+        assert thread.is_alive(), f"{who} must wait for the writers' lock, not go on"
+        assert time.monotonic() < deadline, f"{who} never waited for the writers' lock"
+
+
 def test_batches_that_store_entities_take_turns_and_one_that_only_refreshes_never_waits(
         conn: db.Connection, known: list[int], registry_url: str) -> None:
     """Two batches that each store a company first seen lock the entity rows they write in their own order: they
@@ -284,10 +293,7 @@ def test_batches_that_store_entities_take_turns_and_one_that_only_refreshes_neve
 
             thread = threading.Thread(target=store_b)
             thread.start()
-            deadline = time.monotonic() + 30
-            while not _waits_on_an_advisory_lock(conn, writer_b.info.backend_pid):
-                assert thread.is_alive(), "b must wait for a's writers' lock, not go on"
-                assert time.monotonic() < deadline, "b never waited for a's writers' lock"
+            _until_it_waits_for_the_writers_lock(conn, writer_b, thread, "b")
             assert "b" not in results
         thread.join(30)
         assert not thread.is_alive()
@@ -323,10 +329,7 @@ def test_a_consents_first_check_takes_the_writers_lock_before_it_stores_entities
 
             thread = threading.Thread(target=consent)
             thread.start()
-            deadline = time.monotonic() + 30
-            while not _waits_on_an_advisory_lock(conn, consent_conn.info.backend_pid):
-                assert thread.is_alive(), "the consent must wait for the batch's writers' lock, not go on"
-                assert time.monotonic() < deadline, "the consent never waited for the writers' lock"
+            _until_it_waits_for_the_writers_lock(conn, consent_conn, thread, "the consent")
         thread.join(30)
         assert not thread.is_alive()
     finally:
